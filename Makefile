@@ -1,0 +1,29 @@
+# `make serve` and `make test` each build .venv themselves; nothing else is needed first.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test bench system-deps clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/system-deps python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# Honours REGISTRY_LISTEN (default :5000) and REGISTRY_DATA_DIR (default ./data).
+serve: $(STAMP)
+	$(VENV)/bin/registry serve
+
+# The suite drives real clients: dockerd, skopeo, podman. Missing ones are installed with apt-get.
+system-deps:
+	scripts/system-deps docker.io skopeo busybox-static podman docker-registry
+
+test: $(STAMP) system-deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) system-deps
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,198 @@
+"""One typed configuration: defaults < YAML file < REGISTRY_* environment < command-line flags.
+
+Every option is a dataclass field with a `help` text; the YAML keys, the environment names
+(`REGISTRY_` + the dotted path in upper case with `_`), and the `--flags` (`--` + the dotted
+path with `-`) all derive from the fields, so none of the four layers can drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = option("", "SQLAlchemy URL of the metadata database; empty means SQLite at DATA_DIR/registry.db "
+                          "(e.g. postgresql+asyncpg://user:pw@host/db)")
+    pool_size: int = option(10, "connections kept open in the pool")
+    migrate_on_start: bool = option(True, "apply schema migrations at start-up (for the embedded default)")
+
+
+@dataclass
+class StorageConfig:
+    backend: str = option("filesystem", "blob storage backend", choices=("filesystem",))
+    root: str = option("", "filesystem backend: directory for blobs and staged uploads; empty means DATA_DIR")
+
+
+@dataclass
+class Config:
+    listen: str = option(":5000", "address to listen on, host:port (an empty host means all interfaces)")
+    data_dir: str = option("./data", "directory for the embedded database and filesystem blob store")
+    log_level: str = option("info", "log level", choices=("debug", "info", "warning", "error"))
+    delete_enabled: bool = option(True, "allow DELETE of manifests, tags and blobs")
+    upload_chunk_bytes: int = option(4 * 1024 * 1024, "read/write buffer for streamed request bodies, in bytes")
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    # Derived values, resolved once so every reader agrees.
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return (host.strip("[]") or "0.0.0.0", int(port))
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{Path(self.data_dir).resolve() / 'registry.db'}"
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.storage.root or self.data_dir).resolve()
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    path: tuple[str, ...]
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def env(self) -> str:
+        return "REGISTRY_" + "_".join(self.path).upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + "-".join(self.path).replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return "__".join(self.path)
+
+
+def options(cls: type = Config, prefix: tuple[str, ...] = ()) -> Iterator[OptionSpec]:
+    """Every leaf option of the configuration, in declaration order."""
+    for f in dataclasses.fields(cls):
+        ftype = _resolve_type(f.type)
+        if dataclasses.is_dataclass(ftype):
+            yield from options(ftype, prefix + (f.name,))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            yield OptionSpec(prefix + (f.name,), ftype, default, f.metadata.get("help", ""), f.metadata.get("choices"))
+
+
+def _resolve_type(annotation: Any) -> type:
+    names = {"str": str, "int": int, "bool": bool, "float": float,
+             "DatabaseConfig": DatabaseConfig, "StorageConfig": StorageConfig}
+    return names[annotation] if isinstance(annotation, str) else annotation
+
+
+def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
+    try:
+        if spec.type is bool:
+            if isinstance(value, bool):
+                result: Any = value
+            elif str(value).lower() in ("1", "true", "yes", "on"):
+                result = True
+            elif str(value).lower() in ("0", "false", "no", "off"):
+                result = False
+            else:
+                raise ValueError(f"not a boolean: {value!r}")
+        else:
+            result = spec.type(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {spec.dotted}: {exc}") from None
+    if spec.choices and result not in spec.choices:
+        raise ConfigError(f"{source}: {spec.dotted}: {result!r} is not one of {', '.join(spec.choices)}")
+    return result
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _set(config: Config, path: tuple[str, ...], value: Any) -> None:
+    target: Any = config
+    for part in path[:-1]:
+        target = getattr(target, part)
+    setattr(target, path[-1], value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --config and one flag per option; defaults stay None so unset flags do not override."""
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration file (env: REGISTRY_CONFIG)")
+    for spec in options():
+        kwargs: dict[str, Any] = {"dest": spec.dest, "default": None,
+                                  "help": f"{spec.help} (default: {spec.default!r}; env: {spec.env})"}
+        if spec.choices:
+            kwargs["choices"] = spec.choices
+        if spec.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = spec.path[-1].upper()
+        parser.add_argument(spec.flag, **kwargs)
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    config = Config()
+    config_file = getattr(args, "config", None) or environ.get("REGISTRY_CONFIG")
+    if config_file:
+        _apply_yaml(config, Path(config_file))
+    for spec in options():
+        if spec.env in environ:
+            _set(config, spec.path, _coerce(spec, environ[spec.env], spec.env))
+    if args is not None:
+        for spec in options():
+            value = getattr(args, spec.dest, None)
+            if value is not None:
+                _set(config, spec.path, _coerce(spec, value, spec.flag))
+    _validate(config)
+    return config
+
+
+def _apply_yaml(config: Config, path: Path) -> None:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    known = {spec.path: spec for spec in options()}
+
+    def walk(node: dict[str, Any], prefix: tuple[str, ...]) -> None:
+        for key, value in node.items():
+            path_ = prefix + (str(key).replace("-", "_"),)
+            if isinstance(value, dict):
+                walk(value, path_)
+            elif path_ in known:
+                _set(config, path_, _coerce(known[path_], value, str(path)))
+            else:
+                raise ConfigError(f"{path}: unknown option {'.'.join(path_)}")
+
+    walk(document, ())
+
+
+def _validate(config: Config) -> None:
+    host, _, port = config.listen.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"listen: expected host:port, got {config.listen!r}")
+    if config.upload_chunk_bytes < 4096:
+        raise ConfigError("upload_chunk_bytes: must be at least 4096")

@@ -1,0 +1,81 @@
+"""The metadata schema (SQLAlchemy Core tables). Alembic migrations in registry/migrations build it.
+
+Times are float seconds since the epoch: portable across SQLite and PostgreSQL, cheap to compare.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        String, Table, Text, UniqueConstraint)
+
+metadata = MetaData()
+
+DIGEST = String(150)  # "sha512:" + 128 hex fits
+
+repositories = Table(
+    "repositories", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+blobs = Table(
+    "blobs", metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_pulled_at", Float, nullable=True),
+)
+
+# A blob is visible in a repository only once pushed, mounted or pulled into it.
+repository_blobs = Table(
+    "repository_blobs", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", DIGEST, ForeignKey("blobs.digest"), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_repository_blobs_digest", "digest"),
+)
+
+manifests = Table(
+    "manifests", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", DIGEST, nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("artifact_type", String(255), nullable=True),
+    Column("subject_digest", DIGEST, nullable=True),
+    Column("annotations", Text, nullable=True),  # JSON text, for the referrers listing
+    Column("payload", LargeBinary, nullable=False),  # the exact bytes pushed
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_pulled_at", Float, nullable=True),
+    UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
+    Index("ix_manifests_subject", "repository_id", "subject_digest"),
+)
+
+# What a manifest points at: blobs (config, layers) and child manifests (index entries).
+manifest_references = Table(
+    "manifest_references", metadata,
+    Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", DIGEST, primary_key=True),
+    Column("kind", String(16), primary_key=True),  # "blob" | "manifest"
+    Index("ix_manifest_references_digest", "digest"),
+)
+
+tags = Table(
+    "tags", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_tags_manifest", "manifest_id"),
+)
+
+uploads = Table(
+    "uploads", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

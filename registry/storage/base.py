@@ -1,0 +1,88 @@
+"""The BlobStore contract every backend honours (and tests/storage_contract checks).
+
+A store holds committed blobs keyed by digest only (never by repository: that is what makes
+a blob pushed to many repositories exist once) and staged uploads keyed by an upload id.
+A committed blob's bytes always match its digest: `commit_upload` is only called after the
+caller verified the digest of exactly the bytes staged, and it publishes them atomically.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import AsyncIterable, AsyncIterator, Protocol
+
+from registry.digest import Digest
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+class UploadNotFound(Exception):
+    pass
+
+
+class UploadOffsetMismatch(Exception):
+    """A write did not start where the staged data ends."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"upload is at offset {expected}, write started at {got}")
+        self.expected = expected
+        self.got = got
+
+
+class BlobStore(abc.ABC):
+    # -- committed blobs --------------------------------------------------------------
+    @abc.abstractmethod
+    async def stat(self, digest: Digest) -> int | None:
+        """Size of the committed blob, or None when absent."""
+
+    @abc.abstractmethod
+    def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream the committed blob's bytes [offset, offset+length)."""
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """A path the server may sendfile() from, for backends on a local filesystem."""
+        return None
+
+    @abc.abstractmethod
+    async def delete(self, digest: Digest) -> bool:
+        """Remove a committed blob; False when it was absent."""
+
+    # -- staged uploads ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def start_upload(self, upload_id: str) -> None:
+        """Create empty staging for a new upload."""
+
+    @abc.abstractmethod
+    async def upload_size(self, upload_id: str) -> int:
+        """Bytes staged so far; raises UploadNotFound."""
+
+    @abc.abstractmethod
+    async def write_upload(self, upload_id: str, offset: int, chunks: AsyncIterable[bytes],
+                           hasher: Hasher | None = None) -> int:
+        """Append `chunks` at `offset` (which must equal the staged size, else UploadOffsetMismatch).
+
+        `hasher.update` sees every byte written, in order. Returns the new staged size; bytes
+        received before a failure of `chunks` (a client gone mid-body) stay staged.
+        """
+
+    @abc.abstractmethod
+    def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
+        """Stream the staged bytes (to hash them again when no running hash survived)."""
+
+    @abc.abstractmethod
+    async def commit_upload(self, upload_id: str, digest: Digest) -> bool:
+        """Publish the staged bytes (already verified to match `digest`) durably and atomically.
+
+        When the digest is already stored the staging is dropped instead. Returns True when
+        this call stored new bytes.
+        """
+
+    @abc.abstractmethod
+    async def abort_upload(self, upload_id: str) -> None:
+        """Drop staging; no error when it is already gone."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""

@@ -1,0 +1,172 @@
+"""Filesystem BlobStore: blobs at ROOT/blobs/<alg>/<2 hex>/<hex>, uploads at ROOT/uploads/<id>.
+
+Commits are temp file + fsync + rename + directory fsync, so a crash leaves either no blob or
+the whole verified blob. Blocking calls run in the default executor so the event loop never
+waits on the disk; writing and hashing a chunk happen in one executor job, overlapping the
+next network read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+from pathlib import Path
+from typing import AsyncIterable, AsyncIterator
+
+from registry.digest import Digest
+from registry.storage.base import BlobStore, Hasher, UploadNotFound, UploadOffsetMismatch
+
+READ_CHUNK = 1024 * 1024
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes, hasher: Hasher | None) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    if hasher is not None:
+        hasher.update(data)
+
+
+class FilesystemStore(BlobStore):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs_dir = self.root / "blobs"
+        self.uploads_dir = self.root / "uploads"
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- paths ------------------------------------------------------------------------
+    def blob_path(self, digest: Digest) -> Path:
+        return self.blobs_dir / digest.algorithm / digest.hex[:2] / digest.hex
+
+    def _upload_path(self, upload_id: str) -> Path:
+        # Upload ids come from URLs; refuse anything that could leave the uploads directory.
+        if not _UPLOAD_ID.match(upload_id):
+            raise UploadNotFound(upload_id)
+        return self.uploads_dir / upload_id
+
+    # -- committed blobs --------------------------------------------------------------
+    async def stat(self, digest: Digest) -> int | None:
+        try:
+            return (await asyncio.to_thread(os.stat, self.blob_path(digest))).st_size
+        except FileNotFoundError:
+            return None
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return self.blob_path(digest)
+
+    async def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        async for chunk in self._read_file(self.blob_path(digest), offset, length):
+            yield chunk
+
+    async def _read_file(self, path: Path, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+        try:
+            remaining = length
+            while remaining is None or remaining > 0:
+                size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await asyncio.to_thread(os.pread, fd, size, offset)
+                if not chunk:
+                    break
+                offset += len(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+    async def delete(self, digest: Digest) -> bool:
+        try:
+            await asyncio.to_thread(os.unlink, self.blob_path(digest))
+            return True
+        except FileNotFoundError:
+            return False
+
+    # -- staged uploads ---------------------------------------------------------------
+    async def start_upload(self, upload_id: str) -> None:
+        path = self._upload_path(upload_id)
+        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+
+    async def upload_size(self, upload_id: str) -> int:
+        try:
+            return (await asyncio.to_thread(os.stat, self._upload_path(upload_id))).st_size
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+
+    async def write_upload(self, upload_id: str, offset: int, chunks: AsyncIterable[bytes],
+                           hasher: Hasher | None = None) -> int:
+        path = self._upload_path(upload_id)
+        try:
+            fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size != offset:
+                raise UploadOffsetMismatch(size, offset)
+            pending: asyncio.Future[None] | None = None
+            try:
+                async for chunk in chunks:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, chunk, hasher))
+            finally:
+                if pending is not None:
+                    await asyncio.shield(pending)
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
+        async for chunk in self._read_file(self._upload_path(upload_id), 0, None):
+            yield chunk
+
+    async def commit_upload(self, upload_id: str, digest: Digest) -> bool:
+        return await asyncio.to_thread(self._commit, self._upload_path(upload_id), self.blob_path(digest))
+
+    def _commit(self, staged: Path, final: Path) -> bool:
+        if final.exists():
+            staged.unlink(missing_ok=True)
+            return False
+        fd = os.open(staged, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._make_dirs(final.parent)
+        os.rename(staged, final)
+        _fsync_dir(final.parent)
+        return True
+
+    def _make_dirs(self, directory: Path) -> None:
+        """mkdir -p, fsyncing each parent that gained an entry so the new path survives a crash."""
+        if directory.is_dir():
+            return
+        self._make_dirs(directory.parent)
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            return
+        _fsync_dir(directory.parent)
+
+    async def abort_upload(self, upload_id: str) -> None:
+        try:
+            await asyncio.to_thread(os.unlink, self._upload_path(upload_id))
+        except (FileNotFoundError, UploadNotFound):
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise

@@ -1,0 +1,94 @@
+"""Start the registry as a real process on loopback, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RegistryProcess:
+    """`registry serve` in a subprocess; `url` is ready once `start()` returns."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None,
+                 args: list[str] | None = None, log_path: Path | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.env = env or {}
+        self.args = args or []
+        self.log_path = log_path or self.data_dir.parent / f"registry-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def start(self, timeout: float = 30) -> "RegistryProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "registry", "serve", "--listen", self.host, "--data-dir", str(self.data_dir),
+             *self.args],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"registry exited with {self.proc.returncode}; log:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/v2/", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"registry did not answer within {timeout}s; log:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        """kill -9: no chance to clean up, as in a crash."""
+        self.stop(signal.SIGKILL)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> "RegistryProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
