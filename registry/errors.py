@@ -59,12 +59,11 @@ class RegistryError(Exception):
 
 def error_response(error: RegistryError, method: str = "GET") -> web.Response:
     """Render an error: JSON body (none for HEAD) with the spec's status and headers."""
-    headers = {"Docker-Distribution-API-Version": "registry/2.0", **error.headers}
     if method == "HEAD":
-        return web.Response(status=error.status, headers=headers)
+        return web.Response(status=error.status, headers=error.headers)
     return web.Response(
         status=error.status,
         body=json.dumps(error.body()).encode(),
         content_type="application/json",
-        headers=headers,
+        headers=error.headers,
     )

@@ -1,0 +1,133 @@
+"""Request parsing shared by the handlers: names, references, pagination, bodies, ranges."""
+
+from __future__ import annotations
+
+import re
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from registry.content.local import LocalContent
+from registry.digest import Digest, is_digest, parse_digest
+from registry.errors import RegistryError
+from registry.reference import validate_name, validate_tag
+
+CONTENT_KEY = web.AppKey("content", LocalContent)
+CHUNK_BYTES_KEY = web.AppKey("chunk_bytes", int)
+DELETE_ENABLED_KEY = web.AppKey("delete_enabled", bool)
+API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+def content(request: web.Request) -> LocalContent:
+    return request.app[CONTENT_KEY]
+
+
+def repository(request: web.Request) -> str:
+    return validate_name(request.match_info["name"])
+
+
+def digest_param(value: str | None) -> Digest:
+    if value is None:
+        raise RegistryError("DIGEST_INVALID", "a digest is required")
+    return parse_digest(value)
+
+
+def manifest_reference(value: str) -> str | Digest:
+    return parse_digest(value) if is_digest(value) else validate_tag(value)
+
+
+def pagination(request: web.Request) -> tuple[int | None, str | None]:
+    raw_n = request.query.get("n")
+    limit: int | None = None
+    if raw_n is not None:
+        if not raw_n.isdigit() or len(raw_n) > 9:
+            raise RegistryError("PAGINATION_NUMBER_INVALID", detail={"n": raw_n[:20]})
+        limit = int(raw_n)
+    return limit, request.query.get("last") or None
+
+
+def next_link(path: str, limit: int | None, items: list[str]) -> dict[str, str]:
+    """The Link header for the next page, when the page came back full."""
+    if limit is None or limit == 0 or len(items) < limit:
+        return {}
+    from urllib.parse import urlencode
+
+    return {"Link": f'<{path}?{urlencode({"n": limit, "last": items[-1]})}>; rel="next"'}
+
+
+async def body_chunks(request: web.Request, declared: int | None = None) -> AsyncIterator[bytes]:
+    """The request body in large chunks, streamed; checks the length against `declared`."""
+    target = request.app[CHUNK_BYTES_KEY]
+    stream = request.content
+    received = 0
+    buffer: list[bytes] = []
+    buffered = 0
+    while True:
+        piece = await stream.readany()
+        if not piece:
+            break
+        received += len(piece)
+        if declared is not None and received > declared:
+            raise RegistryError("SIZE_INVALID", "body is longer than the declared range")
+        buffer.append(piece)
+        buffered += len(piece)
+        if buffered >= target:
+            yield b"".join(buffer) if len(buffer) > 1 else buffer[0]
+            buffer, buffered = [], 0
+    if buffer:
+        yield b"".join(buffer) if len(buffer) > 1 else buffer[0]
+    if declared is not None and received != declared:
+        raise RegistryError("SIZE_INVALID", f"body has {received} bytes, the range declares {declared}")
+
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
+
+
+def content_range(request: web.Request) -> tuple[int | None, int | None]:
+    """(start, length) from an upload's Content-Range, validated against Content-Length."""
+    header = request.headers.get("Content-Range")
+    if header is None:
+        return None, None
+    match = _CONTENT_RANGE.match(header.strip())
+    if not match:
+        raise RegistryError("BLOB_UPLOAD_INVALID", "malformed Content-Range", detail={"Content-Range": header[:100]})
+    start, end = int(match[1]), int(match[2])
+    if end < start:
+        raise RegistryError("RANGE_INVALID", "Content-Range ends before it starts",
+                            detail={"Content-Range": header[:100]})
+    length = end - start + 1
+    if request.content_length is not None and request.content_length != length:
+        raise RegistryError("SIZE_INVALID", "Content-Length does not match Content-Range",
+                            detail={"Content-Range": header[:100], "Content-Length": request.content_length})
+    return start, length
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(offset, length) for a satisfiable single Range; None to serve the whole body.
+
+    Raises RANGE_INVALID (416) when unsatisfiable; an unparsable or multi-range header is
+    ignored, as RFC 9110 allows.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match[1] and not match[2]):
+        return None
+    unsatisfiable = RegistryError("RANGE_INVALID", detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
+    if not match[1]:  # suffix: the last N bytes
+        suffix = int(match[2])
+        if suffix == 0 or size == 0:
+            raise unsatisfiable
+        suffix = min(suffix, size)
+        return size - suffix, suffix
+    start = int(match[1])
+    end = int(match[2]) if match[2] else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        raise unsatisfiable
+    end = min(end, size - 1)
+    return start, end - start + 1

@@ -1,0 +1,70 @@
+"""Manifests: GET/HEAD/PUT/DELETE of /v2/<name>/manifests/<tag or digest>."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry import manifest as mf
+from registry.api.common import DELETE_ENABLED_KEY, content, manifest_reference, repository
+from registry.digest import Digest
+from registry.errors import RegistryError
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    name = repository(request)
+    reference = manifest_reference(request.match_info["reference"])
+    found = await content(request).manifest(name, reference)
+    if not isinstance(reference, Digest):
+        _negotiate(request, found.media_type)
+    headers = {"Docker-Content-Digest": found.digest, "Content-Type": found.media_type,
+               "ETag": f'"{found.digest}"'}
+    if request.method == "HEAD":
+        response = web.Response(headers=headers)
+        response.content_length = len(found.payload)
+        return response
+    return web.Response(body=found.payload, headers=headers)
+
+
+def _negotiate(request: web.Request, media_type: str) -> None:
+    """Like the reference registry: an OCI manifest by tag only for clients that accept OCI."""
+    if media_type not in (mf.OCI_MANIFEST, mf.OCI_INDEX):
+        return
+    if not mf.accepts(request.headers.getall("Accept", []), media_type):
+        kind = "manifest" if media_type == mf.OCI_MANIFEST else "index"
+        raise RegistryError("MANIFEST_UNKNOWN", f"OCI {kind} found, but accept header does not support OCI {kind}s")
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    name = repository(request)
+    reference = manifest_reference(request.match_info["reference"])
+    if request.content_length is not None and request.content_length > MAX_MANIFEST_BYTES:
+        raise RegistryError("MANIFEST_INVALID", f"manifest larger than {MAX_MANIFEST_BYTES} bytes", status=413)
+    payload = await _read_limited(request, MAX_MANIFEST_BYTES)
+    stored = await content(request).put_manifest(name, reference, payload, request.headers.get("Content-Type"))
+    headers = {"Location": f"/v2/{name}/manifests/{stored.digest}", "Docker-Content-Digest": stored.digest,
+               "Content-Length": "0"}
+    if stored.subject:
+        headers["OCI-Subject"] = stored.subject
+    return web.Response(status=201, headers=headers)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while piece := await request.content.readany():
+        total += len(piece)
+        if total > limit:
+            raise RegistryError("MANIFEST_INVALID", f"manifest larger than {limit} bytes", status=413)
+        chunks.append(piece)
+    return b"".join(chunks)
+
+
+async def delete_manifest(request: web.Request) -> web.Response:
+    name = repository(request)
+    reference = manifest_reference(request.match_info["reference"])
+    if not request.app[DELETE_ENABLED_KEY]:
+        raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
+    await content(request).delete_manifest(name, reference)
+    return web.Response(status=202, headers={"Content-Length": "0"})

@@ -1,0 +1,24 @@
+"""GET /v2/<name>/referrers/<digest>: an OCI image index of the manifests whose subject it is."""
+
+from aiohttp import web
+
+from registry import manifest as mf
+from registry.api.common import content, digest_param, repository
+
+
+async def referrers(request: web.Request) -> web.Response:
+    name = repository(request)
+    subject = digest_param(request.match_info["digest"])
+    artifact_type = request.query.get("artifactType") or None
+    found = await content(request).referrers(name, subject, artifact_type)
+    descriptors = []
+    for ref in found:
+        descriptor = {"mediaType": ref.media_type, "digest": ref.digest, "size": ref.size}
+        if ref.artifact_type:
+            descriptor["artifactType"] = ref.artifact_type
+        if ref.annotations:
+            descriptor["annotations"] = ref.annotations
+        descriptors.append(descriptor)
+    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+    return web.json_response({"schemaVersion": 2, "mediaType": mf.OCI_INDEX, "manifests": descriptors},
+                             content_type=mf.OCI_INDEX, headers=headers)

@@ -1,0 +1,61 @@
+"""Blob responses: sendfile from the local store, else streamed; Range honoured on both."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from registry.api.common import byte_range
+from registry.content.local import BlobContent
+from registry.errors import RegistryError
+
+
+async def send_blob(request: web.Request, blob: BlobContent, head: bool = False) -> web.StreamResponse:
+    headers = {
+        "Docker-Content-Digest": blob.digest,
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{blob.digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    selected = byte_range(request.headers.get("Range"), blob.size)
+    offset, length = selected if selected else (0, blob.size)
+    status = 200
+    if selected:
+        status = 206
+        headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{blob.size}"
+
+    if head:
+        response = web.Response(status=status, headers=headers)
+        response.content_length = length
+        return response
+    if blob.data is not None:
+        return web.Response(status=status, headers=headers, body=blob.data[offset:offset + length])
+
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
+    if blob.path is not None:
+        try:
+            fileobj = await asyncio.to_thread(open, blob.path, "rb")
+        except FileNotFoundError:
+            raise RegistryError("BLOB_UNKNOWN", "blob data missing from storage", detail={"digest": blob.digest})
+        try:
+            await response.prepare(request)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("client went away")
+            if length:
+                await request.loop.sendfile(transport, fileobj, offset, length)
+            await response.write_eof()
+        finally:
+            fileobj.close()
+        return response
+
+    await response.prepare(request)
+    async for chunk in blob.stream(offset, length):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+

@@ -1,0 +1,86 @@
+"""create_app(config) -> aiohttp Application: wiring only."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from registry.api import add_routes
+from registry.api.common import API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY
+from registry.config import Config
+from registry.content.local import LocalContent
+from registry.errors import RegistryError, error_response
+from registry.metadata.db import Database
+from registry.storage import create_store
+
+log = logging.getLogger("registry")
+access_log = logging.getLogger("registry.access")
+
+REQUEST_ID_KEY = "registry.request_id"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, access log line, and the spec's JSON for every error."""
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    request[REQUEST_ID_KEY] = request_id
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except RegistryError as exc:
+        response = error_response(exc, request.method)
+    except web.HTTPException as exc:
+        response = error_response(_from_http_exception(exc), request.method)
+    except (ConnectionError, OSError) as exc:
+        # The client went away mid-body (or the socket broke): nothing useful to send.
+        log.info("request %s %s aborted: %r", request.method, request.path, exc)
+        response = error_response(RegistryError("BLOB_UPLOAD_INVALID", "request body was cut short"), request.method)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = error_response(RegistryError("UNKNOWN", "internal server error"), request.method)
+    access_log.info("%s %s %s %d %.1fms", request_id, request.method, request.path_qs[:300],
+                    response.status, (time.perf_counter() - started) * 1000)
+    return response
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, including ones handlers stream themselves, carries these."""
+    response.headers.update(API_VERSION_HEADER)
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id:
+        response.headers["X-Request-Id"] = request_id
+
+
+def _from_http_exception(exc: web.HTTPException) -> RegistryError:
+    if exc.status == 404:
+        return RegistryError("NOT_FOUND", "no such endpoint")
+    if exc.status == 405:
+        return RegistryError("UNSUPPORTED", "method not allowed on this endpoint")
+    if exc.status == 413:
+        return RegistryError("SIZE_INVALID", "request body too large", status=413)
+    return RegistryError("UNKNOWN", exc.reason or "error", status=exc.status)
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[request_context], client_max_size=1024 ** 4,
+                          handler_args={"read_bufsize": config.upload_chunk_bytes})
+    db = Database(config.database_url, pool_size=config.database.pool_size)
+    store = create_store(config)
+    app[CONTENT_KEY] = LocalContent(db, store)
+    app[CHUNK_BYTES_KEY] = config.upload_chunk_bytes
+    app[DELETE_ENABLED_KEY] = config.delete_enabled
+    app.on_response_prepare.append(_common_headers)
+    add_routes(app)
+
+    async def close(_: web.Application) -> None:
+        await store.close()
+        await db.close()
+
+    app.on_cleanup.append(close)
+    return app

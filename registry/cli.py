@@ -1,0 +1,70 @@
+"""The `registry` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from registry import __version__
+from registry.config import ConfigError, add_arguments, load
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from registry.app import create_app
+    from registry.metadata.db import migrate
+
+    config = load(args)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if config.database.migrate_on_start:
+        migrate(config.database_url)
+    host, port = config.host_port
+    logging.getLogger("registry").info("registry %s listening on %s:%d, data in %s", __version__, host, port,
+                                       config.data_dir)
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None,
+                handle_signals=True, shutdown_timeout=5)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from registry.metadata.db import migrate
+
+    config = load(args)
+    migrate(config.database_url, args.revision)
+    print(f"database at revision {args.revision}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="registry", description="A self-hosted OCI / Docker image registry.")
+    parser.add_argument("--version", action="version", version=f"registry {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the registry server",
+                                description="Run the registry. Options: defaults < --config YAML < REGISTRY_* "
+                                            "environment < flags.")
+    add_arguments(serve)
+    serve.set_defaults(func=_serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply schema migrations")
+    add_arguments(upgrade)
+    upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    upgrade.set_defaults(func=_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"registry: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

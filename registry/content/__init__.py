@@ -1,0 +1,1 @@
+"""What a repository holds, behind one interface the API handlers call (local now, mirrored later)."""

@@ -1,0 +1,317 @@
+"""Local repositories: the registry model between the API handlers and metadata + storage.
+
+Handlers speak in names, digests and byte streams; this layer owns the transactions and the
+order of effects that keeps a crash safe: bytes are staged, verified and published in the
+store first, and only then does one database transaction make them visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterable, AsyncIterator
+
+from registry import manifest as mf
+from registry.content.locks import KeyedLocks
+from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
+from registry.errors import RegistryError
+from registry.metadata import blobs as blob_rows
+from registry.metadata import manifests as manifest_rows
+from registry.metadata import repositories as repo_rows
+from registry.metadata import tags as tag_rows
+from registry.metadata import uploads as upload_rows
+from registry.metadata.db import Database
+from registry.storage import BlobStore, UploadNotFound, UploadOffsetMismatch
+
+MAX_HASH_STATES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BlobContent:
+    """A readable blob: a local file for sendfile, or a stream."""
+
+    digest: str
+    size: int
+    path: Path | None = None
+    data: bytes | None = None  # small in-database content (a manifest fetched through /blobs/)
+    store: BlobStore | None = None
+
+    def stream(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        assert self.store is not None
+        return self.store.read(parse_digest(self.digest), offset, length)
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    repository: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    digest: str
+    media_type: str
+    payload: bytes
+    subject: str | None = None
+
+
+class _HashState:
+    """The running sha256 of an upload's staged bytes, valid while `size` matches the staging."""
+
+    __slots__ = ("hasher", "size")
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self.size += len(data)
+
+
+class LocalContent:
+    def __init__(self, db: Database, store: BlobStore) -> None:
+        self.db = db
+        self.store = store
+        self._upload_locks = KeyedLocks()
+        self._hash_states: OrderedDict[str, _HashState] = OrderedDict()
+
+    # -- blobs ------------------------------------------------------------------------
+    async def blob(self, repository: str, digest: Digest) -> BlobContent:
+        async with self.db.read() as conn:
+            size = await blob_rows.linked_blob_size(conn, repository, str(digest))
+            if size is None:
+                # Some clients fetch manifests through /blobs/: serve the exact manifest bytes.
+                row = await manifest_rows.manifest_by_digest(conn, repository, str(digest))
+                if row is not None:
+                    return BlobContent(row.digest, len(row.payload), data=row.payload)
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
+        return BlobContent(str(digest), size, path=self.store.local_path(digest), store=self.store)
+
+    async def delete_blob(self, repository: str, digest: Digest) -> None:
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.repository_id(conn, repository)
+            if repo_id is None or not await blob_rows.unlink_blob(conn, repo_id, str(digest)):
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
+
+    async def mount_blob(self, repository: str, digest: Digest, source: str) -> BlobContent | None:
+        """Link a blob from `source` without copying; None when the source does not hold it."""
+        async with self.db.write() as conn:
+            size = await blob_rows.linked_blob_size(conn, source, str(digest))
+            if size is None:
+                return None
+            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+        return BlobContent(str(digest), size)
+
+    async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
+        """A monolithic upload: stage, verify, publish, link; no session row needed."""
+        upload_id = _new_upload_id()
+        await self.store.start_upload(upload_id)
+        try:
+            hasher = digest.hasher()
+            size = await self.store.write_upload(upload_id, 0, body, hasher)
+            if hasher.hexdigest() != digest.hex:
+                raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)})
+            await self.store.commit_upload(upload_id, digest)
+        except BaseException:
+            await self.store.abort_upload(upload_id)
+            raise
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+            await blob_rows.record_blob(self.db, conn, str(digest), size)
+            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+        return BlobContent(str(digest), size)
+
+    # -- upload sessions --------------------------------------------------------------
+    async def start_upload(self, repository: str) -> Upload:
+        upload_id = _new_upload_id()
+        await self.store.start_upload(upload_id)
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+            await upload_rows.create_upload(conn, upload_id, repo_id)
+        self._remember_hash(upload_id, _HashState())
+        return Upload(upload_id, repository, 0)
+
+    async def upload_status(self, repository: str, upload_id: str) -> Upload:
+        await self._upload_row(repository, upload_id)
+        return Upload(upload_id, repository, await self._staged_size(upload_id))
+
+    async def append_upload(self, repository: str, upload_id: str, body: AsyncIterable[bytes],
+                            start: int | None) -> Upload:
+        """Append a chunk; `start` (from Content-Range) must equal the staged size, else 416."""
+        async with self._upload_locks.hold(upload_id):
+            await self._upload_row(repository, upload_id)
+            size = await self._write(upload_id, body, start)
+            async with self.db.write() as conn:
+                await upload_rows.set_upload_size(conn, upload_id, size)
+        return Upload(upload_id, repository, size)
+
+    async def finish_upload(self, repository: str, upload_id: str, digest: Digest,
+                            body: AsyncIterable[bytes] | None, start: int | None) -> BlobContent:
+        async with self._upload_locks.hold(upload_id):
+            await self._upload_row(repository, upload_id)
+            if body is not None:
+                size = await self._write(upload_id, body, start)
+            else:
+                size = await self._staged_size(upload_id)
+            actual = await self._staged_digest(upload_id, digest.algorithm, size)
+            if actual != digest.hex:
+                # The bytes can never become this digest: drop them so nothing wrong lingers.
+                await self._drop_upload(upload_id)
+                raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)})
+            await self.store.commit_upload(upload_id, digest)
+            async with self.db.write() as conn:
+                repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+                await blob_rows.record_blob(self.db, conn, str(digest), size)
+                await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+                await upload_rows.delete_upload(conn, upload_id)
+            self._hash_states.pop(upload_id, None)
+        return BlobContent(str(digest), size)
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        async with self._upload_locks.hold(upload_id):
+            await self._upload_row(repository, upload_id)
+            await self._drop_upload(upload_id)
+
+    async def _upload_row(self, repository: str, upload_id: str) -> upload_rows.UploadRow:
+        async with self.db.read() as conn:
+            row = await upload_rows.get_upload(conn, upload_id)
+        if row is None or row.repository != repository:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
+        return row
+
+    async def _staged_size(self, upload_id: str) -> int:
+        try:
+            return await self.store.upload_size(upload_id)
+        except UploadNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+
+    async def _write(self, upload_id: str, body: AsyncIterable[bytes], start: int | None) -> int:
+        size = await self._staged_size(upload_id)
+        offset = size if start is None else start
+        state = self._hash_states.get(upload_id)
+        if state is not None and state.size != size:
+            state = None  # staging changed behind our back (another process, a crash): rehash at commit
+            self._hash_states.pop(upload_id, None)
+        try:
+            return await self.store.write_upload(upload_id, offset, body, state)
+        except UploadOffsetMismatch as exc:
+            raise _range_error(upload_id, exc.expected) from None
+        except UploadNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+
+    async def _staged_digest(self, upload_id: str, algorithm: str, size: int) -> str:
+        state = self._hash_states.get(upload_id)
+        if algorithm == DEFAULT_ALGORITHM and state is not None and state.size == size:
+            return state.hasher.hexdigest()
+        hasher = hashlib.new(algorithm)
+        async for chunk in self.store.read_upload(upload_id):
+            hasher.update(chunk)
+        return hasher.hexdigest()
+
+    async def _drop_upload(self, upload_id: str) -> None:
+        await self.store.abort_upload(upload_id)
+        async with self.db.write() as conn:
+            await upload_rows.delete_upload(conn, upload_id)
+        self._hash_states.pop(upload_id, None)
+
+    def _remember_hash(self, upload_id: str, state: _HashState) -> None:
+        self._hash_states[upload_id] = state
+        while len(self._hash_states) > MAX_HASH_STATES:
+            self._hash_states.popitem(last=False)
+
+    # -- manifests --------------------------------------------------------------------
+    async def manifest(self, repository: str, reference: str | Digest) -> Manifest:
+        async with self.db.read() as conn:
+            if isinstance(reference, Digest):
+                row = await manifest_rows.manifest_by_digest(conn, repository, str(reference))
+            else:
+                row = await manifest_rows.manifest_by_tag(conn, repository, reference)
+            if row is None:
+                if await repo_rows.repository_id(conn, repository) is None:
+                    raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
+                raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
+        return Manifest(row.digest, row.media_type, row.payload, row.subject)
+
+    async def put_manifest(self, repository: str, reference: str | Digest, payload: bytes,
+                           content_type: str | None) -> Manifest:
+        parsed = mf.parse_manifest(payload, content_type)
+        algorithm = reference.algorithm if isinstance(reference, Digest) else DEFAULT_ALGORITHM
+        digest = str(digest_bytes(payload, algorithm))
+        if isinstance(reference, Digest) and str(reference) != digest:
+            raise RegistryError("DIGEST_INVALID", "manifest digest does not match the reference",
+                                detail={"reference": str(reference), "digest": digest})
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+            await self._check_references(conn, repo_id, parsed)
+            manifest_id = await manifest_rows.store_manifest(
+                self.db, conn, repo_id, digest=digest, media_type=parsed.media_type, payload=payload,
+                artifact_type=parsed.artifact_type, subject=parsed.subject, annotations=parsed.annotations,
+                references=[(d.digest, "blob") for d in parsed.blobs]
+                + [(d.digest, "manifest") for d in parsed.manifests])
+            if not isinstance(reference, Digest):
+                await tag_rows.set_tag(self.db, conn, repo_id, reference, manifest_id)
+        return Manifest(digest, parsed.media_type, payload, parsed.subject)
+
+    async def _check_references(self, conn, repo_id: int, parsed: mf.ParsedManifest) -> None:  # type: ignore[no-untyped-def]
+        wanted = sorted({d.digest for d in parsed.blobs})
+        linked = await blob_rows.linked_digests(conn, repo_id, wanted)
+        for descriptor in parsed.blobs:
+            size = linked.get(descriptor.digest)
+            if size is None:
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", f"blob unknown to registry: {descriptor.digest}",
+                                    detail={"digest": descriptor.digest})
+            if size != descriptor.size:
+                raise RegistryError("MANIFEST_INVALID", f"descriptor size {descriptor.size} of "
+                                    f"{descriptor.digest} does not match the blob's size {size}",
+                                    detail={"digest": descriptor.digest, "size": size})
+        children = sorted({d.digest for d in parsed.manifests})
+        present = await manifest_rows.existing_manifests(conn, repo_id, children)
+        for child in children:
+            if child not in present:
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", f"manifest unknown to repository: {child}",
+                                    detail={"digest": child})
+
+    async def delete_manifest(self, repository: str, reference: str | Digest) -> None:
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.repository_id(conn, repository)
+            if repo_id is None:
+                raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
+            if isinstance(reference, Digest):
+                deleted = await manifest_rows.delete_manifest(conn, repo_id, str(reference))
+            else:
+                deleted = await tag_rows.delete_tag(conn, repo_id, reference)
+            if not deleted:
+                raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
+
+    # -- discovery --------------------------------------------------------------------
+    async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
+        async with self.db.read() as conn:
+            found = await tag_rows.list_tags(conn, repository, limit, last)
+        if found is None:
+            raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
+        return found
+
+    async def catalog(self, limit: int | None, last: str | None) -> list[str]:
+        async with self.db.read() as conn:
+            return await repo_rows.catalog(conn, limit, last)
+
+    async def referrers(self, repository: str, subject: Digest,
+                        artifact_type: str | None) -> list[manifest_rows.Referrer]:
+        async with self.db.read() as conn:
+            return await manifest_rows.referrers(conn, repository, str(subject), artifact_type)
+
+
+def _new_upload_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _range_error(upload_id: str, size: int) -> RegistryError:
+    return RegistryError("RANGE_INVALID", "chunk does not start where the upload ends",
+                         detail={"uuid": upload_id, "offset": size},
+                         headers={"Range": f"0-{max(size - 1, 0)}"})

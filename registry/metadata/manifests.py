@@ -1,0 +1,108 @@
+"""Manifests (exact bytes, by repository and digest), their references, and referrers."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from registry.metadata.db import Database
+from registry.metadata.schema import manifest_references, manifests, repositories, tags
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRow:
+    id: int
+    digest: str
+    media_type: str
+    payload: bytes
+    subject: str | None
+
+
+_COLUMNS = (manifests.c.id, manifests.c.digest, manifests.c.media_type, manifests.c.payload,
+            manifests.c.subject_digest)
+
+
+def _row(row) -> ManifestRow | None:  # type: ignore[no-untyped-def]
+    return ManifestRow(row.id, row.digest, row.media_type, bytes(row.payload), row.subject_digest) if row else None
+
+
+async def manifest_by_tag(conn: AsyncConnection, repository: str, tag: str) -> ManifestRow | None:
+    query = (select(*_COLUMNS)
+             .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id)
+                          .join(manifests, manifests.c.id == tags.c.manifest_id))
+             .where(repositories.c.name == repository, tags.c.name == tag))
+    return _row((await conn.execute(query)).first())
+
+
+async def manifest_by_digest(conn: AsyncConnection, repository: str, digest: str) -> ManifestRow | None:
+    query = (select(*_COLUMNS)
+             .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
+             .where(repositories.c.name == repository, manifests.c.digest == digest))
+    return _row((await conn.execute(query)).first())
+
+
+async def existing_manifests(conn: AsyncConnection, repository_id: int, digests: list[str]) -> set[str]:
+    if not digests:
+        return set()
+    query = select(manifests.c.digest).where(manifests.c.repository_id == repository_id,
+                                             manifests.c.digest.in_(digests))
+    return set((await conn.execute(query)).scalars())
+
+
+async def store_manifest(db: Database, conn: AsyncConnection, repository_id: int, *, digest: str, media_type: str,
+                         payload: bytes, artifact_type: str | None, subject: str | None,
+                         annotations: dict[str, str] | None, references: list[tuple[str, str]]) -> int:
+    """Insert the manifest unless the repository has it already; returns its id."""
+    existing = (await conn.execute(select(manifests.c.id).where(
+        manifests.c.repository_id == repository_id, manifests.c.digest == digest))).scalar()
+    if existing is not None:
+        return existing
+    await conn.execute(db.insert_ignore(manifests).values(
+        repository_id=repository_id, digest=digest, media_type=media_type, artifact_type=artifact_type,
+        subject_digest=subject, annotations=json.dumps(annotations) if annotations else None,
+        payload=payload, size=len(payload), created_at=time.time()))
+    manifest_id = (await conn.execute(select(manifests.c.id).where(
+        manifests.c.repository_id == repository_id, manifests.c.digest == digest))).scalar_one()
+    if references:
+        await conn.execute(db.insert_ignore(manifest_references),
+                           [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in set(references)])
+    return manifest_id
+
+
+async def delete_manifest(conn: AsyncConnection, repository_id: int, digest: str) -> bool:
+    """Delete a manifest; its tags and reference rows go with it (ON DELETE CASCADE)."""
+    manifest_id = (await conn.execute(select(manifests.c.id).where(
+        manifests.c.repository_id == repository_id, manifests.c.digest == digest))).scalar()
+    if manifest_id is None:
+        return False
+    await conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
+    await conn.execute(delete(manifest_references).where(manifest_references.c.manifest_id == manifest_id))
+    await conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, str] | None
+
+
+async def referrers(conn: AsyncConnection, repository: str, subject: str,
+                    artifact_type: str | None) -> list[Referrer]:
+    query = (select(manifests.c.digest, manifests.c.media_type, manifests.c.size, manifests.c.artifact_type,
+                    manifests.c.annotations)
+             .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
+             .where(and_(repositories.c.name == repository, manifests.c.subject_digest == subject))
+             .order_by(manifests.c.created_at, manifests.c.id))
+    if artifact_type is not None:
+        query = query.where(manifests.c.artifact_type == artifact_type)
+    return [Referrer(r.digest, r.media_type, r.size, r.artifact_type,
+                     json.loads(r.annotations) if r.annotations else None)
+            for r in await conn.execute(query)]

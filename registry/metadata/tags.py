@@ -1,0 +1,40 @@
+"""Tags: name -> manifest within a repository."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from registry.metadata.db import Database
+from registry.metadata.schema import repositories, tags
+
+
+async def list_tags(conn: AsyncConnection, repository: str, limit: int | None, last: str | None) -> list[str] | None:
+    """Sorted tag names after `last`; None when the repository does not exist."""
+    repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repository))).scalar()
+    if repo_id is None:
+        return None
+    query = select(tags.c.name).where(tags.c.repository_id == repo_id).order_by(tags.c.name)
+    if last:
+        query = query.where(tags.c.name > last)
+    if limit is not None:
+        query = query.limit(limit)
+    return list((await conn.execute(query)).scalars())
+
+
+async def set_tag(db: Database, conn: AsyncConnection, repository_id: int, name: str, manifest_id: int) -> None:
+    now = time.time()
+    moved = await conn.execute(update(tags)
+                               .where(and_(tags.c.repository_id == repository_id, tags.c.name == name))
+                               .values(manifest_id=manifest_id, updated_at=now))
+    if moved.rowcount == 0:
+        await conn.execute(db.insert_ignore(tags).values(repository_id=repository_id, name=name,
+                                                         manifest_id=manifest_id, updated_at=now))
+
+
+async def delete_tag(conn: AsyncConnection, repository_id: int, name: str) -> bool:
+    result = await conn.execute(delete(tags).where(and_(tags.c.repository_id == repository_id,
+                                                        tags.c.name == name)))
+    return result.rowcount > 0
