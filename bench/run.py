@@ -976,6 +976,12 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         out = RESULTS_DIR / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
         out.write_text(json.dumps(report, indent=2) + "\n")
+        for s in servers:  # server logs (warn level: normally empty) next to the JSON
+            try:
+                if s.log_path.stat().st_size:
+                    shutil.copyfile(s.log_path, out.with_name(f"{out.stem}-{s.key}.log"))
+            except OSError:
+                pass
         print_table(report, [s.key for s in servers])
         print(f"\nJSON: {out}", flush=True)
         if any(bench.failures[k] for k in bench.failures):

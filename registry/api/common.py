@@ -63,7 +63,12 @@ async def body_chunks(request: web.Request, declared: int | None = None) -> Asyn
     buffer: list[bytes] = []
     buffered = 0
     while True:
-        piece = await stream.readany()
+        try:
+            piece = await stream.readany()
+        except Exception:
+            if buffer:  # keep what did arrive: the upload's offset then says where to resume
+                yield b"".join(buffer)
+            raise
         if not piece:
             break
         received += len(piece)

@@ -6,13 +6,14 @@ from aiohttp import web
 
 from registry import manifest as mf
 from registry.api.common import DELETE_ENABLED_KEY, content, manifest_reference, repository
+from registry.api.responses import head_response
 from registry.digest import Digest
 from registry.errors import RegistryError
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 
-async def get_manifest(request: web.Request) -> web.Response:
+async def get_manifest(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     reference = manifest_reference(request.match_info["reference"])
     found = await content(request).manifest(name, reference)
@@ -21,9 +22,7 @@ async def get_manifest(request: web.Request) -> web.Response:
     headers = {"Docker-Content-Digest": found.digest, "Content-Type": found.media_type,
                "ETag": f'"{found.digest}"'}
     if request.method == "HEAD":
-        response = web.Response(headers=headers)
-        response.content_length = len(found.payload)
-        return response
+        return await head_response(request, headers, len(found.payload))
     return web.Response(body=found.payload, headers=headers)
 
 

@@ -27,9 +27,7 @@ async def send_blob(request: web.Request, blob: BlobContent, head: bool = False)
         headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{blob.size}"
 
     if head:
-        response = web.Response(status=status, headers=headers)
-        response.content_length = length
-        return response
+        return await head_response(request, headers, length, status)
     if blob.data is not None:
         return web.Response(status=status, headers=headers, body=blob.data[offset:offset + length])
 
@@ -59,3 +57,13 @@ async def send_blob(request: web.Request, blob: BlobContent, head: bool = False)
     return response
 
 
+
+
+async def head_response(request: web.Request, headers: dict[str, str], length: int,
+                        status: int = 200) -> web.StreamResponse:
+    """A HEAD answer that announces the body's Content-Length without sending a body."""
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
+    await response.prepare(request)
+    await response.write_eof()
+    return response

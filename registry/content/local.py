@@ -138,8 +138,9 @@ class LocalContent:
         return Upload(upload_id, repository, 0)
 
     async def upload_status(self, repository: str, upload_id: str) -> Upload:
-        await self._upload_row(repository, upload_id)
-        return Upload(upload_id, repository, await self._staged_size(upload_id))
+        async with self._upload_locks.hold(upload_id):  # report after an in-flight chunk settles
+            await self._upload_row(repository, upload_id)
+            return Upload(upload_id, repository, await self._staged_size(upload_id))
 
     async def append_upload(self, repository: str, upload_id: str, body: AsyncIterable[bytes],
                             start: int | None) -> Upload:

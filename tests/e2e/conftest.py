@@ -86,8 +86,9 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         if time.monotonic() > deadline:
             proc.kill()
             proc.wait()
-            pytest.fail(f"dockerd did not answer `docker info` within {DOCKERD_TIMEOUT}s (log {log_path}):\n"
-                        f"{log_tail()}", pytrace=False)
+            pytest.fail(f"dockerd did not answer `docker info` within {DOCKERD_TIMEOUT}s (log {log_path}); "
+                        f"is docker.io installed and working (apt-get install -y docker.io)?\n{log_tail()}",
+                        pytrace=False)
         time.sleep(0.25)
     try:
         yield

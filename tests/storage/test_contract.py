@@ -1,0 +1,212 @@
+"""The BlobStore contract, run against every backend (CNCF Distribution's driver-suite idea).
+
+A backend joins by adding itself to BACKENDS; nothing here knows how it stores bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import pytest
+
+from registry.digest import Digest
+from registry.storage import BlobStore, UploadNotFound, UploadOffsetMismatch
+from registry.storage.filesystem import FilesystemStore
+
+BACKENDS: dict[str, Callable[[Path], BlobStore]] = {
+    "filesystem": lambda tmp: FilesystemStore(tmp / "store"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request, tmp_path) -> BlobStore:
+    return BACKENDS[request.param](tmp_path)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def digest_of(data: bytes) -> Digest:
+    return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def collect(stream: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in stream])
+
+
+async def put(store: BlobStore, upload_id: str, data: bytes) -> Digest:
+    digest = digest_of(data)
+    await store.start_upload(upload_id)
+    await store.write_upload(upload_id, 0, chunks(data))
+    await store.commit_upload(upload_id, digest)
+    return digest
+
+
+def test_put_stat_read(store):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+
+    async def scenario():
+        digest = await put(store, "u1", data)
+        assert await store.stat(digest) == len(data)
+        assert await collect(store.read(digest)) == data
+        return digest
+
+    run(scenario())
+
+
+def test_ranged_read(store):
+    data = os.urandom(2 * 1024 * 1024 + 5)
+
+    async def scenario():
+        digest = await put(store, "u1", data)
+        assert await collect(store.read(digest, 10, 100)) == data[10:110]
+        assert await collect(store.read(digest, len(data) - 3, 3)) == data[-3:]
+        assert await collect(store.read(digest, 1024 * 1024 - 1, 1024 * 1024 + 2)) == \
+            data[1024 * 1024 - 1: 2 * 1024 * 1024 + 1]
+        assert await collect(store.read(digest, 5, 0)) == b""
+
+    run(scenario())
+
+
+def test_stat_of_absent_blob_is_none(store):
+    assert run(store.stat(digest_of(b"never stored"))) is None
+
+
+def test_chunked_upload_with_hasher_sees_every_byte(store):
+    parts = [os.urandom(1000), os.urandom(1024 * 1024), os.urandom(1)]
+
+    async def scenario():
+        await store.start_upload("u1")
+        hasher = hashlib.sha256()
+        offset = 0
+        for part in parts:
+            offset = await store.write_upload("u1", offset, chunks(part[:500], part[500:]), hasher)
+        assert offset == sum(map(len, parts)) == await store.upload_size("u1")
+        data = b"".join(parts)
+        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert await collect(store.read_upload("u1")) == data
+        digest = digest_of(data)
+        assert await store.commit_upload("u1", digest) is True
+        assert await collect(store.read(digest)) == data
+
+    run(scenario())
+
+
+def test_write_at_wrong_offset_is_refused_and_nothing_changes(store):
+    async def scenario():
+        await store.start_upload("u1")
+        await store.write_upload("u1", 0, chunks(b"abc"))
+        for wrong in (0, 2, 4):
+            with pytest.raises(UploadOffsetMismatch) as info:
+                await store.write_upload("u1", wrong, chunks(b"zzz"))
+            assert info.value.expected == 3
+        assert await collect(store.read_upload("u1")) == b"abc"
+
+    run(scenario())
+
+
+def test_bytes_received_before_a_broken_body_stay_staged(store):
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"first"
+        raise ConnectionResetError("client went away")
+
+    async def scenario():
+        await store.start_upload("u1")
+        with pytest.raises(ConnectionResetError):
+            await store.write_upload("u1", 0, broken())
+        assert await store.upload_size("u1") == 5
+        assert await store.write_upload("u1", 5, chunks(b"second")) == 11
+
+    run(scenario())
+
+
+def test_commit_of_existing_digest_dedups(store):
+    data = b"shared layer" * 1000
+
+    async def scenario():
+        digest = await put(store, "u1", data)
+        await store.start_upload("u2")
+        await store.write_upload("u2", 0, chunks(data))
+        assert await store.commit_upload("u2", digest) is False
+        with pytest.raises(UploadNotFound):
+            await store.upload_size("u2")
+        assert await collect(store.read(digest)) == data
+
+    run(scenario())
+
+
+def test_concurrent_commits_of_the_same_digest(store):
+    data = os.urandom(512 * 1024)
+
+    async def one(i: int) -> bool:
+        await store.start_upload(f"c{i}")
+        await store.write_upload(f"c{i}", 0, chunks(data))
+        return await store.commit_upload(f"c{i}", digest_of(data))
+
+    async def scenario():
+        results = await asyncio.gather(*(one(i) for i in range(8)))
+        assert results.count(True) >= 1
+        assert await collect(store.read(digest_of(data))) == data
+
+    run(scenario())
+
+
+def test_delete(store):
+    async def scenario():
+        digest = await put(store, "u1", b"to delete")
+        assert await store.delete(digest) is True
+        assert await store.stat(digest) is None
+        assert await store.delete(digest) is False
+
+    run(scenario())
+
+
+def test_abort_drops_staging_and_is_idempotent(store):
+    async def scenario():
+        await store.start_upload("u1")
+        await store.write_upload("u1", 0, chunks(b"partial"))
+        await store.abort_upload("u1")
+        with pytest.raises(UploadNotFound):
+            await store.upload_size("u1")
+        await store.abort_upload("u1")
+        await store.abort_upload("never-existed")
+
+    run(scenario())
+
+
+def test_unknown_or_hostile_upload_ids(store):
+    async def scenario():
+        for upload_id in ("nope", "../../etc/passwd", "a/b", ""):
+            with pytest.raises(UploadNotFound):
+                await store.upload_size(upload_id)
+            with pytest.raises(UploadNotFound):
+                await store.write_upload(upload_id, 0, chunks(b"x"))
+
+    run(scenario())
+
+
+def test_empty_blob(store):
+    async def scenario():
+        digest = await put(store, "u1", b"")
+        assert await store.stat(digest) == 0
+        assert await collect(store.read(digest)) == b""
+
+    run(scenario())
+
+
+def test_filesystem_layout_is_by_digest_only(tmp_path):
+    """No repository name in a blob path: that is what makes one copy serve every repository."""
+    fs = FilesystemStore(tmp_path / "store")
+    digest = run(put(fs, "u1", b"layer"))
+    files = [p for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file()]
+    assert files == [tmp_path / "store" / "blobs" / "sha256" / digest.hex[:2] / digest.hex]

@@ -1,0 +1,82 @@
+"""Configuration layering: defaults < YAML < REGISTRY_* environment < flags."""
+
+import subprocess
+import sys
+
+import pytest
+
+from registry.cli import build_parser
+from registry.config import ConfigError, load, options
+
+
+def _args(*argv: str):
+    return build_parser().parse_args(["serve", *argv])
+
+
+def test_defaults_are_the_embedded_setup():
+    config = load(_args(), environ={})
+    assert config.listen == ":5000"
+    assert config.host_port == ("0.0.0.0", 5000)
+    assert config.database_url.startswith("sqlite+aiosqlite:///") and config.database_url.endswith("/data/registry.db")
+    assert config.storage.backend == "filesystem"
+
+
+def test_each_layer_overrides_the_one_below(tmp_path):
+    yaml_file = tmp_path / "registry.yml"
+    yaml_file.write_text("listen: 127.0.0.1:7000\ndata_dir: /from/yaml\nstorage:\n  root: /yaml/blobs\n"
+                         "database:\n  pool_size: 3\n")
+    from_yaml = load(_args("--config", str(yaml_file)), environ={})
+    assert (from_yaml.listen, from_yaml.data_dir, from_yaml.storage.root, from_yaml.database.pool_size) == \
+        ("127.0.0.1:7000", "/from/yaml", "/yaml/blobs", 3)
+
+    env = {"REGISTRY_LISTEN": "127.0.0.1:7001", "REGISTRY_DATABASE_POOL_SIZE": "4",
+           "REGISTRY_DELETE_ENABLED": "false"}
+    from_env = load(_args("--config", str(yaml_file)), environ=env)
+    assert (from_env.listen, from_env.data_dir, from_env.database.pool_size, from_env.delete_enabled) == \
+        ("127.0.0.1:7001", "/from/yaml", 4, False)
+
+    from_flags = load(_args("--config", str(yaml_file), "--listen", "127.0.0.1:7002", "--delete-enabled"),
+                      environ=env)
+    assert (from_flags.listen, from_flags.delete_enabled, from_flags.database.pool_size) == \
+        ("127.0.0.1:7002", True, 4)
+
+
+def test_config_file_from_environment(tmp_path):
+    yaml_file = tmp_path / "r.yml"
+    yaml_file.write_text("data_dir: /env/file\n")
+    assert load(_args(), environ={"REGISTRY_CONFIG": str(yaml_file)}).data_dir == "/env/file"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("nonsense: 1\n", "unknown option nonsense"),
+    ("database:\n  pool_size: many\n", "database.pool_size"),
+    ("log_level: loud\n", "not one of"),
+    ("- a list\n", "mapping"),
+])
+def test_bad_yaml_is_a_clear_error(tmp_path, content, message):
+    yaml_file = tmp_path / "bad.yml"
+    yaml_file.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load(_args("--config", str(yaml_file)), environ={})
+
+
+def test_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigError, match="REGISTRY_DELETE_ENABLED"):
+        load(_args(), environ={"REGISTRY_DELETE_ENABLED": "perhaps"})
+    with pytest.raises(ConfigError, match="listen"):
+        load(_args(), environ={"REGISTRY_LISTEN": "nowhere"})
+
+
+def test_help_documents_every_option():
+    help_text = subprocess.run([sys.executable, "-m", "registry", "serve", "--help"], capture_output=True,
+                               text=True, check=True).stdout
+    for spec in options():
+        assert spec.flag in help_text, spec.flag
+        assert spec.env in help_text.replace("\n", " ").replace("  ", ""), spec.env
+
+
+def test_bad_config_exits_2_with_message(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "registry", "serve", "--listen", "bogus"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr
