@@ -2,10 +2,11 @@
 
 from aiohttp import web
 
-from registry.api.common import content, next_link, pagination
+from registry.api.common import content, page, pagination
 
 
 async def catalog(request: web.Request) -> web.Response:
     limit, last = pagination(request)
-    found = await content(request).catalog(limit, last)
-    return web.json_response({"repositories": found}, headers=next_link("/v2/_catalog", limit, found))
+    rows = await content(request).catalog(None if limit is None else limit + 1, last)
+    found, headers = page("/v2/_catalog", limit, rows)
+    return web.json_response({"repositories": found}, headers=headers)

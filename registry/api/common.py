@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -46,13 +47,12 @@ def pagination(request: web.Request) -> tuple[int | None, str | None]:
     return limit, request.query.get("last") or None
 
 
-def next_link(path: str, limit: int | None, items: list[str]) -> dict[str, str]:
-    """The Link header for the next page, when the page came back full."""
-    if limit is None or limit == 0 or len(items) < limit:
-        return {}
-    from urllib.parse import urlencode
-
-    return {"Link": f'<{path}?{urlencode({"n": limit, "last": items[-1]})}>; rel="next"'}
+def page(path: str, limit: int | None, rows: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Trim rows fetched with limit+1 to one page, with a Link header when more follow."""
+    if limit is None or len(rows) <= limit:
+        return rows, {}
+    rows = rows[:limit]
+    return rows, {"Link": f'<{path}?{urlencode({"n": limit, "last": rows[-1]})}>; rel="next"'}
 
 
 async def body_chunks(request: web.Request, declared: int | None = None) -> AsyncIterator[bytes]:

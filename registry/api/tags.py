@@ -2,12 +2,12 @@
 
 from aiohttp import web
 
-from registry.api.common import content, next_link, pagination, repository
+from registry.api.common import content, page, pagination, repository
 
 
 async def list_tags(request: web.Request) -> web.Response:
     name = repository(request)
     limit, last = pagination(request)
-    found = await content(request).tags(name, limit, last)
-    return web.json_response({"name": name, "tags": found},
-                             headers=next_link(f"/v2/{name}/tags/list", limit, found))
+    rows = await content(request).tags(name, None if limit is None else limit + 1, last)
+    found, headers = page(f"/v2/{name}/tags/list", limit, rows)
+    return web.json_response({"name": name, "tags": found}, headers=headers)

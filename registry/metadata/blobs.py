@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import and_, delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.metadata.db import Database
+from registry.metadata.db import Connection, Database
 from registry.metadata.schema import blobs, repositories, repository_blobs
 
 
-async def linked_blob_size(conn: AsyncConnection, repository: str, digest: str) -> int | None:
+async def linked_blob_size(conn: Connection, repository: str, digest: str) -> int | None:
     """Size of a blob if it is linked into the named repository."""
     query = (select(blobs.c.size)
              .select_from(repository_blobs
@@ -21,26 +20,26 @@ async def linked_blob_size(conn: AsyncConnection, repository: str, digest: str) 
     return (await conn.execute(query)).scalar()
 
 
-async def blob_size(conn: AsyncConnection, digest: str) -> int | None:
+async def blob_size(conn: Connection, digest: str) -> int | None:
     return (await conn.execute(select(blobs.c.size).where(blobs.c.digest == digest))).scalar()
 
 
-async def record_blob(db: Database, conn: AsyncConnection, digest: str, size: int) -> None:
+async def record_blob(db: Database, conn: Connection, digest: str, size: int) -> None:
     await conn.execute(db.insert_ignore(blobs).values(digest=digest, size=size, created_at=time.time()))
 
 
-async def link_blob(db: Database, conn: AsyncConnection, repository_id: int, digest: str) -> None:
+async def link_blob(db: Database, conn: Connection, repository_id: int, digest: str) -> None:
     await conn.execute(db.insert_ignore(repository_blobs)
                        .values(repository_id=repository_id, digest=digest, created_at=time.time()))
 
 
-async def unlink_blob(conn: AsyncConnection, repository_id: int, digest: str) -> bool:
+async def unlink_blob(conn: Connection, repository_id: int, digest: str) -> bool:
     result = await conn.execute(delete(repository_blobs).where(and_(
         repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest == digest)))
     return result.rowcount > 0
 
 
-async def linked_digests(conn: AsyncConnection, repository_id: int, digests: list[str]) -> dict[str, int]:
+async def linked_digests(conn: Connection, repository_id: int, digests: list[str]) -> dict[str, int]:
     """Of `digests`, those linked into the repository, with their sizes."""
     if not digests:
         return {}

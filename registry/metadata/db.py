@@ -5,19 +5,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Protocol
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import Connection as SyncConnection
+from sqlalchemy import Engine, Result, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
-from sqlalchemy.sql import Insert
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql import Executable, Insert
 from sqlalchemy import Table
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class Connection(Protocol):
+    """What the query modules need: an awaitable execute. Both connection kinds below provide it."""
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]: ...
+
+
+class _InlineSQLite:
+    """A sync SQLite connection behind the async interface, executing in the event loop.
+
+    An indexed SQLite lookup takes microseconds, less than the thread hop an async driver
+    pays for every call; only COMMIT, which fsyncs, goes to a thread (see Database.write).
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: SyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
+        return self._conn.execute(statement, parameters)
 
 
 class Database:
@@ -26,32 +49,42 @@ class Database:
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         if self.is_sqlite:
             _ensure_parent_dir(url)
-            self.engine: AsyncEngine = create_async_engine(url, poolclass=AsyncAdaptedQueuePool,
-                                                           pool_size=pool_size, max_overflow=0)
-            _configure_sqlite(self.engine)
+            sync_url = make_url(url).set(drivername="sqlite")
+            self._sqlite: Engine = create_engine(sync_url, poolclass=QueuePool, pool_size=4, max_overflow=-1,
+                                                 connect_args={"check_same_thread": False})
+            _configure_sqlite(self._sqlite)
         else:
-            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                              pool_pre_ping=True)
+            self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                                           pool_pre_ping=True)
         # SQLite has one writer at a time; queueing writers here beats spinning on SQLITE_BUSY.
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._write_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+    async def read(self) -> AsyncIterator[Connection]:
+        if self.is_sqlite:
+            with self._sqlite.connect() as conn:
+                yield _InlineSQLite(conn)
+            return
+        async with self.engine.connect() as async_conn:
+            yield async_conn
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction; committed when the block ends without an exception."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
+    async def write(self) -> AsyncIterator[Connection]:
+        """One transaction; committed (durably) when the block ends without an exception."""
+        if not self.is_sqlite:
+            async with self.engine.begin() as async_conn:
+                yield async_conn
             return
         async with self._write_lock:
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(sqlite_immediate=True)
-                async with conn.begin():
-                    yield conn
+            with self._sqlite.connect() as conn:
+                conn = conn.execution_options(sqlite_immediate=True)
+                transaction = conn.begin()
+                try:
+                    yield _InlineSQLite(conn)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                await asyncio.to_thread(transaction.commit)
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT that silently skips rows whose key already exists (both dialects)."""
@@ -59,7 +92,10 @@ class Database:
         return dialect.insert(table).on_conflict_do_nothing()
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self.is_sqlite:
+            self._sqlite.dispose()
+        else:
+            await self.engine.dispose()
 
 
 def _ensure_parent_dir(url: str) -> None:
@@ -68,10 +104,10 @@ def _ensure_parent_dir(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: Engine) -> None:
     """WAL for concurrent readers, synchronous=FULL so a commit is on disk before we answer."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (pysqlite's is broken)
         cursor = dbapi_connection.cursor()
@@ -79,7 +115,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def on_begin(conn):  # type: ignore[no-untyped-def]
         immediate = conn.get_execution_options().get("sqlite_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -7,9 +7,8 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.metadata.db import Database
+from registry.metadata.db import Connection, Database
 from registry.metadata.schema import manifest_references, manifests, repositories, tags
 
 
@@ -30,7 +29,7 @@ def _row(row) -> ManifestRow | None:  # type: ignore[no-untyped-def]
     return ManifestRow(row.id, row.digest, row.media_type, bytes(row.payload), row.subject_digest) if row else None
 
 
-async def manifest_by_tag(conn: AsyncConnection, repository: str, tag: str) -> ManifestRow | None:
+async def manifest_by_tag(conn: Connection, repository: str, tag: str) -> ManifestRow | None:
     query = (select(*_COLUMNS)
              .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id)
                           .join(manifests, manifests.c.id == tags.c.manifest_id))
@@ -38,14 +37,14 @@ async def manifest_by_tag(conn: AsyncConnection, repository: str, tag: str) -> M
     return _row((await conn.execute(query)).first())
 
 
-async def manifest_by_digest(conn: AsyncConnection, repository: str, digest: str) -> ManifestRow | None:
+async def manifest_by_digest(conn: Connection, repository: str, digest: str) -> ManifestRow | None:
     query = (select(*_COLUMNS)
              .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
              .where(repositories.c.name == repository, manifests.c.digest == digest))
     return _row((await conn.execute(query)).first())
 
 
-async def existing_manifests(conn: AsyncConnection, repository_id: int, digests: list[str]) -> set[str]:
+async def existing_manifests(conn: Connection, repository_id: int, digests: list[str]) -> set[str]:
     if not digests:
         return set()
     query = select(manifests.c.digest).where(manifests.c.repository_id == repository_id,
@@ -53,7 +52,7 @@ async def existing_manifests(conn: AsyncConnection, repository_id: int, digests:
     return set((await conn.execute(query)).scalars())
 
 
-async def store_manifest(db: Database, conn: AsyncConnection, repository_id: int, *, digest: str, media_type: str,
+async def store_manifest(db: Database, conn: Connection, repository_id: int, *, digest: str, media_type: str,
                          payload: bytes, artifact_type: str | None, subject: str | None,
                          annotations: dict[str, str] | None, references: list[tuple[str, str]]) -> int:
     """Insert the manifest unless the repository has it already; returns its id."""
@@ -73,7 +72,7 @@ async def store_manifest(db: Database, conn: AsyncConnection, repository_id: int
     return manifest_id
 
 
-async def delete_manifest(conn: AsyncConnection, repository_id: int, digest: str) -> bool:
+async def delete_manifest(conn: Connection, repository_id: int, digest: str) -> bool:
     """Delete a manifest; its tags and reference rows go with it (ON DELETE CASCADE)."""
     manifest_id = (await conn.execute(select(manifests.c.id).where(
         manifests.c.repository_id == repository_id, manifests.c.digest == digest))).scalar()
@@ -94,7 +93,7 @@ class Referrer:
     annotations: dict[str, str] | None
 
 
-async def referrers(conn: AsyncConnection, repository: str, subject: str,
+async def referrers(conn: Connection, repository: str, subject: str,
                     artifact_type: str | None) -> list[Referrer]:
     query = (select(manifests.c.digest, manifests.c.media_type, manifests.c.size, manifests.c.artifact_type,
                     manifests.c.annotations)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import exists, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.metadata.db import Database
+from registry.metadata.db import Connection, Database
 from registry.metadata.schema import manifests, repositories
 
 
-async def repository_id(conn: AsyncConnection, name: str) -> int | None:
+async def repository_id(conn: Connection, name: str) -> int | None:
     return (await conn.execute(select(repositories.c.id).where(repositories.c.name == name))).scalar()
 
 
-async def ensure_repository(db: Database, conn: AsyncConnection, name: str) -> int:
+async def ensure_repository(db: Database, conn: Connection, name: str) -> int:
     """The repository's id, creating it (inside the caller's write transaction) if new."""
     found = await repository_id(conn, name)
     if found is not None:
@@ -26,7 +25,7 @@ async def ensure_repository(db: Database, conn: AsyncConnection, name: str) -> i
     return found
 
 
-async def catalog(conn: AsyncConnection, limit: int | None, last: str | None) -> list[str]:
+async def catalog(conn: Connection, limit: int | None, last: str | None) -> list[str]:
     """Names of repositories holding at least one manifest, sorted, after `last`."""
     query = (select(repositories.c.name)
              .where(exists().where(manifests.c.repository_id == repositories.c.id))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import and_, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.metadata.db import Database
+from registry.metadata.db import Connection, Database
 from registry.metadata.schema import repositories, tags
 
 
-async def list_tags(conn: AsyncConnection, repository: str, limit: int | None, last: str | None) -> list[str] | None:
+async def list_tags(conn: Connection, repository: str, limit: int | None, last: str | None) -> list[str] | None:
     """Sorted tag names after `last`; None when the repository does not exist."""
     repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repository))).scalar()
     if repo_id is None:
@@ -24,7 +23,7 @@ async def list_tags(conn: AsyncConnection, repository: str, limit: int | None, l
     return list((await conn.execute(query)).scalars())
 
 
-async def set_tag(db: Database, conn: AsyncConnection, repository_id: int, name: str, manifest_id: int) -> None:
+async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
     now = time.time()
     moved = await conn.execute(update(tags)
                                .where(and_(tags.c.repository_id == repository_id, tags.c.name == name))
@@ -34,7 +33,7 @@ async def set_tag(db: Database, conn: AsyncConnection, repository_id: int, name:
                                                          manifest_id=manifest_id, updated_at=now))
 
 
-async def delete_tag(conn: AsyncConnection, repository_id: int, name: str) -> bool:
+async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:
     result = await conn.execute(delete(tags).where(and_(tags.c.repository_id == repository_id,
                                                         tags.c.name == name)))
     return result.rowcount > 0

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from registry.metadata.db import Connection
 from registry.metadata.schema import repositories, uploads
 
 
@@ -19,13 +19,13 @@ class UploadRow:
     created_at: float
 
 
-async def create_upload(conn: AsyncConnection, upload_id: str, repository_id: int) -> None:
+async def create_upload(conn: Connection, upload_id: str, repository_id: int) -> None:
     now = time.time()
     await conn.execute(insert(uploads).values(id=upload_id, repository_id=repository_id, size=0,
                                               created_at=now, updated_at=now))
 
 
-async def get_upload(conn: AsyncConnection, upload_id: str) -> UploadRow | None:
+async def get_upload(conn: Connection, upload_id: str) -> UploadRow | None:
     query = (select(uploads.c.id, repositories.c.name, uploads.c.size, uploads.c.created_at)
              .select_from(uploads.join(repositories, repositories.c.id == uploads.c.repository_id))
              .where(uploads.c.id == upload_id))
@@ -33,10 +33,10 @@ async def get_upload(conn: AsyncConnection, upload_id: str) -> UploadRow | None:
     return UploadRow(row.id, row.name, row.size, row.created_at) if row else None
 
 
-async def set_upload_size(conn: AsyncConnection, upload_id: str, size: int) -> None:
+async def set_upload_size(conn: Connection, upload_id: str, size: int) -> None:
     await conn.execute(update(uploads).where(uploads.c.id == upload_id)
                        .values(size=size, updated_at=time.time()))
 
 
-async def delete_upload(conn: AsyncConnection, upload_id: str) -> bool:
+async def delete_upload(conn: Connection, upload_id: str) -> bool:
     return (await conn.execute(delete(uploads).where(uploads.c.id == upload_id))).rowcount > 0

@@ -194,6 +194,22 @@ def test_range_starting_at_size_is_416(client: httpx.Client, blob) -> None:
     assert resp.status_code == 416
 
 
+def test_unsatisfiable_range_reports_size_in_content_range(client: httpx.Client, blob) -> None:
+    """RFC 9110 14.4: a 416 SHOULD carry `Content-Range: bytes */<complete length>`."""
+    name, data, digest = blob
+    resp = client.get(f"/v2/{name}/blobs/{digest}", headers={"Range": f"bytes={len(data)}-{len(data) + 5}"})
+    assert resp.status_code == 416
+    assert resp.headers.get("Content-Range") == f"bytes */{len(data)}"
+
+
+def test_unsatisfiable_range_error_body_is_json(client: httpx.Client, blob) -> None:
+    name, data, digest = blob
+    resp = client.get(f"/v2/{name}/blobs/{digest}", headers={"Range": f"bytes={len(data)}-{len(data) + 5}"})
+    assert resp.status_code == 416
+    if resp.content:
+        assert_error(resp, 416)
+
+
 # -- deletion --------------------------------------------------------------------------------
 
 def test_delete_blob_is_202(client: httpx.Client, blob) -> None:

@@ -209,6 +209,17 @@ def test_manifest_with_many_layers(client: httpx.Client, name: str) -> None:
     assert get_manifest(client, name, "many").content == pushed.body
 
 
+def test_four_megabyte_manifest_is_accepted(client: httpx.Client, name: str) -> None:
+    """"Client and registry implementations SHOULD expect to be able to support manifest pushes of at least
+    4 megabytes." """
+    body, _ = image_manifest(client, name, annotations={"org.example.padding": ""})
+    padding = 4_000_000 - len(body)
+    body, _ = image_manifest(client, name, annotations={"org.example.padding": "p" * padding})
+    assert len(body) >= 4_000_000
+    assert put_manifest(client, name, "big", body).status_code == 201
+    assert get_manifest(client, name, "big").content == body
+
+
 # -- Accept negotiation ----------------------------------------------------------------------
 
 DOCKER_ONLY = f"{DOCKER_MANIFEST}, {DOCKER_LIST}"

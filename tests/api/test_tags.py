@@ -94,9 +94,20 @@ def test_last_page_has_no_link(client: httpx.Client, tagged: str) -> None:
     assert "Link" not in resp.headers
 
 
+def test_full_last_page_has_no_link(client: httpx.Client, tagged: str) -> None:
+    resp = client.get(f"/v2/{tagged}/tags/list", params={"n": 2, "last": "charlie"})
+    assert resp.json()["tags"] == ["delta", "echo"]
+    assert "Link" not in resp.headers
+
+
 def test_n_equal_to_total_returns_all(client: httpx.Client, tagged: str) -> None:
     resp = client.get(f"/v2/{tagged}/tags/list", params={"n": len(TAGS)})
     assert resp.json()["tags"] == sorted(TAGS)
+
+
+def test_n_equal_to_total_has_no_link(client: httpx.Client, tagged: str) -> None:
+    resp = client.get(f"/v2/{tagged}/tags/list", params={"n": len(TAGS)})
+    assert "Link" not in resp.headers
 
 
 def test_n_larger_than_total_returns_all_without_link(client: httpx.Client, tagged: str) -> None:

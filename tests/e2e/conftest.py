@@ -13,7 +13,6 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import pytest
