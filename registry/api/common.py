@@ -24,6 +24,9 @@ def content(request: web.Request) -> LocalContent:
 
 
 def repository(request: web.Request) -> str:
+    # An encoded slash would let one path segment pose as several name components.
+    if "%2f" in request.raw_path.partition("?")[0].lower():
+        raise RegistryError("NAME_INVALID", "encoded slashes are not allowed in repository names")
     return validate_name(request.match_info["name"])
 
 

@@ -25,32 +25,33 @@ def test_version_check_sets_api_version_header(client: httpx.Client) -> None:
     assert resp.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
 
 
-# Requests that must fail, each with a JSON error body: (description, method, path builder, kwargs).
-def _error_requests(name: str) -> list[tuple[str, str, str, dict]]:
-    digest = random_digest()
-    return [
-        ("unknown blob", "GET", f"/v2/{name}/blobs/{digest}", {}),
-        ("malformed blob digest", "GET", f"/v2/{name}/blobs/sha256:xyz", {}),
-        ("unknown manifest", "GET", f"/v2/{name}/manifests/nosuchtag", {}),
-        ("unknown upload", "GET", f"/v2/{name}/blobs/uploads/0123456789abcdef", {}),
-        ("unknown repository tags", "GET", f"/v2/{unique_name('nowhere')}/tags/list", {}),
-        ("invalid name", "GET", "/v2/Upper/Case/tags/list", {}),
-        ("malformed manifest", "PUT", f"/v2/{name}/manifests/latest",
-         {"content": b"{not json", "headers": {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}}),
-        ("blob upload with wrong digest", "POST", f"/v2/{name}/blobs/uploads/",
-         {"params": {"digest": digest}, "content": b"other bytes"}),
-    ]
+# Requests that must fail, each with a JSON error body: id -> (method, path template, request kwargs).
+# `{name}` is an existing repository, `{digest}` a digest nobody pushed.
+ERROR_REQUESTS: dict[str, tuple[str, str, dict]] = {
+    "unknown-blob": ("GET", "/v2/{name}/blobs/{digest}", {}),
+    "malformed-blob-digest": ("GET", "/v2/{name}/blobs/sha256:xyz", {}),
+    "unknown-manifest": ("GET", "/v2/{name}/manifests/nosuchtag", {}),
+    "unknown-upload": ("GET", "/v2/{name}/blobs/uploads/0123456789abcdef", {}),
+    "unknown-repository-tags": ("GET", "/v2/{name}x/tags/list", {}),
+    "invalid-name": ("GET", "/v2/Upper/Case/tags/list", {}),
+    "malformed-manifest": ("PUT", "/v2/{name}/manifests/latest",
+                           {"content": b"{not json",
+                            "headers": {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}}),
+    "wrong-digest-upload": ("POST", "/v2/{name}/blobs/uploads/?digest={digest}", {"content": b"other bytes"}),
+    "unknown-blob-delete": ("DELETE", "/v2/{name}/blobs/{digest}", {}),
+    "unknown-manifest-delete": ("DELETE", "/v2/{name}/manifests/{digest}", {}),
+}
 
 
-@pytest.mark.parametrize("case", range(8), ids=[c[0] for c in _error_requests("x")])
-def test_error_responses_are_json_with_errors_list(client: httpx.Client, case: int) -> None:
+@pytest.mark.parametrize("case", list(ERROR_REQUESTS))
+def test_error_responses_are_json_with_errors_list(client: httpx.Client, case: str) -> None:
     name = unique_name("errors")
     push_blob(client, name, random_bytes(16))  # make the repository exist
-    _, method, path, kwargs = _error_requests(name)[case]
+    method, template, kwargs = ERROR_REQUESTS[case]
+    path = template.format(name=name, digest=random_digest())
     resp = client.request(method, path, **kwargs)
     assert 400 <= resp.status_code < 500, f"{method} {path}: {resp.status_code}"
-    codes = error_codes(resp)
-    for code in codes:
+    for code in error_codes(resp):
         assert code in ERROR_CODES, code
 
 

@@ -16,7 +16,6 @@ from tests.api.helpers import (
     push_blob_single_post,
     random_bytes,
     random_digest,
-    sha256,
     sha512,
     unique_name,
 )

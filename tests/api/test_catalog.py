@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import httpx
 import pytest
 
@@ -23,7 +25,7 @@ def catalog_all(client: httpx.Client, n: int | None = None) -> list[str]:
 
 
 @pytest.fixture
-def private(fresh_registry) -> tuple[httpx.Client, list[str]]:
+def private(fresh_registry) -> Iterator[tuple[httpx.Client, list[str]]]:
     """A registry of its own holding exactly five repositories."""
     client = httpx.Client(base_url=fresh_registry.url, timeout=60)
     names = [f"catalog/{letter}" for letter in "edcba"]

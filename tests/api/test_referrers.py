@@ -95,11 +95,18 @@ def test_artifact_manifest_is_pullable_with_exact_bytes(client: httpx.Client, na
 
 # -- GET referrers ---------------------------------------------------------------------------
 
-def test_referrers_is_200_image_index(client: httpx.Client, name: str, subject: Pushed) -> None:
+def test_referrers_content_type_is_oci_index(client: httpx.Client, name: str, subject: Pushed) -> None:
+    """"The Content-Type header MUST be set to application/vnd.oci.image.index.v1+json." """
     push_artifact(client, name, subject.descriptor())
     resp = referrers(client, name, subject.digest)
     assert resp.status_code == 200
     assert resp.headers.get("Content-Type") == OCI_INDEX
+
+
+def test_referrers_is_200_image_index(client: httpx.Client, name: str, subject: Pushed) -> None:
+    push_artifact(client, name, subject.descriptor())
+    resp = referrers(client, name, subject.digest)
+    assert resp.status_code == 200
     index = resp.json()
     assert index["schemaVersion"] == 2
     assert index["mediaType"] == OCI_INDEX
@@ -182,8 +189,12 @@ def test_referrers_of_missing_subject(client: httpx.Client, name: str) -> None:
 def test_referrers_with_none_is_200_empty_list(client: httpx.Client, name: str, subject: Pushed) -> None:
     resp = referrers(client, name, subject.digest)
     assert resp.status_code == 200
-    assert resp.headers.get("Content-Type") == OCI_INDEX
     assert resp.json()["manifests"] == []
+
+
+def test_empty_referrers_content_type_is_oci_index(client: httpx.Client, name: str, subject: Pushed) -> None:
+    resp = referrers(client, name, subject.digest)
+    assert resp.headers.get("Content-Type") == OCI_INDEX
 
 
 def test_referrers_of_unknown_digest_is_200_empty_list(client: httpx.Client, name: str, subject: Pushed) -> None:
