@@ -197,6 +197,14 @@ class Server:
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def cpu(self) -> float | None:
+        """CPU seconds used so far by the server and its children."""
+        if not self.alive():
+            return None
+        assert self.proc is not None
+        vals = [cpu_seconds(pid) for pid in process_tree(self.proc.pid)]
+        return sum(v for v in vals if v is not None)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -695,6 +703,7 @@ class Bench:
         self.failures: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in servers}
         self.anomalies: dict[str, list[str]] = {s.key: [] for s in servers}
         self.clients = {s.key: BlobClient(s.url) for s in servers}
+        self.steps: list[dict[str, Any]] = []
         self.run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 
     def log(self, msg: str) -> None:
@@ -717,6 +726,8 @@ class Bench:
             self.record_failure(server, figure, {"message": f"{server.title} is not running"})
             return
         os.sync()
+        cpu0 = {s.key: s.cpu() for s in self.servers}
+        t0 = time.perf_counter()
         try:
             value = fn()
         except StepError as exc:
@@ -725,8 +736,26 @@ class Bench:
         except Exception as exc:  # noqa: BLE001 - report anything, keep measuring the other side
             self.record_failure(server, figure, {"message": f"{exc!r}", "traceback": traceback.format_exc()})
             return
+        finally:
+            self._account(server, figure, time.perf_counter() - t0, cpu0)
         self.samples[server.key].setdefault(figure, []).append(value)
         self.log(f"  {server.key:9s} {figure:15s} {fmt.format(value)}")
+
+    def _account(self, server: Server, figure: str, wall: float, cpu0: dict[str, float | None]) -> None:
+        """CPU seconds each server used during this step: the measured one's cost, and whether the
+        idle one was busy in the background (which would steal CPU from the measured one)."""
+        cpu = {}
+        for s in self.servers:
+            now = s.cpu()
+            cpu[s.key] = round(now - cpu0[s.key], 3) if now is not None and cpu0[s.key] is not None else None
+        self.steps.append({"server": server.key, "figure": figure, "wall_seconds": round(wall, 3),
+                           "cpu_seconds": cpu})
+        for s in self.servers:
+            busy = cpu[s.key]
+            if s is not server and busy is not None and busy > max(0.25, 0.1 * wall):
+                self.anomalies[s.key].append(
+                    f"used {busy:.2f} s of CPU while idle, during {server.key}'s {figure} step "
+                    f"({wall:.2f} s wall): background work competing with the measured server")
 
     def run(self) -> None:
         a = self.args
@@ -861,6 +890,7 @@ def build_report(bench: Bench, args: argparse.Namespace, servers: list[Server], 
         "work_dir": str(root), "work_dir_fs": fs_type(root),
         "servers": {s.key: {"title": s.title, "command": s.command, "url": s.url, **s.final_stats} for s in servers},
         "rows": rows,
+        "steps": bench.steps,
         "failures": bench.failures,
         "anomalies": bench.anomalies,
         "notes": NOTES,

@@ -54,6 +54,8 @@ def page(path: str, limit: int | None, rows: list[str]) -> tuple[list[str], dict
     """Trim rows fetched with limit+1 to one page, with a Link header when more follow."""
     if limit is None or len(rows) <= limit:
         return rows, {}
+    if limit == 0:
+        return [], {}
     rows = rows[:limit]
     return rows, {"Link": f'<{path}?{urlencode({"n": limit, "last": rows[-1]})}>; rel="next"'}
 
@@ -132,10 +134,9 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         suffix = min(suffix, size)
         return size - suffix, suffix
     start = int(match[1])
-    end = int(match[2]) if match[2] else size - 1
-    if end < start:
-        return None
+    if match[2] and int(match[2]) < start:
+        return None  # "bytes=9-3" is invalid, and an invalid Range is ignored
     if start >= size:
         raise unsatisfiable
-    end = min(end, size - 1)
+    end = min(int(match[2]) if match[2] else size - 1, size - 1)
     return start, end - start + 1

@@ -1,5 +1,7 @@
 """GET /v2/<name>/referrers/<digest>: an OCI image index of the manifests whose subject it is."""
 
+import json
+
 from aiohttp import web
 
 from registry import manifest as mf
@@ -19,6 +21,8 @@ async def referrers(request: web.Request) -> web.Response:
         if ref.annotations:
             descriptor["annotations"] = ref.annotations
         descriptors.append(descriptor)
-    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
-    return web.json_response({"schemaVersion": 2, "mediaType": mf.OCI_INDEX, "manifests": descriptors},
-                             content_type=mf.OCI_INDEX, headers=headers)
+    headers = {"Content-Type": mf.OCI_INDEX}
+    if artifact_type:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    index = {"schemaVersion": 2, "mediaType": mf.OCI_INDEX, "manifests": descriptors}
+    return web.Response(body=json.dumps(index).encode(), headers=headers)
