@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, bindparam, delete, select
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import blobs, repositories, repository_blobs
 
 
+_LINKED_SIZE = (select(blobs.c.size)
+                .select_from(repository_blobs
+                             .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+                             .join(blobs, blobs.c.digest == repository_blobs.c.digest))
+                .where(repositories.c.name == bindparam("repository"), repository_blobs.c.digest == bindparam("digest")))
+
+
 async def linked_blob_size(conn: Connection, repository: str, digest: str) -> int | None:
     """Size of a blob if it is linked into the named repository."""
-    query = (select(blobs.c.size)
-             .select_from(repository_blobs
-                          .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
-                          .join(blobs, blobs.c.digest == repository_blobs.c.digest))
-             .where(repositories.c.name == repository, repository_blobs.c.digest == digest))
-    return (await conn.execute(query)).scalar()
+    return (await conn.execute(_LINKED_SIZE, {"repository": repository, "digest": digest})).scalar()
 
 
 async def blob_size(conn: Connection, digest: str) -> int | None:

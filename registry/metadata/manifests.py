@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, bindparam, delete, select
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import manifest_references, manifests, repositories, tags
@@ -29,19 +29,22 @@ def _row(row) -> ManifestRow | None:  # type: ignore[no-untyped-def]
     return ManifestRow(row.id, row.digest, row.media_type, bytes(row.payload), row.subject_digest) if row else None
 
 
+# Hot read paths: statements built once, executed with bind parameters.
+_BY_TAG = (select(*_COLUMNS)
+           .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id)
+                        .join(manifests, manifests.c.id == tags.c.manifest_id))
+           .where(repositories.c.name == bindparam("repository"), tags.c.name == bindparam("tag")))
+_BY_DIGEST = (select(*_COLUMNS)
+              .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
+              .where(repositories.c.name == bindparam("repository"), manifests.c.digest == bindparam("digest")))
+
+
 async def manifest_by_tag(conn: Connection, repository: str, tag: str) -> ManifestRow | None:
-    query = (select(*_COLUMNS)
-             .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id)
-                          .join(manifests, manifests.c.id == tags.c.manifest_id))
-             .where(repositories.c.name == repository, tags.c.name == tag))
-    return _row((await conn.execute(query)).first())
+    return _row((await conn.execute(_BY_TAG, {"repository": repository, "tag": tag})).first())
 
 
 async def manifest_by_digest(conn: Connection, repository: str, digest: str) -> ManifestRow | None:
-    query = (select(*_COLUMNS)
-             .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
-             .where(repositories.c.name == repository, manifests.c.digest == digest))
-    return _row((await conn.execute(query)).first())
+    return _row((await conn.execute(_BY_DIGEST, {"repository": repository, "digest": digest})).first())
 
 
 async def existing_manifests(conn: Connection, repository_id: int, digests: list[str]) -> set[str]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import manifests, repositories
 
 
+_ID_BY_NAME = select(repositories.c.id).where(repositories.c.name == bindparam("name"))
+
+
 async def repository_id(conn: Connection, name: str) -> int | None:
-    return (await conn.execute(select(repositories.c.id).where(repositories.c.name == name))).scalar()
+    return (await conn.execute(_ID_BY_NAME, {"name": name})).scalar()
 
 
 async def ensure_repository(db: Database, conn: Connection, name: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from registry.metadata.db import Connection
 from registry.metadata.schema import repositories, uploads
@@ -25,11 +25,13 @@ async def create_upload(conn: Connection, upload_id: str, repository_id: int) ->
                                               created_at=now, updated_at=now))
 
 
+_GET = (select(uploads.c.id, repositories.c.name, uploads.c.size, uploads.c.created_at)
+        .select_from(uploads.join(repositories, repositories.c.id == uploads.c.repository_id))
+        .where(uploads.c.id == bindparam("upload_id")))
+
+
 async def get_upload(conn: Connection, upload_id: str) -> UploadRow | None:
-    query = (select(uploads.c.id, repositories.c.name, uploads.c.size, uploads.c.created_at)
-             .select_from(uploads.join(repositories, repositories.c.id == uploads.c.repository_id))
-             .where(uploads.c.id == upload_id))
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_GET, {"upload_id": upload_id})).first()
     return UploadRow(row.id, row.name, row.size, row.created_at) if row else None
 
 

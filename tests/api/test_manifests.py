@@ -30,6 +30,7 @@ from tests.api.helpers import (
     random_bytes,
     random_digest,
     sha256,
+    sha512,
     unique_name,
     unique_tag,
 )
@@ -78,6 +79,28 @@ def test_put_manifest_by_digest_creates_no_tag(client: httpx.Client, name: str) 
     resp = client.get(f"/v2/{name}/tags/list")
     assert resp.status_code == 200
     assert resp.json()["tags"] in ([], None)
+
+
+def test_put_manifest_by_sha512_digest_echoes_that_digest(client: httpx.Client, name: str) -> None:
+    """"The Docker-Content-Digest header ... MUST be equal to the client provided digest." """
+    body, _ = image_manifest(client, name)
+    resp = put_manifest(client, name, sha512(body), body)
+    assert resp.status_code == 201
+    assert resp.headers.get("Docker-Content-Digest") == sha512(body)
+
+
+def test_get_manifest_by_sha512_digest(client: httpx.Client, name: str) -> None:
+    body, _ = image_manifest(client, name)
+    assert put_manifest(client, name, sha512(body), body).status_code == 201
+    resp = get_manifest(client, name, sha512(body))
+    assert resp.status_code == 200
+    assert resp.content == body
+
+
+def test_put_by_sha512_digest_with_mismatching_body_is_400(client: httpx.Client, name: str) -> None:
+    body, _ = image_manifest(client, name)
+    resp = put_manifest(client, name, sha512(body + b" "), body)
+    assert_error(resp, 400, "DIGEST_INVALID")
 
 
 @pytest.mark.parametrize("kind", MANIFEST_KINDS)

@@ -123,6 +123,19 @@ def test_pushing_existing_blob_again_is_201(client: httpx.Client, name: str) -> 
     assert client.get(f"/v2/{name}/blobs/{sha256(data)}").content == data
 
 
+def test_two_concurrent_uploads_of_same_content_both_complete(client: httpx.Client, registry, name: str) -> None:
+    """Layer upload de-duplication: "both operations will proceed and the first to complete will be stored"."""
+    data = random_bytes(2000)
+    first = start_upload(client, name).headers["Location"]
+    second = start_upload(client, name).headers["Location"]
+    first = patch_chunk(client, first, data[:1000]).headers["Location"]
+    second = patch_chunk(client, second, data[:1000]).headers["Location"]
+    assert finish(client, first, sha256(data), data[1000:]).status_code == 201
+    assert finish(client, second, sha256(data), data[1000:]).status_code == 201
+    assert client.get(f"/v2/{name}/blobs/{sha256(data)}").content == data
+    assert blob_file(registry.data_dir, sha256(data)).read_bytes() == data
+
+
 # -- POST then PUT ---------------------------------------------------------------------------
 
 def test_post_then_put_whole_blob_is_201(client: httpx.Client, name: str) -> None:
