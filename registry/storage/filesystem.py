@@ -9,16 +9,19 @@ next network read.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import errno
 import os
 import re
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator
+from typing import AsyncIterable, AsyncIterator, Callable
 
 from registry.digest import Digest
 from registry.storage.base import BlobStore, Hasher, UploadNotFound, UploadOffsetMismatch
 
 READ_CHUNK = 1024 * 1024
+WRITEBACK_EVERY = 8 * 1024 * 1024
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -30,13 +33,49 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes, hasher: Hasher | None) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    if hasher is not None:
-        hasher.update(data)
+def _start_writeback() -> Callable[[int, int, int], None]:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE): start flushing dirty pages without waiting.
+
+    Uploads call it as they go, so the fsync at commit waits only for the tail instead of
+    the whole blob. Durability is unchanged: commit still fsyncs. A no-op where unavailable.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        sync_file_range = libc.sync_file_range
+        sync_file_range.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    sync_file_range_write = 2
+
+    def start(fd: int, offset: int, length: int) -> None:
+        sync_file_range(fd, offset, length, sync_file_range_write)
+
+    return start
+
+
+start_writeback = _start_writeback()
+
+
+class _Appender:
+    """Writes an upload's chunks in order, hashing them and starting writeback as it goes."""
+
+    def __init__(self, fd: int, offset: int, hasher: Hasher | None) -> None:
+        self.fd = fd
+        self.hasher = hasher
+        self.flushed_to = offset
+        self.offset = offset
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        self.offset += len(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        if self.offset - self.flushed_to >= WRITEBACK_EVERY:
+            start_writeback(self.fd, self.flushed_to, self.offset - self.flushed_to)
+            self.flushed_to = self.offset
 
 
 class FilesystemStore(BlobStore):
@@ -117,12 +156,13 @@ class FilesystemStore(BlobStore):
             size = os.fstat(fd).st_size
             if size != offset:
                 raise UploadOffsetMismatch(size, offset)
+            appender = _Appender(fd, offset, hasher)
             pending: asyncio.Future[None] | None = None
             try:
                 async for chunk in chunks:
                     if pending is not None:
                         await pending
-                    pending = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, chunk, hasher))
+                    pending = asyncio.ensure_future(asyncio.to_thread(appender.write, chunk))
             finally:
                 if pending is not None:
                     await asyncio.shield(pending)
