@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -15,7 +17,7 @@ from registry.config import Config
 from registry.content.local import LocalContent
 from registry.errors import RegistryError, error_response
 from registry.metadata.db import Database
-from registry.storage import create_store
+from registry.storage import StorageUnavailable, create_store
 
 log = logging.getLogger("registry")
 access_log = logging.getLogger("registry.access")
@@ -37,6 +39,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = error_response(exc, request.method)
     except web.HTTPException as exc:
         response = error_response(_from_http_exception(exc), request.method)
+    except StorageUnavailable as exc:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        response = error_response(RegistryError("UNAVAILABLE", f"blob storage unavailable: {exc}",
+                                                headers={"Retry-After": "5"}), request.method)
     except (ConnectionError, OSError) as exc:
         # The client went away mid-body (or the socket broke): nothing useful to send.
         log.info("request %s %s aborted: %r", request.method, request.path, exc)
@@ -72,15 +78,22 @@ def create_app(config: Config) -> web.Application:
                           handler_args={"read_bufsize": config.upload_chunk_bytes})
     db = Database(config.database_url, pool_size=config.database.pool_size)
     store = create_store(config)
-    app[CONTENT_KEY] = LocalContent(db, store)
+    redirect_expiry = config.storage.s3.redirect_expiry if config.storage.s3.redirect else None
+    app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry)
     app[CHUNK_BYTES_KEY] = config.upload_chunk_bytes
     app[DELETE_ENABLED_KEY] = config.delete_enabled
     app.on_response_prepare.append(_common_headers)
     add_routes(app)
 
+    async def start(_: web.Application) -> None:
+        # Disk and hashing work runs in threads; the default pool (cores + 4) is too small
+        # for many concurrent uploads and downloads.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="io"))
+
     async def close(_: web.Application) -> None:
         await store.close()
         await db.close()
 
+    app.on_startup.append(start)
     app.on_cleanup.append(close)
     return app

@@ -11,21 +11,14 @@ from registry.config import ConfigError, add_arguments, load
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from registry.app import create_app
     from registry.metadata.db import migrate
+    from registry.server import serve
 
     config = load(args)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if config.database.migrate_on_start:
         migrate(config.database_url)
-    host, port = config.host_port
-    logging.getLogger("registry").info("registry %s listening on %s:%d, data in %s", __version__, host, port,
-                                       config.data_dir)
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None,
-                handle_signals=True, shutdown_timeout=5)
-    return 0
+    return serve(config)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

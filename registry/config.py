@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -30,14 +31,34 @@ class DatabaseConfig:
 
 
 @dataclass
+class S3Config:
+    bucket: str = option("", "S3 bucket for blobs and staged uploads")
+    prefix: str = option("", "key prefix inside the bucket")
+    region: str = option("", "S3 region (empty: boto3's default chain)")
+    endpoint_url: str = option("", "S3 endpoint URL, for S3-compatible servers (empty: AWS)")
+    path_style: bool = option(False, "path-style addressing (http://host/bucket/key) instead of virtual hosts")
+    storage_class: str = option("", "storage class for blobs (e.g. STANDARD_IA); empty: the bucket's default")
+    access_key: str = option("", "access key id (empty: boto3's standard credential chain)")
+    secret_key: str = option("", "secret access key (empty: boto3's standard credential chain)")
+    part_size: int = option(8 * 1024 * 1024, "multipart part size in bytes (at least 5 MiB); doubles every "
+                                             "1,000 parts so a 100 GiB layer stays under 10,000 parts")
+    max_connections: int = option(32, "concurrent connections (and threads) to S3")
+    redirect: bool = option(False, "answer blob GETs with a 307 redirect to a pre-signed URL instead of streaming")
+    redirect_expiry: int = option(1200, "lifetime of a pre-signed redirect URL, in seconds")
+
+
+@dataclass
 class StorageConfig:
-    backend: str = option("filesystem", "blob storage backend", choices=("filesystem",))
+    backend: str = option("filesystem", "blob storage backend", choices=("filesystem", "s3"))
     root: str = option("", "filesystem backend: directory for blobs and staged uploads; empty means DATA_DIR")
+    s3: S3Config = field(default_factory=S3Config)
 
 
 @dataclass
 class Config:
     listen: str = option(":5000", "address to listen on, host:port (an empty host means all interfaces)")
+    workers: int = option(1, "server processes sharing the listening socket (use every core; with several "
+                             "registry hosts, PostgreSQL is the database they share)")
     data_dir: str = option("./data", "directory for the embedded database and filesystem blob store")
     log_level: str = option("info", "log level", choices=("debug", "info", "warning", "error"))
     delete_enabled: bool = option(True, "allow DELETE of manifests, tags and blobs")
@@ -89,19 +110,14 @@ class OptionSpec:
 
 def options(cls: type = Config, prefix: tuple[str, ...] = ()) -> Iterator[OptionSpec]:
     """Every leaf option of the configuration, in declaration order."""
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        ftype = _resolve_type(f.type)
+        ftype = hints[f.name]
         if dataclasses.is_dataclass(ftype):
             yield from options(ftype, prefix + (f.name,))
         else:
             default = f.default if f.default is not dataclasses.MISSING else None
             yield OptionSpec(prefix + (f.name,), ftype, default, f.metadata.get("help", ""), f.metadata.get("choices"))
-
-
-def _resolve_type(annotation: Any) -> type:
-    names = {"str": str, "int": int, "bool": bool, "float": float,
-             "DatabaseConfig": DatabaseConfig, "StorageConfig": StorageConfig}
-    return names[annotation] if isinstance(annotation, str) else annotation
 
 
 def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
@@ -194,5 +210,12 @@ def _validate(config: Config) -> None:
     host, _, port = config.listen.rpartition(":")
     if not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"listen: expected host:port, got {config.listen!r}")
+    if config.workers < 1:
+        raise ConfigError("workers: must be at least 1")
     if config.upload_chunk_bytes < 4096:
         raise ConfigError("upload_chunk_bytes: must be at least 4096")
+    if config.storage.backend == "s3":
+        if not config.storage.s3.bucket:
+            raise ConfigError("storage.s3.bucket: required with storage.backend=s3 (env REGISTRY_STORAGE_S3_BUCKET)")
+        if config.storage.s3.part_size < 5 * 1024 * 1024:
+            raise ConfigError("storage.s3.part_size: S3 needs parts of at least 5 MiB")

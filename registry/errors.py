@@ -27,6 +27,7 @@ CODES: dict[str, tuple[int, str]] = {
     "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
     "TAG_INVALID": (400, "manifest tag did not match URI"),
     "NOT_FOUND": (404, "not found"),
+    "UNAVAILABLE": (503, "service unavailable"),
     "UNKNOWN": (500, "unknown error"),
 }
 

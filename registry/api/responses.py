@@ -28,6 +28,8 @@ async def send_blob(request: web.Request, blob: BlobContent, head: bool = False)
 
     if head:
         return await head_response(request, headers, length, status)
+    if blob.redirect:
+        return web.Response(status=307, headers={"Location": blob.redirect, "Docker-Content-Digest": blob.digest})
     if blob.data is not None:
         return web.Response(status=status, headers=headers, body=blob.data[offset:offset + length])
 

@@ -7,8 +7,12 @@ store first, and only then does one database transaction make them visible.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,11 @@ from registry.metadata import uploads as upload_rows
 from registry.metadata.db import Database
 from registry.storage import BlobStore, UploadNotFound, UploadOffsetMismatch
 
+log = logging.getLogger("registry.content")
+
 MAX_HASH_STATES = 10_000
+LEASE_SECONDS = 30.0
+PROCESS_TAG = secrets.token_hex(6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,7 @@ class BlobContent:
     path: Path | None = None
     data: bytes | None = None  # small in-database content (a manifest fetched through /blobs/)
     store: BlobStore | None = None
+    redirect: str | None = None  # a pre-signed URL the client may fetch from instead
 
     def stream(self, offset: int, length: int) -> AsyncIterator[bytes]:
         assert self.store is not None
@@ -74,9 +83,10 @@ class _HashState:
 
 
 class LocalContent:
-    def __init__(self, db: Database, store: BlobStore) -> None:
+    def __init__(self, db: Database, store: BlobStore, redirect_expiry: int | None = None) -> None:
         self.db = db
         self.store = store
+        self.redirect_expiry = redirect_expiry
         self._upload_locks = KeyedLocks()
         self._hash_states: OrderedDict[str, _HashState] = OrderedDict()
 
@@ -90,7 +100,8 @@ class LocalContent:
                 if row is not None:
                     return BlobContent(row.digest, len(row.payload), data=row.payload)
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
-        return BlobContent(str(digest), size, path=self.store.local_path(digest), store=self.store)
+        redirect = self.store.redirect_url(digest, self.redirect_expiry) if self.redirect_expiry else None
+        return BlobContent(str(digest), size, path=self.store.local_path(digest), store=self.store, redirect=redirect)
 
     async def delete_blob(self, repository: str, digest: Digest) -> None:
         async with self.db.write() as conn:
@@ -145,8 +156,7 @@ class LocalContent:
     async def append_upload(self, repository: str, upload_id: str, body: AsyncIterable[bytes],
                             start: int | None) -> Upload:
         """Append a chunk; `start` (from Content-Range) must equal the staged size, else 416."""
-        async with self._upload_locks.hold(upload_id):
-            await self._upload_row(repository, upload_id)
+        async with self._writing(repository, upload_id):
             size = await self._write(upload_id, body, start)
             async with self.db.write() as conn:
                 await upload_rows.set_upload_size(conn, upload_id, size)
@@ -154,8 +164,7 @@ class LocalContent:
 
     async def finish_upload(self, repository: str, upload_id: str, digest: Digest,
                             body: AsyncIterable[bytes] | None, start: int | None) -> BlobContent:
-        async with self._upload_locks.hold(upload_id):
-            await self._upload_row(repository, upload_id)
+        async with self._writing(repository, upload_id):
             if body is not None:
                 size = await self._write(upload_id, body, start)
             else:
@@ -175,9 +184,45 @@ class LocalContent:
         return BlobContent(str(digest), size)
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        async with self._writing(repository, upload_id):
+            await self._drop_upload(upload_id)
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, repository: str, upload_id: str) -> AsyncIterator[None]:
+        """Exclusive write access to an upload: within this process, then across processes.
+
+        The cross-process part is a lease in the uploads row, renewed while the chunk streams,
+        so any process can take the next chunk and a dead one cannot block the upload.
+        """
         async with self._upload_locks.hold(upload_id):
             await self._upload_row(repository, upload_id)
-            await self._drop_upload(upload_id)
+            owner = f"{PROCESS_TAG}:{secrets.token_hex(4)}"
+            deadline = time.monotonic() + LEASE_SECONDS
+            while True:
+                async with self.db.write() as conn:
+                    if await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS):
+                        break
+                await self._upload_row(repository, upload_id)  # cancelled meanwhile: BLOB_UPLOAD_UNKNOWN
+                if time.monotonic() > deadline:
+                    raise RegistryError("BLOB_UPLOAD_INVALID", "another request is writing this upload",
+                                        status=409, detail={"uuid": upload_id})
+                await asyncio.sleep(0.05)
+            renewal = asyncio.create_task(self._renew_lease(upload_id, owner))
+            try:
+                yield
+            finally:
+                renewal.cancel()
+                async with self.db.write() as conn:
+                    await upload_rows.release_lease(conn, upload_id, owner)
+
+    async def _renew_lease(self, upload_id: str, owner: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            try:
+                async with self.db.write() as conn:
+                    await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS)
+            except Exception:  # the next renewal, or the chunk's own end, will tell
+                log.warning("could not renew the lease of upload %s", upload_id, exc_info=True)
 
     async def _upload_row(self, repository: str, upload_id: str) -> upload_rows.UploadRow:
         async with self.db.read() as conn:

@@ -91,6 +91,11 @@ class Database:
         dialect = sqlite if self.is_sqlite else postgresql
         return dialect.insert(table).on_conflict_do_nothing()
 
+    def upsert(self, table: Table, key: list[str], update: dict[str, Any]) -> Insert:
+        """INSERT that updates `update` columns when a row with the same `key` exists (both dialects)."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        return dialect.insert(table).on_conflict_do_update(index_elements=key, set_=update)
+
     async def close(self) -> None:
         if self.is_sqlite:
             self._sqlite.dispose()

@@ -78,4 +78,7 @@ uploads = Table(
     Column("size", BigInteger, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # One writer per upload across processes: a lease, so a dead process cannot hold it forever.
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires", Float, nullable=True),
 )

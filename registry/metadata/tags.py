@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, select
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import repositories, tags
@@ -24,13 +24,10 @@ async def list_tags(conn: Connection, repository: str, limit: int | None, last: 
 
 
 async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
+    """Point the tag at the manifest: one upsert, so concurrent moves end on one of them."""
     now = time.time()
-    moved = await conn.execute(update(tags)
-                               .where(and_(tags.c.repository_id == repository_id, tags.c.name == name))
-                               .values(manifest_id=manifest_id, updated_at=now))
-    if moved.rowcount == 0:
-        await conn.execute(db.insert_ignore(tags).values(repository_id=repository_id, name=name,
-                                                         manifest_id=manifest_id, updated_at=now))
+    await conn.execute(db.upsert(tags, ["repository_id", "name"], {"manifest_id": manifest_id, "updated_at": now})
+                       .values(repository_id=repository_id, name=name, manifest_id=manifest_id, updated_at=now))
 
 
 async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:

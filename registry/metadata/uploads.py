@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from registry.metadata.db import Connection
 from registry.metadata.schema import repositories, uploads
@@ -38,6 +38,22 @@ async def get_upload(conn: Connection, upload_id: str) -> UploadRow | None:
 async def set_upload_size(conn: Connection, upload_id: str, size: int) -> None:
     await conn.execute(update(uploads).where(uploads.c.id == upload_id)
                        .values(size=size, updated_at=time.time()))
+
+
+async def take_lease(conn: Connection, upload_id: str, owner: str, seconds: float) -> bool:
+    """Claim (or extend) the upload's write lease; False while another owner holds a live one."""
+    now = time.time()
+    result = await conn.execute(
+        update(uploads)
+        .where(uploads.c.id == upload_id,
+               or_(uploads.c.lease_owner.is_(None), uploads.c.lease_owner == owner, uploads.c.lease_expires < now))
+        .values(lease_owner=owner, lease_expires=now + seconds))
+    return result.rowcount == 1
+
+
+async def release_lease(conn: Connection, upload_id: str, owner: str) -> None:
+    await conn.execute(update(uploads).where(uploads.c.id == upload_id, uploads.c.lease_owner == owner)
+                       .values(lease_owner=None, lease_expires=None))
 
 
 async def delete_upload(conn: Connection, upload_id: str) -> bool:

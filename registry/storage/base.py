@@ -23,6 +23,10 @@ class UploadNotFound(Exception):
     pass
 
 
+class StorageUnavailable(Exception):
+    """The backend cannot be reached or refuses our credentials: a 503, not a hang or a 500."""
+
+
 class UploadOffsetMismatch(Exception):
     """A write did not start where the staged data ends."""
 
@@ -44,6 +48,10 @@ class BlobStore(abc.ABC):
 
     def local_path(self, digest: Digest) -> Path | None:
         """A path the server may sendfile() from, for backends on a local filesystem."""
+        return None
+
+    def redirect_url(self, digest: Digest, expires_in: int) -> str | None:
+        """A pre-signed URL a client may fetch the blob from directly, where the backend has one."""
         return None
 
     @abc.abstractmethod
@@ -70,7 +78,11 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
-        """Stream the staged bytes (to hash them again when no running hash survived)."""
+        """Stream the staged bytes (to hash them again when no running hash survived).
+
+        Only called when the upload is being finished: a backend that cannot read unfinished
+        staging (S3 parts) may seal the upload here, after which writes are refused.
+        """
 
     @abc.abstractmethod
     async def commit_upload(self, upload_id: str, digest: Digest) -> bool:

@@ -1,0 +1,92 @@
+"""Running the server: one process, or a supervisor with N workers sharing one listening socket."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from aiohttp import web
+
+from registry import __version__
+from registry.config import Config
+
+log = logging.getLogger("registry")
+
+
+def bind(config: Config) -> socket.socket:
+    host, port = config.host_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_worker(config: Config, sock: socket.socket) -> None:
+    from registry.app import create_app
+
+    web.run_app(create_app(config), sock=sock, print=None, access_log=None, handle_signals=True,
+                shutdown_timeout=5)
+
+
+def serve(config: Config) -> int:
+    sock = bind(config)
+    host, port = sock.getsockname()[:2]
+    log.info("registry %s listening on %s:%d with %d worker(s), data in %s", __version__, host, port,
+             config.workers, config.data_dir)
+    if config.workers == 1:
+        run_worker(config, sock)
+        return 0
+    return _supervise(config, sock)
+
+
+def _supervise(config: Config, sock: socket.socket) -> int:
+    """Fork the workers, restart any that die, and pass SIGTERM/SIGINT on to all of them."""
+    children: dict[int, int] = {}  # pid -> slot
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                run_worker(config, sock)
+            finally:
+                os._exit(0)
+        children[pid] = slot
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(config.workers):
+        spawn(slot)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        slot = children.pop(pid, None)
+        if slot is not None and not stopping:
+            log.error("worker %d exited (status %d); starting another", pid, status)
+            time.sleep(0.5)
+            spawn(slot)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `registry serve`")
