@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/registry serve
 
-# The suite drives real clients: dockerd, skopeo, podman. Missing ones are installed with apt-get.
+# The suite drives real clients (dockerd, skopeo, podman, ctr) and servers (PostgreSQL, the reference
+# registry). Missing ones are installed with apt-get.
 system-deps:
-	scripts/system-deps docker.io skopeo busybox-static podman docker-registry
+	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

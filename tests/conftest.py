@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.server import RegistryProcess
 
+pytest_plugins = ["tests.support.pytest_postgres"]
+
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
