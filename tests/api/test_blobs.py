@@ -10,7 +10,6 @@ import pytest
 from tests.api.helpers import (
     assert_error,
     assert_head_error,
-    blob_file,
     digest_of,
     push_blob,
     push_blob_single_post,
@@ -71,11 +70,9 @@ def test_head_blob_returns_200_with_headers_and_no_body(client: httpx.Client,
     assert resp.content == b""
 
 
-def test_blob_is_stored_under_data_dir_by_digest(client: httpx.Client, registry, blob) -> None:
+def test_blob_is_stored_by_digest(client: httpx.Client, registry, blob) -> None:
     _, data, digest = blob
-    path = blob_file(registry.data_dir, digest)
-    assert path.is_file()
-    assert path.read_bytes() == data
+    assert registry.storage.blob_bytes(digest) == data
 
 
 def test_get_empty_blob(client: httpx.Client) -> None:

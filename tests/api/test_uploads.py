@@ -11,7 +11,6 @@ import pytest
 
 from tests.api.helpers import (
     assert_error,
-    blob_file,
     path_of,
     push_blob_single_post,
     random_bytes,
@@ -133,7 +132,7 @@ def test_two_concurrent_uploads_of_same_content_both_complete(client: httpx.Clie
     assert finish(client, first, sha256(data), data[1000:]).status_code == 201
     assert finish(client, second, sha256(data), data[1000:]).status_code == 201
     assert client.get(f"/v2/{name}/blobs/{sha256(data)}").content == data
-    assert blob_file(registry.data_dir, sha256(data)).read_bytes() == data
+    assert registry.storage.blob_bytes(sha256(data)) == data
 
 
 # -- POST then PUT ---------------------------------------------------------------------------
@@ -169,7 +168,7 @@ def test_put_with_wrong_digest_stores_nothing(client: httpx.Client, registry, na
     assert finish(client, location, wrong, data).status_code == 400
     assert_error(client.get(f"/v2/{name}/blobs/{wrong}"), 404, "BLOB_UNKNOWN")
     assert_error(client.get(f"/v2/{name}/blobs/{sha256(data)}"), 404, "BLOB_UNKNOWN")
-    assert not blob_file(registry.data_dir, wrong).exists()
+    assert registry.storage.blob_bytes(wrong) is None
 
 
 def test_put_with_malformed_digest_is_400_digest_invalid(client: httpx.Client, name: str) -> None:
@@ -190,7 +189,7 @@ def test_completed_upload_leaves_no_staged_file(client: httpx.Client, registry, 
     started = start_upload(client, name)
     upload_id = started.headers["Docker-Upload-UUID"]
     assert finish(client, started.headers["Location"], sha256(data), data).status_code == 201
-    assert not (registry.data_dir / "uploads" / upload_id).exists()
+    assert not registry.storage.staging_exists(upload_id)
 
 
 # -- PATCH: streamed -------------------------------------------------------------------------
@@ -436,7 +435,7 @@ def test_deleted_upload_removes_staged_file(client: httpx.Client, registry, name
     upload_id = started.headers["Docker-Upload-UUID"]
     patch_chunk(client, started.headers["Location"], random_bytes(100))
     assert client.delete(started.headers["Location"]).status_code == 204
-    assert not (registry.data_dir / "uploads" / upload_id).exists()
+    assert not registry.storage.staging_exists(upload_id)
 
 
 # -- unknown upload id -----------------------------------------------------------------------

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.storage_view import FilesystemView, StorageView
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -23,8 +25,10 @@ class RegistryProcess:
     """`registry serve` in a subprocess; `url` is ready once `start()` returns."""
 
     def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None,
-                 args: list[str] | None = None, log_path: Path | None = None) -> None:
+                 args: list[str] | None = None, log_path: Path | None = None,
+                 storage: StorageView | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.storage: StorageView = storage or FilesystemView(self.data_dir)
         self.port = port or free_port()
         self.env = env or {}
         self.args = args or []

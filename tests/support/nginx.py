@@ -1,0 +1,100 @@
+"""nginx as a round-robin load balancer in front of several registry processes, on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import free_port
+
+CONFIG = """
+worker_processes 1;
+error_log {root}/error.log warn;
+pid {root}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    log_format upstreams '$request_method $uri $status $upstream_addr';
+    access_log {root}/access.log upstreams;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_http_version 1.1;
+    upstream registry {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://registry;
+            proxy_set_header Host $http_host;
+            proxy_set_header Connection "";
+            proxy_read_timeout 900s;
+            proxy_send_timeout 900s;
+        }}
+    }}
+}}
+"""
+
+
+class NginxBalancer:
+    def __init__(self, root: Path, upstreams: list[str], port: int | None = None) -> None:
+        self.root = Path(root)
+        self.upstreams = upstreams
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15) -> "NginxBalancer":
+        self.root.mkdir(parents=True, exist_ok=True)
+        servers = "\n".join(f"        server {upstream};" for upstream in self.upstreams)
+        conf = self.root / "nginx.conf"
+        conf.write_text(CONFIG.format(root=self.root, servers=servers, port=self.port))
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(self.root), "-g", "daemon off;"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "stderr.log", "wb"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {(self.root / 'stderr.log').read_text()}"
+                                   "\n(install it with: apt-get install -y nginx-light)")
+            try:
+                if httpx.get(f"http://{self.host}/v2/", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not answer in time")
+
+    def upstream_hits(self) -> dict[str, int]:
+        """Requests each upstream answered, from the access log."""
+        hits: dict[str, int] = {}
+        for line in (self.root / "access.log").read_text().splitlines():
+            upstream = line.rsplit(" ", 1)[-1]
+            hits[upstream] = hits.get(upstream, 0) + 1
+        return hits
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> "NginxBalancer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
