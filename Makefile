@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench system-deps clean
+.PHONY: serve test bench system-deps swift-venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/system-deps python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -20,11 +20,15 @@ serve: $(STAMP)
 system-deps:
 	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql nginx-light
 
-test: $(STAMP) system-deps
+# OpenStack Swift, the S3 server the tests use, in its own virtualenv (see scripts/swift-venv).
+swift-venv:
+	scripts/swift-venv
+
+test: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-swift build *.egg-info

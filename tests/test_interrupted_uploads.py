@@ -145,3 +145,19 @@ def test_kill_9_mid_upload_then_restart(fresh_registry):
             for piece in response.iter_bytes(1024 * 1024):
                 hasher.update(piece)
         assert "sha256:" + hasher.hexdigest() == digest
+
+
+def test_client_gone_mid_download_leaves_server_serving(client, registry):
+    import socket
+
+    data = os.urandom(64 * 1024 * 1024)
+    digest = _sha(data)
+    assert client.post("/v2/interrupt/download/blobs/uploads/", params={"digest": digest},
+                       content=data).status_code == 201
+    for _ in range(3):
+        host, port = registry.host.split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"GET /v2/interrupt/download/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(256 * 1024)  # take a little, then hang up
+    assert client.get(f"/v2/interrupt/download/blobs/{digest}").content == data
+    assert client.get(f"/v2/interrupt/download/blobs/{digest}", headers={"Range": "bytes=5-9"}).content == data[5:10]

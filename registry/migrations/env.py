@@ -3,6 +3,7 @@
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from registry.metadata.schema import metadata
@@ -17,11 +18,23 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         context.run_migrations()
 
 
+MIGRATION_LOCK = 0x7265_6769  # any constant shared by every registry process
+
+
 async def _main() -> None:
     engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
     async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:  # several processes starting at once: one migrates, the others wait
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            await connection.commit()
+        try:
+            await connection.run_sync(_run)
+            await connection.commit()
+        finally:
+            if postgres:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                await connection.commit()
     await engine.dispose()
 
 

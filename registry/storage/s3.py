@@ -151,8 +151,10 @@ class S3Store(BlobStore):
     async def _read_key(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         if length == 0:
             return
-        byte_range = f"bytes={offset}-{'' if length is None else offset + length - 1}"
-        response = await self._call(self.client.get_object, Bucket=self.bucket, Key=key, Range=byte_range)
+        ranged: dict[str, str] = {}
+        if offset or length is not None:  # "bytes=0-" of an empty object is unsatisfiable
+            ranged["Range"] = f"bytes={offset}-{'' if length is None else offset + length - 1}"
+        response = await self._call(self.client.get_object, Bucket=self.bucket, Key=key, **ranged)
         body = response["Body"]
         try:
             while chunk := await self._call(body.read, READ_CHUNK):

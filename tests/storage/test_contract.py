@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import uuid
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -16,15 +17,29 @@ import pytest
 from registry.digest import Digest
 from registry.storage import BlobStore, UploadNotFound, UploadOffsetMismatch
 from registry.storage.filesystem import FilesystemStore
+from registry.storage.s3 import S3Settings, S3Store
 
-BACKENDS: dict[str, Callable[[Path], BlobStore]] = {
-    "filesystem": lambda tmp: FilesystemStore(tmp / "store"),
+def _filesystem(request: pytest.FixtureRequest, tmp: Path) -> BlobStore:
+    return FilesystemStore(tmp / "store")
+
+
+def _s3(request: pytest.FixtureRequest, tmp: Path) -> BlobStore:
+    swift = request.getfixturevalue("swift_s3")
+    swift.create_bucket("contract")
+    return S3Store(S3Settings(bucket="contract", prefix=f"t-{uuid.uuid4().hex[:8]}", endpoint_url=swift.endpoint_url,
+                              access_key=swift.access_key, secret_key=swift.secret_key, region=swift.region,
+                              path_style=True, part_size=5 * 1024 * 1024))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], BlobStore]] = {
+    "filesystem": _filesystem,
+    "s3": _s3,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request, tmp_path) -> BlobStore:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 def run(coro):

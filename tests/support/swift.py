@@ -3,27 +3,34 @@
 Swift runs from its own virtualenv (default `.venv-swift` at the repository root, created by
 `scripts/swift-venv`; `SWIFT_VENV` overrides the path) because it pins eventlet, greenlet,
 PasteDeploy and friends. This module needs only the standard library, so it imports fine from
-the project's `.venv`, from tests and from `bench/` scripts.
+the project's `.venv`, from tests and from `bench/` scripts (pytest fixtures: pytest_swift.py).
 
     from tests.support.swift import SwiftS3, xattr_tempdir
 
-    with SwiftS3(xattr_tempdir()) as s3:        # ~1.5 s to a working S3 API
+    with SwiftS3(xattr_tempdir()) as s3:        # ~0.7 s to a working S3 API
         s3.create_bucket("blobs")
         client = s3.client()                     # boto3, if installed
         ...
 
-Four processes (account, container, object servers and the proxy), each with `workers = 0`
-(no forking), in their own session on free 127.0.0.1 ports. Everything lives under `base_dir`:
-`etc/` (swift.conf, *.conf, rings), `log/NAME.log`, `data/` (the object store, which needs user
-xattrs: ext4 yes, old tmpfs no). The proxy pipeline is
+Four processes (account, container, object servers and the proxy), `workers = 0` by default
+(no forking; ~170 MiB RSS in all), each in its own session on free 127.0.0.1 ports; they die
+with the process that started them, even on kill -9. Everything lives under `base_dir`: `etc/`
+(swift.conf, *-server.conf, rings), `log/NAME.log`, `data/` (the object store, which needs user
+xattrs: ext4 yes, tmpfs only on recent kernels; `supports_user_xattrs()` checks). Pipeline:
 
     catch_errors gatekeeper healthcheck proxy-logging listing_formats
-    s3api tempauth copy slo dlo proxy-logging proxy-server
+    s3api tempauth copy slo dlo versioned_writes proxy-logging proxy-server
 
-with S3-like limits: parts of at least 5 MiB except the last, part numbers 1..10000 (s3api's own
-default is 1000; SLO's `max_manifest_segments` is raised to match), 5 GiB + 2 bytes for a single
-PUT (Swift's default `max_file_size`). Credentials are tempauth's `test:tester` / `testing`
-(account AUTH_test), region `us-east-1`.
+Limits, as S3's where Swift allows: parts of at least 5 MiB except the last (s3api
+`min_segment_size`, checked at CompleteMultipartUpload: EntityTooSmall), part numbers 1..10000
+(s3api's own default is 1000; SLO's `max_manifest_segments` is raised to match), 5 GiB + 2 bytes
+for a single PUT (Swift's `max_file_size`; AWS: 5 GiB). Credentials: tempauth's `test:tester` /
+`testing` (account AUTH_test); region `us-east-1` (another region: 400 AuthorizationHeaderMalformed).
+
+Where Swift differs from AWS (see tests/storage/test_swift_fixture.py): a repeated CreateBucket
+is 409 BucketAlreadyOwnedByYou; an unknown access key is 403 SignatureDoesNotMatch; UploadPartCopy
+clips a range end past the source and accepts suffix ranges; a completed upload still answers
+ListParts and UploadPart; conditional PUTs other than `If-None-Match: *` are 501 NotImplemented.
 
 Run it by hand (Ctrl-C stops it):  .venv/bin/python -m tests.support.swift [--base-dir DIR]
 """
@@ -397,7 +404,7 @@ class SwiftS3:
             raise SwiftUnavailable(
                 f"OpenStack Swift is not installed: {', '.join(map(str, missing))} missing. "
                 f"Create its own virtualenv with `{SETUP_SCRIPT}` (python3 -m venv {self.venv} && "
-                f"{self.venv}/bin/pip install swift; needs PyPI), e.g. `make swift-venv`, "
+                f"{self.venv}/bin/pip install swift; needs PyPI only), "
                 "or set SWIFT_VENV to an existing one. Do not install swift into .venv.")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not supports_user_xattrs(self.data_dir):
@@ -572,17 +579,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = args.base_dir or xattr_tempdir()
     started = time.monotonic()
-    with SwiftS3(base) as s3:
-        for bucket in args.bucket:
-            s3.create_bucket(bucket)
-        print(f"S3 on {s3.endpoint_url} (up in {time.monotonic() - started:.2f}s), base dir {base}")
-        for key, value in s3.env().items():
-            print(f"export {key}={value!r}")
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+    try:
+        with SwiftS3(base) as s3:
+            for bucket in args.bucket:
+                s3.create_bucket(bucket)
+            print(f"S3 on {s3.endpoint_url} (up in {time.monotonic() - started:.2f}s), base dir {base}")
+            for key, value in s3.env().items():
+                print(f"export {key}={value!r}")
+            sys.stdout.flush()
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            try:
+                signal.pause()
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if args.base_dir is None:
+            shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
