@@ -77,11 +77,16 @@ class NginxBalancer:
         raise RuntimeError("nginx did not answer in time")
 
     def upstream_hits(self) -> dict[str, int]:
-        """Requests each upstream answered, from the access log."""
+        """Requests each upstream answered, from the access log.
+
+        Lines without an upstream ("-") are requests nginx answered itself, such as Docker's
+        TLS probe before it falls back to plain HTTP.
+        """
         hits: dict[str, int] = {}
         for line in (self.root / "access.log").read_text().splitlines():
             upstream = line.rsplit(" ", 1)[-1]
-            hits[upstream] = hits.get(upstream, 0) + 1
+            if upstream != "-":
+                hits[upstream] = hits.get(upstream, 0) + 1
         return hits
 
     def stop(self) -> None:
