@@ -10,19 +10,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
 from registry.api import add_routes
 from registry.api.common import API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY
 from registry.config import Config
 from registry.content.local import LocalContent
 from registry.errors import RegistryError, error_response
-from registry.metadata.db import Database
+from registry.metadata.db import Database, DatabaseUnavailable
 from registry.storage import StorageUnavailable, create_store
 
 log = logging.getLogger("registry")
 access_log = logging.getLogger("registry.access")
 
 REQUEST_ID_KEY = "registry.request_id"
+# Errors that mean "the database is not reachable now", answered 503 so clients retry.
+DATABASE_DOWN = (DatabaseUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,7 +46,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         log.error("%s %s: %s", request.method, request.path, exc)
         response = error_response(RegistryError("UNAVAILABLE", f"blob storage unavailable: {exc}",
                                                 headers={"Retry-After": "5"}), request.method)
-    except (ConnectionError, OSError) as exc:
+    except DATABASE_DOWN as exc:
+        log.error("%s %s: database unavailable: %s", request.method, request.path, exc)
+        response = error_response(RegistryError("UNAVAILABLE", "metadata database unavailable",
+                                                headers={"Retry-After": "5"}), request.method)
+    except OSError as exc:
         # The client went away mid-body (or the socket broke): nothing useful to send.
         log.info("request %s %s aborted: %r", request.method, request.path, exc)
         response = error_response(RegistryError("BLOB_UPLOAD_INVALID", "request body was cut short"), request.method)

@@ -28,7 +28,7 @@ from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
 from registry.metadata import uploads as upload_rows
 from registry.metadata.db import Database
-from registry.storage import BlobStore, UploadNotFound, UploadOffsetMismatch
+from registry.storage import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
 
 log = logging.getLogger("registry.content")
 
@@ -120,18 +120,11 @@ class LocalContent:
         return BlobContent(str(digest), size)
 
     async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
-        """A monolithic upload: stage, verify, publish, link; no session row needed."""
-        upload_id = _new_upload_id()
-        await self.store.start_upload(upload_id)
+        """A monolithic upload: the store verifies and publishes, then one transaction links it."""
         try:
-            hasher = digest.hasher()
-            size = await self.store.write_upload(upload_id, 0, body, hasher)
-            if hasher.hexdigest() != digest.hex:
-                raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)})
-            await self.store.commit_upload(upload_id, digest)
-        except BaseException:
-            await self.store.abort_upload(upload_id)
-            raise
+            size = await self.store.put_blob(digest, body)
+        except DigestMismatch:
+            raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)}) from None
         async with self.db.write() as conn:
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await blob_rows.record_blob(self.db, conn, str(digest), size)

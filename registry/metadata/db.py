@@ -13,12 +13,16 @@ from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import Engine, Result, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable, Insert
 from sqlalchemy import Table
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached (down, restarting, network): a 503, never a 500."""
 
 
 class Connection(Protocol):
@@ -65,15 +69,22 @@ class Database:
             with self._sqlite.connect() as conn:
                 yield _InlineSQLite(conn)
             return
-        async with self.engine.connect() as async_conn:
+        async_conn = await self._connect()
+        try:
             yield async_conn
+        finally:
+            await async_conn.close()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Connection]:
         """One transaction; committed (durably) when the block ends without an exception."""
         if not self.is_sqlite:
-            async with self.engine.begin() as async_conn:
-                yield async_conn
+            async_conn = await self._connect()
+            try:
+                async with async_conn.begin():
+                    yield async_conn
+            finally:
+                await async_conn.close()
             return
         async with self._write_lock:
             with self._sqlite.connect() as conn:
@@ -85,6 +96,15 @@ class Database:
                     transaction.rollback()
                     raise
                 await asyncio.to_thread(transaction.commit)
+
+    async def _connect(self) -> AsyncConnection:
+        """A pooled connection; a server that cannot be reached is DatabaseUnavailable."""
+        conn = self.engine.connect()
+        try:
+            await conn.start()
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise DatabaseUnavailable(f"cannot connect: {exc!r}") from exc
+        return conn
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT that silently skips rows whose key already exists (both dialects)."""

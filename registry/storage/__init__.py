@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry.storage.base import BlobStore, StorageUnavailable, UploadNotFound, UploadOffsetMismatch
+from registry.storage.base import (BlobStore, DigestMismatch, StorageUnavailable, UploadNotFound,
+                                   UploadOffsetMismatch)
 
 if TYPE_CHECKING:
     from registry.config import Config
 
-__all__ = ["BlobStore", "StorageUnavailable", "UploadOffsetMismatch", "UploadNotFound", "create_store"]
+__all__ = ["BlobStore", "DigestMismatch", "StorageUnavailable", "UploadOffsetMismatch", "UploadNotFound", "create_store"]
 
 
 def create_store(config: Config) -> BlobStore:

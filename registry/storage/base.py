@@ -9,6 +9,7 @@ caller verified the digest of exactly the bytes staged, and it publishes them at
 from __future__ import annotations
 
 import abc
+import secrets
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator, Protocol
 
@@ -21,6 +22,10 @@ class Hasher(Protocol):
 
 class UploadNotFound(Exception):
     pass
+
+
+class DigestMismatch(Exception):
+    """The bytes received do not hash to the digest the client named."""
 
 
 class StorageUnavailable(Exception):
@@ -95,6 +100,25 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def abort_upload(self, upload_id: str) -> None:
         """Drop staging; no error when it is already gone."""
+
+    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+        """Store a whole blob whose digest is known up front (a monolithic push); returns its size.
+
+        The bytes are verified before they become visible: DigestMismatch leaves nothing stored.
+        Backends may override this with something cheaper than an upload session.
+        """
+        upload_id = "put-" + secrets.token_urlsafe(18)
+        await self.start_upload(upload_id)
+        try:
+            hasher = digest.hasher()
+            size = await self.write_upload(upload_id, 0, chunks, hasher)
+            if hasher.hexdigest() != digest.hex:
+                raise DigestMismatch(str(digest))
+            await self.commit_upload(upload_id, digest)
+        except BaseException:
+            await self.abort_upload(upload_id)
+            raise
+        return size
 
     async def close(self) -> None:
         """Release connections and threads."""

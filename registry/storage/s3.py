@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import tempfile
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
@@ -28,7 +29,8 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 
 from registry.digest import Digest
-from registry.storage.base import BlobStore, Hasher, StorageUnavailable, UploadNotFound, UploadOffsetMismatch
+from registry.storage.base import (BlobStore, DigestMismatch, Hasher, StorageUnavailable, UploadNotFound,
+                                   UploadOffsetMismatch)
 
 log = logging.getLogger("registry.storage.s3")
 
@@ -241,6 +243,54 @@ class S3Store(BlobStore):
             spool.close()
         return state.size
 
+    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+        """Spool the first part locally; a blob that fits is verified and PUT straight to its key.
+
+        Larger blobs go through a multipart upload session as usual.
+        """
+        limit = part_size_for(1, self.settings.part_size)
+        hasher = digest.hasher()
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        try:
+            size = 0
+            iterator = chunks.__aiter__()
+            async for chunk in iterator:
+                await asyncio.to_thread(_write_and_hash, spool, memoryview(chunk), hasher)
+                size += len(chunk)
+                if size > limit:
+                    return await self._put_blob_in_parts(digest, spool, iterator)
+            if hasher.hexdigest() != digest.hex:
+                raise DigestMismatch(str(digest))
+            if await self.stat(digest) is None:
+                spool.seek(0)
+                await self._call(self.client.put_object, Bucket=self.bucket, Key=self.blob_key(digest),
+                                 Body=_Window(spool, size), ContentLength=size, **self._put_kwargs())
+            return size
+        finally:
+            spool.close()
+
+    async def _put_blob_in_parts(self, digest: Digest, spool: Any, rest: AsyncIterator[bytes]) -> int:
+        upload_id = "put-" + uuid.uuid4().hex
+
+        async def everything() -> AsyncIterator[bytes]:
+            spool.seek(0)
+            while piece := await asyncio.to_thread(spool.read, READ_CHUNK):
+                yield piece
+            async for chunk in rest:
+                yield chunk
+
+        hasher = digest.hasher()  # hashed again from the start, in the write threads
+        await self.start_upload(upload_id)
+        try:
+            size = await self.write_upload(upload_id, 0, everything(), hasher)
+            if hasher.hexdigest() != digest.hex:
+                raise DigestMismatch(str(digest))
+            await self.commit_upload(upload_id, digest)
+        except BaseException:
+            await self.abort_upload(upload_id)
+            raise
+        return size
+
     async def _upload_part(self, upload_id: str, state: _UploadState, spool: Any, size: int) -> None:
         if state.multipart_id is None:
             created = await self._call(self.client.create_multipart_upload, Bucket=self.bucket,
@@ -303,11 +353,19 @@ class S3Store(BlobStore):
     async def commit_upload(self, upload_id: str, digest: Digest) -> bool:
         state = await self._load(upload_id)
         if await self.stat(digest) is not None:
-            await self.abort_upload(upload_id)
+            await self._discard(upload_id, state)
             return False
-        data_key = await self._seal(upload_id, state)
-        await self._copy(data_key, self.blob_key(digest), state.size)
-        await self.abort_upload(upload_id)
+        if state.multipart_id is None and not state.sealed:
+            # Everything is in the tail (or nothing was sent): one copy, no multipart at all.
+            if state.tail_key:
+                await self._copy(state.tail_key, self.blob_key(digest), state.tail_size)
+            else:
+                await self._call(self.client.put_object, Bucket=self.bucket, Key=self.blob_key(digest), Body=b"",
+                                 **self._put_kwargs())
+        else:
+            data_key = await self._seal(upload_id, state)
+            await self._copy(data_key, self.blob_key(digest), state.size)
+        await self._discard(upload_id, state)
         return True
 
     async def _copy(self, source: str, target: str, size: int) -> None:
@@ -338,6 +396,10 @@ class S3Store(BlobStore):
             state = await self._load(upload_id)
         except UploadNotFound:
             return
+        await self._discard(upload_id, state)
+
+    async def _discard(self, upload_id: str, state: _UploadState) -> None:
+        """Remove an upload's multipart upload, tail, data and state (the state last)."""
         if state.multipart_id:
             try:
                 await self._call(self.client.abort_multipart_upload, Bucket=self.bucket,
@@ -345,9 +407,11 @@ class S3Store(BlobStore):
             except ClientError as exc:
                 if not self._missing(exc):
                     raise
-        for key in filter(None, (state.tail_key, self._upload_key(upload_id, "data"),
-                                 self._upload_key(upload_id, "state.json"))):
-            await self._delete_quietly(key)
+        if state.tail_key:
+            await self._delete_quietly(state.tail_key)
+        if state.sealed:
+            await self._delete_quietly(self._upload_key(upload_id, "data"))
+        await self._delete_quietly(self._upload_key(upload_id, "state.json"))
 
     async def _delete_quietly(self, key: str) -> None:
         try:

@@ -15,7 +15,7 @@ from typing import AsyncIterator, Callable
 import pytest
 
 from registry.digest import Digest
-from registry.storage import BlobStore, UploadNotFound, UploadOffsetMismatch
+from registry.storage import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
 from registry.storage.filesystem import FilesystemStore
 from registry.storage.s3 import S3Settings, S3Store
 
@@ -225,3 +225,33 @@ def test_filesystem_layout_is_by_digest_only(tmp_path):
     digest = run(put(fs, "u1", b"layer"))
     files = [p for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file()]
     assert files == [tmp_path / "store" / "blobs" / "sha256" / digest.hex[:2] / digest.hex]
+
+
+@pytest.mark.parametrize("size", [0, 1000, 12 * 1024 * 1024 + 3])
+def test_put_blob_verifies_and_stores(store, size):
+    data = os.urandom(size)
+
+    async def scenario():
+        digest = digest_of(data)
+        assert await store.put_blob(digest, chunks(data[:700], data[700:])) == size
+        assert await store.stat(digest) == size
+        assert await collect(store.read(digest)) == data
+        # Again: the digest exists, the bytes are still checked, and nothing changes.
+        assert await store.put_blob(digest, chunks(data)) == size
+        assert await collect(store.read(digest)) == data
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("size", [10, 12 * 1024 * 1024])
+def test_put_blob_with_wrong_digest_stores_nothing(store, size):
+    data = os.urandom(size)
+
+    async def scenario():
+        wrong = digest_of(b"something else")
+        with pytest.raises(DigestMismatch):
+            await store.put_blob(wrong, chunks(data))
+        assert await store.stat(wrong) is None
+        assert await store.stat(digest_of(data)) is None
+
+    run(scenario())
