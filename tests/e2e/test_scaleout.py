@@ -133,14 +133,13 @@ def test_docker_push_and_pull_through_nginx_round_robin(cluster, docker_images, 
     with NginxBalancer(tmp_path / "nginx", [server.host for server in cluster]) as balancer:
         image = docker_images.app1
         remote = f"{balancer.host}/scale/app:{uuid.uuid4().hex[:6]}"
-        run(["docker", "tag", image.tag, remote])
+        run(["docker", "tag", image.id, remote])  # by id: earlier tests may have dropped the local tag
         pushed = run(["docker", "push", remote], timeout=300)
         assert "digest: sha256:" in pushed.stdout
         # Remove the image entirely so the pull really downloads, then pull through the balancer.
         run(["docker", "image", "rm", "--force", image.id])
         run(["docker", "pull", remote], timeout=300)
         assert run(["docker", "image", "inspect", "--format", "{{.Id}}", remote]).stdout.strip() == image.id
-        run(["docker", "tag", remote, image.tag])  # other tests push the local tag
         output = run(["docker", "run", "--rm", remote, "/bin/busybox", "cat", "/app1.txt"]).stdout
         assert output == image.files["/app1.txt"]
         hits = balancer.upstream_hits()
