@@ -2,9 +2,8 @@
 
 from aiohttp import web
 
-from registry.api.common import DELETE_ENABLED_KEY, content, digest_param, repository
+from registry.api.common import content, digest_param, repository, require_deletes
 from registry.api.responses import send_blob
-from registry.errors import RegistryError
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
@@ -17,7 +16,6 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
 async def delete_blob(request: web.Request) -> web.Response:
     name = repository(request)
     digest = digest_param(request.match_info["digest"])
-    if not request.app[DELETE_ENABLED_KEY]:
-        raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
+    require_deletes(request)
     await content(request).delete_blob(name, digest)
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest), "Content-Length": "0"})

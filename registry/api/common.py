@@ -30,6 +30,11 @@ def repository(request: web.Request) -> str:
     return validate_name(request.match_info["name"])
 
 
+def require_deletes(request: web.Request) -> None:
+    if not request.app[DELETE_ENABLED_KEY]:
+        raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
+
+
 def digest_param(value: str | None) -> Digest:
     if value is None:
         raise RegistryError("DIGEST_INVALID", "a digest is required")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import manifest as mf
-from registry.api.common import DELETE_ENABLED_KEY, content, manifest_reference, repository
+from registry.api.common import content, manifest_reference, repository, require_deletes
 from registry.api.responses import head_response
 from registry.digest import Digest
 from registry.errors import RegistryError
@@ -63,7 +63,6 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 async def delete_manifest(request: web.Request) -> web.Response:
     name = repository(request)
     reference = manifest_reference(request.match_info["reference"])
-    if not request.app[DELETE_ENABLED_KEY]:
-        raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
+    require_deletes(request)
     await content(request).delete_manifest(name, reference)
     return web.Response(status=202, headers={"Content-Length": "0"})

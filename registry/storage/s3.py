@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import tempfile
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
@@ -270,7 +269,7 @@ class S3Store(BlobStore):
             spool.close()
 
     async def _put_blob_in_parts(self, digest: Digest, spool: Any, rest: AsyncIterator[bytes]) -> int:
-        upload_id = "put-" + uuid.uuid4().hex
+        """Too big for one PUT: replay the spooled start, then the rest, through an upload session."""
 
         async def everything() -> AsyncIterator[bytes]:
             spool.seek(0)
@@ -279,17 +278,7 @@ class S3Store(BlobStore):
             async for chunk in rest:
                 yield chunk
 
-        hasher = digest.hasher()  # hashed again from the start, in the write threads
-        await self.start_upload(upload_id)
-        try:
-            size = await self.write_upload(upload_id, 0, everything(), hasher)
-            if hasher.hexdigest() != digest.hex:
-                raise DigestMismatch(str(digest))
-            await self.commit_upload(upload_id, digest)
-        except BaseException:
-            await self.abort_upload(upload_id)
-            raise
-        return size
+        return await super().put_blob(digest, everything())
 
     async def _upload_part(self, upload_id: str, state: _UploadState, spool: Any, size: int) -> None:
         if state.multipart_id is None:
