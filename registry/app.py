@@ -13,7 +13,9 @@ from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
 from registry.api import add_routes
-from registry.api.common import API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY
+from registry.api.common import API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY
+from registry.auth import token_server
+from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
 from registry.content.local import LocalContent
 from registry.errors import RegistryError, error_response
@@ -81,16 +83,22 @@ def _from_http_exception(exc: web.HTTPException) -> RegistryError:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_context], client_max_size=1024 ** 4,
-                          handler_args={"read_bufsize": config.upload_chunk_bytes})
     db = Database(config.database_url, pool_size=config.database.pool_size)
+    gate = Gate(config, db)
+    app = web.Application(middlewares=[request_context, gate.middleware()], client_max_size=1024 ** 2,
+                          handler_args={"read_bufsize": config.upload_chunk_bytes,
+                                        "max_line_size": config.limits.header_bytes,
+                                        "max_field_size": config.limits.header_bytes})
     store = create_store(config)
+    app[GATE_KEY] = gate
+    app[LIMITS_KEY] = config.limits
     redirect_expiry = config.storage.s3.redirect_expiry if config.storage.s3.redirect else None
     app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry)
     app[CHUNK_BYTES_KEY] = config.upload_chunk_bytes
     app[DELETE_ENABLED_KEY] = config.delete_enabled
     app.on_response_prepare.append(_common_headers)
     add_routes(app)
+    token_server.add_routes(app)
 
     async def start(_: web.Application) -> None:
         # Disk and hashing work runs in threads; the default pool (cores + 4) is too small

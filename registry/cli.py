@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(upgrade)
     upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
     upgrade.set_defaults(func=_db_upgrade)
+    from registry.accounts_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -55,6 +55,55 @@ class StorageConfig:
 
 
 @dataclass
+class TokenConfig:
+    issuer: str = option("registry", "the `iss` of tokens this registry issues and accepts")
+    algorithm: str = option("ES256", "signature of issued tokens", choices=("ES256", "RS256"))
+    key_file: str = option("", "PEM private key that signs tokens; empty: one is generated in DATA_DIR/auth/")
+    expiry: int = option(300, "lifetime of an access token, in seconds")
+    refresh_expiry: int = option(30 * 86400, "lifetime of a refresh (offline) token, in seconds")
+    realm: str = option("", "token endpoint advertised to clients; empty: this server's /auth/token")
+    external_public_key: str = option("", "PEM public key of an external token issuer (its tokens are accepted "
+                                          "instead of this registry's own)")
+    external_jwks: str = option("", "JWKS file of an external token issuer")
+
+
+@dataclass
+class AuthConfig:
+    mode: str = option("none", "none: no credentials (anonymous push only from anonymous_push_networks); basic: "
+                               "HTTP basic auth; token: Docker token authentication with the built-in or an "
+                               "external token server", choices=("none", "basic", "token"))
+    service: str = option("registry", "service name in token challenges and the tokens' audience")
+    htpasswd: str = option("", "htpasswd file (bcrypt entries) of users, besides those of `registry user add`")
+    policy_file: str = option("", "YAML access policy (rules by repository pattern); empty: the default policy")
+    anonymous_pull: bool = option(False, "with basic/token auth and the default policy: allow pulls without "
+                                         "credentials")
+    anonymous_push_networks: str = option("127.0.0.0/8,::1", "with mode none: networks allowed to push and "
+                                                            "delete anonymously (others may only pull)")
+    admins: str = option("", "users and groups (group:NAME) with the admin role")
+    failed_login_limit: int = option(10, "failed logins per client and user per minute before 429")
+    token: TokenConfig = field(default_factory=TokenConfig)
+
+
+@dataclass
+class TLSConfig:
+    cert_file: str = option("", "PEM certificate chain to serve HTTPS with")
+    key_file: str = option("", "PEM private key of the certificate")
+    self_signed: bool = option(False, "serve HTTPS with a generated self-signed certificate (development); "
+                                      "its CA is written to DATA_DIR/tls/ca.crt")
+    hostnames: str = option("localhost,127.0.0.1", "names and addresses the self-signed certificate covers")
+
+
+@dataclass
+class LimitsConfig:
+    manifest_bytes: int = option(4 * 1024 * 1024, "largest manifest accepted, in bytes")
+    blob_bytes: int = option(0, "largest blob accepted, in bytes (0: no limit)")
+    header_bytes: int = option(16384, "longest request line or header field, in bytes")
+    rate: float = option(2000.0, "requests per second allowed per client address (0: no limit)")
+    burst: int = option(20000, "requests a client may send at once above the rate")
+    body_timeout: float = option(120.0, "seconds a request body may stall before the request is aborted")
+
+
+@dataclass
 class Config:
     listen: str = option(":5000", "address to listen on, host:port (an empty host means all interfaces)")
     workers: int = option(1, "server processes sharing the listening socket (use every core; with several "
@@ -65,6 +114,9 @@ class Config:
     upload_chunk_bytes: int = option(4 * 1024 * 1024, "read/write buffer for streamed request bodies, in bytes")
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     # Derived values, resolved once so every reader agrees.
     @property
@@ -214,6 +266,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("workers: must be at least 1")
     if config.upload_chunk_bytes < 4096:
         raise ConfigError("upload_chunk_bytes: must be at least 4096")
+    if bool(config.tls.cert_file) != bool(config.tls.key_file):
+        raise ConfigError("tls.cert_file and tls.key_file go together")
     if config.storage.backend == "s3":
         if not config.storage.s3.bucket:
             raise ConfigError("storage.s3.bucket: required with storage.backend=s3 (env REGISTRY_STORAGE_S3_BUCKET)")

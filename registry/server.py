@@ -30,12 +30,16 @@ def bind(config: Config) -> socket.socket:
 
 def run_worker(config: Config, sock: socket.socket) -> None:
     from registry.app import create_app
+    from registry.tls import ssl_context
 
-    web.run_app(create_app(config), sock=sock, print=None, access_log=None, handle_signals=True,
-                shutdown_timeout=5)
+    web.run_app(create_app(config), sock=sock, ssl_context=ssl_context(config), print=None, access_log=None,
+                handle_signals=True, shutdown_timeout=5)
 
 
 def serve(config: Config) -> int:
+    from registry.tls import ssl_context
+
+    ssl_context(config)  # fail before forking on bad certificates; creates the self-signed set once
     sock = bind(config)
     host, port = sock.getsockname()[:2]
     log.info("registry %s listening on %s:%d with %d worker(s), data in %s", __version__, host, port,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import urlencode
 from typing import AsyncIterator
 
 from aiohttp import web
 
+from registry.auth.gate import GATE_KEY, identity_of
+from registry.config import LimitsConfig
 from registry.content.local import LocalContent
 from registry.digest import Digest, is_digest, parse_digest
 from registry.errors import RegistryError
@@ -16,6 +19,7 @@ from registry.reference import validate_name, validate_tag
 CONTENT_KEY = web.AppKey("content", LocalContent)
 CHUNK_BYTES_KEY = web.AppKey("chunk_bytes", int)
 DELETE_ENABLED_KEY = web.AppKey("delete_enabled", bool)
+LIMITS_KEY = web.AppKey("limits", LimitsConfig)
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
@@ -28,6 +32,10 @@ def repository(request: web.Request) -> str:
     if "%2f" in request.raw_path.partition("?")[0].lower():
         raise RegistryError("NAME_INVALID", "encoded slashes are not allowed in repository names")
     return validate_name(request.match_info["name"])
+
+
+def may_pull(request: web.Request, repository_name: str) -> bool:
+    return request.app[GATE_KEY].allows(identity_of(request), repository_name, "pull")
 
 
 def require_deletes(request: web.Request) -> None:
@@ -66,15 +74,22 @@ def page(path: str, limit: int | None, rows: list[str]) -> tuple[list[str], dict
 
 
 async def body_chunks(request: web.Request, declared: int | None = None) -> AsyncIterator[bytes]:
-    """The request body in large chunks, streamed; checks the length against `declared`."""
+    """The request body in large chunks, streamed; checks the length against `declared`,
+    the blob size limit, and aborts a body that stalls longer than the limit allows."""
     target = request.app[CHUNK_BYTES_KEY]
+    limits = request.app[LIMITS_KEY]
+    if limits.blob_bytes and declared is not None and declared > limits.blob_bytes:
+        raise RegistryError("SIZE_INVALID", f"blob larger than the limit of {limits.blob_bytes} bytes", status=413)
     stream = request.content
     received = 0
     buffer: list[bytes] = []
     buffered = 0
     while True:
         try:
-            piece = await stream.readany()
+            piece = await asyncio.wait_for(stream.readany(), limits.body_timeout)
+        except asyncio.TimeoutError:
+            raise RegistryError("BLOB_UPLOAD_INVALID", f"request body stalled for {limits.body_timeout:.0f}s",
+                                status=408) from None
         except Exception:
             if buffer:  # keep what did arrive: the upload's offset then says where to resume
                 yield b"".join(buffer)
@@ -84,6 +99,8 @@ async def body_chunks(request: web.Request, declared: int | None = None) -> Asyn
         received += len(piece)
         if declared is not None and received > declared:
             raise RegistryError("SIZE_INVALID", "body is longer than the declared range")
+        if limits.blob_bytes and received > limits.blob_bytes:
+            raise RegistryError("SIZE_INVALID", f"blob larger than the limit of {limits.blob_bytes} bytes", status=413)
         buffer.append(piece)
         buffered += len(piece)
         if buffered >= target:

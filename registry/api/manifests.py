@@ -5,13 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import manifest as mf
-from registry.api.common import content, manifest_reference, repository, require_deletes
+from registry.api.common import LIMITS_KEY, content, manifest_reference, repository, require_deletes
 from registry.api.responses import head_response
 from registry.digest import Digest
 from registry.errors import RegistryError
-
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
     name = repository(request)
@@ -38,9 +35,10 @@ def _negotiate(request: web.Request, media_type: str) -> None:
 async def put_manifest(request: web.Request) -> web.Response:
     name = repository(request)
     reference = manifest_reference(request.match_info["reference"])
-    if request.content_length is not None and request.content_length > MAX_MANIFEST_BYTES:
-        raise RegistryError("MANIFEST_INVALID", f"manifest larger than {MAX_MANIFEST_BYTES} bytes", status=413)
-    payload = await _read_limited(request, MAX_MANIFEST_BYTES)
+    limit = request.app[LIMITS_KEY].manifest_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RegistryError("MANIFEST_INVALID", f"manifest larger than {limit} bytes", status=413)
+    payload = await _read_limited(request, limit)
     stored = await content(request).put_manifest(name, reference, payload, request.headers.get("Content-Type"))
     headers = {"Location": f"/v2/{name}/manifests/{stored.digest}", "Docker-Content-Digest": stored.digest,
                "Content-Length": "0"}

@@ -40,7 +40,9 @@ async def send_blob(request: web.Request, blob: BlobContent, head: bool = False)
 
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
-    if blob.path is not None:
+    # sendfile(2) writes plaintext straight to the socket: only without TLS.
+    if blob.path is not None and request.transport is not None and \
+            request.transport.get_extra_info("sslcontext") is None:
         try:
             fileobj = await asyncio.to_thread(open, blob.path, "rb")
         except FileNotFoundError:

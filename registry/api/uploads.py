@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api.common import body_chunks, content, content_range, digest_param, repository
+from registry.api.common import body_chunks, content, content_range, digest_param, may_pull, repository
 from registry.content.local import BlobContent, Upload
 from registry.reference import validate_name
 
@@ -33,8 +33,10 @@ async def start_upload(request: web.Request) -> web.Response:
     if "mount" in query:
         digest = digest_param(query["mount"])
         source = query.get("from")
-        if source:
-            mounted = await store.mount_blob(name, digest, validate_name(source))
+        # Only from a repository the caller may read: otherwise a normal session, which
+        # tells nothing about what the source holds.
+        if source and may_pull(request, validate_name(source)):
+            mounted = await store.mount_blob(name, digest, source)
             if mounted is not None:
                 return _created_response(name, mounted)
     if "digest" in query:

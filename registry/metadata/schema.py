@@ -82,3 +82,23 @@ uploads = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires", Float, nullable=True),
 )
+
+users = Table(
+    "users", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("password_hash", String(255), nullable=False),  # bcrypt; the password itself is never stored
+    Column("groups", String(1024), nullable=False, server_default=""),  # comma-separated
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# CI credentials: a random secret (stored as sha256), limited to repository patterns and actions.
+robots = Table(
+    "robots", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("repositories", String(2048), nullable=False),  # comma-separated patterns
+    Column("actions", String(64), nullable=False),  # comma-separated: pull,push,delete
+    Column("expires_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Who is calling (credentials), what they may do (policy), and the Docker token flow."""

@@ -1,0 +1,132 @@
+"""Checking a name and password: users (database or htpasswd file, bcrypt) and robot secrets.
+
+bcrypt is slow on purpose (~0.2 s); it runs in a thread, and a successful check is remembered
+for a minute (keyed by a salted hash, never the password) so clients that send basic auth on
+every request do not pay it each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+import bcrypt
+
+from registry.auth.identity import Identity
+from registry.metadata import accounts
+from registry.metadata.db import Database
+
+ROBOT_PREFIX = "robot$"
+CACHE_SECONDS = 60.0
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
+
+
+def hash_robot_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_robot_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def read_htpasswd(path: Path) -> dict[str, str]:
+    """user -> bcrypt hash; other hash kinds are refused (they are not safe to keep)."""
+    entries: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, _, hashed = line.partition(":")
+        if not hashed.startswith(("$2y$", "$2b$", "$2a$")):
+            raise ValueError(f"{path}:{number}: only bcrypt entries are supported (htpasswd -B)")
+        entries[user] = hashed
+    return entries
+
+
+class CredentialChecker:
+    def __init__(self, db: Database, htpasswd: str = "") -> None:
+        self.db = db
+        self.htpasswd_path = Path(htpasswd) if htpasswd else None
+        self._htpasswd: dict[str, str] = {}
+        self._htpasswd_mtime = 0.0
+        self._salt = os.urandom(16)
+        self._verified: dict[str, tuple[float, Identity]] = {}
+
+    async def check(self, name: str, password: str, address: str) -> Identity | None:
+        key = hmac.new(self._salt, f"{name}\0{password}".encode(), hashlib.sha256).hexdigest()
+        cached = self._verified.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        identity = await (self._check_robot(name, password, address) if name.startswith(ROBOT_PREFIX)
+                          else self._check_user(name, password, address))
+        if identity is not None:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            lifetime = CACHE_SECONDS
+            if identity.expires_at is not None:  # a robot's expiry is never outlived by the cache
+                lifetime = min(lifetime, identity.expires_at - time.time())
+            self._verified[key] = (time.monotonic() + lifetime, identity)
+        return identity
+
+    async def identity_for(self, name: str, address: str) -> Identity | None:
+        """The account as it is now (no password check): for refresh tokens issued to it earlier."""
+        if name.startswith(ROBOT_PREFIX):
+            async with self.db.read() as conn:
+                robot = await accounts.get_robot(conn, name[len(ROBOT_PREFIX):])
+            if robot is None or (robot.expires_at is not None and robot.expires_at < time.time()):
+                return None
+            return Identity(name=name, kind="robot", robot_repositories=robot.repositories,
+                            robot_actions=robot.actions, address=address, expires_at=robot.expires_at)
+        if name in self._htpasswd_entries():
+            return Identity(name=name, kind="user", address=address)
+        async with self.db.read() as conn:
+            user = await accounts.get_user(conn, name)
+        return Identity(name=name, kind="user", groups=user.groups, address=address) if user else None
+
+    async def _check_user(self, name: str, password: str, address: str) -> Identity | None:
+        hashed = self._htpasswd_entries().get(name)
+        groups: tuple[str, ...] = ()
+        if hashed is None:
+            async with self.db.read() as conn:
+                row = await accounts.get_user(conn, name)
+            if row is None:
+                # Same cost as a real check, so timing does not tell which names exist.
+                await asyncio.to_thread(bcrypt.checkpw, b"x", _DUMMY_HASH)
+                return None
+            hashed, groups = row.password_hash, row.groups
+        if not await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode()):
+            return None
+        return Identity(name=name, kind="user", groups=groups, address=address)
+
+    async def _check_robot(self, name: str, secret: str, address: str) -> Identity | None:
+        async with self.db.read() as conn:
+            row = await accounts.get_robot(conn, name[len(ROBOT_PREFIX):])
+        if row is None or not hmac.compare_digest(row.secret_hash, hash_robot_secret(secret)):
+            return None
+        if row.expires_at is not None and row.expires_at < time.time():
+            return None
+        return Identity(name=name, kind="robot", robot_repositories=row.repositories, robot_actions=row.actions,
+                        address=address, expires_at=row.expires_at)
+
+    def _htpasswd_entries(self) -> dict[str, str]:
+        if self.htpasswd_path is None:
+            return {}
+        try:
+            mtime = self.htpasswd_path.stat().st_mtime
+        except FileNotFoundError:
+            return {}
+        if mtime != self._htpasswd_mtime:  # edited while running: reload
+            self._htpasswd = read_htpasswd(self.htpasswd_path)
+            self._htpasswd_mtime = mtime
+        return self._htpasswd
+
+
+_DUMMY_HASH = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=12))

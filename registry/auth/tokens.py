@@ -1,0 +1,138 @@
+"""Docker registry tokens: JWTs signed ES256 or RS256, issued by /auth/token and verified per request.
+
+The signing key comes from a PEM file or is generated once into DATA_DIR/auth/ (mode 0600) so
+tokens survive a restart. An external issuer can be trusted instead (its public key or a JWKS
+file). Refresh tokens (the `offline_token` / OAuth2 `refresh_token`) are JWTs of the same key
+with their own audience, so an access token can never be used as one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+LEEWAY_SECONDS = 30
+REFRESH_AUDIENCE_SUFFIX = "#refresh"
+
+
+class TokenError(Exception):
+    """Why a token is not accepted (expired, bad signature, wrong audience, ...)."""
+
+
+def libtrust_key_id(public_key: Any) -> str:
+    """The key id format Docker's libtrust uses: base32 of a SHA-256 of the DER key, in groups of 4."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
+    return ":".join(encoded[i:i + 4] for i in range(0, 48, 4))
+
+
+def load_or_create_key(path: Path, algorithm: str) -> Any:
+    if path.exists():
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+    key: Any = ec.generate_private_key(ec.SECP256R1()) if algorithm == "ES256" else \
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return key
+
+
+@dataclass(frozen=True)
+class Grant:
+    repository: str
+    actions: tuple[str, ...]
+
+    def claim(self) -> dict[str, Any]:
+        return {"type": "repository", "name": self.repository, "actions": list(self.actions)}
+
+
+class TokenIssuer:
+    def __init__(self, key: Any, algorithm: str, issuer: str, service: str, expiry: int, refresh_expiry: int) -> None:
+        self.key = key
+        self.algorithm = algorithm
+        self.issuer = issuer
+        self.service = service
+        self.expiry = expiry
+        self.refresh_expiry = refresh_expiry
+        self.key_id = libtrust_key_id(key.public_key())
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers={"kid": self.key_id})
+
+    def access_token(self, subject: str, grants: list[Grant], not_after: float | None = None) -> tuple[str, int]:
+        now = int(time.time())
+        expires = now + self.expiry
+        if not_after is not None:  # never outlive the credential it was issued for
+            expires = min(expires, int(not_after))
+        claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "iat": now, "nbf": now - 1,
+                  "exp": expires, "jti": uuid.uuid4().hex, "access": [g.claim() for g in grants]}
+        return self._sign(claims), max(expires - now, 0)
+
+    def refresh_token(self, subject: str, not_after: float | None = None) -> str:
+        now = int(time.time())
+        expires = now + self.refresh_expiry
+        if not_after is not None:
+            expires = min(expires, int(not_after))
+        return self._sign({"iss": self.issuer, "sub": subject, "aud": self.service + REFRESH_AUDIENCE_SUFFIX,
+                           "iat": now, "exp": expires, "jti": uuid.uuid4().hex})
+
+
+class TokenVerifier:
+    def __init__(self, keys: list[Any], algorithms: list[str], issuer: str, service: str) -> None:
+        self.keys = keys
+        self.algorithms = algorithms
+        self.issuer = issuer
+        self.service = service
+
+    def access(self, token: str) -> dict[str, Any]:
+        return self._decode(token, self.service)
+
+    def refresh(self, token: str) -> dict[str, Any]:
+        return self._decode(token, self.service + REFRESH_AUDIENCE_SUFFIX)
+
+    def _decode(self, token: str, audience: str) -> dict[str, Any]:
+        last: Exception | None = None
+        for key in self.keys:
+            try:
+                return jwt.decode(token, key, algorithms=self.algorithms, audience=audience, issuer=self.issuer,
+                                  leeway=LEEWAY_SECONDS, options={"require": ["exp", "iss", "aud"]})
+            except jwt.InvalidSignatureError as exc:
+                last = exc
+                continue
+            except jwt.PyJWTError as exc:
+                raise TokenError(str(exc)) from None
+        raise TokenError(f"token signature not trusted: {last}")
+
+    @staticmethod
+    def grants(claims: dict[str, Any]) -> dict[str, frozenset[str]]:
+        granted: dict[str, frozenset[str]] = {}
+        for entry in claims.get("access") or []:
+            if isinstance(entry, dict) and entry.get("type") == "repository" and isinstance(entry.get("name"), str):
+                actions = {a for a in entry.get("actions") or [] if isinstance(a, str)}
+                if "*" in actions:
+                    actions = {"pull", "push", "delete"}
+                granted[entry["name"]] = granted.get(entry["name"], frozenset()) | frozenset(actions)
+        return granted
+
+
+def external_keys(public_key_file: str, jwks_file: str) -> list[Any]:
+    keys: list[Any] = []
+    if public_key_file:
+        keys.append(serialization.load_pem_public_key(Path(public_key_file).read_bytes()))
+    if jwks_file:
+        keys += [k.key for k in jwt.PyJWKSet.from_dict(json.loads(Path(jwks_file).read_text())).keys]
+    return keys
