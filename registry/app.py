@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 
 from registry.api import add_routes
 from registry.api.common import API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY
+from registry import admin
 from registry.auth import token_server
 from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
@@ -99,6 +100,7 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(_common_headers)
     add_routes(app)
     token_server.add_routes(app)
+    admin.add_routes(app)
 
     async def start(_: web.Application) -> None:
         # Disk and hashing work runs in threads; the default pool (cores + 4) is too small

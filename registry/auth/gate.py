@@ -39,7 +39,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Need:
     """The access a request needs: an action on a repository, or a kind of check."""
 
-    kind: str  # "repository" | "signed-in" | "catalog" | "open"
+    kind: str  # "repository" | "signed-in" | "catalog" | "admin" | "open"
     repository: str = ""
     action: str = ""
 
@@ -54,6 +54,8 @@ class Need:
 
 def need_of(request: web.Request) -> Need:
     path = request.path
+    if path.startswith("/admin"):
+        return Need("admin")
     if not path.startswith("/v2"):
         return Need("open")  # /auth/token and friends check their own credentials
     name = request.match_info.get("name")
@@ -142,9 +144,21 @@ class Gate:
             identity = await self.credentials.identity_for(identity.name, identity.address) or identity
         return lambda repository: self.allows(identity, repository, "pull")
 
+    def is_admin(self, identity: Identity) -> bool:
+        """The admin role: listed users and groups; with mode none, the networks that may push."""
+        if self.mode == "none":
+            return self.allows(identity, "*", "delete")
+        return self.policy.is_admin(identity)
+
     def authorize(self, request: web.Request, identity: Identity, need: Need) -> None:
         if need.kind == "open":
             return
+        if need.kind == "admin":
+            if self.is_admin(identity):
+                return
+            if identity.anonymous and self.mode != "none":
+                raise self.challenge(request, need)
+            raise RegistryError("DENIED", "the admin role is required")
         if need.kind in ("signed-in", "catalog"):
             if identity.anonymous and self.mode != "none":
                 raise self.challenge(request, need)

@@ -97,7 +97,7 @@ class Policy:
         return frozenset(granted)
 
     def is_admin(self, identity: Identity) -> bool:
-        return identity.kind == "user" and (identity.name in self.admin_users
+        return identity.kind in ("user", "token") and (identity.name in self.admin_users
                                             or any(g in self.admin_groups for g in identity.groups))
 
     @classmethod

@@ -68,7 +68,7 @@ def _answer(gate: Gate, identity: Identity, scopes: list[str], offline: bool) ->
     assert gate.issuer is not None
     subject = identity.name
     grants = _grants(gate, identity, scopes)
-    token, expires_in = gate.issuer.access_token(subject, grants, identity.expires_at)
+    token, expires_in = gate.issuer.access_token(subject, grants, identity.expires_at, identity.groups)
     body: dict[str, Any] = {
         "token": token, "access_token": token, "expires_in": expires_in,
         "issued_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),

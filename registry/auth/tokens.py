@@ -73,13 +73,16 @@ class TokenIssuer:
     def _sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self.key, algorithm=self.algorithm, headers={"kid": self.key_id})
 
-    def access_token(self, subject: str, grants: list[Grant], not_after: float | None = None) -> tuple[str, int]:
+    def access_token(self, subject: str, grants: list[Grant], not_after: float | None = None,
+                     groups: tuple[str, ...] = ()) -> tuple[str, int]:
         now = int(time.time())
         expires = now + self.expiry
         if not_after is not None:  # never outlive the credential it was issued for
             expires = min(expires, int(not_after))
         claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "iat": now, "nbf": now - 1,
                   "exp": expires, "jti": uuid.uuid4().hex, "access": [g.claim() for g in grants]}
+        if groups:  # for the admin role; repository access is in `access` alone
+            claims["groups"] = list(groups)
         return self._sign(claims), max(expires - now, 0)
 
     def refresh_token(self, subject: str, not_after: float | None = None) -> str:
