@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: our registry (`python -m registry serve`) against the reference,
-Debian's `docker-registry` (CNCF Distribution 2.8.2).
+Debian's `docker-registry` (CNCF Distribution 2.8.2), on two storage sets.
 
-    cd /work/main && .venv/bin/python bench/run.py [--repeat 3] [--blob-mib 256]
-        [--manifests 2000] [--concurrency 32] [--only ours|reference]
+    cd /work/main && .venv/bin/python bench/run.py [--storage filesystem|s3|both] [--repeat 3]
+        [--blob-mib 256] [--s3-blob-mib N] [--manifests 2000] [--s3-manifests 1000]
+        [--concurrency 32] [--only ours|reference]
 
-Both registries run at the same time on 127.0.0.1, each with a fresh data dir under one temp dir
-on the same (non-tmpfs) disk. Every figure is measured on ours, then on the reference (A, B), and
-the whole sequence repeats `--repeat` times; the table shows medians. See bench/README.md for what
-each figure means.
+- filesystem: ours on SQLite + filesystem, the reference on its filesystem driver; each with a
+  fresh data dir under one temp dir on the same (non-tmpfs) disk.
+- s3: ours on PostgreSQL + S3, the reference on its s3 driver; both against the same OpenStack
+  Swift (s3api) on 127.0.0.1, in separate buckets (bench/servers.py).
+
+The sets run one after the other (filesystem first). Within a set both registries run at the same
+time on 127.0.0.1; every figure is measured on ours, then on the reference (A, B), and the whole
+sequence repeats `--repeat` times; the table shows medians. See bench/README.md for what each
+figure means.
 """
 
 from __future__ import annotations
@@ -25,9 +31,7 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -40,9 +44,11 @@ from typing import Any, Callable
 
 import aiohttp
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import (REFERENCE_BIN, REPO_ROOT, S3_PART_BYTES, STORAGE_SETS, Helper,  # noqa: E402
+                     OurServer, ReferenceServer, S3Backing, Server)
+
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-REFERENCE_BIN = "/usr/bin/docker-registry"
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -51,19 +57,46 @@ OCI_LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 MB = 1_000_000  # throughput is reported in MB/s = 10^6 bytes per second
 IO_BLOCK = 1 << 20  # client-side read/send buffer for blob bodies
 BLOB_REPO = "bench/blob"
+PROBE_REPO = "bench/probe"
 TAGS_LIST_REQUESTS = 20
 MAX_ERRORS_KEPT = 5
+IDLE_RECONNECT_SECONDS = 30  # the blob client reopens a keep-alive connection idle this long
+# The S3 set runs at most this many manifests by default (--s3-manifests): the reference manages
+# ~20-45 manifest PUTs/s on Swift, so 2,000 manifests x 3 repetitions would take ~8 minutes for that
+# phase alone. With it, `make bench` (both sets) takes ~5 minutes on 2 cores.
+S3_MAX_DEFAULT_MANIFESTS = 1000
 
 NOTES = [
-    "Our registry fsyncs every committed blob and manifest; the reference (Distribution 2.8.2, "
-    "filesystem driver) does not fsync. The bench runs sync(2) before every timed step so neither "
-    "pays for the other's dirty pages.",
     "Each blob push uses a fresh digest (the first 64 bytes of the blob file are rewritten for every "
     "repetition and push kind), so neither registry can short-cut an existing blob; nothing is deleted.",
+    "The HTTP client is Python on the same 2-core machine; it competes with the servers for CPU and may "
+    "cap the faster side.",
+]
+
+FILESYSTEM_NOTES = [
+    "Our registry fsyncs every committed blob and manifest; the reference (filesystem driver) does not "
+    "fsync. The bench runs sync(2) before every timed step so neither pays for the other's dirty pages.",
     "The pull reads back the blob pushed monolithically in the same repetition (likely in the page "
     "cache for both registries).",
-    "The HTTP client is Python on the same 2-core machine; it competes with the server for CPU and may "
-    "cap the faster side.",
+]
+
+S3_NOTES = [
+    "Both registries talk to the SAME OpenStack Swift (s3api) server on 127.0.0.1 (one proxy process, "
+    "workers=0), ours in bucket bench-ours (prefix ours/), the reference in bucket bench-reference "
+    "(rootdirectory /ref). Swift fsyncs every object it stores, for both; its single proxy process "
+    "can cap both registries, which pulls the ratios toward 1.0.",
+    "Ours fsyncs nothing extra on S3: blob durability is the S3 server's. Ours keeps its metadata, "
+    "manifests included, in PostgreSQL (fsync on, one WAL flush per commit), so its manifest and tags "
+    "phases do not touch S3; the reference keeps manifests, links and tags as S3 objects and has no database.",
+    "Peak RSS and server CPU are the registry process only. PostgreSQL's and Swift's CPU during each "
+    "registry's timed steps are listed in their own rows (how much database / S3-server work it caused).",
+    f"Multipart part size {S3_PART_BYTES >> 20} MiB for both (ours: storage.s3.part_size; reference: "
+    "chunksize). Blob GETs stream through both registries (ours: no redirect, the default; reference: "
+    "storage.redirect.disable: true).",
+    "Distribution 2.8.2 has no `forcepathstyle` option (it came in 3.0); it uses path-style "
+    "addressing whenever `regionendpoint` is set, which Swift on loopback needs. AWS_* variables are "
+    "removed from both registries' environments (with AWS_CA_BUNDLE set, 2.8.2 panics at start: "
+    "LoadCustomCABundleError).",
 ]
 
 
@@ -92,221 +125,6 @@ def describe_response(method: str, url: str, status: int | None, headers: Any, b
 
 
 # --------------------------------------------------------------------------------------------
-# Server processes
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    parsed = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
-    try:
-        conn.request("GET", parsed.path or "/")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (a server may fork workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def vm_hwm_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Server:
-    key = "?"
-    title = "?"
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.data_dir = root / f"{self.key}-data"
-        self.log_path = root / f"{self.key}.log"
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.command: list[str] = []
-        self.final_stats: dict[str, Any] = {}
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def build_command(self) -> list[str]:
-        raise NotImplementedError
-
-    def start(self, timeout: float = 60) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.command = self.build_command()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.title} exited with {self.proc.returncode} during start-up; "
-                                   f"command: {' '.join(self.command)}\nlog:\n{self.log_tail()}")
-            if http_ok(f"{self.url}/v2/"):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.title} did not answer GET /v2/ with 200 within {timeout}s; log:\n{self.log_tail()}")
-
-    def env(self) -> dict[str, str]:
-        return dict(os.environ)
-
-    def cpu(self) -> float | None:
-        """CPU seconds used so far by the server and its children."""
-        if not self.alive():
-            return None
-        assert self.proc is not None
-        vals = [cpu_seconds(pid) for pid in process_tree(self.proc.pid)]
-        return sum(v for v in vals if v is not None)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def collect_stats(self) -> dict[str, Any]:
-        """Peak RSS (VmHWM) and CPU time of the server and any children; call before stop()."""
-        if not self.alive():
-            return {"error": f"process not running (exit code {self.proc.returncode if self.proc else None})"}
-        assert self.proc is not None
-        pids = process_tree(self.proc.pid)
-        hwm = {pid: vm_hwm_kib(pid) for pid in pids}
-        cpu = {pid: cpu_seconds(pid) for pid in pids}
-        self.final_stats = {
-            "pid": self.proc.pid,
-            "processes": len(pids),
-            "peak_rss_kib_main": hwm.get(self.proc.pid),
-            "peak_rss_kib_sum": sum(v for v in hwm.values() if v),
-            "cpu_seconds": sum(v for v in cpu.values() if v),
-        }
-        return self.final_stats
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-class OurServer(Server):
-    key = "ours"
-    title = "ours (python -m registry)"
-
-    def build_command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "registry", "serve", "--listen", self.host, "--data-dir", str(self.data_dir)]
-        # Match the reference's log level (warn) if our CLI has the flag; per-request info logs would
-        # otherwise cost us CPU that the reference does not spend.
-        if "--log-level" in serve_help():
-            cmd += ["--log-level", "warning"]
-        return cmd
-
-    def env(self) -> dict[str, str]:
-        # Only the command line configures the server under test.
-        return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-
-
-class ReferenceServer(Server):
-    key = "reference"
-    title = "reference (docker-registry 2.8.2)"
-
-    def build_command(self) -> list[str]:
-        config = self.root / "reference-config.yml"
-        # Same as Debian's shipped /etc/docker/registry/config.yml (in-memory blob descriptor cache,
-        # delete enabled) minus auth and the storage health check, on loopback, access log off.
-        config.write_text(
-            "version: 0.1\n"
-            "log:\n"
-            "  level: warn\n"
-            "  accesslog:\n"
-            "    disabled: true\n"
-            "storage:\n"
-            "  filesystem:\n"
-            f"    rootdirectory: {self.data_dir}\n"
-            "  delete:\n"
-            "    enabled: true\n"
-            "  cache:\n"
-            "    blobdescriptor: inmemory\n"
-            "http:\n"
-            f"  addr: {self.host}\n"
-            "  secret: registry-bench-not-a-secret\n"
-        )
-        return [REFERENCE_BIN, "serve", str(config)]
-
-    def env(self) -> dict[str, str]:
-        # REGISTRY_* variables would override the config file.
-        return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-
-
-_SERVE_HELP: str | None = None
-
-
-def serve_help() -> str:
-    global _SERVE_HELP
-    if _SERVE_HELP is None:
-        try:
-            out = subprocess.run([sys.executable, "-m", "registry", "serve", "--help"], cwd=REPO_ROOT,
-                                 capture_output=True, text=True, timeout=60)
-            _SERVE_HELP = out.stdout + out.stderr
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            _SERVE_HELP = str(exc)
-    return _SERVE_HELP
-
-
-# --------------------------------------------------------------------------------------------
 # Blocking HTTP client for blob transfers (one keep-alive connection, 1 MiB send/receive blocks)
 
 class LimitedReader:
@@ -332,6 +150,7 @@ class BlobClient:
         self.host = parsed.hostname
         self.port = parsed.port
         self.conn = self._connect()
+        self.last_used = time.monotonic()
 
     def _connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=600, blocksize=IO_BLOCK)
@@ -343,12 +162,23 @@ class BlobClient:
         self.conn.close()
         self.conn = self._connect()
 
+    def refresh_if_idle(self, idle: float = IDLE_RECONNECT_SECONDS) -> None:
+        """Open a new connection now if this one sat idle for `idle` seconds: a server may have
+        closed it (ours, aiohttp, after 75 s), and a request on it would fail with no response.
+        Called before each timed step (so the connect is untimed) and before every request."""
+        if time.monotonic() - self.last_used > idle:
+            self._reset()
+            self.conn.connect()
+            self.last_used = time.monotonic()
+
     def send(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
              ) -> http.client.HTTPResponse:
         """Send a request and return the response with its body unread."""
         headers = dict(headers or {})
         if body is None and method in ("POST", "PUT", "PATCH"):
             headers.setdefault("Content-Length", "0")
+        self.refresh_if_idle()
+        self.last_used = time.monotonic()
         try:
             self.conn.request(method, path, body=body, headers=headers)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -372,6 +202,8 @@ class BlobClient:
             self._reset()
             raise StepError(f"{method} {path}: no response ({exc!r})",
                             {"request": f"{method} {path}", "request_headers": headers}) from exc
+        finally:
+            self.last_used = time.monotonic()
 
     def call(self, method: str, path: str, expect: int | tuple[int, ...], body: Any = None,
              headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
@@ -382,6 +214,7 @@ class BlobClient:
             self._reset()
             raise StepError(f"{method} {path}: reading the response failed ({exc!r})",
                             describe_response(method, path, resp.status, resp.headers, None, headers)) from exc
+        self.last_used = time.monotonic()
         if resp.will_close:
             self._reset()
         expected = (expect,) if isinstance(expect, int) else expect
@@ -690,24 +523,64 @@ def fs_type(path: Path) -> str:
     return kind
 
 
+LOADAVG_START: list[float] = []
+MACHINE, CLIENT = "_machine", "_client"  # keys in the CPU snapshot taken before each step
+OTHER_CPU_ANOMALY_SECONDS = 1.0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent not idle since boot (/proc/stat: user nice system irq softirq steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class StorageSet:
+    """One pair of registries on one kind of storage, and what became of it."""
+
+    name: str  # "filesystem" or "s3"
+    title: str  # the table's section header
+    blob_mib: int
+    manifests: int
+    notes: list[str]
+    candidates: list[Server] = field(default_factory=list)  # every registry we tried to start
+    servers: list[Server] = field(default_factory=list)  # the ones that started
+    unavailable: dict[str, str] = field(default_factory=dict)  # key -> why it was not measured
+    start_failed: bool = False
+    backing: S3Backing | None = None
+    helpers: list[Helper] = field(default_factory=list)
+    bench: "Bench | None" = None
+    error: str | None = None  # the set did not run at all
+    seconds: float | None = None
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, servers: list[Server], root: Path) -> None:
+    def __init__(self, args: argparse.Namespace, sset: StorageSet, blob: Path) -> None:
         self.args = args
-        self.servers = servers
-        self.root = root
-        self.blob = root / "blob.bin"
-        self.size = args.blob_mib << 20
+        self.sset = sset
+        self.servers = list(sset.servers)  # started; the probe may drop some
+        self.helpers = sset.helpers
+        self.blob = blob
+        self.size = sset.blob_mib << 20
         self.chunk = args.chunk_mib << 20
-        self.samples: dict[str, dict[str, list[float]]] = {s.key: {} for s in servers}
-        self.extra: dict[str, dict[str, list[Any]]] = {s.key: {} for s in servers}
-        self.failures: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in servers}
-        self.anomalies: dict[str, list[str]] = {s.key: [] for s in servers}
-        self.clients = {s.key: BlobClient(s.url) for s in servers}
+        keys = [s.key for s in sset.candidates]
+        self.samples: dict[str, dict[str, list[float]]] = {k: {} for k in keys}
+        self.extra: dict[str, dict[str, list[Any]]] = {k: {} for k in keys}
+        self.failures: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in keys}
+        self.anomalies: dict[str, list[str]] = {k: [] for k in keys}
+        self.clients = {s.key: BlobClient(s.url) for s in self.servers}
         self.steps: list[dict[str, Any]] = []
         self.run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 
-    def log(self, msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
 
     def record_failure(self, server: Server, figure: str, detail: dict[str, Any]) -> None:
         detail = {**detail}
@@ -715,18 +588,42 @@ class Bench:
             detail["server_exit_code"] = server.proc.returncode if server.proc else None
             detail["server_log_tail"] = server.log_tail()
         self.failures[server.key].setdefault(figure, []).append(detail)
-        self.log(f"  !! {server.key} {figure} FAILED: {detail.get('message')}")
+        log(f"  !! {server.key} {figure} FAILED: {detail.get('message')}")
         for k in ("request", "status", "response_body"):
             if detail.get(k) is not None:
-                self.log(f"     {k}: {str(detail[k])[:400]}")
+                log(f"     {k}: {str(detail[k])[:400]}")
+
+    def probe(self) -> None:
+        """Untimed: push a small blob and read it back from each registry. One that cannot (e.g. a
+        storage driver that cannot talk to the S3 server) is left out of the set, with the reason."""
+        data = f"registry-bench probe {self.run_id} {self.sset.name}".encode()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        for s in list(self.servers):
+            try:
+                push_small_blob(self.clients[s.key], PROBE_REPO, data)
+                pull_blob(self.clients[s.key], PROBE_REPO, digest, len(data), verify=True)
+            except StepError as exc:
+                detail = {**exc.detail, "server_log_tail": s.log_tail(20)}
+                self.record_failure(s, "probe", detail)
+                status = exc.detail.get("status")
+                body = str(exc.detail.get("response_body") or "").strip()[:300]
+                last_log = s.log_tail(1).strip()
+                self.sset.unavailable[s.key] = (
+                    f"could not store and read back a {len(data)}-byte blob on {self.sset.name} storage: "
+                    f"{exc.detail.get('message')}" + (f" -> {status} {body}" if status else "")
+                    + (f"; last server log line: {last_log[:400]}" if last_log else ""))
+                self.servers.remove(s)
 
     def measure(self, server: Server, figure: str, fn: Callable[[], float], fmt: str) -> None:
         """Run one timed step (fn returns the figure's value) after a sync(2); record value or failure."""
         if not server.alive():
             self.record_failure(server, figure, {"message": f"{server.title} is not running"})
             return
+        if server.key in self.clients:
+            self.clients[server.key].refresh_if_idle()  # untimed
         os.sync()
-        cpu0 = {s.key: s.cpu() for s in self.servers}
+        cpu0 = {s.key: s.cpu() for s in self.servers + self.helpers}  # type: ignore[operator]
+        cpu0[MACHINE], cpu0[CLIENT] = machine_busy_seconds(), time.process_time()
         t0 = time.perf_counter()
         try:
             value = fn()
@@ -739,17 +636,34 @@ class Bench:
         finally:
             self._account(server, figure, time.perf_counter() - t0, cpu0)
         self.samples[server.key].setdefault(figure, []).append(value)
-        self.log(f"  {server.key:9s} {figure:15s} {fmt.format(value)}")
+        log(f"  {server.key:9s} {figure:15s} {fmt.format(value)}")
 
     def _account(self, server: Server, figure: str, wall: float, cpu0: dict[str, float | None]) -> None:
         """CPU seconds each server used during this step: the measured one's cost, and whether the
-        idle one was busy in the background (which would steal CPU from the measured one)."""
-        cpu = {}
-        for s in self.servers:
-            now = s.cpu()
-            cpu[s.key] = round(now - cpu0[s.key], 3) if now is not None and cpu0[s.key] is not None else None
-        self.steps.append({"server": server.key, "figure": figure, "wall_seconds": round(wall, 3),
-                           "cpu_seconds": cpu})
+        idle one was busy in the background (which would steal CPU from the measured one). Helpers
+        (Swift, PostgreSQL) are recorded too: what the measured registry made them do."""
+        def used(x: Server | Helper) -> float | None:
+            now = x.cpu()
+            return round(now - cpu0[x.key], 3) if now is not None and cpu0.get(x.key) is not None else None
+
+        cpu = {s.key: used(s) for s in self.servers}
+        step: dict[str, Any] = {"server": server.key, "figure": figure, "wall_seconds": round(wall, 3),
+                                "cpu_seconds": cpu}
+        helper_cpu = {h.key: used(h) for h in self.helpers}
+        if self.helpers:
+            step["helper_cpu_seconds"] = helper_cpu
+        # Everything else the machine did meanwhile: other processes (another job on the box), kernel
+        # threads (writeback). Much of it means the figure is noisy.
+        client = time.process_time() - cpu0[CLIENT]  # type: ignore[operator]
+        busy = machine_busy_seconds() - cpu0[MACHINE]  # type: ignore[operator]
+        other = busy - client - sum(v for v in [*cpu.values(), *helper_cpu.values()] if v is not None)
+        step["client_cpu_seconds"] = round(client, 3)
+        step["other_cpu_seconds"] = round(other, 3)
+        self.steps.append(step)
+        if other > max(OTHER_CPU_ANOMALY_SECONDS, 0.15 * wall):
+            self.anomalies[server.key].append(
+                f"other processes on the machine used {other:.2f} s of CPU during its {figure} step "
+                f"({wall:.2f} s wall): outside load, the figure may be low")
         for s in self.servers:
             busy = cpu[s.key]
             if s is not server and busy is not None and busy > max(0.25, 0.1 * wall):
@@ -759,19 +673,23 @@ class Bench:
 
     def run(self) -> None:
         a = self.args
-        self.log(f"generating a {a.blob_mib} MiB random blob in {self.blob}")
-        make_blob(self.blob, self.size)
+        if not self.blob.exists() or self.blob.stat().st_size != self.size:
+            log(f"generating a {self.sset.blob_mib} MiB random blob in {self.blob}")
+            make_blob(self.blob, self.size)
+        self.probe()
+        if not self.servers:
+            return
         config, layer = tiny_image()
         for rep in range(1, a.repeat + 1):
-            self.log(f"repetition {rep}/{a.repeat}")
+            log(f"[{self.sset.name}] repetition {rep}/{a.repeat}")
             # 1. monolithic push, fresh digest
-            mono_digest = set_variant(self.blob, f"{self.run_id} rep{rep} monolithic")
+            mono_digest = set_variant(self.blob, f"{self.run_id} {self.sset.name} rep{rep} monolithic")
             for s in self.servers:
                 c = self.clients[s.key]
                 self.measure(s, "push_monolithic", lambda c=c: self._timed_mb(
                     lambda: push_monolithic(c, BLOB_REPO, self.blob, self.size, mono_digest)), "{:.1f} MB/s")
             # 2. chunked push, another fresh digest
-            chunk_digest = set_variant(self.blob, f"{self.run_id} rep{rep} chunked")
+            chunk_digest = set_variant(self.blob, f"{self.run_id} {self.sset.name} rep{rep} chunked")
             for s in self.servers:
                 c = self.clients[s.key]
                 anomalies = self.anomalies[s.key]
@@ -792,7 +710,7 @@ class Bench:
                             self.record_failure(s, "pull_verify", exc.detail)
             # 4-6. manifests in a fresh repository per repetition
             repo = f"bench/manifests-r{rep}"
-            manifests = build_manifests(a.manifests, config, layer)
+            manifests = build_manifests(self.sset.manifests, config, layer)
             ready = []
             for s in self.servers:
                 try:
@@ -829,9 +747,66 @@ class Bench:
         return b.ok / b.seconds
 
     def _tags(self, s: Server, c: BlobClient, repo: str) -> float:
-        lat = tags_list_latencies(c, repo, self.args.manifests, TAGS_LIST_REQUESTS, self.anomalies[s.key])
+        lat = tags_list_latencies(c, repo, self.sset.manifests, TAGS_LIST_REQUESTS, self.anomalies[s.key])
         self.extra[s.key].setdefault("tags_list", []).append({"latencies_ms": [x * 1000 for x in lat]})
         return statistics.median(lat) * 1000
+
+
+def run_set(sset: StorageSet, args: argparse.Namespace, root: Path) -> None:
+    """Start what the set needs, run the workload, collect stats, stop everything (even on Ctrl-C)."""
+    t0 = time.monotonic()
+    log(f"== {sset.name} set: {sset.title}")
+    try:
+        if sset.name == "s3":
+            sset.backing = S3Backing(root, Path(args.work_dir))
+            try:
+                sset.backing.start()
+            except Exception as exc:  # noqa: BLE001 - SwiftUnavailable, PostgresUnavailable, start-up errors
+                sset.error = f"could not start the S3 server or PostgreSQL: {type(exc).__name__}: {exc}"
+                log(f"error: {sset.error}")
+                return
+            sset.helpers = sset.backing.helpers()
+            log(f"started Swift (S3) at {sset.backing.swift.endpoint_url} and PostgreSQL on port {sset.backing.pg.port}")
+        classes = {"ours": OurServer, "reference": ReferenceServer}
+        sset.candidates = [cls(root, sset.name, sset.backing) for key, cls in classes.items()
+                           if args.only in (None, key)]
+        for s in sset.candidates:
+            try:
+                s.start()
+                sset.servers.append(s)
+                log(f"started {s.title} at {s.url} (pid {s.proc.pid if s.proc else '?'})")
+            except RuntimeError as exc:
+                sset.start_failed = True
+                sset.unavailable[s.key] = f"did not start: {exc}"
+                log(f"error: {exc}")
+        if not sset.servers:
+            sset.error = "no registry started"
+            return
+        sset.bench = Bench(args, sset, root / "blob.bin")
+        try:
+            sset.bench.run()
+        finally:  # also on Ctrl-C: the stats of what ran so far
+            for s in sset.servers:
+                if s.alive():
+                    s.collect_stats()
+            for h in sset.helpers:
+                h.collect_stats()
+    finally:
+        if sset.bench:
+            sset.bench.close()
+        for s in sset.candidates:
+            s.stop()
+            if s.proc is not None and s.proc.returncode not in (0, -signal.SIGTERM, 2):
+                log(f"note: {s.title} exited with {s.proc.returncode}")
+        if sset.backing:
+            sset.backing.stop()
+        if not args.keep:  # free the disk before the next set (logs stay until the end)
+            for s in sset.candidates:
+                shutil.rmtree(s.data_dir, ignore_errors=True)
+            if sset.backing:
+                shutil.rmtree(sset.backing.swift_data_dir, ignore_errors=True)
+        sset.seconds = round(time.monotonic() - t0, 1)
+        log(f"== {sset.name} set done in {sset.seconds:.0f} s")
 
 
 # --------------------------------------------------------------------------------------------
@@ -849,12 +824,33 @@ def fmt_num(v: float | None, unit: str) -> str:
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
 
 
-def build_report(bench: Bench, args: argparse.Namespace, servers: list[Server], root: Path) -> dict[str, Any]:
-    keys = [s.key for s in servers]
-    blob = f"{args.blob_mib} MiB"
+def with_ratio(row: dict[str, Any], keys: list[str], higher: bool) -> dict[str, Any]:
+    if "ours" in keys and "reference" in keys and row["ours"].get("median") and row["reference"].get("median"):
+        o, r = row["ours"]["median"], row["reference"]["median"]
+        row["ratio"] = o / r if higher else r / o
+    else:
+        row["ratio"] = None
+    return row
+
+
+def set_report(sset: StorageSet, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "title": sset.title, "blob_mib": sset.blob_mib, "manifests": sset.manifests, "seconds": sset.seconds, "error": sset.error,
+        "unavailable": sset.unavailable, "notes": sset.notes,
+        "servers": {s.key: {**s.describe(), **s.final_stats} for s in sset.candidates},
+    }
+    if sset.backing:
+        out["s3_backing"] = sset.backing.describe()
+        out["helpers"] = {h.key: {"title": h.title, **h.final_stats} for h in sset.helpers}
+    bench = sset.bench
+    if bench is None:
+        out.update(rows=[], steps=[], failures={}, anomalies={})
+        return out
+    keys = [s.key for s in sset.candidates]
+    blob = f"{sset.blob_mib} MiB"
     rows = []
     for key, label, unit, higher in FIGURES:
-        label = label.format(blob=blob, chunk=f"{args.chunk_mib} MiB", n=args.manifests, c=args.concurrency,
+        label = label.format(blob=blob, chunk=f"{args.chunk_mib} MiB", n=sset.manifests, c=args.concurrency,
                              t=TAGS_LIST_REQUESTS)
         row: dict[str, Any] = {"figure": key, "label": label, "unit": unit,
                                "ratio_kind": "ours/reference" if higher else "reference/ours"}
@@ -864,161 +860,223 @@ def build_report(bench: Bench, args: argparse.Namespace, servers: list[Server], 
                       "failures": len(bench.failures[k].get(key, []))}
             if key in bench.extra[k]:
                 row[k]["details"] = bench.extra[k][key]
-        if "ours" in keys and "reference" in keys and row["ours"]["median"] and row["reference"]["median"]:
-            o, r = row["ours"]["median"], row["reference"]["median"]
-            row["ratio"] = o / r if higher else r / o
-        else:
-            row["ratio"] = None
-        rows.append(row)
-    stats = {s.key: s.final_stats for s in servers}
+        rows.append(with_ratio(row, keys, higher))
+    stats = {s.key: s.final_stats for s in sset.candidates}
     for key, label, unit, conv in (("peak_rss", "peak RSS (VmHWM, whole run)", "MiB", lambda st: st.get("peak_rss_kib_sum", 0) / 1024),
                                    ("cpu_time", "server CPU time (user+sys, whole run)", "s", lambda st: st.get("cpu_seconds"))):
         row = {"figure": key, "label": label, "unit": unit, "ratio_kind": "reference/ours"}
         for k in keys:
             st = stats.get(k) or {}
-            row[k] = {"median": conv(st) if "error" not in st and st else None}
-        if "ours" in keys and "reference" in keys and row["ours"]["median"] and row["reference"]["median"]:
-            row["ratio"] = row["reference"]["median"] / row["ours"]["median"]
-        else:
+            row[k] = {"median": conv(st) if "error" not in st and st and k not in sset.unavailable else None}
+        rows.append(with_ratio(row, keys, False))
+    for h in sset.helpers:  # what each registry made Swift / PostgreSQL do, summed over its timed steps
+        only_ours = h.key == "postgres"
+        row = {"figure": f"{h.key}_cpu", "unit": "s",
+               "label": ("PostgreSQL CPU during ours' timed steps" if only_ours
+                         else "S3 server (Swift) CPU during the registry's timed steps"),
+               "ratio_kind": None if only_ours else "reference/ours"}
+        for k in keys:
+            if only_ours and k != "ours":
+                row[k] = {"median": None, "not_applicable": "the reference has no database"}
+                continue
+            vals = [st.get("helper_cpu_seconds", {}).get(h.key) for st in bench.steps if st["server"] == k]
+            vals = [v for v in vals if v is not None]
+            row[k] = {"median": sum(vals) if vals and k not in sset.unavailable else None}
+        rows.append(row if only_ours else with_ratio(row, keys, False))
+        if only_ours:
             row["ratio"] = None
-        rows.append(row)
+    out.update(rows=rows, steps=bench.steps, failures=bench.failures, anomalies=bench.anomalies)
+    return out
+
+
+def build_report(sets: list[StorageSet], args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return {
         "timestamp": dt.datetime.now().isoformat(timespec="seconds"),
         "args": vars(args),
         "machine": {"hostname": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "aiohttp": aiohttp.__version__},
+                    "python": platform.python_version(), "aiohttp": aiohttp.__version__,
+                    "loadavg_start": LOADAVG_START, "loadavg_end": list(os.getloadavg())},
         "work_dir": str(root), "work_dir_fs": fs_type(root),
-        "servers": {s.key: {"title": s.title, "command": s.command, "url": s.url, **s.final_stats} for s in servers},
-        "rows": rows,
-        "steps": bench.steps,
-        "failures": bench.failures,
-        "anomalies": bench.anomalies,
         "notes": NOTES,
+        "sets": {s.name: set_report(s, args) for s in sets},
     }
 
 
 def print_table(report: dict[str, Any], keys: list[str]) -> None:
     both = len(keys) == 2
     cols = ["figure", "unit", *keys] + (["ratio"] if both else [])
-    lines = []
-    for row in report["rows"]:
-        cells = [row["label"], row["unit"]]
-        for k in keys:
-            m = row[k]["median"]
-            runs = row[k].get("runs") or []
-            cell = fmt_num(m, row["unit"])
-            if len(runs) > 1:
-                cell += f" ({fmt_num(min(runs), row['unit'])}-{fmt_num(max(runs), row['unit'])})"
-            if row[k].get("failures"):
-                cell += f" [{row[k]['failures']} failed]"
-            cells.append(cell)
-        if both:
-            cells.append(f"{row['ratio']:.2f}x" if row["ratio"] else "-")
-        lines.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(cols, *lines)]
+    sections: list[tuple[str, dict[str, Any], list[list[str]]]] = []
+    for name, sr in report["sets"].items():
+        lines = []
+        for row in sr["rows"]:
+            cells = [row["label"], row["unit"]]
+            for k in keys:
+                if k in sr["unavailable"]:
+                    cells.append("unavailable")
+                    continue
+                if row[k].get("not_applicable"):
+                    cells.append("n/a")
+                    continue
+                m = row[k]["median"]
+                runs = row[k].get("runs") or []
+                cell = fmt_num(m, row["unit"])
+                if len(runs) > 1:
+                    cell += f" ({fmt_num(min(runs), row['unit'])}-{fmt_num(max(runs), row['unit'])})"
+                if row[k].get("failures"):
+                    cell += f" [{row[k]['failures']} failed]"
+                cells.append(cell)
+            if both:
+                cells.append(f"{row['ratio']:.2f}x" if row["ratio"] else "-")
+            lines.append(cells)
+        sections.append((name, sr, lines))
+    all_lines = [cells for _, _, lines in sections for cells in lines]
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *all_lines)]
     out = [
         f"Registry benchmark {report['timestamp']}: medians of {report['args']['repeat']} interleaved repetitions "
-        f"(min-max in parentheses); {report['machine']['cpus']} CPUs, data on {report['work_dir_fs']}.",
+        f"(min-max in parentheses); {report['machine']['cpus']} CPUs, data on {report['work_dir_fs']}; "
+        f"load average at start {report['machine']['loadavg_start'][0]:.2f}, at end "
+        f"{report['machine']['loadavg_end'][0]:.2f}.",
     ]
     if both:
         out.append("ratio > 1.00x means OURS IS BETTER: ours/reference for MB/s and req/s, "
                    "reference/ours for ms, MiB and CPU seconds.")
     out.append("")
-    out.append("  ".join(str(c).ljust(w) for c, w in zip(cols, widths)))
+    out.append("  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip())
     out.append("  ".join("-" * w for w in widths))
-    for cells in lines:
-        out.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)))
-    out.append("")
+    for name, sr, lines in sections:
+        took = f", {sr['seconds']:.0f} s" if sr.get("seconds") is not None else ""
+        out.append(f"[{name}] {sr['title']}{took}")
+        if sr.get("error"):
+            out.append(f"  NOT RUN: {sr['error']}")
+        for k, why in sr["unavailable"].items():  # the whole reason (and log tail) is in the JSON
+            lines_ = why.splitlines()
+            out.append(f"  {k} UNAVAILABLE: " + "\n    ".join(lines_[:5]) + ("\n    [...]" if len(lines_) > 5 else ""))
+        for cells in lines:
+            out.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
+        out.append("")
     for n in report["notes"]:
         out.append(f"* {n}")
-    for k in keys:
-        for fig, fails in report["failures"][k].items():
-            for f in fails[:2]:
-                out.append(f"! {k} {fig}: {f.get('message')}")
-                if f.get("request"):
-                    out.append(f"    request:  {f['request']}  headers={f.get('request_headers')}")
-                if f.get("status") is not None or f.get("response_body"):
-                    out.append(f"    response: {f.get('status')} headers={f.get('response_headers')}")
-                    out.append(f"    body:     {str(f.get('response_body'))[:600]}")
-        for a in report["anomalies"][k]:
-            out.append(f"? {k}: {a}")
+    for name, sr in report["sets"].items():
+        for n in sr["notes"]:
+            out.append(f"* [{name}] {n}")
+    for name, sr in report["sets"].items():
+        for k in keys:
+            for fig, fails in sr["failures"].get(k, {}).items():
+                for f in fails[:2]:
+                    out.append(f"! [{name}] {k} {fig}: {f.get('message')}")
+                    if f.get("request"):
+                        out.append(f"    request:  {f['request']}  headers={f.get('request_headers')}")
+                    if f.get("status") is not None or f.get("response_body"):
+                        out.append(f"    response: {f.get('status')} headers={f.get('response_headers')}")
+                        out.append(f"    body:     {str(f.get('response_body'))[:600]}")
+            for a in sr["anomalies"].get(k, []):
+                out.append(f"? [{name}] {k}: {a}")
     print("\n".join(out), flush=True)
+
+
+def make_sets(args: argparse.Namespace) -> list[StorageSet]:
+    names = STORAGE_SETS if args.storage == "both" else (args.storage,)
+    sets = []
+    for name in names:
+        if name == "filesystem":
+            sets.append(StorageSet(
+                "filesystem", "ours on SQLite + filesystem (fsync on commit); reference on its filesystem driver",
+                args.blob_mib, args.manifests, list(FILESYSTEM_NOTES)))
+        else:
+            notes = list(S3_NOTES)
+            smaller = []
+            if args.s3_blob_mib != args.blob_mib:
+                smaller.append(f"blob {args.s3_blob_mib} MiB (--s3-blob-mib; filesystem set: --blob-mib "
+                               f"{args.blob_mib})")
+            if args.s3_manifests != args.manifests:
+                smaller.append(f"{args.s3_manifests} manifests (--s3-manifests; filesystem set: --manifests "
+                               f"{args.manifests})")
+            if smaller:
+                notes.append("Sizes differ between the sets: S3 set " + ", ".join(smaller) + ". By default "
+                             f"the S3 set runs at most {S3_MAX_DEFAULT_MANIFESTS} manifests, which keeps the "
+                             "run of both sets near 5 minutes (the reference does ~20-45 manifest PUTs/s on "
+                             "Swift). Compare the registries within a set, not the sets.")
+            sets.append(StorageSet(
+                "s3", "ours on PostgreSQL + S3; reference on its s3 driver; the same Swift (s3api) on loopback",
+                args.s3_blob_mib, args.s3_manifests, notes))
+    return sets
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--storage", choices=("filesystem", "s3", "both"), default="both",
+                   help="storage set(s) to run, one after the other; default both")
     p.add_argument("--repeat", type=int, default=3, help="repetitions (medians are reported); default 3")
-    p.add_argument("--blob-mib", type=int, default=256, help="size of the big blob in MiB; default 256")
+    p.add_argument("--blob-mib", type=int, default=256, help="big blob size in MiB, filesystem set; default 256")
+    p.add_argument("--s3-blob-mib", type=int,
+                   help="big blob size in MiB, S3 set; default: the same as --blob-mib")
     p.add_argument("--chunk-mib", type=int, default=16, help="PATCH size for the chunked push in MiB; default 16")
-    p.add_argument("--manifests", type=int, default=2000, help="manifest PUTs/GETs (distinct tags); default 2000")
+    p.add_argument("--manifests", type=int, default=2000,
+                   help="manifest PUTs/GETs (distinct tags), filesystem set; default 2000")
+    p.add_argument("--s3-manifests", type=int,
+                   help="manifest PUTs/GETs (distinct tags), S3 set; default: --manifests, at most "
+                        f"{S3_MAX_DEFAULT_MANIFESTS}")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight for manifests; default 32")
     p.add_argument("--only", choices=("ours", "reference"), help="run against one registry (debugging)")
     p.add_argument("--work-dir", default="/var/tmp",
-                   help="parent of the temp dir holding both data dirs and the blob file (not tmpfs); default /var/tmp")
+                   help="parent of the temp dir holding data dirs, Swift's data and the blob file (not tmpfs); "
+                        "default /var/tmp")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data dirs, server logs) afterwards")
     args = p.parse_args(argv)
+    if args.s3_blob_mib is None:
+        args.s3_blob_mib = args.blob_mib
+    if args.s3_manifests is None:
+        args.s3_manifests = min(args.manifests, S3_MAX_DEFAULT_MANIFESTS)
 
-    if args.repeat < 1 or args.blob_mib < 1 or args.chunk_mib < 1 or args.manifests < 1 or args.concurrency < 1:
-        p.error("--repeat, --blob-mib, --chunk-mib, --manifests and --concurrency must be >= 1")
+    if min(args.repeat, args.blob_mib, args.s3_blob_mib, args.chunk_mib, args.manifests, args.s3_manifests,
+           args.concurrency) < 1:
+        p.error("--repeat, --blob-mib, --s3-blob-mib, --chunk-mib, --manifests, --s3-manifests and --concurrency "
+                "must be >= 1")
     if args.only != "ours" and not os.access(REFERENCE_BIN, os.X_OK):
         p.error(f"{REFERENCE_BIN} not found: apt-get install -y docker-registry (or use --only ours)")
 
+    LOADAVG_START[:] = os.getloadavg()
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="registry-bench-", dir=args.work_dir))
     if fs_type(root) in ("tmpfs", "ramfs"):
-        print(f"warning: {root} is on {fs_type(root)}; fsync costs nothing there", file=sys.stderr)
-    servers: list[Server] = []
-    if args.only in (None, "ours"):
-        servers.append(OurServer(root))
-    if args.only in (None, "reference"):
-        servers.append(ReferenceServer(root))
+        log(f"warning: {root} is on {fs_type(root)}; fsync costs nothing there")
+    sets = make_sets(args)
+    keys = [k for k in ("ours", "reference") if args.only in (None, k)]
 
-    bench = None
     exit_code = 0
     try:
-        for s in servers:
-            s.start()
-            print(f"started {s.title} at {s.url} (pid {s.proc.pid if s.proc else '?'})", file=sys.stderr)
-        bench = Bench(args, servers, root)
-        bench.run()
-        for s in servers:
-            s.collect_stats()
+        for sset in sets:
+            run_set(sset, args, root)
     except KeyboardInterrupt:
         exit_code = 130
-        print("interrupted", file=sys.stderr)
-        for s in servers:
-            if s.alive():
-                s.collect_stats()
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        exit_code = 2
-    finally:
-        if bench:
-            for c in bench.clients.values():
-                c.close()
-        for s in servers:
-            s.stop()
-            if s.proc is not None and s.proc.returncode not in (0, -signal.SIGTERM, 2):
-                print(f"note: {s.title} exited with {s.proc.returncode}", file=sys.stderr)
+        log("interrupted")
 
-    if bench is not None:
-        report = build_report(bench, args, servers, root)
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        out = RESULTS_DIR / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        for s in servers:  # server logs (warn level: normally empty) next to the JSON
-            try:
-                if s.log_path.stat().st_size:
-                    shutil.copyfile(s.log_path, out.with_name(f"{out.stem}-{s.key}.log"))
+    ran = [s for s in sets if s.bench is not None or s.error or s.unavailable]
+    report = build_report(ran, args, root)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for sset in ran:  # server logs (warn level: normally empty) next to the JSON
+        logs = [(s.key, s.log_path) for s in sset.candidates]
+        if sset.backing:
+            logs += [(f"swift-{p.stem}" if p.parent.name == "log" else "postgres", p)
+                     for p in sset.backing.log_paths()]
+        failed = any(sset.bench.failures[k] for k in sset.bench.failures) if sset.bench else True
+        for key, path in logs:
+            try:  # PostgreSQL always logs its start-up: keep its log only when something failed
+                if path.stat().st_size and (key != "postgres" or failed):
+                    shutil.copyfile(path, out.with_name(f"{out.stem}-{sset.name}-{key}.log"))
             except OSError:
                 pass
-        print_table(report, [s.key for s in servers])
-        print(f"\nJSON: {out}", flush=True)
-        if any(bench.failures[k] for k in bench.failures):
-            exit_code = exit_code or 1
+    print_table(report, keys)
+    print(f"\nJSON: {out}", flush=True)
+    if any(s.error or s.start_failed for s in sets):
+        exit_code = exit_code or 2
+    if any(s.bench and any(s.bench.failures[k] for k in s.bench.failures) for s in sets):
+        exit_code = exit_code or 1
 
     if args.keep:
-        print(f"kept {root} (logs: {', '.join(str(s.log_path) for s in servers)})", file=sys.stderr)
+        log(f"kept {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
     return exit_code
