@@ -27,12 +27,13 @@ async def blob_size(conn: Connection, digest: str) -> int | None:
 
 
 async def record_blob(db: Database, conn: Connection, digest: str, size: int) -> None:
-    await conn.execute(db.insert_ignore(blobs).values(digest=digest, size=size, created_at=time.time()))
+    await conn.execute(db.insert_ignore(blobs), {"digest": digest, "size": size, "created_at": time.time(),
+                                                 "last_pulled_at": None})
 
 
 async def link_blob(db: Database, conn: Connection, repository_id: int, digest: str) -> None:
-    await conn.execute(db.insert_ignore(repository_blobs)
-                       .values(repository_id=repository_id, digest=digest, created_at=time.time()))
+    await conn.execute(db.insert_ignore(repository_blobs),
+                       {"repository_id": repository_id, "digest": digest, "created_at": time.time()})
 
 
 async def unlink_blob(conn: Connection, repository_id: int, digest: str) -> bool:
@@ -41,11 +42,15 @@ async def unlink_blob(conn: Connection, repository_id: int, digest: str) -> bool
     return result.rowcount > 0
 
 
+_LINKED_IN = (select(blobs.c.digest, blobs.c.size)
+              .select_from(repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest))
+              .where(repository_blobs.c.repository_id == bindparam("repository_id"),
+                     repository_blobs.c.digest.in_(bindparam("digests", expanding=True))))
+
+
 async def linked_digests(conn: Connection, repository_id: int, digests: list[str]) -> dict[str, int]:
     """Of `digests`, those linked into the repository, with their sizes."""
     if not digests:
         return {}
-    query = (select(blobs.c.digest, blobs.c.size)
-             .select_from(repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest))
-             .where(repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest.in_(digests)))
-    return {row.digest: row.size for row in await conn.execute(query)}
+    rows = await conn.execute(_LINKED_IN, {"repository_id": repository_id, "digests": digests})
+    return {row.digest: row.size for row in rows}

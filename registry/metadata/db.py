@@ -62,6 +62,7 @@ class Database:
                                                            pool_pre_ping=True)
         # SQLite has one writer at a time; queueing writers here beats spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock()
+        self._statements: dict[tuple[str, str], Insert] = {}
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
@@ -107,14 +108,23 @@ class Database:
         return conn
 
     def insert_ignore(self, table: Table) -> Insert:
-        """INSERT that silently skips rows whose key already exists (both dialects)."""
-        dialect = sqlite if self.is_sqlite else postgresql
-        return dialect.insert(table).on_conflict_do_nothing()
+        """INSERT that silently skips rows whose key already exists (both dialects); built once per table."""
+        statement = self._statements.get(("ignore", table.name))
+        if statement is None:
+            dialect = sqlite if self.is_sqlite else postgresql
+            statement = self._statements[("ignore", table.name)] = dialect.insert(table).on_conflict_do_nothing()
+        return statement
 
-    def upsert(self, table: Table, key: list[str], update: dict[str, Any]) -> Insert:
-        """INSERT that updates `update` columns when a row with the same `key` exists (both dialects)."""
-        dialect = sqlite if self.is_sqlite else postgresql
-        return dialect.insert(table).on_conflict_do_update(index_elements=key, set_=update)
+    def upsert(self, table: Table, key: list[str], update: list[str]) -> Insert:
+        """INSERT that overwrites the `update` columns when a row with the same `key` exists (both
+        dialects); built once per table, executed with the row as parameters."""
+        statement = self._statements.get(("upsert", table.name))
+        if statement is None:
+            dialect = sqlite if self.is_sqlite else postgresql
+            insert = dialect.insert(table)
+            statement = self._statements[("upsert", table.name)] = insert.on_conflict_do_update(
+                index_elements=key, set_={column: insert.excluded[column] for column in update})
+        return statement
 
     async def close(self) -> None:
         if self.is_sqlite:

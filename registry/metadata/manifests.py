@@ -47,28 +47,31 @@ async def manifest_by_digest(conn: Connection, repository: str, digest: str) -> 
     return _row((await conn.execute(_BY_DIGEST, {"repository": repository, "digest": digest})).first())
 
 
+_EXISTING = select(manifests.c.digest).where(manifests.c.repository_id == bindparam("repository_id"),
+                                             manifests.c.digest.in_(bindparam("digests", expanding=True)))
+_ID = select(manifests.c.id).where(manifests.c.repository_id == bindparam("repository_id"),
+                                   manifests.c.digest == bindparam("digest"))
+
+
 async def existing_manifests(conn: Connection, repository_id: int, digests: list[str]) -> set[str]:
     if not digests:
         return set()
-    query = select(manifests.c.digest).where(manifests.c.repository_id == repository_id,
-                                             manifests.c.digest.in_(digests))
-    return set((await conn.execute(query)).scalars())
+    return set((await conn.execute(_EXISTING, {"repository_id": repository_id, "digests": digests})).scalars())
 
 
 async def store_manifest(db: Database, conn: Connection, repository_id: int, *, digest: str, media_type: str,
                          payload: bytes, artifact_type: str | None, subject: str | None,
                          annotations: dict[str, str] | None, references: list[tuple[str, str]]) -> int:
     """Insert the manifest unless the repository has it already; returns its id."""
-    existing = (await conn.execute(select(manifests.c.id).where(
-        manifests.c.repository_id == repository_id, manifests.c.digest == digest))).scalar()
+    key = {"repository_id": repository_id, "digest": digest}
+    existing = (await conn.execute(_ID, key)).scalar()
     if existing is not None:
         return existing
-    await conn.execute(db.insert_ignore(manifests).values(
-        repository_id=repository_id, digest=digest, media_type=media_type, artifact_type=artifact_type,
-        subject_digest=subject, annotations=json.dumps(annotations) if annotations else None,
-        payload=payload, size=len(payload), created_at=time.time()))
-    manifest_id = (await conn.execute(select(manifests.c.id).where(
-        manifests.c.repository_id == repository_id, manifests.c.digest == digest))).scalar_one()
+    await conn.execute(db.insert_ignore(manifests), {
+        **key, "media_type": media_type, "artifact_type": artifact_type, "subject_digest": subject,
+        "annotations": json.dumps(annotations) if annotations else None, "payload": payload,
+        "size": len(payload), "created_at": time.time(), "last_pulled_at": None})
+    manifest_id = (await conn.execute(_ID, key)).scalar_one()
     if references:
         await conn.execute(db.insert_ignore(manifest_references),
                            [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in set(references)])

@@ -22,7 +22,7 @@ async def ensure_repository(db: Database, conn: Connection, name: str) -> int:
     found = await repository_id(conn, name)
     if found is not None:
         return found
-    await conn.execute(db.insert_ignore(repositories).values(name=name, created_at=time.time()))
+    await conn.execute(db.insert_ignore(repositories), {"name": name, "created_at": time.time()})
     found = await repository_id(conn, name)
     assert found is not None
     return found

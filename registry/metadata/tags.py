@@ -25,9 +25,9 @@ async def list_tags(conn: Connection, repository: str, limit: int | None, last: 
 
 async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
     """Point the tag at the manifest: one upsert, so concurrent moves end on one of them."""
-    now = time.time()
-    await conn.execute(db.upsert(tags, ["repository_id", "name"], {"manifest_id": manifest_id, "updated_at": now})
-                       .values(repository_id=repository_id, name=name, manifest_id=manifest_id, updated_at=now))
+    await conn.execute(db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at"]),
+                       {"repository_id": repository_id, "name": name, "manifest_id": manifest_id,
+                        "updated_at": time.time()})
 
 
 async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:
