@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable
 
-from registry.auth.credentials import ROBOT_PREFIX, hash_password, hash_robot_secret, new_robot_secret
+from registry.auth.credentials import MAX_PASSWORD_BYTES, ROBOT_PREFIX, hash_password, hash_robot_secret, new_robot_secret
 from registry.auth.policy import ACTIONS
 from registry.config import add_arguments, load
 from registry.metadata import accounts
@@ -63,6 +63,8 @@ def _read_password(args: argparse.Namespace) -> str:
             raise AccountError("the passwords do not match")
     if len(password) < 8:
         raise AccountError("a password has at least 8 characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise AccountError(f"a password has at most {MAX_PASSWORD_BYTES} bytes (bcrypt's limit)")
     return password
 
 

@@ -101,6 +101,8 @@ class LimitsConfig:
     rate: float = option(2000.0, "requests per second allowed per client address (0: no limit)")
     burst: int = option(20000, "requests a client may send at once above the rate")
     body_timeout: float = option(120.0, "seconds a request body may stall before the request is aborted")
+    idle_timeout: float = option(75.0, "seconds a connection may sit idle, or dribble its headers, before it is "
+                                       "closed")
 
 
 @dataclass

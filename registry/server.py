@@ -33,7 +33,7 @@ def run_worker(config: Config, sock: socket.socket) -> None:
     from registry.tls import ssl_context
 
     web.run_app(create_app(config), sock=sock, ssl_context=ssl_context(config), print=None, access_log=None,
-                handle_signals=True, shutdown_timeout=5)
+                handle_signals=True, shutdown_timeout=5, keepalive_timeout=config.limits.idle_timeout)
 
 
 def serve(config: Config) -> int:

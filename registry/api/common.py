@@ -27,9 +27,14 @@ def content(request: web.Request) -> LocalContent:
     return request.app[CONTENT_KEY]
 
 
+_RESOURCES = ("/blobs/", "/manifests/", "/tags/", "/referrers/")
+
+
 def repository(request: web.Request) -> str:
     # An encoded slash would let one path segment pose as several name components.
-    if "%2f" in request.raw_path.partition("?")[0].lower():
+    raw = request.raw_path.partition("?")[0]
+    ends = [i for i in (raw.find(r, 4) for r in _RESOURCES) if i > 0]
+    if "%2f" in raw[4:min(ends) if ends else len(raw)].lower():
         raise RegistryError("NAME_INVALID", "encoded slashes are not allowed in repository names")
     return validate_name(request.match_info["name"])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from registry import manifest as mf
@@ -50,7 +52,14 @@ async def put_manifest(request: web.Request) -> web.Response:
 async def _read_limited(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
-    while piece := await request.content.readany():
+    timeout = request.app[LIMITS_KEY].body_timeout
+    while True:
+        try:
+            piece = await asyncio.wait_for(request.content.readany(), timeout)
+        except asyncio.TimeoutError:
+            raise RegistryError("MANIFEST_INVALID", f"request body stalled for {timeout:.0f}s", status=408) from None
+        if not piece:
+            break
         total += len(piece)
         if total > limit:
             raise RegistryError("MANIFEST_INVALID", f"manifest larger than {limit} bytes", status=413)

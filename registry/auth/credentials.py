@@ -22,6 +22,7 @@ from registry.metadata import accounts
 from registry.metadata.db import Database
 
 ROBOT_PREFIX = "robot$"
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit: longer passwords are refused, never silently cut
 CACHE_SECONDS = 60.0
 
 
@@ -92,6 +93,9 @@ class CredentialChecker:
         return Identity(name=name, kind="user", groups=user.groups, address=address) if user else None
 
     async def _check_user(self, name: str, password: str, address: str) -> Identity | None:
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            await asyncio.to_thread(bcrypt.checkpw, b"x", _DUMMY_HASH)  # same cost as any failure
+            return None
         hashed = self._htpasswd_entries().get(name)
         groups: tuple[str, ...] = ()
         if hashed is None:

@@ -24,7 +24,8 @@ from registry.auth.credentials import CredentialChecker
 from registry.auth.identity import Identity, anonymous
 from registry.auth.policy import Policy
 from registry.auth.throttle import LoginThrottle, RateLimiter
-from registry.auth.tokens import TokenError, TokenIssuer, TokenVerifier, external_keys, load_or_create_key
+from registry.auth.tokens import (EXTERNAL_LEEWAY_SECONDS, TokenError, TokenIssuer, TokenVerifier, external_keys,
+                                  load_or_create_key)
 from registry.config import Config
 from registry.errors import RegistryError
 from registry.metadata.db import Database
@@ -61,7 +62,9 @@ def need_of(request: web.Request) -> Need:
     name = request.match_info.get("name")
     if name:
         method = request.method
-        action = "pull" if method in ("GET", "HEAD") else "delete" if method == "DELETE" else "push"
+        action = "pull" if method in ("GET", "HEAD") else "push"
+        if method == "DELETE" and "uuid" not in request.match_info:  # cancelling an upload is part of a push
+            action = "delete"
         return Need("repository", name, action)
     if path.startswith("/v2/_catalog"):
         return Need("catalog")
@@ -88,6 +91,7 @@ class Gate:
         if auth.mode == "token":
             token = auth.token
             trusted = external_keys(token.external_public_key, token.external_jwks)
+            leeway = EXTERNAL_LEEWAY_SECONDS if trusted else 0
             if not trusted:  # our own token server
                 key_file = Path(token.key_file) if token.key_file else \
                     Path(config.data_dir) / "auth" / f"token-{token.algorithm.lower()}.pem"
@@ -95,7 +99,7 @@ class Gate:
                 self.issuer = TokenIssuer(key, token.algorithm, token.issuer, auth.service, token.expiry,
                                           token.refresh_expiry)
                 trusted = [key.public_key()]
-            self.verifier = TokenVerifier(trusted, ["ES256", "RS256", "ES384", "RS512"], token.issuer, auth.service)
+            self.verifier = TokenVerifier(trusted, token.issuer, auth.service, leeway)
 
     # -- identities -------------------------------------------------------------------
     async def identify(self, request: web.Request) -> Identity:
@@ -106,7 +110,10 @@ class Gate:
         if not header or self.mode == "none":
             return anonymous(address)
         if scheme.lower() == "basic":
-            name, password = parse_basic(value)
+            try:
+                name, password = parse_basic(value)
+            except RegistryError as exc:
+                raise self.challenge(request, need_of(request), "invalid_request", exc.message) from None
             return await self.login(name, password, address, request)
         if scheme.lower() == "bearer" and self.verifier is not None:
             try:

@@ -11,6 +11,7 @@ actions than asked for (the registry then answers DENIED), as the Docker token s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -18,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.auth.gate import GATE_KEY, Gate, client_address, parse_basic
+from registry.api.common import LIMITS_KEY
+from registry.auth.gate import GATE_KEY, Gate, client_address, need_of, parse_basic
 from registry.auth.identity import Identity, anonymous
 from registry.auth.tokens import Grant, TokenError
 from registry.errors import RegistryError
@@ -85,7 +87,10 @@ async def get_token(request: web.Request) -> web.Response:
     address = client_address(request)
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("basic "):
-        name, password = parse_basic(header[6:])
+        try:
+            name, password = parse_basic(header[6:])
+        except RegistryError as exc:
+            raise gate.challenge(request, need_of(request), "invalid_request", exc.message) from None
         identity = await gate.login(name, password, address, request)
     else:
         identity = anonymous(address)
@@ -96,7 +101,11 @@ async def get_token(request: web.Request) -> web.Response:
 
 async def post_token(request: web.Request) -> web.Response:
     gate = _gate(request)
-    form = await request.post()
+    timeout = request.app[LIMITS_KEY].body_timeout
+    try:
+        form = await asyncio.wait_for(request.post(), timeout)
+    except asyncio.TimeoutError:
+        raise RegistryError("UNAUTHORIZED", f"request body stalled for {timeout:.0f}s", status=408) from None
     _check_service(gate, str(form.get("service") or "") or None)
     address = client_address(request)
     grant_type = form.get("grant_type")

@@ -22,7 +22,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-LEEWAY_SECONDS = 30
+EXTERNAL_LEEWAY_SECONDS = 30
 REFRESH_AUDIENCE_SUFFIX = "#refresh"
 
 
@@ -94,12 +94,23 @@ class TokenIssuer:
                            "iat": now, "exp": expires, "jti": uuid.uuid4().hex})
 
 
+def algorithms_for(key: Any) -> list[str]:
+    """Only the algorithms that fit the key's type: no confusion of an RSA key with an HMAC secret."""
+    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
+        return ["ES256", "ES384", "ES512"]
+    if isinstance(key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
+        return ["RS256", "RS384", "RS512"]
+    raise ValueError(f"unsupported token key type {type(key).__name__}")
+
+
 class TokenVerifier:
-    def __init__(self, keys: list[Any], algorithms: list[str], issuer: str, service: str) -> None:
+    def __init__(self, keys: list[Any], issuer: str, service: str, leeway: int = 0) -> None:
+        """`leeway` allows for clock skew with an external issuer; tokens we issue need none,
+        so a token capped at a robot's expiry ends exactly then."""
         self.keys = keys
-        self.algorithms = algorithms
         self.issuer = issuer
         self.service = service
+        self.leeway = leeway
 
     def access(self, token: str) -> dict[str, Any]:
         return self._decode(token, self.service)
@@ -111,13 +122,16 @@ class TokenVerifier:
         last: Exception | None = None
         for key in self.keys:
             try:
-                return jwt.decode(token, key, algorithms=self.algorithms, audience=audience, issuer=self.issuer,
-                                  leeway=LEEWAY_SECONDS, options={"require": ["exp", "iss", "aud"]})
-            except jwt.InvalidSignatureError as exc:
-                last = exc
+                return jwt.decode(token, key, algorithms=algorithms_for(key), audience=audience, issuer=self.issuer,
+                                  leeway=self.leeway, options={"require": ["exp", "iss", "aud"]})
+            except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as exc:
+                last = exc  # maybe another trusted key signed it
                 continue
             except jwt.PyJWTError as exc:
                 raise TokenError(str(exc)) from None
+            except (TypeError, ValueError) as exc:  # a key that cannot check this token at all
+                last = exc
+                continue
         raise TokenError(f"token signature not trusted: {last}")
 
     @staticmethod
