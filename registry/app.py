@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
@@ -13,7 +14,8 @@ from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
 from registry.api import add_routes
-from registry.api.common import API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY
+from registry.api.common import (API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY,
+                                 MIRROR_KEY)
 from registry import admin
 from registry.auth import token_server
 from registry.auth.gate import GATE_KEY, Gate
@@ -21,6 +23,8 @@ from registry.config import Config
 from registry.content.local import LocalContent
 from registry.errors import RegistryError, error_response
 from registry.metadata.db import Database, DatabaseUnavailable
+from registry.mirror.content import MirrorContent
+from registry.mirror.upstreams import Router, parse_upstreams
 from registry.storage import StorageUnavailable, create_store
 
 log = logging.getLogger("registry")
@@ -94,7 +98,12 @@ def create_app(config: Config) -> web.Application:
     app[GATE_KEY] = gate
     app[LIMITS_KEY] = config.limits
     redirect_expiry = config.storage.s3.redirect_expiry if config.storage.s3.redirect else None
-    app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry)
+    local = app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry)
+    mirror = None
+    if config.mirror.upstreams:
+        router = Router(parse_upstreams(config.mirror.upstreams))
+        mirror = app[MIRROR_KEY] = MirrorContent(local, store, router, Path(config.data_dir) / "mirror" / "fills",
+                                                 max_stale=config.mirror.max_stale)
     app[CHUNK_BYTES_KEY] = config.upload_chunk_bytes
     app[DELETE_ENABLED_KEY] = config.delete_enabled
     app.on_response_prepare.append(_common_headers)
@@ -108,6 +117,8 @@ def create_app(config: Config) -> web.Application:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="io"))
 
     async def close(_: web.Application) -> None:
+        if mirror is not None:
+            await mirror.close()
         await store.close()
         await db.close()
 

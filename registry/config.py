@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import yaml
 
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, list):  # mutable defaults need a factory
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
     return field(default=default, metadata={"help": help, **kwargs})
 
 
@@ -106,6 +109,15 @@ class LimitsConfig:
 
 
 @dataclass
+class MirrorConfig:
+    upstreams: list = option([], "upstream registries to mirror: a YAML list of {alias, url, host, docker_hub, "
+                                 "username, password, tag_ttl} (env/flag: the same as JSON)")
+    max_stale: int = option(7 * 86400, "seconds cached content may be served past its freshness while the "
+                                       "upstream fails (429, 5xx, timeouts, unreachable)")
+    cache_bytes: int = option(0, "size cap for mirrored blobs, least recently pulled evicted first (0: no cap)")
+
+
+@dataclass
 class Config:
     listen: str = option(":5000", "address to listen on, host:port (an empty host means all interfaces)")
     workers: int = option(1, "server processes sharing the listening socket (use every core; with several "
@@ -119,6 +131,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    mirror: MirrorConfig = field(default_factory=MirrorConfig)
 
     # Derived values, resolved once so every reader agrees.
     @property
@@ -170,12 +183,18 @@ def options(cls: type = Config, prefix: tuple[str, ...] = ()) -> Iterator[Option
         if dataclasses.is_dataclass(ftype):
             yield from options(ftype, prefix + (f.name,))
         else:
-            default = f.default if f.default is not dataclasses.MISSING else None
+            default = f.default if f.default is not dataclasses.MISSING else \
+                (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             yield OptionSpec(prefix + (f.name,), ftype, default, f.metadata.get("help", ""), f.metadata.get("choices"))
 
 
 def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
     try:
+        if spec.type is list:
+            result = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(result, list):
+                raise ValueError("expected a list (YAML, or JSON in the environment and flags)")
+            return result
         if spec.type is bool:
             if isinstance(value, bool):
                 result: Any = value
@@ -250,7 +269,7 @@ def _apply_yaml(config: Config, path: Path) -> None:
     def walk(node: dict[str, Any], prefix: tuple[str, ...]) -> None:
         for key, value in node.items():
             path_ = prefix + (str(key).replace("-", "_"),)
-            if isinstance(value, dict):
+            if isinstance(value, dict) and path_ not in known:
                 walk(value, path_)
             elif path_ in known:
                 _set(config, path_, _coerce(known[path_], value, str(path)))
@@ -268,6 +287,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("workers: must be at least 1")
     if config.upload_chunk_bytes < 4096:
         raise ConfigError("upload_chunk_bytes: must be at least 4096")
+    if config.mirror.upstreams:
+        from registry.mirror.upstreams import MirrorConfigError, parse_upstreams
+
+        try:
+            parse_upstreams(config.mirror.upstreams)
+        except MirrorConfigError as exc:
+            raise ConfigError(str(exc)) from None
     if bool(config.tls.cert_file) != bool(config.tls.key_file):
         raise ConfigError("tls.cert_file and tls.key_file go together")
     if config.storage.backend == "s3":

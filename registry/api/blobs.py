@@ -2,20 +2,20 @@
 
 from aiohttp import web
 
-from registry.api.common import content, digest_param, repository, require_deletes
+from registry.api.common import digest_param, require_deletes, routed
 from registry.api.responses import send_blob
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
-    name = repository(request)
+    store, name = await routed(request)
     digest = digest_param(request.match_info["digest"])
-    blob = await content(request).blob(name, digest)
+    blob = await store.blob(name, digest)
     return await send_blob(request, blob, head=request.method == "HEAD")
 
 
 async def delete_blob(request: web.Request) -> web.Response:
-    name = repository(request)
+    store, name = await routed(request)
     digest = digest_param(request.match_info["digest"])
     require_deletes(request)
-    await content(request).delete_blob(name, digest)
+    await store.delete_blob(name, digest)
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest), "Content-Length": "0"})

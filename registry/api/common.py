@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from urllib.parse import urlencode
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
@@ -20,11 +20,38 @@ CONTENT_KEY = web.AppKey("content", LocalContent)
 CHUNK_BYTES_KEY = web.AppKey("chunk_bytes", int)
 DELETE_ENABLED_KEY = web.AppKey("delete_enabled", bool)
 LIMITS_KEY = web.AppKey("limits", LimitsConfig)
+MIRROR_KEY = web.AppKey("mirror", object)
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
 def content(request: web.Request) -> LocalContent:
     return request.app[CONTENT_KEY]
+
+
+async def routed(request: web.Request) -> tuple[Any, str]:
+    """The content a repository request goes to, and the repository name that content knows.
+
+    Local repositories: the local content and the name as asked. Mirrored ones (routing in
+    registry/mirror/upstreams.py): the mirror and the cache repository's name. Reads follow
+    every routing form; a write into a mirrored namespace reaches the mirror, which refuses it.
+    """
+    name = repository(request)
+    mirror = request.app.get(MIRROR_KEY)
+    if mirror is None:
+        return request.app[CONTENT_KEY], name
+    router = mirror.router
+    if request.method in ("GET", "HEAD"):
+        ns = request.query.get("ns")
+        exists = False
+        if not ns and router.docker_hub is not None and router.prefixed(name) is None:
+            exists = await request.app[CONTENT_KEY].has_repository(name)  # local first
+        route = router.route(name, ns, exists)
+    else:
+        route = router.prefixed(name) or (router.route(name, None, False)
+                                          if router.mirrored_namespace(name) else None)
+    if route is None:
+        return request.app[CONTENT_KEY], name
+    return mirror, route.cache_name
 
 
 _RESOURCES = ("/blobs/", "/manifests/", "/tags/", "/referrers/")

@@ -7,19 +7,21 @@ import asyncio
 from aiohttp import web
 
 from registry import manifest as mf
-from registry.api.common import LIMITS_KEY, content, manifest_reference, repository, require_deletes
+from registry.api.common import LIMITS_KEY, manifest_reference, require_deletes, routed
 from registry.api.responses import head_response
 from registry.digest import Digest
 from registry.errors import RegistryError
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
-    name = repository(request)
+    store, name = await routed(request)
     reference = manifest_reference(request.match_info["reference"])
-    found = await content(request).manifest(name, reference)
+    found = await store.manifest(name, reference)
     if not isinstance(reference, Digest):
         _negotiate(request, found.media_type)
     headers = {"Docker-Content-Digest": found.digest, "Content-Type": found.media_type,
                "ETag": f'"{found.digest}"'}
+    if found.stale:  # a mirror's cached copy while its upstream fails
+        headers["Warning"] = '110 - "Response is Stale"'
     if request.method == "HEAD":
         return await head_response(request, headers, len(found.payload))
     return web.Response(body=found.payload, headers=headers)
@@ -35,13 +37,13 @@ def _negotiate(request: web.Request, media_type: str) -> None:
 
 
 async def put_manifest(request: web.Request) -> web.Response:
-    name = repository(request)
+    store, name = await routed(request)
     reference = manifest_reference(request.match_info["reference"])
     limit = request.app[LIMITS_KEY].manifest_bytes
     if request.content_length is not None and request.content_length > limit:
         raise RegistryError("MANIFEST_INVALID", f"manifest larger than {limit} bytes", status=413)
     payload = await _read_limited(request, limit)
-    stored = await content(request).put_manifest(name, reference, payload, request.headers.get("Content-Type"))
+    stored = await store.put_manifest(name, reference, payload, request.headers.get("Content-Type"))
     headers = {"Location": f"/v2/{name}/manifests/{stored.digest}", "Docker-Content-Digest": stored.digest,
                "Content-Length": "0"}
     if stored.subject:
@@ -68,8 +70,8 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 
 
 async def delete_manifest(request: web.Request) -> web.Response:
-    name = repository(request)
+    store, name = await routed(request)
     reference = manifest_reference(request.match_info["reference"])
     require_deletes(request)
-    await content(request).delete_manifest(name, reference)
+    await store.delete_manifest(name, reference)
     return web.Response(status=202, headers={"Content-Length": "0"})

@@ -5,14 +5,14 @@ import json
 from aiohttp import web
 
 from registry import manifest as mf
-from registry.api.common import content, digest_param, repository
+from registry.api.common import digest_param, routed
 
 
 async def referrers(request: web.Request) -> web.Response:
-    name = repository(request)
+    store, name = await routed(request)
     subject = digest_param(request.match_info["digest"])
     artifact_type = request.query.get("artifactType") or None
-    found = await content(request).referrers(name, subject, artifact_type)
+    found = await store.referrers(name, subject, artifact_type)
     descriptors = []
     for ref in found:
         descriptor = {"mediaType": ref.media_type, "digest": ref.digest, "size": ref.size}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api.common import body_chunks, content, content_range, digest_param, may_pull, repository
+from registry.api.common import body_chunks, content_range, digest_param, may_pull, routed
 from registry.content.local import BlobContent, Upload
 from registry.reference import validate_name
 
@@ -27,8 +27,7 @@ def _created_response(name: str, blob: BlobContent) -> web.Response:
 
 
 async def start_upload(request: web.Request) -> web.Response:
-    name = repository(request)
-    store = content(request)
+    store, name = await routed(request)
     query = request.query
     if "mount" in query:
         digest = digest_param(query["mount"])
@@ -50,30 +49,32 @@ async def start_upload(request: web.Request) -> web.Response:
 
 
 async def upload_status(request: web.Request) -> web.Response:
-    upload = await content(request).upload_status(repository(request), request.match_info["uuid"])
+    store, name = await routed(request)
+    upload = await store.upload_status(name, request.match_info["uuid"])
     return _session_response(upload, 204)
 
 
 async def patch_upload(request: web.Request) -> web.Response:
-    name = repository(request)
+    store, name = await routed(request)
     start, length = content_range(request)
     declared = length if length is not None else request.content_length
-    upload = await content(request).append_upload(name, request.match_info["uuid"],
+    upload = await store.append_upload(name, request.match_info["uuid"],
                                                   body_chunks(request, declared), start)
     return _session_response(upload, 202)
 
 
 async def finish_upload(request: web.Request) -> web.Response:
-    name = repository(request)
+    store, name = await routed(request)
     digest = digest_param(request.query.get("digest"))
     start, length = content_range(request)
     declared = length if length is not None else request.content_length
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding", "").lower() == "chunked"
     body = body_chunks(request, declared) if has_body else None
-    blob = await content(request).finish_upload(name, request.match_info["uuid"], digest, body, start)
+    blob = await store.finish_upload(name, request.match_info["uuid"], digest, body, start)
     return _created_response(name, blob)
 
 
 async def cancel_upload(request: web.Request) -> web.Response:
-    await content(request).cancel_upload(repository(request), request.match_info["uuid"])
+    store, name = await routed(request)
+    await store.cancel_upload(name, request.match_info["uuid"])
     return web.Response(status=204)

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator
+from typing import AsyncIterable, AsyncIterator, Callable
 
 from registry import manifest as mf
 from registry.content.locks import KeyedLocks
@@ -47,8 +47,11 @@ class BlobContent:
     data: bytes | None = None  # small in-database content (a manifest fetched through /blobs/)
     store: BlobStore | None = None
     redirect: str | None = None  # a pre-signed URL the client may fetch from instead
+    reader: Callable[[int, int], AsyncIterator[bytes]] | None = None  # bytes still arriving (a mirror fill)
 
     def stream(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        if self.reader is not None:
+            return self.reader(offset, length)
         assert self.store is not None
         return self.store.read(parse_digest(self.digest), offset, length)
 
@@ -66,6 +69,7 @@ class Manifest:
     media_type: str
     payload: bytes
     subject: str | None = None
+    stale: bool = False  # served from a mirror's cache while its upstream fails
 
 
 class _HashState:
@@ -278,7 +282,9 @@ class LocalContent:
         return Manifest(row.digest, row.media_type, row.payload, row.subject)
 
     async def put_manifest(self, repository: str, reference: str | Digest, payload: bytes,
-                           content_type: str | None) -> Manifest:
+                           content_type: str | None, check_references: bool = True) -> Manifest:
+        """Store a manifest (and move the tag). A mirror's cache skips the reference check:
+        it fetches blobs only when a client asks for them."""
         parsed = mf.parse_manifest(payload, content_type)
         algorithm = reference.algorithm if isinstance(reference, Digest) else DEFAULT_ALGORITHM
         digest = str(digest_bytes(payload, algorithm))
@@ -287,7 +293,8 @@ class LocalContent:
                                 detail={"reference": str(reference), "digest": digest})
         async with self.db.write() as conn:
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
-            await self._check_references(conn, repo_id, parsed)
+            if check_references:
+                await self._check_references(conn, repo_id, parsed)
             manifest_id = await manifest_rows.store_manifest(
                 self.db, conn, repo_id, digest=digest, media_type=parsed.media_type, payload=payload,
                 artifact_type=parsed.artifact_type, subject=parsed.subject, annotations=parsed.annotations,
@@ -315,6 +322,37 @@ class LocalContent:
             if child not in present:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", f"manifest unknown to repository: {child}",
                                     detail={"digest": child})
+
+    async def tagged(self, repository: str, tag: str) -> tuple[Manifest, float] | None:
+        """A tag's manifest and when the tag was last set (a mirror: last confirmed upstream)."""
+        async with self.db.read() as conn:
+            found = await manifest_rows.manifest_by_tag_with_time(conn, repository, tag)
+        if found is None:
+            return None
+        row, updated_at = found
+        return Manifest(row.digest, row.media_type, row.payload, row.subject), updated_at
+
+    async def confirm_tag(self, repository: str, tag: str) -> None:
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.repository_id(conn, repository)
+            if repo_id is not None:
+                await tag_rows.touch_tag(conn, repo_id, tag)
+
+    async def has_repository(self, repository: str) -> bool:
+        async with self.db.read() as conn:
+            return await repo_rows.repository_id(conn, repository) is not None
+
+    async def adopt_blob(self, repository: str, digest: Digest, size: int) -> None:
+        """Record and link a blob whose verified bytes are already in the store."""
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+            await blob_rows.record_blob(self.db, conn, str(digest), size)
+            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+
+    async def stored_size(self, digest: Digest) -> int | None:
+        """Size of a blob known to the registry (in any repository)."""
+        async with self.db.read() as conn:
+            return await blob_rows.blob_size(conn, str(digest))
 
     async def delete_manifest(self, repository: str, reference: str | Digest) -> None:
         async with self.db.write() as conn:

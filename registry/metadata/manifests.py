@@ -39,6 +39,14 @@ _BY_DIGEST = (select(*_COLUMNS)
               .where(repositories.c.name == bindparam("repository"), manifests.c.digest == bindparam("digest")))
 
 
+_BY_TAG_WITH_TIME = _BY_TAG.add_columns(tags.c.updated_at)
+
+
+async def manifest_by_tag_with_time(conn: Connection, repository: str, tag: str) -> tuple[ManifestRow, float] | None:
+    row = (await conn.execute(_BY_TAG_WITH_TIME, {"repository": repository, "tag": tag})).first()
+    return (_row(row), row.updated_at) if row else None  # type: ignore[return-value]
+
+
 async def manifest_by_tag(conn: Connection, repository: str, tag: str) -> ManifestRow | None:
     return _row((await conn.execute(_BY_TAG, {"repository": repository, "tag": tag})).first())
 

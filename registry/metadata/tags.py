@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, select, update
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import repositories, tags
@@ -34,3 +34,8 @@ async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:
     result = await conn.execute(delete(tags).where(and_(tags.c.repository_id == repository_id,
                                                         tags.c.name == name)))
     return result.rowcount > 0
+
+
+async def touch_tag(conn: Connection, repository_id: int, name: str) -> None:
+    await conn.execute(update(tags).where(and_(tags.c.repository_id == repository_id, tags.c.name == name))
+                       .values(updated_at=time.time()))

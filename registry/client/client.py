@@ -1,0 +1,242 @@
+"""An async client for the Distribution v2 API.
+
+Authentication follows the registry's lead: a 401 with `WWW-Authenticate: Bearer realm=...,
+service=...,scope=...` sends it to the token server (with basic credentials when it has them)
+and the token is cached per scope until it expires; `Basic` challenges get the credentials.
+Idempotent requests are retried with backoff on connection errors and 5xx; a 429 raises
+UpstreamThrottled with the server's Retry-After so the caller decides (the mirror serves stale
+content; a pull waits). Blobs are streamed, never read whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+
+log = logging.getLogger("registry.client")
+
+MANIFEST_ACCEPT = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+RETRY_STATUSES = {500, 502, 503, 504}
+
+
+class UpstreamError(Exception):
+    def __init__(self, status: int, message: str, code: str = "") -> None:
+        super().__init__(f"{status} {code} {message}".strip())
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class UpstreamNotFound(UpstreamError):
+    pass
+
+
+class UpstreamThrottled(UpstreamError):
+    def __init__(self, retry_after: float, message: str = "too many requests") -> None:
+        super().__init__(429, message, "TOOMANYREQUESTS")
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Unreachable, timed out, or answering 5xx after retries."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(status, message, "UNAVAILABLE")
+
+
+@dataclass(frozen=True)
+class ManifestResponse:
+    digest: str
+    media_type: str
+    size: int
+    payload: bytes | None = None  # None for HEAD
+
+
+def _retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
+    value = headers.get("Retry-After", "")
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return default
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
+
+
+class RegistryClient:
+    def __init__(self, base_url: str, username: str = "", password: str = "", *, retries: int = 3,
+                 connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                 session: aiohttp.ClientSession | None = None, user_agent: str = "registry-client") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.retries = retries
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._session = session
+        self._own_session = session is None
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at)
+        self._basic = False
+        self.user_agent = user_agent
+
+    async def __aenter__(self) -> "RegistryClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=False,
+                                                  headers={"User-Agent": self.user_agent})
+        return self._session
+
+    # -- authentication ---------------------------------------------------------------
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        token = self._tokens.get(scope)
+        if token and token[1] > time.monotonic():
+            return {"Authorization": f"Bearer {token[0]}"}
+        if self._basic and self.username:
+            raw = f"{self.username}:{self.password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        return {}
+
+    async def _answer_challenge(self, header: str, scope: str) -> bool:
+        """Get what the 401 asked for; False when we have nothing better to offer."""
+        scheme, params = parse_challenge(header)
+        if scheme == "basic":
+            if not self.username or self._basic:
+                return False
+            self._basic = True
+            return True
+        if scheme != "bearer" or "realm" not in params:
+            return False
+        query = {"service": params.get("service", "")}
+        wanted = params.get("scope") or scope
+        if wanted:
+            query["scope"] = wanted
+        auth = aiohttp.BasicAuth(self.username, self.password) if self.username else None
+        try:
+            async with self.session.get(params["realm"], params=query, auth=auth) as response:
+                if response.status == 429:
+                    raise UpstreamThrottled(_retry_after(response.headers))
+                if response.status != 200:
+                    raise UpstreamError(response.status, "token request refused", "UNAUTHORIZED")
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise UpstreamUnavailable(f"token server unreachable: {exc!r}") from None
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise UpstreamError(502, "token server answered without a token")
+        expires_in = float(body.get("expires_in") or 60)
+        self._tokens[scope] = (token, time.monotonic() + max(expires_in - 10, 5))
+        return True
+
+    # -- requests ---------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def request(self, method: str, path: str, scope: str,
+                      headers: Mapping[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A request with auth and retries; yields the response (status < 400) for streaming."""
+        url = self.base_url + path
+        attempt = 0
+        challenged = False
+        while True:
+            attempt += 1
+            merged = {**(headers or {}), **self._auth_header(scope)}
+            try:
+                response = await self.session.request(method, url, headers=merged, allow_redirects=True)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                if attempt <= self.retries:
+                    await asyncio.sleep(min(0.2 * 2 ** attempt, 5))
+                    continue
+                raise UpstreamUnavailable(f"{self.base_url} unreachable: {exc or type(exc).__name__}") from None
+            if response.status == 401 and not challenged:
+                challenged = True
+                header = response.headers.get("WWW-Authenticate", "")
+                response.release()
+                if await self._answer_challenge(header, scope):
+                    continue
+                raise UpstreamError(401, "upstream refused our credentials", "UNAUTHORIZED")
+            if response.status == 429:
+                retry_after = _retry_after(response.headers)
+                response.release()
+                raise UpstreamThrottled(retry_after)
+            if response.status in RETRY_STATUSES:
+                response.release()
+                if attempt <= self.retries:
+                    await asyncio.sleep(min(0.2 * 2 ** attempt, 5))
+                    continue
+                raise UpstreamUnavailable(f"{self.base_url} answered {response.status}", response.status)
+            if response.status >= 400:
+                code, message = await _error_of(response)
+                response.release()
+                if response.status == 404:
+                    raise UpstreamNotFound(404, message, code)
+                raise UpstreamError(response.status, message, code)
+            try:
+                yield response
+            finally:
+                response.release()
+            return
+
+    async def ping(self) -> None:
+        async with self.request("GET", "/v2/", ""):
+            pass
+
+    async def head_manifest(self, repository: str, reference: str, accept: str = MANIFEST_ACCEPT) -> ManifestResponse:
+        async with self.request("HEAD", f"/v2/{repository}/manifests/{reference}", f"repository:{repository}:pull",
+                                {"Accept": accept}) as response:
+            return ManifestResponse(response.headers.get("Docker-Content-Digest", ""),
+                                    response.headers.get("Content-Type", "").split(";")[0],
+                                    int(response.headers.get("Content-Length") or 0))
+
+    async def get_manifest(self, repository: str, reference: str, accept: str = MANIFEST_ACCEPT,
+                           limit: int = 4 * 1024 * 1024) -> ManifestResponse:
+        async with self.request("GET", f"/v2/{repository}/manifests/{reference}", f"repository:{repository}:pull",
+                                {"Accept": accept}) as response:
+            payload = await response.content.read(limit + 1)
+            if len(payload) > limit:
+                raise UpstreamError(502, f"manifest larger than {limit} bytes")
+            return ManifestResponse(response.headers.get("Docker-Content-Digest", ""),
+                                    response.headers.get("Content-Type", "").split(";")[0], len(payload), payload)
+
+    @contextlib.asynccontextmanager
+    async def blob(self, repository: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The blob's response, to stream with `response.content.iter_chunked(...)`."""
+        async with self.request("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull") as r:
+            yield r
+
+    async def tags(self, repository: str) -> list[str]:
+        async with self.request("GET", f"/v2/{repository}/tags/list", f"repository:{repository}:pull") as response:
+            body: dict[str, Any] = await response.json(content_type=None)
+        return list(body.get("tags") or [])
+
+
+async def _error_of(response: aiohttp.ClientResponse) -> tuple[str, str]:
+    try:
+        body = await response.json(content_type=None)
+        first = (body.get("errors") or [{}])[0]
+        return str(first.get("code", "")), str(first.get("message", ""))
+    except Exception:
+        return "", response.reason or ""

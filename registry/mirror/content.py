@@ -1,0 +1,236 @@
+"""Mirrored repositories: the same content interface as local ones, backed by an upstream.
+
+Names given to this class are cache repository names (`<alias>/<upstream name>`); the router
+maps them back to their upstream. Reads:
+- a manifest by digest is served from the cache or fetched once (digests never change);
+- a manifest by tag is served from the cache while the upstream's tag TTL holds, then
+  revalidated with a HEAD and fetched only when the digest moved;
+- a blob is served from the store, or fetched once however many clients ask (fills.py);
+- when the upstream fails (429, 5xx, timeouts, unreachable), what is cached is served with a
+  `Warning` header for up to `max_stale` past its freshness, and a 429's Retry-After is kept
+  before the upstream is asked again.
+Writes are refused with DENIED: a mirror's namespace belongs to its upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import AsyncIterator
+
+from registry.client import UpstreamError, UpstreamNotFound, UpstreamThrottled
+from registry.content.local import BlobContent, LocalContent, Manifest
+from registry.digest import Digest, digest_bytes, parse_digest
+from registry.errors import RegistryError
+from registry.metadata.manifests import Referrer
+from registry.mirror.fills import FillGone, Fills
+from registry.mirror.upstreams import Route, Router, Upstream
+from registry.storage import BlobStore
+
+log = logging.getLogger("registry.mirror")
+
+STALE_WARNING = '110 - "Response is Stale"'
+
+
+class MirrorContent:
+    def __init__(self, local: LocalContent, store: BlobStore, router: Router, fills_dir: Path,
+                 max_stale: float) -> None:
+        self.local = local
+        self.store = store
+        self.router = router
+        self.max_stale = max_stale
+        self.fills = Fills(fills_dir, self._commit_fill)
+
+    def _route(self, repository: str) -> Route:
+        route = self.router.prefixed(repository)
+        if route is None:  # cannot happen: routing hands us cache names only
+            raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
+        return route
+
+    # -- manifests --------------------------------------------------------------------
+    async def manifest(self, repository: str, reference: str | Digest) -> Manifest:
+        route = self._route(repository)
+        upstream = route.upstream
+        if isinstance(reference, Digest):
+            try:
+                found = await self.local.manifest(repository, reference)
+                upstream.stats.hits += 1
+                return found
+            except RegistryError as exc:
+                if exc.code not in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"):
+                    raise
+            upstream.stats.misses += 1
+            return await self._fetch_manifest(route, str(reference), tag=None)
+
+        cached = await self.local.tagged(repository, reference)
+        age = time.time() - cached[1] if cached else None
+        if cached and age is not None and age < upstream.tag_ttl:
+            upstream.stats.hits += 1
+            return cached[0]
+        try:
+            self._check_throttle(upstream)
+            upstream.stats.revalidations += 1
+            head = await upstream.client.head_manifest(route.name, reference)
+            if cached and head.digest and head.digest == cached[0].digest:
+                await self.local.confirm_tag(repository, reference)
+                upstream.stats.hits += 1
+                return cached[0]
+            upstream.stats.misses += 1
+            return await self._fetch_manifest(route, head.digest or reference, tag=reference)
+        except UpstreamNotFound:
+            raise RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {upstream.alias}",
+                                detail={"reference": reference}) from None
+        except UpstreamError as exc:
+            return self._stale_or_raise(upstream, exc, cached[0] if cached else None, age)
+
+    async def _fetch_manifest(self, route: Route, reference: str, tag: str | None) -> Manifest:
+        upstream = route.upstream
+        self._check_throttle(upstream)
+        try:
+            fetched = await upstream.client.get_manifest(route.name, reference)
+        except UpstreamThrottled as exc:
+            upstream.stats.throttled += 1
+            upstream.block(exc.retry_after)
+            raise _throttled(upstream, exc.retry_after) from None
+        except UpstreamNotFound:
+            raise RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {upstream.alias}",
+                                detail={"reference": reference}) from None
+        except UpstreamError as exc:
+            raise _unavailable(upstream, exc) from None
+        assert fetched.payload is not None
+        algorithm = reference.split(":")[0] if ":" in reference else "sha256"
+        digest = str(digest_bytes(fetched.payload, algorithm if algorithm in ("sha256", "sha512") else "sha256"))
+        if ":" in reference and digest != reference:
+            raise RegistryError("UNAVAILABLE", f"{upstream.alias} sent a manifest that does not match {reference}",
+                                status=502)
+        stored = await self.local.put_manifest(route.cache_name, tag if tag else parse_digest(digest),
+                                               fetched.payload, fetched.media_type, check_references=False)
+        return stored
+
+    def _check_throttle(self, upstream: Upstream) -> None:
+        wait = upstream.throttled_for()
+        if wait:
+            raise UpstreamThrottled(wait, "still within the upstream's Retry-After")
+
+    def _stale_or_raise(self, upstream: Upstream, exc: UpstreamError, cached: Manifest | None,
+                        age: float | None) -> Manifest:
+        if isinstance(exc, UpstreamThrottled):
+            upstream.stats.throttled += 1
+            upstream.block(exc.retry_after)
+        else:
+            upstream.stats.upstream_errors += 1
+        if cached is not None and age is not None and age < upstream.tag_ttl + self.max_stale:
+            upstream.stats.stale_serves += 1
+            log.warning("serving stale %s from %s's cache: upstream failed (%s)", cached.digest, upstream.alias, exc)
+            return Manifest(cached.digest, cached.media_type, cached.payload, cached.subject, stale=True)
+        if isinstance(exc, UpstreamThrottled):
+            raise _throttled(upstream, exc.retry_after) from None
+        raise _unavailable(upstream, exc) from None
+
+    # -- blobs ------------------------------------------------------------------------
+    async def blob(self, repository: str, digest: Digest) -> BlobContent:
+        route = self._route(repository)
+        upstream = route.upstream
+        try:
+            found = await self.local.blob(repository, digest)
+            upstream.stats.hits += 1
+            upstream.stats.bytes_served += found.size
+            return found
+        except RegistryError as exc:
+            if exc.code != "BLOB_UNKNOWN":
+                raise
+        try:
+            self._check_throttle(upstream)
+            fill = await self.fills.join(route, digest)
+        except UpstreamNotFound:
+            raise RegistryError("BLOB_UNKNOWN", f"{digest} not found at {upstream.alias}",
+                                detail={"digest": str(digest)}) from None
+        except UpstreamThrottled as exc:
+            upstream.stats.throttled += 1
+            upstream.block(exc.retry_after)
+            raise _throttled(upstream, exc.retry_after) from None
+        except UpstreamError as exc:
+            upstream.stats.upstream_errors += 1
+            raise _unavailable(upstream, exc) from None
+        if fill.finished and fill.error is None or fill.size is None:
+            await _wait_finished(fill)
+            return await self.local.blob(repository, digest)
+        upstream.stats.bytes_served += fill.size
+
+        async def read(offset: int, length: int) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in fill.read(offset, length):
+                    yield chunk
+            except FillGone:  # committed meanwhile: the store has it
+                async for chunk in self.store.read(digest, offset, length):
+                    yield chunk
+
+        return BlobContent(str(digest), fill.size, reader=read)
+
+    async def _commit_fill(self, route: Route, digest: Digest, path: Path, size: int) -> None:
+        await self.store.put_blob(digest, _file_chunks(path))
+        await self.local.adopt_blob(route.cache_name, digest, size)
+
+    # -- discovery --------------------------------------------------------------------
+    async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
+        route = self._route(repository)
+        try:
+            self._check_throttle(route.upstream)
+            names = sorted(await route.upstream.client.tags(route.name))
+        except UpstreamNotFound:
+            raise RegistryError("NAME_UNKNOWN", detail={"name": route.name}) from None
+        except UpstreamError:
+            return await self.local.tags(repository, limit, last)  # what the cache knows
+        names = [n for n in names if not last or n > last]
+        return names if limit is None else names[:limit]
+
+    async def referrers(self, repository: str, subject: Digest, artifact_type: str | None) -> list[Referrer]:
+        return await self.local.referrers(repository, subject, artifact_type)
+
+    # -- writes: refused --------------------------------------------------------------
+    def _refuse(self, repository: str) -> RegistryError:
+        route = self._route(repository)
+        return RegistryError("DENIED", f"{route.name} is mirrored from {route.upstream.alias} "
+                                       f"({route.upstream.url}); push to a local repository name instead")
+
+    async def start_upload(self, repository: str, *args: object, **kwargs: object) -> None:
+        raise self._refuse(repository)
+
+    put_blob = append_upload = finish_upload = cancel_upload = upload_status = start_upload
+    mount_blob = put_manifest = delete_manifest = delete_blob = start_upload
+
+    async def close(self) -> None:
+        await self.fills.close()
+        for upstream in self.router.upstreams:
+            await upstream.close()
+
+
+async def _wait_finished(fill) -> None:  # type: ignore[no-untyped-def]
+    while not fill.finished:
+        await asyncio.sleep(0.05)
+    if fill.error is not None:
+        raise RegistryError("UNAVAILABLE", f"upstream fetch failed: {fill.error}")
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    try:
+        offset = 0
+        while chunk := await asyncio.to_thread(os.pread, fd, 4 * 1024 * 1024, offset):
+            offset += len(chunk)
+            yield chunk
+    finally:
+        os.close(fd)
+
+
+def _throttled(upstream: Upstream, retry_after: float) -> RegistryError:
+    return RegistryError("TOOMANYREQUESTS", f"{upstream.alias} is rate limiting this mirror; nothing cached to serve",
+                         headers={"Retry-After": str(int(retry_after) + 1)})
+
+
+def _unavailable(upstream: Upstream, exc: UpstreamError) -> RegistryError:
+    return RegistryError("UNAVAILABLE", f"upstream {upstream.alias} failed and nothing cached to serve: {exc}",
+                         headers={"Retry-After": "5"})

@@ -1,0 +1,159 @@
+"""Upstream registries from config, and the routing that picks one for a request.
+
+One mirror endpoint serves every upstream at once:
+- Docker's `registry-mirrors` sends root requests (`/v2/library/alpine/...`): they go to the
+  upstream marked `docker_hub`, unless the repository exists locally (local first);
+- containerd's `hosts.toml` adds `?ns=<registry host>`: the upstream whose `host` (or alias)
+  it names;
+- a path prefix `/v2/<alias or host>/<name>/...` reaches any upstream from any client.
+Mirrored content is cached under the local repository `<alias>/<upstream name>`, so all three
+forms share one cache, and nobody can push into it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from registry.client import RegistryClient
+
+DOCKER_HUB_HOSTS = ("docker.io", "registry-1.docker.io", "index.docker.io")
+
+
+class MirrorConfigError(Exception):
+    pass
+
+
+@dataclass
+class UpstreamStats:
+    hits: int = 0
+    misses: int = 0
+    bytes_from_upstream: int = 0
+    bytes_served: int = 0
+    throttled: int = 0
+    stale_serves: int = 0
+    revalidations: int = 0
+    upstream_errors: int = 0
+
+
+@dataclass
+class Upstream:
+    alias: str
+    url: str
+    host: str
+    docker_hub: bool = False
+    username: str = ""
+    password: str = ""
+    tag_ttl: float = 300.0
+    stats: UpstreamStats = field(default_factory=UpstreamStats)
+    blocked_until: float = 0.0  # after a 429: no upstream calls before this (monotonic)
+    _client: RegistryClient | None = None
+
+    @property
+    def client(self) -> RegistryClient:
+        if self._client is None:
+            # One retry: a mirror answers from its cache (or fails fast) rather than keep a client waiting.
+            self._client = RegistryClient(self.url, self.username, self.password, retries=1,
+                                          user_agent="registry-mirror")
+        return self._client
+
+    def cache_name(self, upstream_name: str) -> str:
+        return f"{self.alias}/{upstream_name}"
+
+    def throttled_for(self) -> float:
+        return max(self.blocked_until - time.monotonic(), 0.0)
+
+    def block(self, seconds: float) -> None:
+        self.blocked_until = max(self.blocked_until, time.monotonic() + max(seconds, 1.0))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def parse_upstreams(entries: list[Any]) -> list[Upstream]:
+    upstreams: list[Upstream] = []
+    for index, raw in enumerate(entries):
+        where = f"mirror.upstreams[{index}]"
+        if not isinstance(raw, dict):
+            raise MirrorConfigError(f"{where}: expected a mapping")
+        unknown = set(raw) - {"alias", "url", "host", "docker_hub", "username", "password", "tag_ttl"}
+        if unknown:
+            raise MirrorConfigError(f"{where}: unknown keys {sorted(unknown)}")
+        url = str(raw.get("url") or "")
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise MirrorConfigError(f"{where}: url must be http(s)://host[:port]")
+        alias = str(raw.get("alias") or "")
+        if not alias or "/" in alias or alias != alias.lower():
+            raise MirrorConfigError(f"{where}: alias must be one lower-case path component")
+        docker_hub = bool(raw.get("docker_hub"))
+        host = str(raw.get("host") or ("docker.io" if docker_hub else parsed.netloc))
+        upstreams.append(Upstream(alias=alias, url=url, host=host, docker_hub=docker_hub,
+                                  username=str(raw.get("username") or ""), password=str(raw.get("password") or ""),
+                                  tag_ttl=float(raw.get("tag_ttl", 300))))
+    aliases = [u.alias for u in upstreams]
+    if len(set(aliases)) != len(aliases):
+        raise MirrorConfigError("mirror.upstreams: aliases must be unique")
+    if sum(u.docker_hub for u in upstreams) > 1:
+        raise MirrorConfigError("mirror.upstreams: at most one upstream can be the docker_hub mirror")
+    return upstreams
+
+
+@dataclass(frozen=True)
+class Route:
+    upstream: Upstream
+    name: str  # the repository name upstream
+
+    @property
+    def cache_name(self) -> str:
+        return self.upstream.cache_name(self.name)
+
+
+class Router:
+    def __init__(self, upstreams: list[Upstream]) -> None:
+        self.upstreams = upstreams
+        self.by_prefix: dict[str, Upstream] = {}
+        for upstream in upstreams:
+            self.by_prefix[upstream.alias] = upstream
+            self.by_prefix.setdefault(upstream.host, upstream)
+            if upstream.docker_hub:
+                for host in DOCKER_HUB_HOSTS:
+                    self.by_prefix.setdefault(host, upstream)
+        self.docker_hub = next((u for u in upstreams if u.docker_hub), None)
+
+    def prefixed(self, name: str) -> Route | None:
+        """`<alias or host>/<name>`: the explicit form, also the cache's own namespace."""
+        first, _, rest = name.partition("/")
+        upstream = self.by_prefix.get(first)
+        if upstream is None or not rest:
+            return None
+        if upstream.docker_hub and "/" not in rest:
+            rest = f"library/{rest}"
+        return Route(upstream, rest)
+
+    def route(self, name: str, ns: str | None, exists_locally: bool) -> Route | None:
+        """The upstream a request goes to, or None for a local repository."""
+        if ns:
+            upstream = self.by_prefix.get(ns)
+            if upstream is not None:
+                if upstream.docker_hub and "/" not in name:
+                    name = f"library/{name}"
+                return Route(upstream, name)
+        explicit = self.prefixed(name)
+        if explicit is not None:
+            return explicit
+        if self.docker_hub is not None and not exists_locally:
+            return Route(self.docker_hub, name if "/" in name else f"library/{name}")
+        return None
+
+    def mirrored_namespace(self, name: str) -> Upstream | None:
+        """Whose namespace a push to `name` would land in (pushes there are refused)."""
+        first = name.partition("/")[0]
+        if first in self.by_prefix and "/" in name:
+            return self.by_prefix[first]
+        if self.docker_hub is not None and first == "library":
+            return self.docker_hub
+        return None
