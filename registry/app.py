@@ -103,7 +103,8 @@ def create_app(config: Config) -> web.Application:
     if config.mirror.upstreams:
         router = Router(parse_upstreams(config.mirror.upstreams))
         mirror = app[MIRROR_KEY] = MirrorContent(local, store, router, Path(config.data_dir) / "mirror" / "fills",
-                                                 max_stale=config.mirror.max_stale)
+                                                 max_stale=config.mirror.max_stale,
+                                                 cache_bytes=config.mirror.cache_bytes)
     app[CHUNK_BYTES_KEY] = config.upload_chunk_bytes
     app[DELETE_ENABLED_KEY] = config.delete_enabled
     app.on_response_prepare.append(_common_headers)
@@ -115,6 +116,8 @@ def create_app(config: Config) -> web.Application:
         # Disk and hashing work runs in threads; the default pool (cores + 4) is too small
         # for many concurrent uploads and downloads.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="io"))
+        if mirror is not None:
+            mirror.cache.start()
 
     async def close(_: web.Application) -> None:
         if mirror is not None:

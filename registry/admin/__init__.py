@@ -12,4 +12,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    from registry.admin import mirror
+
     app.router.add_get("/admin/api/whoami", whoami)
+    mirror.add_routes(app)

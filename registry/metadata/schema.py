@@ -33,6 +33,7 @@ repository_blobs = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
     Column("digest", DIGEST, ForeignKey("blobs.digest"), primary_key=True),
     Column("created_at", Float, nullable=False),
+    Column("last_pulled_at", Float, nullable=True),  # mirror caches evict the least recently pulled
     Index("ix_repository_blobs_digest", "digest"),
 )
 
@@ -100,5 +101,13 @@ robots = Table(
     Column("repositories", String(2048), nullable=False),  # comma-separated patterns
     Column("actions", String(64), nullable=False),  # comma-separated: pull,push,delete
     Column("expires_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# Mirrored images never evicted: a cache repository (`<alias>/<name>`) and a tag or digest.
+mirror_pins = Table(
+    "mirror_pins", metadata,
+    Column("repository", String(255), primary_key=True),
+    Column("reference", String(150), primary_key=True),
     Column("created_at", Float, nullable=False),
 )

@@ -15,6 +15,7 @@ Writes are refused with DENIED: a mirror's namespace belongs to its upstream.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -25,7 +26,10 @@ from registry.client import UpstreamError, UpstreamNotFound, UpstreamThrottled
 from registry.content.local import BlobContent, LocalContent, Manifest
 from registry.digest import Digest, digest_bytes, parse_digest
 from registry.errors import RegistryError
+from registry.manifest import ParsedManifest, parse_manifest
+from registry.metadata import mirror_cache
 from registry.metadata.manifests import Referrer
+from registry.mirror.cache import CacheKeeper
 from registry.mirror.fills import FillGone, Fills
 from registry.mirror.upstreams import Route, Router, Upstream
 from registry.storage import BlobStore
@@ -37,12 +41,22 @@ STALE_WARNING = '110 - "Response is Stale"'
 
 class MirrorContent:
     def __init__(self, local: LocalContent, store: BlobStore, router: Router, fills_dir: Path,
-                 max_stale: float) -> None:
+                 max_stale: float, cache_bytes: int = 0) -> None:
         self.local = local
         self.store = store
         self.router = router
         self.max_stale = max_stale
         self.fills = Fills(fills_dir, self._commit_fill)
+        self.cache = CacheKeeper(local.db, store, [u.alias for u in router.upstreams], cache_bytes)
+
+    def _pulled(self, repository: str, found: Manifest) -> Manifest:
+        """A manifest served counts as its blobs pulled (a client with the layers won't ask)."""
+        try:
+            parsed = parse_manifest(found.payload, found.media_type)
+        except RegistryError:
+            return found
+        self.cache.touch(repository, [d.digest for d in parsed.blobs])
+        return found
 
     def _route(self, repository: str) -> Route:
         route = self.router.prefixed(repository)
@@ -58,18 +72,18 @@ class MirrorContent:
             try:
                 found = await self.local.manifest(repository, reference)
                 upstream.stats.hits += 1
-                return found
+                return self._pulled(repository, found)
             except RegistryError as exc:
                 if exc.code not in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"):
                     raise
             upstream.stats.misses += 1
-            return await self._fetch_manifest(route, str(reference), tag=None)
+            return self._pulled(repository, await self._fetch_manifest(route, str(reference), tag=None))
 
         cached = await self.local.tagged(repository, reference)
         age = time.time() - cached[1] if cached else None
         if cached and age is not None and age < upstream.tag_ttl:
             upstream.stats.hits += 1
-            return cached[0]
+            return self._pulled(repository, cached[0])
         try:
             self._check_throttle(upstream)
             upstream.stats.revalidations += 1
@@ -77,9 +91,9 @@ class MirrorContent:
             if cached and head.digest and head.digest == cached[0].digest:
                 await self.local.confirm_tag(repository, reference)
                 upstream.stats.hits += 1
-                return cached[0]
+                return self._pulled(repository, cached[0])
             upstream.stats.misses += 1
-            return await self._fetch_manifest(route, head.digest or reference, tag=reference)
+            return self._pulled(repository, await self._fetch_manifest(route, head.digest or reference, tag=reference))
         except UpstreamNotFound:
             raise RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {upstream.alias}",
                                 detail={"reference": reference}) from None
@@ -138,6 +152,7 @@ class MirrorContent:
             found = await self.local.blob(repository, digest)
             upstream.stats.hits += 1
             upstream.stats.bytes_served += found.size
+            self.cache.touch(repository, [str(digest)])
             return found
         except RegistryError as exc:
             if exc.code != "BLOB_UNKNOWN":
@@ -173,6 +188,66 @@ class MirrorContent:
     async def _commit_fill(self, route: Route, digest: Digest, path: Path, size: int) -> None:
         await self.store.put_blob(digest, _file_chunks(path))
         await self.local.adopt_blob(route.cache_name, digest, size)
+        self.cache.touch(route.cache_name, [str(digest)])
+        self.cache.poke()
+
+    # -- operations: pre-warm and pins ------------------------------------------------------
+    def cache_route(self, image: str) -> tuple[Route, str]:
+        """`<alias or host>/<name>[:tag|@digest]` -> (route, reference)."""
+        name, reference = _split_image(image)
+        route = self.router.prefixed(name)
+        if route is None:
+            raise RegistryError("NAME_UNKNOWN", f"{name} is not under a mirrored upstream's alias or host",
+                                status=400, detail={"image": image})
+        return route, reference
+
+    async def prewarm(self, image: str, platform: str | None = None) -> dict[str, object]:
+        """Fetch an image ahead of time: its manifest(s) and every blob (of one platform, if given)."""
+        route, reference = self.cache_route(image)
+        ref: str | Digest = parse_digest(reference) if ":" in reference else reference
+        top = await self.manifest(route.cache_name, ref)
+        manifests = [top]
+        parsed = parse_manifest(top.payload, top.media_type)
+        for child in _platform_children(top.payload, parsed, platform):
+            manifests.append(await self.manifest(route.cache_name, parse_digest(child)))
+        fetched = 0
+        for found in manifests:
+            for blob in parse_manifest(found.payload, found.media_type).blobs:
+                digest = parse_digest(blob.digest)
+                try:
+                    await self.local.blob(route.cache_name, digest)
+                    continue  # cached already
+                except RegistryError:
+                    pass
+                fill = await self.fills.join(route, digest)
+                await _wait_finished(fill)  # verified and committed
+                fetched += fill.written
+        return {"image": image, "digest": top.digest, "manifests": len(manifests), "bytes_fetched": fetched}
+
+    async def pin(self, image: str) -> None:
+        route, reference = self.cache_route(image)
+        async with self.local.db.write() as conn:
+            await mirror_cache.add_pin(conn, route.cache_name, reference)
+
+    async def unpin(self, image: str) -> bool:
+        route, reference = self.cache_route(image)
+        async with self.local.db.write() as conn:
+            return await mirror_cache.remove_pin(conn, route.cache_name, reference)
+
+    async def pins(self) -> list[str]:
+        async with self.local.db.read() as conn:
+            rows = await mirror_cache.list_pins(conn)
+        return [f"{repository}{'@' if ':' in reference else ':'}{reference}" for repository, reference in rows]
+
+    async def stats(self) -> dict[str, object]:
+        return {
+            "cache_bytes": await self.cache.usage(), "cache_cap_bytes": self.cache.cap_bytes,
+            "fills_in_progress": self.fills.in_progress(),
+            "last_eviction": self.cache.last_report, "pins": await self.pins(),
+            "upstreams": [{"alias": u.alias, "url": u.url, "host": u.host, "docker_hub": u.docker_hub,
+                           "tag_ttl": u.tag_ttl, "throttled_for": round(u.throttled_for(), 1), **vars(u.stats)}
+                          for u in self.router.upstreams],
+        }
 
     # -- discovery --------------------------------------------------------------------
     async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
@@ -203,6 +278,7 @@ class MirrorContent:
     mount_blob = put_manifest = delete_manifest = delete_blob = start_upload
 
     async def close(self) -> None:
+        await self.cache.stop()
         await self.fills.close()
         for upstream in self.router.upstreams:
             await upstream.close()
@@ -224,6 +300,31 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         os.close(fd)
+
+
+def _split_image(image: str) -> tuple[str, str]:
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        return name, digest
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        return image, "latest"
+    return name, tag
+
+
+def _platform_children(payload: bytes, parsed: ParsedManifest, platform: str | None) -> list[str]:
+    """An index's children: every one, or those of `os/arch` (manifest.py keeps no platforms)."""
+    if not parsed.manifests:
+        return []
+    if platform is None:
+        return [d.digest for d in parsed.manifests]
+    wanted_os, _, wanted_arch = platform.partition("/")
+    chosen = []
+    for entry in json.loads(payload).get("manifests", []):
+        spec = entry.get("platform") or {}
+        if spec.get("os") == wanted_os and spec.get("architecture") == wanted_arch:
+            chosen.append(entry["digest"])
+    return chosen
 
 
 def _throttled(upstream: Upstream, retry_after: float) -> RegistryError:

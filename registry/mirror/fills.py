@@ -156,6 +156,9 @@ class Fills:
         finally:
             self._running.pop(key, None)
 
+    def in_progress(self) -> int:
+        return len(self._running)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
