@@ -111,3 +111,11 @@ mirror_pins = Table(
     Column("reference", String(150), primary_key=True),
     Column("created_at", Float, nullable=False),
 )
+
+# A blob being fetched from an upstream, and by which process: one fetch across processes.
+mirror_fills = Table(
+    "mirror_fills", metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -30,13 +31,16 @@ from registry.manifest import ParsedManifest, parse_manifest
 from registry.metadata import mirror_cache
 from registry.metadata.manifests import Referrer
 from registry.mirror.cache import CacheKeeper
-from registry.mirror.fills import FillGone, Fills
+from registry.mirror.fills import Fill, FillGone, Fills
 from registry.mirror.upstreams import Route, Router, Upstream
 from registry.storage import BlobStore
 
 log = logging.getLogger("registry.mirror")
 
 STALE_WARNING = '110 - "Response is Stale"'
+FILL_OWNER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+FILL_LEASE_SECONDS = 30.0
+REMOTE_FILL_WAIT_SECONDS = 1800.0
 
 
 class MirrorContent:
@@ -47,6 +51,8 @@ class MirrorContent:
         self.router = router
         self.max_stale = max_stale
         self.fills = Fills(fills_dir, self._commit_fill)
+        self._held: set[Fill] = set()
+        self._holders: set[asyncio.Task[None]] = set()
         self.cache = CacheKeeper(local.db, store, [u.alias for u in router.upstreams], cache_bytes)
 
     def _pulled(self, repository: str, found: Manifest) -> Manifest:
@@ -159,7 +165,11 @@ class MirrorContent:
                 raise
         try:
             self._check_throttle(upstream)
+            if not self.fills.is_running(digest) and not await self._claim(digest):
+                # Another registry process is fetching it: wait for its commit (or take over).
+                return await self._after_other_process(route, repository, digest)
             fill = await self.fills.join(route, digest)
+            self._hold_claim(fill, digest)
         except UpstreamNotFound:
             raise RegistryError("BLOB_UNKNOWN", f"{digest} not found at {upstream.alias}",
                                 detail={"digest": str(digest)}) from None
@@ -184,6 +194,48 @@ class MirrorContent:
                     yield chunk
 
         return BlobContent(str(digest), fill.size, reader=read)
+
+    # -- one fetch across processes: a lease in the database decides who fetches --------------
+    async def _claim(self, digest: Digest) -> bool:
+        async with self.local.db.write() as conn:
+            return await mirror_cache.take_fill(self.local.db, conn, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)
+
+    def _hold_claim(self, fill: Fill, digest: Digest) -> None:
+        if fill in self._held:
+            return
+        self._held.add(fill)
+
+        async def hold() -> None:
+            try:
+                while not fill.finished:
+                    await asyncio.sleep(FILL_LEASE_SECONDS / 3)
+                    if not fill.finished:
+                        async with self.local.db.write() as conn:
+                            await mirror_cache.renew_fill(conn, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)
+            finally:
+                self._held.discard(fill)
+                async with self.local.db.write() as conn:
+                    await mirror_cache.release_fill(conn, str(digest), FILL_OWNER)
+
+        task = asyncio.create_task(hold())
+        self._holders.add(task)
+        task.add_done_callback(self._holders.discard)
+
+    async def _after_other_process(self, route: Route, repository: str, digest: Digest) -> BlobContent:
+        deadline = time.monotonic() + REMOTE_FILL_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            try:
+                return await self.local.blob(repository, digest)
+            except RegistryError as exc:
+                if exc.code != "BLOB_UNKNOWN":
+                    raise
+            async with self.local.db.read() as conn:
+                owner = await mirror_cache.fill_owner(conn, str(digest))
+            if owner is None and await self.local.stored_size(digest) is None:
+                return await self.blob(repository, digest)  # it failed or died: our turn
+        raise RegistryError("UNAVAILABLE", f"another process has been fetching {digest} for too long",
+                            headers={"Retry-After": "5"})
 
     async def _commit_fill(self, route: Route, digest: Digest, path: Path, size: int) -> None:
         await self.store.put_blob(digest, _file_chunks(path))
@@ -213,15 +265,11 @@ class MirrorContent:
         fetched = 0
         for found in manifests:
             for blob in parse_manifest(found.payload, found.media_type).blobs:
-                digest = parse_digest(blob.digest)
-                try:
-                    await self.local.blob(route.cache_name, digest)
-                    continue  # cached already
-                except RegistryError:
-                    pass
-                fill = await self.fills.join(route, digest)
-                await _wait_finished(fill)  # verified and committed
-                fetched += fill.written
+                content = await self.blob(route.cache_name, parse_digest(blob.digest))  # as a client would
+                fill = self.fills.running(str(content.digest))
+                if content.reader is not None and fill is not None:
+                    await _wait_finished(fill)  # verified and committed
+                    fetched += fill.written
         return {"image": image, "digest": top.digest, "manifests": len(manifests), "bytes_fetched": fetched}
 
     async def pin(self, image: str) -> None:

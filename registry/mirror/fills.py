@@ -156,6 +156,12 @@ class Fills:
         finally:
             self._running.pop(key, None)
 
+    def is_running(self, digest: Digest) -> bool:
+        return str(digest) in self._running
+
+    def running(self, digest: str) -> Fill | None:
+        return self._running.get(digest)
+
     def in_progress(self) -> int:
         return len(self._running)
 
