@@ -93,15 +93,22 @@ def user_passwd(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
-def user_remove(args: argparse.Namespace) -> int:
-    async def work(db: Database) -> int:
-        async with db.write() as conn:
-            if not await accounts.delete_user(conn, args.name):
-                raise AccountError(f"no user {args.name}")
-        print(f"user {args.name} removed")
-        return 0
+def _remover(kind: str, delete: Callable[[Any, str], Awaitable[bool]]) -> Callable[[argparse.Namespace], int]:
+    def remove(args: argparse.Namespace) -> int:
+        async def work(db: Database) -> int:
+            async with db.write() as conn:
+                if not await delete(conn, args.name):
+                    raise AccountError(f"no {kind} {args.name}")
+            print(f"{kind} {args.name} removed")
+            return 0
 
-    return _run(args, work)
+        return _run(args, work)
+
+    return remove
+
+
+user_remove = _remover("user", accounts.delete_user)
+robot_remove = _remover("robot", accounts.delete_robot)
 
 
 def user_list(args: argparse.Namespace) -> int:
@@ -139,17 +146,6 @@ def robot_add(args: argparse.Namespace) -> int:
         print(f"username: {ROBOT_PREFIX}{args.name}", file=sys.stderr)
         print("password (shown once, keep it in your CI's secret store):", file=sys.stderr)
         print(secret)
-        return 0
-
-    return _run(args, work)
-
-
-def robot_remove(args: argparse.Namespace) -> int:
-    async def work(db: Database) -> int:
-        async with db.write() as conn:
-            if not await accounts.delete_robot(conn, args.name):
-                raise AccountError(f"no robot {args.name}")
-        print(f"robot {args.name} removed")
         return 0
 
     return _run(args, work)
