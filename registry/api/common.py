@@ -32,25 +32,33 @@ async def routed(request: web.Request) -> tuple[Any, str]:
     """The content a repository request goes to, and the repository name that content knows.
 
     Local repositories: the local content and the name as asked. Mirrored ones (routing in
-    registry/mirror/upstreams.py): the mirror and the cache repository's name. Reads follow
-    every routing form; a write into a mirrored namespace reaches the mirror, which refuses it.
+    registry/mirror/upstreams.py): the mirror and the cache repository's name. A root name
+    (Docker's registry-mirrors) that is not a local repository goes to the Docker Hub upstream
+    for manifests, and for its blobs and tags only once the mirror holds that repository:
+    a push's first checks on a new local repository never reach (or leak to) the upstream.
+    A write into a mirrored namespace reaches the mirror, which refuses it.
     """
     name = repository(request)
+    local = request.app[CONTENT_KEY]
     mirror = request.app.get(MIRROR_KEY)
     if mirror is None:
-        return request.app[CONTENT_KEY], name
+        return local, name
     router = mirror.router
-    if request.method in ("GET", "HEAD"):
-        ns = request.query.get("ns")
-        exists = False
-        if not ns and router.docker_hub is not None and router.prefixed(name) is None:
-            exists = await request.app[CONTENT_KEY].has_repository(name)  # local first
-        route = router.route(name, ns, exists)
-    else:
-        route = router.prefixed(name) or (router.route(name, None, False)
-                                          if router.mirrored_namespace(name) else None)
+    if request.method not in ("GET", "HEAD"):
+        route = router.prefixed(name) or (router.docker_hub_route(name) if router.mirrored_namespace(name) else None)
+        return (mirror, route.cache_name) if route else (local, name)
+    ns = request.query.get("ns")
+    if ns:
+        return mirror, router.by_namespace(ns, name).cache_name
+    route = router.prefixed(name)
     if route is None:
-        return request.app[CONTENT_KEY], name
+        hub = router.docker_hub_route(name)
+        if hub is None or await local.has_repository(name):
+            return local, name
+        official = name.startswith("library/") or "/" not in name
+        if not (official or "reference" in request.match_info or await local.has_repository(hub.cache_name)):
+            return local, name
+        route = hub
     return mirror, route.cache_name
 
 

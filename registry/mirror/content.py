@@ -104,6 +104,9 @@ class MirrorContent:
             raise RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {upstream.alias}",
                                 detail={"reference": reference}) from None
         except UpstreamError as exc:
+            if exc.status in (401, 403) and cached is None:  # Docker Hub's answer for unknown repositories
+                raise RegistryError("MANIFEST_UNKNOWN", f"{upstream.alias} refused access to {route.name} "
+                                                        f"({exc.status}): unknown, or needs credentials") from None
             return self._stale_or_raise(upstream, exc, cached[0] if cached else None, age)
 
     async def _fetch_manifest(self, route: Route, reference: str, tag: str | None) -> Manifest:
@@ -119,6 +122,9 @@ class MirrorContent:
             raise RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {upstream.alias}",
                                 detail={"reference": reference}) from None
         except UpstreamError as exc:
+            if exc.status in (401, 403):
+                raise RegistryError("MANIFEST_UNKNOWN", f"{upstream.alias} refused access to {route.name} "
+                                                        f"({exc.status}): unknown, or needs credentials") from None
             raise _unavailable(upstream, exc) from None
         assert fetched.payload is not None
         algorithm = reference.split(":")[0] if ":" in reference else "sha256"
@@ -179,6 +185,9 @@ class MirrorContent:
             raise _throttled(upstream, exc.retry_after) from None
         except UpstreamError as exc:
             upstream.stats.upstream_errors += 1
+            if exc.status in (401, 403):
+                raise RegistryError("BLOB_UNKNOWN", f"{upstream.alias} refused access ({exc.status})",
+                                    detail={"digest": str(digest)}) from None
             raise _unavailable(upstream, exc) from None
         if fill.finished and fill.error is None or fill.size is None:
             await _wait_finished(fill)

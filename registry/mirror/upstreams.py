@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from registry.client import RegistryClient
+from registry.errors import RegistryError
 
 DOCKER_HUB_HOSTS = ("docker.io", "registry-1.docker.io", "index.docker.io")
 
@@ -134,20 +135,20 @@ class Router:
             rest = f"library/{rest}"
         return Route(upstream, rest)
 
-    def route(self, name: str, ns: str | None, exists_locally: bool) -> Route | None:
-        """The upstream a request goes to, or None for a local repository."""
-        if ns:
-            upstream = self.by_prefix.get(ns)
-            if upstream is not None:
-                if upstream.docker_hub and "/" not in name:
-                    name = f"library/{name}"
-                return Route(upstream, name)
-        explicit = self.prefixed(name)
-        if explicit is not None:
-            return explicit
-        if self.docker_hub is not None and not exists_locally:
-            return Route(self.docker_hub, name if "/" in name else f"library/{name}")
-        return None
+    def by_namespace(self, ns: str, name: str) -> Route:
+        """containerd's `?ns=<host>`: that host's upstream; an unknown host is NAME_UNKNOWN, so
+        containerd falls back to the real registry instead of getting someone else's images."""
+        upstream = self.by_prefix.get(ns)
+        if upstream is None:
+            raise RegistryError("NAME_UNKNOWN", f"this mirror has no upstream for {ns}", detail={"ns": ns[:100]})
+        if upstream.docker_hub and "/" not in name:
+            name = f"library/{name}"
+        return Route(upstream, name)
+
+    def docker_hub_route(self, name: str) -> Route | None:
+        if self.docker_hub is None:
+            return None
+        return Route(self.docker_hub, name if "/" in name else f"library/{name}")
 
     def mirrored_namespace(self, name: str) -> Upstream | None:
         """Whose namespace a push to `name` would land in (pushes there are refused)."""
