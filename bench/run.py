@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: our registry (`python -m registry serve`) against the reference,
-Debian's `docker-registry` (CNCF Distribution 2.8.2), on two storage sets.
+Debian's `docker-registry` (CNCF Distribution 2.8.2), on two storage sets and as a pull-through mirror.
 
-    cd /work/main && .venv/bin/python bench/run.py [--storage filesystem|s3|both] [--repeat 3]
+    cd /work/main && .venv/bin/python bench/run.py [--storage filesystem|s3|mirror|both|all] [--repeat 3]
         [--blob-mib 256] [--s3-blob-mib N] [--manifests 2000] [--s3-manifests 1000]
-        [--concurrency 32] [--only ours|reference]
+        [--concurrency 32] [--mirror-clients 8] [--mirror-layer-mib 8,12,16,20,24,32]
+        [--only ours|reference]
+    .venv/bin/python bench/run.py --mirror     # the mirror set only (= --storage mirror)
 
 - filesystem: ours on SQLite + filesystem, the reference on its filesystem driver; each with a
   fresh data dir under one temp dir on the same (non-tmpfs) disk.
 - s3: ours on PostgreSQL + S3, the reference on its s3 driver; both against the same OpenStack
   Swift (s3api) on 127.0.0.1, in separate buckets (bench/servers.py).
+- mirror: ours as a pull-through mirror, the reference in proxy mode, both in front of the same
+  upstream (our registry on loopback); cold and warm pulls by several clients at once, and the
+  requests the upstream saw (bench/mirror.py).
 
-The sets run one after the other (filesystem first). Within a set both registries run at the same
+The sets run one after the other (filesystem, s3, mirror). Within a set both registries run at the same
 time on 127.0.0.1; every figure is measured on ours, then on the reference (A, B), and the whole
 sequence repeats `--repeat` times; the table shows medians. See bench/README.md for what each
 figure means.
@@ -45,8 +50,8 @@ from typing import Any, Callable
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import (REFERENCE_BIN, REPO_ROOT, S3_PART_BYTES, STORAGE_SETS, Helper,  # noqa: E402
-                     OurServer, ReferenceServer, S3Backing, Server)
+from servers import (MIRROR_SET, REFERENCE_BIN, REPO_ROOT, S3_PART_BYTES, STORAGE_SETS,  # noqa: E402
+                     Helper, OurServer, ReferenceServer, S3Backing, Server)
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
@@ -63,12 +68,13 @@ MAX_ERRORS_KEPT = 5
 IDLE_RECONNECT_SECONDS = 30  # the blob client reopens a keep-alive connection idle this long
 # The S3 set runs at most this many manifests by default (--s3-manifests): the reference manages
 # ~20-45 manifest PUTs/s on Swift, so 2,000 manifests x 3 repetitions would take ~8 minutes for that
-# phase alone. With it, `make bench` (both sets) takes ~5 minutes on 2 cores.
+# phase alone. With it, `make bench` (all three sets) takes ~5-6 minutes on 2 cores.
 S3_MAX_DEFAULT_MANIFESTS = 1000
 
+PUSH_NOTE = ("Each blob push uses a fresh digest (the first 64 bytes of the blob file are rewritten for every "
+             "repetition and push kind), so neither registry can short-cut an existing blob; nothing is deleted.")
 NOTES = [
-    "Each blob push uses a fresh digest (the first 64 bytes of the blob file are rewritten for every "
-    "repetition and push kind), so neither registry can short-cut an existing blob; nothing is deleted.",
+    PUSH_NOTE,
     "The HTTP client is Python on the same 2-core machine; it competes with the servers for CPU and may "
     "cap the faster side.",
 ]
@@ -544,7 +550,7 @@ def log(msg: str) -> None:
 class StorageSet:
     """One pair of registries on one kind of storage, and what became of it."""
 
-    name: str  # "filesystem" or "s3"
+    name: str  # "filesystem", "s3" or "mirror"
     title: str  # the table's section header
     blob_mib: int
     manifests: int
@@ -558,6 +564,8 @@ class StorageSet:
     bench: "Bench | None" = None
     error: str | None = None  # the set did not run at all
     seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # set-specific state (the mirror set's upstream)
+    extra_logs: list[tuple[str, Path]] = field(default_factory=list)  # (key, path): more logs to keep
 
 
 class Bench:
@@ -754,6 +762,11 @@ class Bench:
 
 def run_set(sset: StorageSet, args: argparse.Namespace, root: Path) -> None:
     """Start what the set needs, run the workload, collect stats, stop everything (even on Ctrl-C)."""
+    if sset.name == MIRROR_SET:
+        import mirror  # bench/mirror.py, which imports this module as `run`
+
+        mirror.run_mirror_set(sset, args, root)
+        return
     t0 = time.monotonic()
     log(f"== {sset.name} set: {sset.title}")
     try:
@@ -820,7 +833,7 @@ def fmt_num(v: float | None, unit: str) -> str:
     if unit == "MiB":
         return f"{v:.1f}"
     if unit == "s":
-        return f"{v:.1f}"
+        return f"{v:.2f}" if v < 1 else f"{v:.1f}"
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
 
 
@@ -834,6 +847,10 @@ def with_ratio(row: dict[str, Any], keys: list[str], higher: bool) -> dict[str, 
 
 
 def set_report(sset: StorageSet, args: argparse.Namespace) -> dict[str, Any]:
+    if sset.name == MIRROR_SET:
+        import mirror
+
+        return mirror.mirror_report(sset, args)
     out: dict[str, Any] = {
         "title": sset.title, "blob_mib": sset.blob_mib, "manifests": sset.manifests, "seconds": sset.seconds, "error": sset.error,
         "unavailable": sset.unavailable, "notes": sset.notes,
@@ -897,7 +914,7 @@ def build_report(sets: list[StorageSet], args: argparse.Namespace, root: Path) -
                     "python": platform.python_version(), "aiohttp": aiohttp.__version__,
                     "loadavg_start": LOADAVG_START, "loadavg_end": list(os.getloadavg())},
         "work_dir": str(root), "work_dir_fs": fs_type(root),
-        "notes": NOTES,
+        "notes": NOTES if any(s.name != MIRROR_SET for s in sets) else [n for n in NOTES if n != PUSH_NOTE],
         "sets": {s.name: set_report(s, args) for s in sets},
     }
 
@@ -953,6 +970,7 @@ def print_table(report: dict[str, Any], keys: list[str]) -> None:
             out.append(f"  {k} UNAVAILABLE: " + "\n    ".join(lines_[:5]) + ("\n    [...]" if len(lines_) > 5 else ""))
         for cells in lines:
             out.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
+        out.extend(sr.get("extra_lines", []))  # the mirror set: upstream requests per pull
         out.append("")
     for n in report["notes"]:
         out.append(f"* {n}")
@@ -960,7 +978,7 @@ def print_table(report: dict[str, Any], keys: list[str]) -> None:
         for n in sr["notes"]:
             out.append(f"* [{name}] {n}")
     for name, sr in report["sets"].items():
-        for k in keys:
+        for k in [*keys, *(x for x in sr["failures"] if x not in keys)]:  # + the mirror set's upstream
             for fig, fails in sr["failures"].get(k, {}).items():
                 for f in fails[:2]:
                     out.append(f"! [{name}] {k} {fig}: {f.get('message')}")
@@ -969,16 +987,24 @@ def print_table(report: dict[str, Any], keys: list[str]) -> None:
                     if f.get("status") is not None or f.get("response_body"):
                         out.append(f"    response: {f.get('status')} headers={f.get('response_headers')}")
                         out.append(f"    body:     {str(f.get('response_body'))[:600]}")
+                    tail = [line for line in str(f.get("server_log_tail") or "").splitlines() if line.strip()]
+                    if tail and tail != ["(no log)"]:
+                        out.append("    log:      " + "\n              ".join(line[:300] for line in tail[-5:]))
             for a in sr["anomalies"].get(k, []):
                 out.append(f"? [{name}] {k}: {a}")
     print("\n".join(out), flush=True)
 
 
 def make_sets(args: argparse.Namespace) -> list[StorageSet]:
-    names = STORAGE_SETS if args.storage == "both" else (args.storage,)
+    names = {"both": STORAGE_SETS, "all": (*STORAGE_SETS, MIRROR_SET)}.get(args.storage, (args.storage,))
     sets = []
     for name in names:
-        if name == "filesystem":
+        if name == MIRROR_SET:
+            import mirror
+
+            sets.append(StorageSet(MIRROR_SET, mirror.mirror_title(args), sum(args.mirror_layer_mib), 0,
+                                   list(mirror.MIRROR_NOTES)))
+        elif name == "filesystem":
             sets.append(StorageSet(
                 "filesystem", "ours on SQLite + filesystem (fsync on commit); reference on its filesystem driver",
                 args.blob_mib, args.manifests, list(FILESYSTEM_NOTES)))
@@ -993,8 +1019,8 @@ def make_sets(args: argparse.Namespace) -> list[StorageSet]:
                                f"{args.manifests})")
             if smaller:
                 notes.append("Sizes differ between the sets: S3 set " + ", ".join(smaller) + ". By default "
-                             f"the S3 set runs at most {S3_MAX_DEFAULT_MANIFESTS} manifests, which keeps the "
-                             "run of both sets near 5 minutes (the reference does ~20-45 manifest PUTs/s on "
+                             f"the S3 set runs at most {S3_MAX_DEFAULT_MANIFESTS} manifests, which keeps a "
+                             "default run near 5 minutes (the reference does ~20-45 manifest PUTs/s on "
                              "Swift). Compare the registries within a set, not the sets.")
             sets.append(StorageSet(
                 "s3", "ours on PostgreSQL + S3; reference on its s3 driver; the same Swift (s3api) on loopback",
@@ -1004,8 +1030,11 @@ def make_sets(args: argparse.Namespace) -> list[StorageSet]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--storage", choices=("filesystem", "s3", "both"), default="both",
-                   help="storage set(s) to run, one after the other; default both")
+    p.add_argument("--storage", choices=("filesystem", "s3", "mirror", "both", "all"), default="all",
+                   help="set(s) to run, one after the other: both = filesystem and s3; all = filesystem, s3 "
+                        "and mirror; default all")
+    p.add_argument("--mirror", dest="storage", action="store_const", const=MIRROR_SET,
+                   help="run the mirror set only (= --storage mirror)")
     p.add_argument("--repeat", type=int, default=3, help="repetitions (medians are reported); default 3")
     p.add_argument("--blob-mib", type=int, default=256, help="big blob size in MiB, filesystem set; default 256")
     p.add_argument("--s3-blob-mib", type=int,
@@ -1017,21 +1046,31 @@ def main(argv: list[str] | None = None) -> int:
                    help="manifest PUTs/GETs (distinct tags), S3 set; default: --manifests, at most "
                         f"{S3_MAX_DEFAULT_MANIFESTS}")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight for manifests; default 32")
+    p.add_argument("--mirror-clients", type=int, default=8,
+                   help="clients pulling at once in the mirror set's cold and warm pulls; default 8")
+    p.add_argument("--mirror-layer-mib", default="8,12,16,20,24,32",
+                   help="layer sizes in MiB of the mirror set's image, comma-separated; default 8,12,16,20,24,32")
     p.add_argument("--only", choices=("ours", "reference"), help="run against one registry (debugging)")
     p.add_argument("--work-dir", default="/var/tmp",
                    help="parent of the temp dir holding data dirs, Swift's data and the blob file (not tmpfs); "
                         "default /var/tmp")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data dirs, server logs) afterwards")
     args = p.parse_args(argv)
+    try:
+        args.mirror_layer_mib = [int(x) for x in str(args.mirror_layer_mib).split(",") if x.strip()]
+    except ValueError:
+        p.error("--mirror-layer-mib takes sizes in MiB separated by commas, e.g. 8,12,16")
+    if not args.mirror_layer_mib or min(args.mirror_layer_mib) < 1:
+        p.error("--mirror-layer-mib needs at least one size, each >= 1")
     if args.s3_blob_mib is None:
         args.s3_blob_mib = args.blob_mib
     if args.s3_manifests is None:
         args.s3_manifests = min(args.manifests, S3_MAX_DEFAULT_MANIFESTS)
 
     if min(args.repeat, args.blob_mib, args.s3_blob_mib, args.chunk_mib, args.manifests, args.s3_manifests,
-           args.concurrency) < 1:
-        p.error("--repeat, --blob-mib, --s3-blob-mib, --chunk-mib, --manifests, --s3-manifests and --concurrency "
-                "must be >= 1")
+           args.concurrency, args.mirror_clients) < 1:
+        p.error("--repeat, --blob-mib, --s3-blob-mib, --chunk-mib, --manifests, --s3-manifests, --concurrency and "
+                "--mirror-clients must be >= 1")
     if args.only != "ours" and not os.access(REFERENCE_BIN, os.X_OK):
         p.error(f"{REFERENCE_BIN} not found: apt-get install -y docker-registry (or use --only ours)")
 
@@ -1057,7 +1096,7 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS_DIR / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     for sset in ran:  # server logs (warn level: normally empty) next to the JSON
-        logs = [(s.key, s.log_path) for s in sset.candidates]
+        logs = [(s.key, s.log_path) for s in sset.candidates] + list(sset.extra_logs)
         if sset.backing:
             logs += [(f"swift-{p.stem}" if p.parent.name == "log" else "postgres", p)
                      for p in sset.backing.log_paths()]
@@ -1083,4 +1122,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # bench/mirror.py imports this module as `run`: let it find this instance, not load a second copy.
+    sys.modules.setdefault("run", sys.modules[__name__])
     raise SystemExit(main())

@@ -8,6 +8,11 @@ A storage set is one pair of registries that run the same workload:
 - `s3`: ours on PostgreSQL + S3, the reference on its `s3` driver; both use the same Swift server,
   each in its own bucket (see S3Backing).
 
+The `mirror` set (bench/mirror.py) is a pair of pull-through mirrors instead: ours (MirrorOurs, our
+registry with the upstream configured as its Docker Hub mirror) and the reference in proxy mode
+(MirrorReference), both in front of the same upstream (MirrorUpstream, our registry on plain
+filesystem, logging every request at the default level `info`).
+
 Everything lives in the run's temp dir; the launchers for Swift and PostgreSQL come from
 tests/support (they need `.venv-swift`, from `scripts/swift-venv`, and the PostgreSQL server binaries).
 """
@@ -15,6 +20,7 @@ tests/support (they need `.venv-swift`, from `scripts/swift-venv`, and the Postg
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -39,6 +45,7 @@ REFERENCE_BUCKET = "bench-reference"
 REFERENCE_ROOTDIR = "/ref"
 
 STORAGE_SETS = ("filesystem", "s3")
+MIRROR_SET = "mirror"  # bench/mirror.py: pull-through mirrors in front of one upstream
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,6 +268,10 @@ class ReferenceServer(Server):
     def config_path(self) -> Path:
         return self.root / f"{self.name}-config.yml"
 
+    def extra_yaml(self) -> str:
+        """Top-level config sections beyond the common ones (the mirror set's `proxy`)."""
+        return ""
+
     def build_command(self) -> list[str]:
         # Same as Debian's shipped /etc/docker/registry/config.yml (in-memory blob descriptor cache,
         # delete enabled) minus auth and the storage health check, on loopback, access log off.
@@ -284,6 +295,7 @@ class ReferenceServer(Server):
             "http:\n"
             f"  addr: {self.host}\n"
             "  secret: registry-bench-not-a-secret\n"
+            f"{self.extra_yaml()}"
         )
         return [REFERENCE_BIN, "serve", str(self.config_path)]
 
@@ -294,6 +306,58 @@ class ReferenceServer(Server):
         except OSError:
             pass
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# The mirror set: one upstream, two pull-through mirrors in front of it
+
+class MirrorUpstream(OurServer):
+    """The upstream both mirrors pull from: our registry on plain filesystem (SQLite + files), auth
+    mode none (anonymous push from loopback), and the default log level (info), so that its access
+    log has one `<id> METHOD PATH STATUS <ms>ms` line per request; bench/mirror.py counts them."""
+
+    key = "upstream"
+    title = "upstream (python -m registry, SQLite + filesystem, log level info)"  # type: ignore[assignment]
+
+    def build_command(self) -> list[str]:
+        return [sys.executable, "-m", "registry", "serve", "--listen", self.host, "--data-dir", str(self.data_dir)]
+
+
+class MirrorOurs(OurServer):
+    """Ours as a pull-through mirror: SQLite + filesystem in its own data dir, with the upstream
+    configured (REGISTRY_MIRROR_UPSTREAMS) as its Docker Hub mirror, alias `hub`, so a root path
+    `/v2/library/NAME/...` pulls through it, as Docker's `registry-mirrors` would ask."""
+
+    title = "ours (python -m registry, mirror, SQLite + filesystem)"  # type: ignore[assignment]
+    TAG_TTL = 300
+
+    def __init__(self, root: Path, upstream_url: str) -> None:
+        super().__init__(root, "mirror")
+        self.upstream_url = upstream_url
+
+    def upstreams_json(self) -> str:
+        return json.dumps([{"alias": "hub", "url": self.upstream_url, "docker_hub": True,
+                            "tag_ttl": self.TAG_TTL}])
+
+    def env(self) -> dict[str, str]:
+        return clean_env(REGISTRY_MIRROR_UPSTREAMS=self.upstreams_json())
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "env": {"REGISTRY_MIRROR_UPSTREAMS": self.upstreams_json()}}
+
+
+class MirrorReference(ReferenceServer):
+    """The reference as a pull-through cache (`proxy.remoteurl`), filesystem driver in its own data dir."""
+
+    title = "reference (docker-registry 2.8.2, proxy mode, filesystem driver)"  # type: ignore[assignment]
+
+    def __init__(self, root: Path, upstream_url: str) -> None:
+        super().__init__(root, "mirror")
+        self.upstream_url = upstream_url
+
+    def extra_yaml(self) -> str:
+        return ("proxy:\n"
+                f"  remoteurl: {self.upstream_url}\n")
 
 
 def redact_url(url: str) -> str:
