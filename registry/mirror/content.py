@@ -21,7 +21,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from registry.client import UpstreamError, UpstreamNotFound, UpstreamThrottled
 from registry.content.local import BlobContent, LocalContent, Manifest
@@ -52,6 +52,7 @@ class MirrorContent:
         self.max_stale = max_stale
         self.fills = Fills(fills_dir, self._commit_fill)
         self._held: set[Fill] = set()
+        self._inflight: dict[tuple[str, ...], asyncio.Future[Manifest]] = {}
         self._holders: set[asyncio.Task[None]] = set()
         self.cache = CacheKeeper(local.db, store, [u.alias for u in router.upstreams], cache_bytes)
 
@@ -83,13 +84,29 @@ class MirrorContent:
                 if exc.code not in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"):
                     raise
             upstream.stats.misses += 1
-            return self._pulled(repository, await self._fetch_manifest(route, str(reference), tag=None))
+            fetched = await self._once(("digest", repository, str(reference)),
+                                       lambda: self._fetch_manifest(route, str(reference), tag=None))
+            return self._pulled(repository, fetched)
 
         cached = await self.local.tagged(repository, reference)
         age = time.time() - cached[1] if cached else None
         if cached and age is not None and age < upstream.tag_ttl:
             upstream.stats.hits += 1
             return self._pulled(repository, cached[0])
+        # Clients asking for the same tag at once share one revalidation (one HEAD, one GET).
+        return await self._once(("tag", repository, reference),
+                                lambda: self._revalidate(route, repository, reference, cached, age))
+
+    async def _once(self, key: tuple[str, ...], work: Callable[[], Awaitable[Manifest]]) -> Manifest:
+        shared = self._inflight.get(key)
+        if shared is None:
+            shared = self._inflight[key] = asyncio.ensure_future(work())
+            shared.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(shared)
+
+    async def _revalidate(self, route: Route, repository: str, reference: str,
+                          cached: tuple[Manifest, float] | None, age: float | None) -> Manifest:
+        upstream = route.upstream
         try:
             self._check_throttle(upstream)
             upstream.stats.revalidations += 1
