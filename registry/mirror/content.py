@@ -264,7 +264,7 @@ class MirrorContent:
                             headers={"Retry-After": "5"})
 
     async def _commit_fill(self, route: Route, digest: Digest, path: Path, size: int) -> None:
-        await self.store.put_blob(digest, _file_chunks(path))
+        await self.store.put_file(digest, path)
         await self.local.adopt_blob(route.cache_name, digest, size)
         self.cache.touch(route.cache_name, [str(digest)])
         self.cache.poke()
@@ -363,17 +363,6 @@ async def _wait_finished(fill) -> None:  # type: ignore[no-untyped-def]
         await asyncio.sleep(0.05)
     if fill.error is not None:
         raise RegistryError("UNAVAILABLE", f"upstream fetch failed: {fill.error}")
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
-    try:
-        offset = 0
-        while chunk := await asyncio.to_thread(os.pread, fd, 4 * 1024 * 1024, offset):
-            offset += len(chunk)
-            yield chunk
-    finally:
-        os.close(fd)
 
 
 def _split_image(image: str) -> tuple[str, str]:

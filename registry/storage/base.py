@@ -9,6 +9,8 @@ caller verified the digest of exactly the bytes staged, and it publishes them at
 from __future__ import annotations
 
 import abc
+import asyncio
+import os
 import secrets
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator, Protocol
@@ -120,5 +122,24 @@ class BlobStore(abc.ABC):
             raise
         return size
 
+    async def put_file(self, digest: Digest, path: Path) -> int:
+        """Store a local file whose bytes the caller has already verified against `digest`.
+
+        The file stays where it is (others may be reading it); a backend on the same
+        filesystem may link it into place instead of copying.
+        """
+        return await self.put_blob(digest, _file_chunks(path))
+
     async def close(self) -> None:
         """Release connections and threads."""
+
+
+async def _file_chunks(path: Path, chunk: int = 4 * 1024 * 1024) -> AsyncIterator[bytes]:
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    try:
+        offset = 0
+        while data := await asyncio.to_thread(os.pread, fd, chunk, offset):
+            offset += len(data)
+            yield data
+    finally:
+        os.close(fd)

@@ -202,6 +202,32 @@ class FilesystemStore(BlobStore):
             return
         _fsync_dir(directory.parent)
 
+    async def put_file(self, digest: Digest, path: Path) -> int:
+        """Hard-link a verified local file into place (no copy); copy when on another filesystem."""
+        try:
+            return await asyncio.to_thread(self._link_in, Path(path), self.blob_path(digest))
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        return await super().put_file(digest, path)
+
+    def _link_in(self, source: Path, final: Path) -> int:
+        size = source.stat().st_size
+        if final.exists():
+            return size
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._make_dirs(final.parent)
+        try:
+            os.link(source, final)
+        except FileExistsError:
+            return size
+        _fsync_dir(final.parent)
+        return size
+
     async def abort_upload(self, upload_id: str) -> None:
         try:
             await asyncio.to_thread(os.unlink, self._upload_path(upload_id))

@@ -255,3 +255,19 @@ def test_put_blob_with_wrong_digest_stores_nothing(store, size):
         assert await store.stat(digest_of(data)) is None
 
     run(scenario())
+
+
+def test_put_file_stores_a_verified_local_file(store, tmp_path):
+    data = os.urandom(6 * 1024 * 1024 + 11)
+    source = tmp_path / "verified.partial"
+    source.write_bytes(data)
+
+    async def scenario():
+        digest = digest_of(data)
+        assert await store.put_file(digest, source) == len(data)
+        assert await collect(store.read(digest)) == data
+        assert source.read_bytes() == data  # the caller's file is left where it was
+        source.unlink()  # and removing it does not touch the stored blob
+        assert await collect(store.read(digest)) == data
+
+    run(scenario())
