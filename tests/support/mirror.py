@@ -21,6 +21,7 @@ import bcrypt
 import httpx
 
 from tests.support.images import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, file_layer, json_bytes, run, sha256
+from tests.support.process import terminate, wait_until_answers
 from tests.support.server import RegistryProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,27 +230,12 @@ auth:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([self.BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/v2/", timeout=1).status_code == 401:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"docker-registry did not answer within {timeout}s:\n{self.log_tail()}")
+        wait_until_answers(self.proc, f"{self.url}/v2/", lambda status: status == 401, timeout, "docker-registry",
+                           self.log_tail, self.stop)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
     def log_tail(self, lines: int = 40) -> str:
         """Access lines and errors only: its info lines are long and many."""

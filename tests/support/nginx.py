@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 
+from tests.support.process import terminate, wait_until_answers
 from tests.support.server import free_port
 
 CONFIG = """
@@ -62,19 +61,12 @@ class NginxBalancer:
         conf.write_text(CONFIG.format(root=self.root, servers=servers, port=self.port))
         self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(self.root), "-g", "daemon off;"],
                                      stdout=subprocess.DEVNULL, stderr=open(self.root / "stderr.log", "wb"))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {(self.root / 'stderr.log').read_text()}"
-                                   "\n(install it with: apt-get install -y nginx-light)")
-            try:
-                if httpx.get(f"http://{self.host}/v2/", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nginx did not answer in time")
+        wait_until_answers(self.proc, f"http://{self.host}/v2/", lambda status: status == 200, timeout,
+                           "nginx (apt-get install -y nginx-light)", self._stderr, self.stop)
+        return self
+
+    def _stderr(self) -> str:
+        return (self.root / "stderr.log").read_text(errors="replace")
 
     def upstream_hits(self) -> dict[str, int]:
         """Requests each upstream answered, from the access log.
@@ -90,13 +82,7 @@ class NginxBalancer:
         return hits
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
     def __enter__(self) -> "NginxBalancer":
         return self.start()

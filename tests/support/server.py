@@ -7,11 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 
+from tests.support.process import wait_until_answers
 from tests.support.storage_view import FilesystemView, StorageView
 
 
@@ -53,18 +52,9 @@ class RegistryProcess:
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"registry exited with {self.proc.returncode}; log:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/v2/", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"registry did not answer within {timeout}s; log:\n{self.log_tail()}")
+        wait_until_answers(self.proc, f"{self.url}/v2/", lambda status: status == 200, timeout, "registry",
+                           self.log_tail, self.stop)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
         if self.proc is None or self.proc.poll() is not None:
