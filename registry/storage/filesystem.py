@@ -178,16 +178,29 @@ class FilesystemStore(BlobStore):
         return await asyncio.to_thread(self._commit, self._upload_path(upload_id), self.blob_path(digest))
 
     def _commit(self, staged: Path, final: Path) -> bool:
+        published = self._publish(staged, final, os.rename)
+        if not published:
+            staged.unlink(missing_ok=True)  # the digest is stored already: drop the copy
+        return published
+
+    def _publish(self, source: Path, final: Path, place: Callable[[Path, Path], None]) -> bool:
+        """Durably put `source` at `final` (by rename or link); False when `final` already exists.
+
+        The file is fsynced before it gets its name and the directory after, so a crash leaves
+        either no blob or the whole one.
+        """
         if final.exists():
-            staged.unlink(missing_ok=True)
             return False
-        fd = os.open(staged, os.O_RDONLY)
+        fd = os.open(source, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         self._make_dirs(final.parent)
-        os.rename(staged, final)
+        try:
+            place(source, final)
+        except FileExistsError:
+            return False
         _fsync_dir(final.parent)
         return True
 
@@ -212,21 +225,8 @@ class FilesystemStore(BlobStore):
         return await super().put_file(digest, path)
 
     def _link_in(self, source: Path, final: Path) -> int:
-        size = source.stat().st_size
-        if final.exists():
-            return size
-        fd = os.open(source, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._make_dirs(final.parent)
-        try:
-            os.link(source, final)
-        except FileExistsError:
-            return size
-        _fsync_dir(final.parent)
-        return size
+        self._publish(source, final, os.link)
+        return source.stat().st_size
 
     async def abort_upload(self, upload_id: str) -> None:
         try:
