@@ -17,11 +17,14 @@ from registry.api import add_routes
 from registry.api.common import (API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY,
                                  MIRROR_KEY)
 from registry import admin
+from registry.admin.maintenance import MAINTENANCE_KEY
 from registry.auth import token_server
 from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
 from registry.content.local import LocalContent
 from registry.errors import RegistryError, error_response
+from registry.gc.jobs import Maintenance, Settings as MaintenanceSettings
+from registry.gc.policy import parse_quotas
 from registry.metadata.db import Database, DatabaseUnavailable
 from registry.mirror.content import MirrorContent
 from registry.mirror.upstreams import Router, parse_upstreams
@@ -98,13 +101,15 @@ def create_app(config: Config) -> web.Application:
     app[GATE_KEY] = gate
     app[LIMITS_KEY] = config.limits
     redirect_expiry = config.storage.s3.redirect_expiry if config.storage.s3.redirect else None
-    local = app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry)
+    local = app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry,
+                                            quotas=parse_quotas(config.quota.namespaces))
+    maintenance = app[MAINTENANCE_KEY] = Maintenance(db, store, MaintenanceSettings.from_config(config))
     mirror = None
     if config.mirror.upstreams:
         router = Router(parse_upstreams(config.mirror.upstreams))
         mirror = app[MIRROR_KEY] = MirrorContent(local, store, router, Path(config.data_dir) / "mirror" / "fills",
                                                  max_stale=config.mirror.max_stale,
-                                                 cache_bytes=config.mirror.cache_bytes)
+                                                 cache_bytes=config.mirror.cache_bytes, sweeper=maintenance.sweeper)
     app[CHUNK_BYTES_KEY] = config.upload_chunk_bytes
     app[DELETE_ENABLED_KEY] = config.delete_enabled
     app.on_response_prepare.append(_common_headers)
@@ -118,8 +123,12 @@ def create_app(config: Config) -> web.Application:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="io"))
         if mirror is not None:
             mirror.cache.start()
+        local.pulls.start()
+        maintenance.start()
 
     async def close(_: web.Application) -> None:
+        await maintenance.stop()
+        await local.pulls.stop()
         if mirror is not None:
             await mirror.close()
         await store.close()

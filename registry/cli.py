@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(upgrade)
     upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
     upgrade.set_defaults(func=_db_upgrade)
-    from registry.accounts_cli import add_commands
+    from registry import accounts_cli, gc_cli
 
-    add_commands(commands)
+    accounts_cli.add_commands(commands)
+    gc_cli.add_commands(commands)
     return parser
 
 

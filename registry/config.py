@@ -118,6 +118,41 @@ class MirrorConfig:
 
 
 @dataclass
+class GCConfig:
+    grace_period: float = option(3600.0, "seconds an unreferenced blob link is kept (a layer whose manifest is "
+                                         "not pushed yet); older unreferenced links and blobs are collected")
+    untagged_days: float = option(-1.0, "days after which untagged manifests (not needed by a tagged index or "
+                                        "as a referrer of a kept manifest) are collected; negative: keep them")
+    upload_expiry: float = option(86400.0, "seconds an upload session may sit idle before gc purges it and its "
+                                           "staged data")
+    interval: float = option(0.0, "seconds between scheduled gc runs (retention policies included); 0: only "
+                                  "`registry gc` and the admin API run it")
+    batch_size: int = option(500, "rows per sweep transaction (smaller: shorter pauses for concurrent pushes)")
+
+
+@dataclass
+class RetentionConfig:
+    policies: list = option([], "retention policies, first match per repository: a YAML list of {repositories "
+                                "(glob), keep_last, older_than_days, keep_tags (regex), keep_pulled_within_days} "
+                                "(env/flag: the same as JSON); a tag goes when no rule keeps it")
+    interval: float = option(0.0, "seconds between scheduled retention-only runs (gc applies the policies too); "
+                                  "0: off")
+
+
+@dataclass
+class QuotaConfig:
+    namespaces: list = option([], "byte quotas: a YAML list of {namespace, bytes} (bytes as a number or with "
+                                  "units, e.g. 10GiB); each blob counts once per namespace")
+
+
+@dataclass
+class FsckConfig:
+    interval: float = option(0.0, "seconds between scheduled integrity checks (report only, no repair); 0: off")
+    sample: float = option(1.0, "fraction of blobs a scheduled check re-hashes (1: all); all are checked for "
+                                "presence and size")
+
+
+@dataclass
 class Config:
     listen: str = option(":5000", "address to listen on, host:port (an empty host means all interfaces)")
     workers: int = option(1, "server processes sharing the listening socket (use every core; with several "
@@ -132,6 +167,10 @@ class Config:
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mirror: MirrorConfig = field(default_factory=MirrorConfig)
+    gc: GCConfig = field(default_factory=GCConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
+    fsck: FsckConfig = field(default_factory=FsckConfig)
 
     # Derived values, resolved once so every reader agrees.
     @property
@@ -294,6 +333,15 @@ def _validate(config: Config) -> None:
             parse_upstreams(config.mirror.upstreams)
         except MirrorConfigError as exc:
             raise ConfigError(str(exc)) from None
+    from registry.gc.policy import PolicyError, parse_quotas, parse_retention
+
+    try:
+        parse_retention(config.retention.policies)
+        parse_quotas(config.quota.namespaces)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:
+        raise ConfigError("gc.batch_size must be positive, gc.grace_period not negative, fsck.sample in [0, 1]")
     if bool(config.tls.cert_file) != bool(config.tls.key_file):
         raise ConfigError("tls.cert_file and tls.key_file go together")
     if config.storage.backend == "s3":

@@ -12,7 +12,8 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from registry.admin import mirror
+    from registry.admin import maintenance, mirror
 
     app.router.add_get("/admin/api/whoami", whoami)
     mirror.add_routes(app)
+    maintenance.add_routes(app)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from registry.admin.common import json_body
 from registry.api.common import MIRROR_KEY
 from registry.errors import RegistryError
 
@@ -19,11 +19,8 @@ def _mirror(request: web.Request) -> Any:
 
 
 async def _image(request: web.Request) -> tuple[str, dict[str, Any]]:
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except json.JSONDecodeError:
-        raise RegistryError("UNSUPPORTED", "the body must be JSON", status=400) from None
-    image = body.get("image") if isinstance(body, dict) else None
+    body = await json_body(request)
+    image = body.get("image")
     if not isinstance(image, str) or not image:
         raise RegistryError("UNSUPPORTED", 'expected {"image": "<alias>/<name>:<tag>"}', status=400)
     return image, body

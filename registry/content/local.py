@@ -20,9 +20,12 @@ from typing import AsyncIterable, AsyncIterator, Callable
 
 from registry import manifest as mf
 from registry.content.locks import KeyedLocks
+from registry.content.pulls import PullRecorder
+from registry.gc.policy import Quota, format_bytes, quota_for
 from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
 from registry.errors import RegistryError
 from registry.metadata import blobs as blob_rows
+from registry.metadata import gc as gc_rows
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
@@ -87,10 +90,13 @@ class _HashState:
 
 
 class LocalContent:
-    def __init__(self, db: Database, store: BlobStore, redirect_expiry: int | None = None) -> None:
+    def __init__(self, db: Database, store: BlobStore, redirect_expiry: int | None = None,
+                 quotas: list[Quota] | None = None) -> None:
         self.db = db
         self.store = store
         self.redirect_expiry = redirect_expiry
+        self.quotas = quotas or []
+        self.pulls = PullRecorder(db)
         self._upload_locks = KeyedLocks()
         self._hash_states: OrderedDict[str, _HashState] = OrderedDict()
 
@@ -116,27 +122,73 @@ class LocalContent:
     async def mount_blob(self, repository: str, digest: Digest, source: str) -> BlobContent | None:
         """Link a blob from `source` without copying; None when the source does not hold it."""
         async with self.db.write() as conn:
-            size = await blob_rows.linked_blob_size(conn, source, str(digest))
+            size = await blob_rows.linked_blob_size(conn, source, str(digest), lock=True)
             if size is None:
                 return None
+            await self._check_quota(conn, repository, str(digest), size)
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
         return BlobContent(str(digest), size)
 
     async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
         """A monolithic upload: the store verifies and publishes, then one transaction links it."""
+        await self._check_quota_room(repository)
         try:
             size = await self.store.put_blob(digest, body)
         except DigestMismatch:
             raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)}) from None
-        async with self.db.write() as conn:
-            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
-            await blob_rows.record_blob(self.db, conn, str(digest), size)
-            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+        try:
+            async with self.db.write() as conn:
+                await self._check_quota(conn, repository, str(digest), size)
+                await self._record_and_link(conn, repository, digest, size)
+        except RegistryError as exc:
+            if exc.code == "DENIED":
+                await self._leave_for_collection(digest, size)
+            raise
         return BlobContent(str(digest), size)
+
+    async def _record_and_link(self, conn, repository: str, digest: Digest, size: int) -> None:  # type: ignore[no-untyped-def]
+        """Inside a write transaction: the blob's row (locked) and its link into the repository.
+
+        A new row means a garbage collection may have deleted these very bytes between our
+        publish and this transaction (it deletes bytes under the row's lock): check, and fail
+        cleanly rather than record a blob that is not there.
+        """
+        if await blob_rows.record_blob(self.db, conn, str(digest), size) and await self.store.stat(digest) is None:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "the blob was garbage-collected while this upload "
+                                "finished; push it again", detail={"digest": str(digest)})
+        repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+        await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+
+    async def _leave_for_collection(self, digest: Digest, size: int) -> None:
+        """Bytes stored but refused (quota): a row with no link, which garbage collection removes."""
+        async with self.db.write() as conn:
+            await blob_rows.record_blob(self.db, conn, str(digest), size)
+
+    # -- quotas -----------------------------------------------------------------------
+    async def _check_quota_room(self, repository: str) -> None:
+        """Before accepting bytes: refuse when the namespace is already at its quota."""
+        quota = quota_for(self.quotas, repository)
+        if quota is None:
+            return
+        async with self.db.read() as conn:
+            used = await gc_rows.namespace_usage(conn, quota.namespace)
+        if used >= quota.bytes:
+            raise _quota_error(quota, used, None)
+
+    async def _check_quota(self, conn, repository: str, digest: str, size: int) -> None:  # type: ignore[no-untyped-def]
+        """Inside the write transaction that would link `digest`: refuse if it pushes the
+        namespace over its quota (a blob already in the namespace costs nothing more)."""
+        quota = quota_for(self.quotas, repository)
+        if quota is None or await gc_rows.linked_in_namespace(conn, quota.namespace, digest):
+            return
+        used = await gc_rows.namespace_usage(conn, quota.namespace)
+        if used + size > quota.bytes:
+            raise _quota_error(quota, used, size)
 
     # -- upload sessions --------------------------------------------------------------
     async def start_upload(self, repository: str) -> Upload:
+        await self._check_quota_room(repository)
         upload_id = _new_upload_id()
         await self.store.start_upload(upload_id)
         async with self.db.write() as conn:
@@ -171,11 +223,16 @@ class LocalContent:
                 # The bytes can never become this digest: drop them so nothing wrong lingers.
                 await self._drop_upload(upload_id)
                 raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)})
+            if quota_for(self.quotas, repository) is not None:
+                try:
+                    async with self.db.read() as conn:
+                        await self._check_quota(conn, repository, str(digest), size)
+                except RegistryError:
+                    await self._drop_upload(upload_id)
+                    raise
             await self.store.commit_upload(upload_id, digest)
             async with self.db.write() as conn:
-                repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
-                await blob_rows.record_blob(self.db, conn, str(digest), size)
-                await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+                await self._record_and_link(conn, repository, digest, size)
                 await upload_rows.delete_upload(conn, upload_id)
             self._hash_states.pop(upload_id, None)
         return BlobContent(str(digest), size)
@@ -279,6 +336,7 @@ class LocalContent:
                 if await repo_rows.repository_id(conn, repository) is None:
                     raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
+        self.pulls.record(repository, row.digest)
         return Manifest(row.digest, row.media_type, row.payload, row.subject)
 
     async def put_manifest(self, repository: str, reference: str | Digest, payload: bytes,
@@ -345,9 +403,7 @@ class LocalContent:
     async def adopt_blob(self, repository: str, digest: Digest, size: int) -> None:
         """Record and link a blob whose verified bytes are already in the store."""
         async with self.db.write() as conn:
-            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
-            await blob_rows.record_blob(self.db, conn, str(digest), size)
-            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+            await self._record_and_link(conn, repository, digest, size)
 
     async def stored_size(self, digest: Digest) -> int | None:
         """Size of a blob known to the registry (in any repository)."""
@@ -386,6 +442,13 @@ class LocalContent:
 
 def _new_upload_id() -> str:
     return secrets.token_urlsafe(24)
+
+
+def _quota_error(quota: Quota, used: int, size: int | None) -> RegistryError:
+    needs = f"; this blob needs {format_bytes(size)} more" if size is not None else ""
+    return RegistryError("DENIED", f"quota exceeded for namespace {quota.namespace!r}: "
+                         f"{format_bytes(used)} of {format_bytes(quota.bytes)} used{needs}",
+                         detail={"namespace": quota.namespace, "quota": quota.bytes, "usage": used, "size": size})
 
 
 def _range_error(upload_id: str, size: int) -> RegistryError:

@@ -17,22 +17,39 @@ _LINKED_SIZE = (select(blobs.c.size)
                 .where(repositories.c.name == bindparam("repository"), repository_blobs.c.digest == bindparam("digest")))
 
 
-async def linked_blob_size(conn: Connection, repository: str, digest: str) -> int | None:
-    """Size of a blob if it is linked into the named repository."""
-    return (await conn.execute(_LINKED_SIZE, {"repository": repository, "digest": digest})).scalar()
+# Writers lock what they rely on FOR SHARE (PostgreSQL; SQLite writes are exclusive anyway), so
+# garbage collection, which locks FOR UPDATE SKIP LOCKED, never deletes it under them.
+_LINKED_SIZE_LOCKED = _LINKED_SIZE.with_for_update(read=True)
+
+
+async def linked_blob_size(conn: Connection, repository: str, digest: str, lock: bool = False) -> int | None:
+    """Size of a blob if it is linked into the named repository (`lock`: hold it for this transaction)."""
+    statement = _LINKED_SIZE_LOCKED if lock else _LINKED_SIZE
+    return (await conn.execute(statement, {"repository": repository, "digest": digest})).scalar()
 
 
 async def blob_size(conn: Connection, digest: str) -> int | None:
     return (await conn.execute(select(blobs.c.size).where(blobs.c.digest == digest))).scalar()
 
 
-async def record_blob(db: Database, conn: Connection, digest: str, size: int) -> None:
-    await conn.execute(db.insert_ignore(blobs), {"digest": digest, "size": size, "created_at": time.time(),
-                                                 "last_pulled_at": None})
+_LOCK_BLOB = select(blobs.c.digest).where(blobs.c.digest == bindparam("digest")).with_for_update(read=True)
+
+
+async def record_blob(db: Database, conn: Connection, digest: str, size: int) -> bool:
+    """Make sure the blob's row exists and stays for this transaction. True when the row is new:
+    then a garbage collection may have deleted the bytes just before, and the caller must check."""
+    row = {"digest": digest, "size": size, "created_at": time.time(), "last_pulled_at": None}
+    if (await conn.execute(db.insert_ignore(blobs), row)).rowcount == 1:
+        return True
+    if db.is_sqlite or (await conn.execute(_LOCK_BLOB, {"digest": digest})).first() is not None:
+        return False
+    await conn.execute(db.insert_ignore(blobs), row)  # swept between our insert and our lock
+    return True
 
 
 async def link_blob(db: Database, conn: Connection, repository_id: int, digest: str) -> None:
-    await conn.execute(db.insert_ignore(repository_blobs),
+    """Link (or re-link) a blob: the link's time restarts its garbage-collection grace period."""
+    await conn.execute(db.upsert(repository_blobs, ["repository_id", "digest"], ["created_at"]),
                        {"repository_id": repository_id, "digest": digest, "created_at": time.time()})
 
 
@@ -48,9 +65,12 @@ _LINKED_IN = (select(blobs.c.digest, blobs.c.size)
                      repository_blobs.c.digest.in_(bindparam("digests", expanding=True))))
 
 
+_LINKED_IN_LOCKED = _LINKED_IN.with_for_update(read=True)
+
+
 async def linked_digests(conn: Connection, repository_id: int, digests: list[str]) -> dict[str, int]:
-    """Of `digests`, those linked into the repository, with their sizes."""
+    """Of `digests`, those linked into the repository, with their sizes; locked for the transaction."""
     if not digests:
         return {}
-    rows = await conn.execute(_LINKED_IN, {"repository_id": repository_id, "digests": digests})
+    rows = await conn.execute(_LINKED_IN_LOCKED, {"repository_id": repository_id, "digests": digests})
     return {row.digest: row.size for row in rows}

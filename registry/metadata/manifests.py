@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, select
+from sqlalchemy import and_, bindparam, delete, select, update
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import manifest_references, manifests, repositories, tags
@@ -55,10 +55,13 @@ async def manifest_by_digest(conn: Connection, repository: str, digest: str) -> 
     return _row((await conn.execute(_BY_DIGEST, {"repository": repository, "digest": digest})).first())
 
 
-_EXISTING = select(manifests.c.digest).where(manifests.c.repository_id == bindparam("repository_id"),
-                                             manifests.c.digest.in_(bindparam("digests", expanding=True)))
+# Locked FOR SHARE (PostgreSQL) so garbage collection cannot delete a manifest a push relies on.
+_EXISTING = (select(manifests.c.digest).where(manifests.c.repository_id == bindparam("repository_id"),
+                                              manifests.c.digest.in_(bindparam("digests", expanding=True)))
+             .with_for_update(read=True))
 _ID = select(manifests.c.id).where(manifests.c.repository_id == bindparam("repository_id"),
                                    manifests.c.digest == bindparam("digest"))
+_ID_LOCKED = _ID.with_for_update(read=True)
 
 
 async def existing_manifests(conn: Connection, repository_id: int, digests: list[str]) -> set[str]:
@@ -72,7 +75,7 @@ async def store_manifest(db: Database, conn: Connection, repository_id: int, *, 
                          annotations: dict[str, str] | None, references: list[tuple[str, str]]) -> int:
     """Insert the manifest unless the repository has it already; returns its id."""
     key = {"repository_id": repository_id, "digest": digest}
-    existing = (await conn.execute(_ID, key)).scalar()
+    existing = (await conn.execute(_ID_LOCKED, key)).scalar()
     if existing is not None:
         return existing
     await conn.execute(db.insert_ignore(manifests), {
@@ -84,6 +87,19 @@ async def store_manifest(db: Database, conn: Connection, repository_id: int, *, 
         await conn.execute(db.insert_ignore(manifest_references),
                            [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in set(references)])
     return manifest_id
+
+
+_PULLED = (update(manifests)
+           .where(manifests.c.repository_id == select(repositories.c.id)
+                  .where(repositories.c.name == bindparam("repo")).scalar_subquery(),
+                  manifests.c.digest == bindparam("d"))
+           .values(last_pulled_at=bindparam("at")))
+
+
+async def record_pulls(conn: Connection, pulled: dict[tuple[str, str], float]) -> None:
+    """{(repository, manifest digest): when} -> manifests.last_pulled_at."""
+    if pulled:
+        await conn.execute(_PULLED, [{"repo": repo, "d": digest, "at": at} for (repo, digest), at in pulled.items()])
 
 
 async def delete_manifest(conn: Connection, repository_id: int, digest: str) -> bool:

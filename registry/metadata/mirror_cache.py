@@ -68,15 +68,6 @@ async def links_left(conn: Connection, digest: str, prefixes: list[str] | None =
     return int((await conn.execute(query)).scalar() or 0)
 
 
-async def referenced_by_any_manifest(conn: Connection, digest: str) -> bool:
-    query = select(func.count()).select_from(manifest_references).where(manifest_references.c.digest == digest)
-    return bool((await conn.execute(query)).scalar())
-
-
-async def forget_blob(conn: Connection, digest: str) -> None:
-    await conn.execute(delete(blobs).where(blobs.c.digest == digest))
-
-
 # -- pins ----------------------------------------------------------------------------------
 async def add_pin(conn: Connection, repository: str, reference: str) -> None:
     exists = (await conn.execute(select(func.count()).select_from(mirror_pins).where(

@@ -119,3 +119,14 @@ mirror_fills = Table(
     Column("owner", String(64), nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+
+# Maintenance jobs (gc, retention, fsck): a lease so one runs at a time across processes, and
+# the last report (JSON) for the admin API.
+maintenance = Table(
+    "maintenance", metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("owner", String(64), nullable=True),
+    Column("expires_at", Float, nullable=True),
+    Column("last_report", Text, nullable=True),
+    Column("last_finished_at", Float, nullable=True),
+)

@@ -4,7 +4,8 @@ Pulls are recorded in memory and written in one transaction every few seconds (a
 GET would cost more than the pull). Pulling a manifest counts as pulling its blobs too, since a
 client that already has the layers will not ask for them again. When the cached bytes exceed
 `mirror.cache_bytes`, the oldest links are removed (bytes deleted from the store once nothing
-else links them) until the cache fits; blobs of pinned images are skipped.
+else needs them, by the garbage collector's sweep) until the cache fits; blobs of pinned
+images are skipped.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import asyncio
 import logging
 import time
 
-from registry.digest import parse_digest
+from registry.gc.sweep import Sweeper
 from registry.metadata import mirror_cache
 from registry.metadata.db import Database
-from registry.storage import BlobStore
 
 log = logging.getLogger("registry.mirror.cache")
 
@@ -25,9 +25,9 @@ BATCH = 200
 
 
 class CacheKeeper:
-    def __init__(self, db: Database, store: BlobStore, prefixes: list[str], cap_bytes: int) -> None:
+    def __init__(self, db: Database, sweeper: Sweeper, prefixes: list[str], cap_bytes: int) -> None:
         self.db = db
-        self.store = store
+        self.sweeper = sweeper
         self.prefixes = prefixes
         self.cap_bytes = cap_bytes
         self._touched: dict[tuple[str, str], float] = {}
@@ -111,16 +111,11 @@ class CacheKeeper:
                 async with self.db.write() as conn:
                     await mirror_cache.unlink(conn, link)
                     still_cached = await mirror_cache.links_left(conn, link.digest, self.prefixes)
-                    linked_anywhere = await mirror_cache.links_left(conn, link.digest)
-                    if not linked_anywhere:
-                        await mirror_cache.forget_blob(conn, link.digest)
                 report["evicted_links"] += 1
                 if not still_cached:
                     used -= link.size
                     report["freed_bytes"] += link.size
-                if not linked_anywhere:
-                    await self.store.delete(parse_digest(link.digest))
-                    report["deleted_blobs"] += 1
+                    report["deleted_blobs"] += len(await self.sweeper.delete_blobs([link.digest], references_hold=False))
         report["usage_after"] = used
         if report["evicted_links"]:
             log.info("mirror cache over its cap of %d bytes: evicted %d links, freed %d bytes",

@@ -15,6 +15,7 @@ Writes are refused with DENIED: a mirror's namespace belongs to its upstream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from registry.errors import RegistryError
 from registry.manifest import ParsedManifest, parse_manifest
 from registry.metadata import mirror_cache
 from registry.metadata.manifests import Referrer
+from registry.gc.sweep import Sweeper
 from registry.mirror.cache import CacheKeeper
 from registry.mirror.fills import Fill, FillGone, Fills
 from registry.mirror.upstreams import Route, Router, Upstream
@@ -45,7 +47,7 @@ REMOTE_FILL_WAIT_SECONDS = 1800.0
 
 class MirrorContent:
     def __init__(self, local: LocalContent, store: BlobStore, router: Router, fills_dir: Path,
-                 max_stale: float, cache_bytes: int = 0) -> None:
+                 max_stale: float, cache_bytes: int = 0, sweeper: Sweeper | None = None) -> None:
         self.local = local
         self.store = store
         self.router = router
@@ -54,7 +56,8 @@ class MirrorContent:
         self._held: set[Fill] = set()
         self._inflight: dict[tuple[str, ...], asyncio.Future[Manifest]] = {}
         self._holders: set[asyncio.Task[None]] = set()
-        self.cache = CacheKeeper(local.db, store, [u.alias for u in router.upstreams], cache_bytes)
+        self.cache = CacheKeeper(local.db, sweeper or Sweeper(local.db, store), [u.alias for u in router.upstreams],
+                                 cache_bytes)
 
     def _pulled(self, repository: str, found: Manifest) -> Manifest:
         """A manifest served counts as its blobs pulled (a client with the layers won't ask)."""
@@ -234,7 +237,9 @@ class MirrorContent:
         async def hold() -> None:
             try:
                 while not fill.finished:
-                    await asyncio.sleep(FILL_LEASE_SECONDS / 3)
+                    # Released as soon as the fill ends: garbage collection leaves a filling blob alone.
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(fill.done.wait(), FILL_LEASE_SECONDS / 3)
                     if not fill.finished:
                         async with self.local.db.write() as conn:
                             await mirror_cache.renew_fill(conn, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)

@@ -48,6 +48,7 @@ class Fill:
         self.written = 0
         self.error: BaseException | None = None
         self.finished = False
+        self.done = asyncio.Event()
         self.headers_known = asyncio.Event()
         self._progress = asyncio.Condition()
 
@@ -80,6 +81,7 @@ class Fill:
             self.headers_known.set()
         finally:
             self.finished = True
+            self.done.set()
             await self._notify()
             try:
                 self.path.unlink()  # readers that opened it keep reading their descriptor

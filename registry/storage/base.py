@@ -65,6 +65,25 @@ class BlobStore(abc.ABC):
     async def delete(self, digest: Digest) -> bool:
         """Remove a committed blob; False when it was absent."""
 
+    @abc.abstractmethod
+    def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
+        """Every committed blob with its size, in no particular order (for fsck).
+
+        Files whose names are not digests are reported by `iter_strays`, not here.
+        """
+
+    def iter_strays(self) -> AsyncIterator[str]:
+        """Names in the blob area that are not committed blobs (leftovers, foreign files)."""
+        return _nothing()
+
+    @abc.abstractmethod
+    async def quarantine(self, digest: Digest, reason: str) -> str:
+        """Move a committed blob out of the served area (kept for inspection); returns where it went."""
+
+    @abc.abstractmethod
+    async def quarantine_stray(self, name: str, reason: str) -> str:
+        """Move a name reported by `iter_strays` out of the blob area; returns where it went."""
+
     # -- staged uploads ---------------------------------------------------------------
     @abc.abstractmethod
     async def start_upload(self, upload_id: str) -> None:
@@ -103,6 +122,10 @@ class BlobStore(abc.ABC):
     async def abort_upload(self, upload_id: str) -> None:
         """Drop staging; no error when it is already gone."""
 
+    @abc.abstractmethod
+    def iter_uploads(self) -> AsyncIterator[tuple[str, float]]:
+        """Every staged upload id with the time (epoch seconds) it was last written."""
+
     async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
         """Store a whole blob whose digest is known up front (a monolithic push); returns its size.
 
@@ -132,6 +155,11 @@ class BlobStore(abc.ABC):
 
     async def close(self) -> None:
         """Release connections and threads."""
+
+
+async def _nothing() -> AsyncIterator[str]:
+    return
+    yield
 
 
 async def _file_chunks(path: Path, chunk: int = 4 * 1024 * 1024) -> AsyncIterator[bytes]:

@@ -14,10 +14,12 @@ import ctypes.util
 import errno
 import os
 import re
+import time
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator, Callable
 
-from registry.digest import Digest
+from registry.digest import ALGORITHMS, Digest, parse_digest
+from registry.errors import RegistryError
 from registry.storage.base import BlobStore, Hasher, UploadNotFound, UploadOffsetMismatch
 
 READ_CHUNK = 1024 * 1024
@@ -56,6 +58,16 @@ def _start_writeback() -> Callable[[int, int, int], None]:
 start_writeback = _start_writeback()
 
 
+def _blob_name(algorithm: str, prefix: str, entry: os.DirEntry[str]) -> Digest | None:
+    """The digest a directory entry stores, or None when it is not a well-placed blob file."""
+    if not entry.is_file(follow_symlinks=False) or not entry.name.startswith(prefix):
+        return None
+    try:
+        return parse_digest(f"{algorithm}:{entry.name}")
+    except RegistryError:
+        return None
+
+
 class _Appender:
     """Writes an upload's chunks in order, hashing them and starting writeback as it goes."""
 
@@ -83,6 +95,7 @@ class FilesystemStore(BlobStore):
         self.root = Path(root)
         self.blobs_dir = self.root / "blobs"
         self.uploads_dir = self.root / "uploads"
+        self.quarantine_dir = self.root / "quarantine"
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
 
@@ -133,7 +146,72 @@ class FilesystemStore(BlobStore):
         except FileNotFoundError:
             return False
 
+    async def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
+        for directory in await asyncio.to_thread(self._blob_dirs):
+            for digest, size in await asyncio.to_thread(self._list_blob_dir, directory):
+                yield digest, size
+
+    async def iter_strays(self) -> AsyncIterator[str]:
+        for directory in await asyncio.to_thread(self._blob_dirs):
+            for name in await asyncio.to_thread(self._strays_in, directory):
+                yield name
+
+    def _blob_dirs(self) -> list[Path]:
+        """The <alg>/<2 hex> directories; listed one at a time so a huge store never sits in memory."""
+        found = []
+        for algorithm in sorted(os.listdir(self.blobs_dir)):
+            base = self.blobs_dir / algorithm
+            if algorithm in ALGORITHMS and base.is_dir():
+                found.extend(base / prefix for prefix in sorted(os.listdir(base)) if (base / prefix).is_dir())
+        return found
+
+    def _list_blob_dir(self, directory: Path) -> list[tuple[Digest, int]]:
+        algorithm, prefix = directory.parent.name, directory.name
+        found = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                digest = _blob_name(algorithm, prefix, entry)
+                if digest is not None:
+                    found.append((digest, entry.stat(follow_symlinks=False).st_size))
+        return found
+
+    def _strays_in(self, directory: Path) -> list[str]:
+        algorithm, prefix = directory.parent.name, directory.name
+        strays = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _blob_name(algorithm, prefix, entry) is None:
+                    strays.append(str(Path(entry.path).relative_to(self.root)))
+        return strays
+
+    async def quarantine(self, digest: Digest, reason: str) -> str:
+        return await asyncio.to_thread(self._quarantine, self.blob_path(digest), f"{digest.algorithm}-{digest.hex}",
+                                       reason)
+
+    async def quarantine_stray(self, name: str, reason: str) -> str:
+        """Move a stray file (a name from iter_strays) out of the blob area."""
+        path = (self.root / name).resolve()
+        if self.blobs_dir.resolve() not in path.parents:
+            raise ValueError(f"{name} is not in the blob area")
+        return await asyncio.to_thread(self._quarantine, path, path.name, reason)
+
+    def _quarantine(self, source: Path, name: str, reason: str) -> str:
+        self._make_dirs(self.quarantine_dir)
+        target = self.quarantine_dir / f"{name}.{int(time.time())}.{re.sub(r'[^a-z0-9-]', '-', reason)}"
+        os.rename(source, target)
+        _fsync_dir(source.parent)
+        _fsync_dir(self.quarantine_dir)
+        return str(target)
+
     # -- staged uploads ---------------------------------------------------------------
+    async def iter_uploads(self) -> AsyncIterator[tuple[str, float]]:
+        def listing() -> list[tuple[str, float]]:
+            with os.scandir(self.uploads_dir) as entries:
+                return [(e.name, e.stat(follow_symlinks=False).st_mtime) for e in entries if _UPLOAD_ID.match(e.name)]
+
+        for item in await asyncio.to_thread(listing):
+            yield item
+
     async def start_upload(self, upload_id: str) -> None:
         path = self._upload_path(upload_id)
         fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
@@ -27,7 +28,8 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 
-from registry.digest import Digest
+from registry.digest import Digest, parse_digest
+from registry.errors import RegistryError
 from registry.storage.base import (BlobStore, DigestMismatch, Hasher, StorageUnavailable, UploadNotFound,
                                    UploadOffsetMismatch)
 
@@ -174,7 +176,76 @@ class S3Store(BlobStore):
         await self._call(self.client.delete_object, Bucket=self.bucket, Key=self.blob_key(digest))
         return True
 
+    async def _list(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        """Objects under a key prefix, a page (up to 1,000) at a time."""
+        token: dict[str, str] = {}
+        while True:
+            page = await self._call(self.client.list_objects_v2, Bucket=self.bucket, Prefix=prefix, **token)
+            for item in page.get("Contents", []):
+                yield item
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    async def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
+        async for item in self._list(f"{self.prefix}blobs/"):
+            digest = self._digest_of(item["Key"])
+            if digest is not None:
+                yield digest, int(item["Size"])
+
+    async def iter_strays(self) -> AsyncIterator[str]:
+        async for item in self._list(f"{self.prefix}blobs/"):
+            if self._digest_of(item["Key"]) is None:
+                yield item["Key"]
+
+    def _digest_of(self, key: str) -> Digest | None:
+        parts = key[len(self.prefix):].split("/")
+        if len(parts) != 4 or parts[0] != "blobs" or not parts[3].startswith(parts[2]) or len(parts[2]) != 2:
+            return None
+        try:
+            return parse_digest(f"{parts[1]}:{parts[3]}")
+        except RegistryError:
+            return None
+
+    async def quarantine(self, digest: Digest, reason: str) -> str:
+        return await self._move_to_quarantine(self.blob_key(digest), f"{digest.algorithm}-{digest.hex}", reason)
+
+    async def quarantine_stray(self, name: str, reason: str) -> str:
+        if not name.startswith(f"{self.prefix}blobs/"):
+            raise ValueError(f"{name} is not in the blob area")
+        return await self._move_to_quarantine(name, name.rsplit("/", 1)[-1], reason)
+
+    async def _move_to_quarantine(self, key: str, name: str, reason: str) -> str:
+        size = int((await self._call(self.client.head_object, Bucket=self.bucket, Key=key))["ContentLength"])
+        target = f"{self.prefix}quarantine/{name}.{int(time.time())}.{reason}"
+        await self._copy(key, target, size)
+        await self._call(self.client.delete_object, Bucket=self.bucket, Key=key)
+        return target
+
     # -- upload state -----------------------------------------------------------------
+    async def iter_uploads(self) -> AsyncIterator[tuple[str, float]]:
+        """Upload ids from their objects and from multipart uploads whose state object is gone."""
+        newest: dict[str, float] = {}
+        base = f"{self.prefix}uploads/"
+        async for item in self._list(base):
+            upload_id = item["Key"][len(base):].split("/", 1)[0]
+            newest[upload_id] = max(newest.get(upload_id, 0.0), item["LastModified"].timestamp())
+        async for key, _, initiated in self._multipart_uploads(base):
+            upload_id = key[len(base):].split("/", 1)[0]
+            newest[upload_id] = max(newest.get(upload_id, 0.0), initiated)
+        for item in newest.items():
+            yield item
+
+    async def _multipart_uploads(self, prefix: str) -> AsyncIterator[tuple[str, str, float]]:
+        markers: dict[str, str] = {}
+        while True:
+            page = await self._call(self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=prefix, **markers)
+            for item in page.get("Uploads", []):
+                yield item["Key"], item["UploadId"], item["Initiated"].timestamp()
+            if not page.get("IsTruncated"):
+                return
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
     async def _load(self, upload_id: str) -> _UploadState:
         if not upload_id or "/" in upload_id or upload_id in (".", ".."):
             raise UploadNotFound(upload_id)
@@ -384,8 +455,22 @@ class S3Store(BlobStore):
         try:
             state = await self._load(upload_id)
         except UploadNotFound:
+            if upload_id and "/" not in upload_id and upload_id not in (".", ".."):
+                await self._discard_leftovers(upload_id)
             return
         await self._discard(upload_id, state)
+
+    async def _discard_leftovers(self, upload_id: str) -> None:
+        """An upload whose state object is gone (a crash mid-abort): whatever objects and parts remain."""
+        prefix = self._upload_key(upload_id, "")
+        async for key, multipart_id, _ in self._multipart_uploads(prefix):
+            try:
+                await self._call(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=multipart_id)
+            except ClientError as exc:
+                if not self._missing(exc):
+                    raise
+        async for item in self._list(prefix):
+            await self._delete_quietly(item["Key"])
 
     async def _discard(self, upload_id: str, state: _UploadState) -> None:
         """Remove an upload's multipart upload, tail, data and state (the state last)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -269,5 +270,47 @@ def test_put_file_stores_a_verified_local_file(store, tmp_path):
         assert source.read_bytes() == data  # the caller's file is left where it was
         source.unlink()  # and removing it does not touch the stored blob
         assert await collect(store.read(digest)) == data
+
+    run(scenario())
+
+
+def test_iter_blobs_lists_every_committed_blob_with_its_size(store):
+    async def scenario():
+        stored = {await put(store, f"u{i}", b"x" * i): i for i in range(5)}
+        await store.start_upload("staged-only")
+        await store.write_upload("staged-only", 0, chunks(b"not a blob yet"))
+        listed = {digest: size async for digest, size in store.iter_blobs()}
+        assert listed == stored
+        assert [name async for name in store.iter_strays()] == []
+
+    run(scenario())
+
+
+def test_quarantine_takes_a_blob_out_of_service(store):
+    async def scenario():
+        kept, moved = await put(store, "u1", b"kept"), await put(store, "u2", b"moved")
+        where = await store.quarantine(moved, "digest-mismatch")
+        assert "quarantine" in where
+        assert await store.stat(moved) is None
+        assert {digest async for digest, _ in store.iter_blobs()} == {kept}
+        # The same bytes pushed again come back as a normal blob.
+        assert await put(store, "u3", b"moved") == moved
+        assert await store.stat(moved) == 5
+
+    run(scenario())
+
+
+def test_iter_uploads_lists_staged_uploads_until_they_are_gone(store):
+    async def scenario():
+        await store.start_upload("small")
+        await store.write_upload("small", 0, chunks(b"abc"))
+        await store.start_upload("parted")  # big enough for a multipart upload on S3
+        await store.write_upload("parted", 0, chunks(os.urandom(6 * 1024 * 1024)))
+        listed = {upload_id: when async for upload_id, when in store.iter_uploads()}
+        assert set(listed) == {"small", "parted"}
+        assert all(abs(when - time.time()) < 600 for when in listed.values())
+        await store.abort_upload("small")
+        await store.abort_upload("parted")
+        assert [upload_id async for upload_id, _ in store.iter_uploads()] == []
 
     run(scenario())

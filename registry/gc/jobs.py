@@ -1,0 +1,197 @@
+"""Maintenance jobs: garbage collection, retention and fsck, run from the CLI, the admin API or
+a schedule, one of a kind at a time across processes, each leaving a JSON report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+from registry.gc import fsck as fsck_check
+from registry.gc.plan import Plan, mark
+from registry.gc.policy import RetentionPolicy, parse_retention
+from registry.gc.sweep import Sweeper
+from registry.metadata import gc as gc_rows
+from registry.metadata import maintenance as rows
+from registry.metadata.db import Database
+from registry.storage import BlobStore
+
+log = logging.getLogger("registry.gc")
+
+LEASE_SECONDS = 60.0
+MAX_ITEMS = 10_000  # items listed in a report; counts are always complete
+KINDS = ("gc", "retention", "fsck")
+
+
+class MaintenanceBusy(Exception):
+    """Another run of the same kind holds the lease."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    grace_seconds: float = 3600.0
+    untagged_days: float | None = None  # None: keep untagged manifests
+    upload_expiry_seconds: float = 86400.0
+    batch_size: int = 500
+    policies: tuple[RetentionPolicy, ...] = ()
+    gc_interval: float = 0.0
+    retention_interval: float = 0.0
+    fsck_interval: float = 0.0
+    fsck_sample: float | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> "Settings":
+        gc = config.gc
+        return cls(grace_seconds=gc.grace_period, untagged_days=None if gc.untagged_days < 0 else gc.untagged_days,
+                   upload_expiry_seconds=gc.upload_expiry, batch_size=gc.batch_size,
+                   policies=tuple(parse_retention(config.retention.policies)), gc_interval=gc.interval,
+                   retention_interval=config.retention.interval, fsck_interval=config.fsck.interval,
+                   fsck_sample=config.fsck.sample if config.fsck.sample < 1 else None)
+
+
+class Maintenance:
+    def __init__(self, db: Database, store: BlobStore, settings: Settings) -> None:
+        self.db = db
+        self.store = store
+        self.settings = settings
+        self.sweeper = Sweeper(db, store, settings.batch_size)
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # e.g. metrics
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the jobs ---------------------------------------------------------------------
+    async def gc(self, dry_run: bool = False) -> dict[str, Any]:
+        """Retention policies, then everything unreachable: manifests, links, blobs, stale uploads."""
+        return await self._run("gc", dry_run, lambda: self._collect(dry_run, collect=True))
+
+    async def retention(self, dry_run: bool = False) -> dict[str, Any]:
+        """Retention policies only: tags, and the manifests only they kept (a later gc frees the bytes)."""
+        return await self._run("retention", dry_run, lambda: self._collect(dry_run, collect=False))
+
+    async def fsck(self, sample: float | None = None, repair: bool = False) -> dict[str, Any]:
+        async def job() -> dict[str, Any]:
+            found = await fsck_check.check(self.db, self.store, sample, repair)
+            return {"checked": found.checked, "hashed": found.hashed, "hashed_bytes": found.hashed_bytes,
+                    "sample": sample, "repair": repair, "problems": found.problems}
+        return await self._run("fsck", not repair, job, exclusive=repair, scheduled=True)
+
+    async def last_report(self, kind: str) -> dict[str, Any] | None:
+        async with self.db.read() as conn:
+            return await rows.last_report(conn, kind)
+
+    async def _collect(self, dry_run: bool, collect: bool) -> dict[str, Any]:
+        settings, now = self.settings, time.time()
+        async with self.db.read() as conn:
+            snapshot = await gc_rows.load_snapshot(conn)
+        plan = mark(snapshot, now=now, grace_seconds=settings.grace_seconds, untagged_days=settings.untagged_days,
+                    policies=list(settings.policies), collect=collect)
+        idle_before = now - settings.upload_expiry_seconds
+        uploads = await self.sweeper.expired_uploads(idle_before) if collect else []
+        if not dry_run:
+            purged = set(await self.sweeper.purge_uploads(uploads, idle_before))
+            uploads = [u for u in uploads if u[0] in purged]
+            plan.tags = await self.sweeper.delete_tags(plan.tags)
+            deleted = set(await self.sweeper.delete_manifests(plan.manifests))
+            plan.manifests = [m for m in plan.manifests if m.id in deleted]
+            plan.links = await self.sweeper.delete_links(plan.links, now - settings.grace_seconds)
+            plan.blobs = await self.sweeper.delete_blobs(plan.blobs)
+        return _describe(plan, snapshot.repositories, [u for u, _ in uploads], collect)
+
+    # -- leases and reports -----------------------------------------------------------
+    async def _run(self, kind: str, dry_run: bool, job: Callable[[], Any], exclusive: bool | None = None,
+                   scheduled: bool | None = None) -> dict[str, Any]:
+        """Run a job under its lease (unless it only reads) and keep its report. `scheduled`: the
+        run counts as the schedule's (by default, real runs do and dry runs do not)."""
+        started = time.time()
+        async with self._lease(kind, needed=not dry_run if exclusive is None else exclusive):
+            body = await job()
+        report = {"kind": kind, "dry_run": dry_run, "started_at": started, "finished_at": time.time(), **body}
+        async with self.db.write() as conn:
+            await rows.save_report(self.db, conn, kind, report,
+                                   finished=not dry_run if scheduled is None else scheduled)
+        log.info("%s%s finished in %.1fs: %s", kind, " (dry run)" if dry_run else "",
+                 report["finished_at"] - started, report.get("deleted") or f"{len(report.get('problems', []))} problems")
+        for listener in self.listeners:
+            listener(report)
+        return report
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, kind: str, needed: bool) -> AsyncIterator[None]:
+        if not needed:  # dry runs only read
+            yield
+            return
+        owner = secrets.token_hex(8)
+        async with self.db.write() as conn:
+            if not await rows.take_lease(self.db, conn, kind, owner, LEASE_SECONDS):
+                raise MaintenanceBusy(f"another {kind} run is in progress")
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(LEASE_SECONDS / 3)
+                with contextlib.suppress(Exception):
+                    async with self.db.write() as conn:
+                        await rows.take_lease(self.db, conn, kind, owner, LEASE_SECONDS)
+
+        renewal = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            async with self.db.write() as conn:
+                await rows.release_lease(conn, kind, owner)
+
+    # -- schedules --------------------------------------------------------------------
+    def start(self) -> None:
+        schedule = {"gc": self.settings.gc_interval, "retention": self.settings.retention_interval,
+                    "fsck": self.settings.fsck_interval}
+        for kind, interval in schedule.items():
+            if interval > 0:
+                self._tasks.append(asyncio.create_task(self._every(kind, interval)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _every(self, kind: str, interval: float) -> None:
+        """Run `kind` every `interval` seconds, counted from the last finished run in any process
+        (so several workers or replicas do not multiply the runs)."""
+        while True:
+            await asyncio.sleep(min(interval, 60.0) * random.uniform(0.5, 1.0))
+            try:
+                async with self.db.read() as conn:
+                    last = await rows.last_finished_at(conn, kind)
+                if last is not None and time.time() - last < interval:
+                    continue
+                if kind == "fsck":
+                    await self.fsck(self.settings.fsck_sample, repair=False)
+                else:
+                    await getattr(self, kind)(dry_run=False)
+            except MaintenanceBusy:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduled %s failed; trying again at the next interval", kind)
+
+
+def _describe(plan: Plan, repositories: dict[int, str], uploads: list[str], collect: bool) -> dict[str, Any]:
+    items: list[dict[str, Any]] = []
+    items += [{"type": "tag", "repository": repositories.get(t.repository_id), "tag": t.name} for t in plan.tags]
+    items += [{"type": "manifest", "repository": repositories.get(m.repository_id), "digest": m.digest,
+               "size": m.size} for m in plan.manifests]
+    items += [{"type": "blob", "digest": digest, "size": size} for digest, size in plan.blobs.items()]
+    items += [{"type": "upload", "id": upload_id} for upload_id in uploads]
+    report: dict[str, Any] = {
+        "deleted": {"tags": len(plan.tags), "manifests": len(plan.manifests), "links": len(plan.links),
+                    "blobs": len(plan.blobs), "uploads": len(uploads)},
+        "freed_bytes": plan.freed_bytes,
+        "items": items[:MAX_ITEMS], "items_truncated": len(items) > MAX_ITEMS, "problems": []}
+    if not collect:
+        report["note"] = "retention only: the next gc frees the bytes of what it untagged"
+    return report

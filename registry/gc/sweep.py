@@ -1,0 +1,119 @@
+"""The sweep: apply a plan in small batches, each a short write transaction with locked re-checks.
+
+Batches keep every transaction short, so pushes and pulls go on between them. Blob bytes are
+deleted inside the transaction that holds the blob rows' locks and removes them: a push that
+records the same digest afterwards sees a new row and checks the bytes (LocalContent), so no
+row can outlive its bytes. A delete that fails keeps its row (bytes without a row would be
+invisible to the next run; a row whose bytes are still there is simply tried again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Iterable, Iterator, TypeVar
+
+from registry.digest import parse_digest
+from registry.metadata import gc as gc_rows
+from registry.metadata.db import Database
+from registry.metadata.gc import ManifestNode, TagRow
+from registry.storage import BlobStore
+
+log = logging.getLogger("registry.gc")
+
+T = TypeVar("T")
+STORE_CONCURRENCY = 16
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Sweeper:
+    def __init__(self, db: Database, store: BlobStore, batch_size: int = 500) -> None:
+        self.db = db
+        self.store = store
+        self.batch_size = batch_size
+
+    async def delete_tags(self, tags: list[TagRow]) -> list[TagRow]:
+        deleted = []
+        for batch in batches(tags, self.batch_size):
+            async with self.db.write() as conn:
+                for tag in batch:
+                    if await gc_rows.delete_tag_if_unchanged(conn, tag):
+                        deleted.append(tag)
+        return deleted
+
+    async def delete_manifests(self, nodes: list[ManifestNode]) -> list[int]:
+        """Delete manifests; an index and its children should share a batch, so batches follow
+        repositories (the plan sorts by repository)."""
+        deleted: list[int] = []
+        for batch in batches(nodes, self.batch_size):
+            async with self.db.write() as conn:
+                deleted += await gc_rows.delete_unreachable_manifests(conn, [n.id for n in batch])
+        return deleted
+
+    async def delete_links(self, links: list[tuple[int, str]], cutoff: float) -> list[tuple[int, str]]:
+        deleted: list[tuple[int, str]] = []
+        for batch in batches(links, self.batch_size):
+            async with self.db.write() as conn:
+                deleted += await gc_rows.delete_stale_links(conn, batch, cutoff)
+        return deleted
+
+    async def delete_blobs(self, digests: Iterable[str], references_hold: bool = True) -> dict[str, int]:
+        """Delete the bytes and rows of those blobs that nothing needs any more (a mirror's
+        eviction passes `references_hold=False`: its cached manifests do not pin blobs)."""
+        deleted: dict[str, int] = {}
+        for batch in batches(digests, min(self.batch_size, 200)):
+            async with self.db.write() as conn:
+                doomed = await gc_rows.lock_unreferenced_blobs(conn, batch, references_hold)
+                gone = await self._delete_bytes(list(doomed))
+                await gc_rows.forget_blobs(conn, gone)
+            deleted.update((digest, doomed[digest]) for digest in gone)
+        return deleted
+
+    async def _delete_bytes(self, digests: list[str]) -> list[str]:
+        limit = asyncio.Semaphore(STORE_CONCURRENCY)
+
+        async def one(digest: str) -> str | None:
+            async with limit:
+                try:
+                    await self.store.delete(parse_digest(digest))  # already absent counts as gone
+                    return digest
+                except Exception:
+                    log.warning("could not delete blob %s; it stays recorded for the next run", digest,
+                                exc_info=True)
+                    return None
+
+        return [d for d in await asyncio.gather(*(one(d) for d in digests)) if d is not None]
+
+    async def expired_uploads(self, idle_before: float) -> list[tuple[str, bool]]:
+        """Upload sessions idle since before `idle_before` (id, True), and staging that no session
+        owns and nobody wrote to since then (id, False)."""
+        async with self.db.read() as conn:
+            found = [(upload_id, True) for upload_id in await gc_rows.expired_uploads(conn, idle_before)]
+        staged = [(upload_id, when) async for upload_id, when in self.store.iter_uploads()]
+        for batch in batches(staged, self.batch_size):
+            async with self.db.read() as conn:
+                known = await gc_rows.known_uploads(conn, [upload_id for upload_id, _ in batch])
+            found += [(upload_id, False) for upload_id, when in batch if upload_id not in known and when < idle_before]
+        return found
+
+    async def purge_uploads(self, expired: list[tuple[str, bool]], idle_before: float) -> list[str]:
+        """Drop them: the session row first (unless written to meanwhile), then the staged bytes."""
+        purged = []
+        for upload_id, has_session in expired:
+            if has_session:
+                async with self.db.write() as conn:
+                    if not await gc_rows.delete_upload_if_idle(conn, upload_id, idle_before):
+                        continue  # written to since: still alive
+            await self.store.abort_upload(upload_id)
+            purged.append(upload_id)
+        return purged

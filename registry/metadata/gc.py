@@ -1,0 +1,257 @@
+"""Queries of garbage collection: the graph snapshot the mark phase reads, and the sweep's
+locked re-checks and deletes.
+
+Every delete re-checks its condition after locking the rows (PostgreSQL: FOR UPDATE SKIP LOCKED,
+so a sweep never waits on a push; SQLite: the write transaction is already exclusive). Pushes
+lock what they rely on FOR SHARE (see blobs.py, manifests.py), so a push and a sweep of the same
+row are ordered: the push either sees the row gone (a clean MANIFEST_BLOB_UNKNOWN) or the sweep
+sees the new reference and keeps it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, bindparam, delete, exists, func, select, tuple_
+
+from registry.metadata.db import Connection
+from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_fills, repositories,
+                                      repository_blobs, tags, uploads)
+
+
+# -- the snapshot the mark phase works on -------------------------------------------------------
+@dataclass(slots=True)
+class ManifestNode:
+    id: int
+    repository_id: int
+    digest: str
+    subject: str | None
+    size: int
+    created_at: float
+    last_pulled_at: float | None
+    blobs: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TagRow:
+    repository_id: int
+    name: str
+    manifest_id: int
+    updated_at: float
+
+
+@dataclass(slots=True)
+class Snapshot:
+    repositories: dict[int, str]
+    manifests: dict[int, ManifestNode]
+    tags: list[TagRow]
+    links: dict[tuple[int, str], float]  # (repository id, digest) -> linked at
+    blobs: dict[str, int]  # digest -> size
+    filling: set[str]  # blobs a mirror is fetching right now
+
+
+async def load_snapshot(conn: Connection) -> Snapshot:
+    repos = {r.id: r.name for r in await conn.execute(select(repositories.c.id, repositories.c.name))}
+    nodes = {r.id: ManifestNode(r.id, r.repository_id, r.digest, r.subject_digest, r.size, r.created_at,
+                                r.last_pulled_at)
+             for r in await conn.execute(select(manifests.c.id, manifests.c.repository_id, manifests.c.digest,
+                                                manifests.c.subject_digest, manifests.c.size, manifests.c.created_at,
+                                                manifests.c.last_pulled_at))}
+    for ref in await conn.execute(select(manifest_references.c.manifest_id, manifest_references.c.digest,
+                                         manifest_references.c.kind)):
+        node = nodes.get(ref.manifest_id)
+        if node is not None:
+            (node.blobs if ref.kind == "blob" else node.children).append(ref.digest)
+    tag_rows = [TagRow(r.repository_id, r.name, r.manifest_id, r.updated_at)
+                for r in await conn.execute(select(tags.c.repository_id, tags.c.name, tags.c.manifest_id,
+                                                   tags.c.updated_at))]
+    links = {(r.repository_id, r.digest): r.created_at
+             for r in await conn.execute(select(repository_blobs.c.repository_id, repository_blobs.c.digest,
+                                                repository_blobs.c.created_at))}
+    sizes = {r.digest: r.size for r in await conn.execute(select(blobs.c.digest, blobs.c.size))}
+    filling = set((await conn.execute(select(mirror_fills.c.digest)
+                                      .where(mirror_fills.c.expires_at >= time.time()))).scalars())
+    return Snapshot(repos, nodes, tag_rows, links, sizes, filling)
+
+
+# -- sweep: tags ------------------------------------------------------------------------------
+async def delete_tag_if_unchanged(conn: Connection, tag: TagRow) -> bool:
+    """Delete a tag only if nobody moved or re-pushed it since the mark."""
+    result = await conn.execute(delete(tags).where(
+        tags.c.repository_id == tag.repository_id, tags.c.name == tag.name, tags.c.manifest_id == tag.manifest_id,
+        tags.c.updated_at == tag.updated_at))
+    return result.rowcount > 0
+
+
+# -- sweep: manifests -------------------------------------------------------------------------
+async def delete_unreachable_manifests(conn: Connection, ids: list[int]) -> list[int]:
+    """Delete those of `ids` that are still untagged and needed by no surviving manifest.
+
+    "Surviving" means not in this batch: an index and its children, or an image and its
+    signatures, go together; one that gained a tag (or a new parent) since the mark stays,
+    and keeps what it needs.
+    """
+    locked = list((await conn.execute(select(manifests.c.id).where(manifests.c.id.in_(ids))
+                                      .with_for_update(skip_locked=True))).scalars())
+    if not locked:
+        return []
+    rows = {r.id: r for r in await conn.execute(
+        select(manifests.c.id, manifests.c.repository_id, manifests.c.digest, manifests.c.subject_digest)
+        .where(manifests.c.id.in_(locked)))}
+    doomed = set(rows)
+    tagged = set((await conn.execute(select(tags.c.manifest_id).where(tags.c.manifest_id.in_(doomed)))).scalars())
+    doomed -= tagged
+    while True:  # drop those still needed by a survivor, until nothing changes
+        survivors_need = await _needed_by_survivors(conn, {rows[i].repository_id for i in doomed}, doomed)
+        kept = {i for i in doomed if (rows[i].repository_id, rows[i].digest) in survivors_need}
+        if not kept:
+            break
+        doomed -= kept
+    if not doomed:
+        return []
+    await conn.execute(delete(tags).where(tags.c.manifest_id.in_(doomed)))
+    await conn.execute(delete(manifest_references).where(manifest_references.c.manifest_id.in_(doomed)))
+    await conn.execute(delete(manifests).where(manifests.c.id.in_(doomed)))
+    return sorted(doomed)
+
+
+async def _needed_by_survivors(conn: Connection, repository_ids: set[int], doomed: set[int]) -> set[tuple[int, str]]:
+    """(repository, digest) of manifests that a manifest outside `doomed` lists as a child,
+    plus subjects of surviving referrers."""
+    if not repository_ids:
+        return set()
+    survivors = and_(manifests.c.repository_id.in_(repository_ids), manifests.c.id.not_in(doomed))
+    children = await conn.execute(
+        select(manifests.c.repository_id, manifest_references.c.digest)
+        .select_from(manifest_references.join(manifests, manifests.c.id == manifest_references.c.manifest_id))
+        .where(survivors, manifest_references.c.kind == "manifest"))
+    subjects = await conn.execute(select(manifests.c.repository_id, manifests.c.subject_digest)
+                                  .where(survivors, manifests.c.subject_digest.is_not(None)))
+    return {(r[0], r[1]) for r in children} | {(r[0], r[1]) for r in subjects}
+
+
+# -- sweep: repository links ------------------------------------------------------------------
+_REFERENCED_IN_REPOSITORY = exists().where(
+    manifest_references.c.digest == repository_blobs.c.digest,
+    manifests.c.id == manifest_references.c.manifest_id,
+    manifests.c.repository_id == repository_blobs.c.repository_id)
+
+
+async def delete_stale_links(conn: Connection, links: list[tuple[int, str]], cutoff: float) -> list[tuple[int, str]]:
+    """Unlink blobs linked before `cutoff` that no manifest of their repository references."""
+    key = tuple_(repository_blobs.c.repository_id, repository_blobs.c.digest)
+    locked = [(r.repository_id, r.digest) for r in await conn.execute(
+        select(repository_blobs.c.repository_id, repository_blobs.c.digest)
+        .where(key.in_(links)).with_for_update(skip_locked=True))]
+    if not locked:
+        return []
+    stale = [(r.repository_id, r.digest) for r in await conn.execute(
+        select(repository_blobs.c.repository_id, repository_blobs.c.digest)
+        .where(key.in_(locked), repository_blobs.c.created_at < cutoff, ~_REFERENCED_IN_REPOSITORY))]
+    if stale:
+        await conn.execute(delete(repository_blobs).where(key.in_(stale)))
+    return stale
+
+
+# -- sweep: blobs -----------------------------------------------------------------------------
+async def lock_unreferenced_blobs(conn: Connection, digests: list[str], references_hold: bool = True) -> dict[str, int]:
+    """Of `digests`, lock and return (with sizes) those no repository links, no manifest
+    references (unless `references_hold` is False: a mirror's cache re-fetches what its
+    manifests need) and no mirror is fetching: their bytes may go."""
+    locked = list((await conn.execute(select(blobs.c.digest).where(blobs.c.digest.in_(digests))
+                                      .with_for_update(skip_locked=True))).scalars())
+    if not locked:
+        return {}
+    conditions = [blobs.c.digest.in_(locked), ~exists().where(repository_blobs.c.digest == blobs.c.digest),
+                  ~exists().where(mirror_fills.c.digest == blobs.c.digest, mirror_fills.c.expires_at >= time.time())]
+    if references_hold:
+        conditions.append(~exists().where(manifest_references.c.digest == blobs.c.digest))
+    query = select(blobs.c.digest, blobs.c.size).where(*conditions)
+    return {r.digest: r.size for r in await conn.execute(query)}
+
+
+async def forget_blobs(conn: Connection, digests: list[str]) -> None:
+    if digests:
+        await conn.execute(delete(blobs).where(blobs.c.digest.in_(digests)))
+
+
+# -- upload sessions --------------------------------------------------------------------------
+async def expired_uploads(conn: Connection, idle_before: float) -> list[str]:
+    """Sessions idle since before `idle_before` whose write lease (if any) has lapsed."""
+    now = time.time()
+    rows = await conn.execute(select(uploads.c.id).where(
+        uploads.c.updated_at < idle_before,
+        (uploads.c.lease_expires.is_(None)) | (uploads.c.lease_expires < now)))
+    return list(rows.scalars())
+
+
+async def known_uploads(conn: Connection, upload_ids: list[str]) -> set[str]:
+    if not upload_ids:
+        return set()
+    rows = await conn.execute(select(uploads.c.id).where(uploads.c.id.in_(bindparam("ids", expanding=True))),
+                              {"ids": upload_ids})
+    return set(rows.scalars())
+
+
+async def delete_upload_if_idle(conn: Connection, upload_id: str, idle_before: float) -> bool:
+    now = time.time()
+    result = await conn.execute(delete(uploads).where(
+        uploads.c.id == upload_id, uploads.c.updated_at < idle_before,
+        (uploads.c.lease_expires.is_(None)) | (uploads.c.lease_expires < now)))
+    return result.rowcount > 0
+
+
+# -- usage ------------------------------------------------------------------------------------
+def in_namespace(namespace: str):  # type: ignore[no-untyped-def]
+    """Repositories named `namespace` or under `namespace/`."""
+    escaped = namespace.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (repositories.c.name == namespace) | repositories.c.name.like(f"{escaped}/%", escape="\\")
+
+
+async def namespace_usage(conn: Connection, namespace: str) -> int:
+    """Bytes of the distinct blobs linked into the namespace's repositories (each blob once)."""
+    linked = (select(repository_blobs.c.digest)
+              .select_from(repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
+              .where(in_namespace(namespace)).distinct().subquery())
+    total = (await conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0))
+                                .where(blobs.c.digest.in_(select(linked.c.digest))))).scalar()
+    return int(total or 0)
+
+
+async def linked_in_namespace(conn: Connection, namespace: str, digest: str) -> bool:
+    query = (select(repository_blobs.c.digest)
+             .select_from(repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
+             .where(in_namespace(namespace), repository_blobs.c.digest == digest).limit(1))
+    return (await conn.execute(query)).first() is not None
+
+
+# -- fsck -------------------------------------------------------------------------------------
+async def all_blob_sizes(conn: Connection, digests: list[str] | None = None) -> dict[str, int]:
+    query = select(blobs.c.digest, blobs.c.size)
+    if digests is not None:
+        query = query.where(blobs.c.digest.in_(digests))
+    return {r.digest: r.size for r in await conn.execute(query)}
+
+
+async def manifests_needing(conn: Connection, digests: list[str]) -> dict[str, list[str]]:
+    """For each blob digest, the manifests (`repository@digest`) that reference it."""
+    if not digests:
+        return {}
+    rows = await conn.execute(
+        select(manifest_references.c.digest, repositories.c.name, manifests.c.digest.label("manifest"))
+        .select_from(manifest_references.join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+                     .join(repositories, repositories.c.id == manifests.c.repository_id))
+        .where(manifest_references.c.digest.in_(digests)))
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row.digest, []).append(f"{row.name}@{row.manifest}")
+    return found
+
+
+async def forget_blobs_everywhere(conn: Connection, digests: list[str]) -> None:
+    """Remove blobs' rows and every repository's link to them (their bytes are bad or gone)."""
+    if digests:
+        await conn.execute(delete(repository_blobs).where(repository_blobs.c.digest.in_(digests)))
+        await conn.execute(delete(blobs).where(blobs.c.digest.in_(digests)))
