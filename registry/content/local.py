@@ -447,7 +447,7 @@ def _new_upload_id() -> str:
 def _quota_error(quota: Quota, used: int, size: int | None) -> RegistryError:
     needs = f"; this blob needs {format_bytes(size)} more" if size is not None else ""
     return RegistryError("DENIED", f"quota exceeded for namespace {quota.namespace!r}: "
-                         f"{format_bytes(used)} of {format_bytes(quota.bytes)} used{needs}",
+                         f"{format_bytes(used)} used of its {format_bytes(quota.bytes)} quota{needs}",
                          detail={"namespace": quota.namespace, "quota": quota.bytes, "usage": used, "size": size})
 
 

@@ -1,0 +1,1 @@
+"""Garbage collection, retention, quotas and fsck (see registry.gc.jobs)."""
