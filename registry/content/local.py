@@ -230,12 +230,31 @@ class LocalContent:
                 except RegistryError:
                     await self._drop_upload(upload_id)
                     raise
-            await self.store.commit_upload(upload_id, digest)
-            async with self.db.write() as conn:
-                await self._record_and_link(conn, repository, digest, size)
-                await upload_rows.delete_upload(conn, upload_id)
+            if not await self._link_known_blob(repository, upload_id, digest):
+                await self.store.commit_upload(upload_id, digest)
+                async with self.db.write() as conn:
+                    await self._record_and_link(conn, repository, digest, size)
+                    await upload_rows.delete_upload(conn, upload_id)
             self._hash_states.pop(upload_id, None)
         return BlobContent(str(digest), size)
+
+    async def _link_known_blob(self, repository: str, upload_id: str, digest: Digest) -> bool:
+        """When the registry has these bytes already, link them and drop the staged copy.
+
+        Decided under the blob row's lock rather than by looking at the store, so a concurrent
+        garbage collection cannot delete the stored copy between the look and the link.
+        """
+        async with self.db.read() as conn:
+            if await blob_rows.blob_size(conn, str(digest)) is None:
+                return False  # the common case, a new blob: no write transaction needed
+        async with self.db.write() as conn:
+            if not await blob_rows.lock_blob(conn, str(digest)) or await self.store.stat(digest) is None:
+                return False  # new, or its bytes are lost (fsck): publish ours
+            repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
+            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+            await upload_rows.delete_upload(conn, upload_id)
+        await self.store.abort_upload(upload_id)
+        return True
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:
         async with self._writing(repository, upload_id):

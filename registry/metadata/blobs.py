@@ -35,6 +35,11 @@ async def blob_size(conn: Connection, digest: str) -> int | None:
 _LOCK_BLOB = select(blobs.c.digest).where(blobs.c.digest == bindparam("digest")).with_for_update(read=True)
 
 
+async def lock_blob(conn: Connection, digest: str) -> bool:
+    """Whether the blob's row exists, holding it for this transaction (gc cannot take it meanwhile)."""
+    return (await conn.execute(_LOCK_BLOB, {"digest": digest})).first() is not None
+
+
 async def record_blob(db: Database, conn: Connection, digest: str, size: int) -> bool:
     """Make sure the blob's row exists and stays for this transaction. True when the row is new:
     then a garbage collection may have deleted the bytes just before, and the caller must check."""

@@ -9,6 +9,7 @@ next network read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -172,7 +173,8 @@ class FilesystemStore(BlobStore):
             for entry in entries:
                 digest = _blob_name(algorithm, prefix, entry)
                 if digest is not None:
-                    found.append((digest, entry.stat(follow_symlinks=False).st_size))
+                    with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                        found.append((digest, entry.stat(follow_symlinks=False).st_size))
         return found
 
     def _strays_in(self, directory: Path) -> list[str]:
@@ -206,8 +208,13 @@ class FilesystemStore(BlobStore):
     # -- staged uploads ---------------------------------------------------------------
     async def iter_uploads(self) -> AsyncIterator[tuple[str, float]]:
         def listing() -> list[tuple[str, float]]:
+            found = []
             with os.scandir(self.uploads_dir) as entries:
-                return [(e.name, e.stat(follow_symlinks=False).st_mtime) for e in entries if _UPLOAD_ID.match(e.name)]
+                for entry in entries:
+                    with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
+                        if _UPLOAD_ID.match(entry.name):
+                            found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
+            return found
 
         for item in await asyncio.to_thread(listing):
             yield item
