@@ -13,7 +13,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from registry.admin import mirror, page, repositories, storage, uploads
+    from registry.admin import metrics, mirror, page, repositories, storage, uploads
     from registry.admin.common import INVENTORY_KEY
     from registry.api.common import CONTENT_KEY
     from registry.content.inventory import Inventory
@@ -25,3 +25,4 @@ def add_routes(app: web.Application) -> None:
     storage.add_routes(app)
     uploads.add_routes(app)
     page.add_routes(app)
+    metrics.add_routes(app)
