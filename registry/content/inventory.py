@@ -93,7 +93,7 @@ class Inventory:
         document = json.loads(found.payload)
         detail: dict[str, Any] = {
             "repository": name, "digest": digest, "media_type": found.media_type,
-            "artifact_type": found.artifact_type, "subject": found.subject, "size": len(found.payload),
+            "artifact_type": found.artifact_type, "subject": found.subject, "manifest_size": len(found.payload),
             "created_at": found.created_at, "last_pulled_at": found.last_pulled_at, "tags": tag_names,
             "parents": parents, "annotations": document.get("annotations") or {},
             "referrers": [{"digest": r.digest, "media_type": r.media_type, "size": r.size,
