@@ -26,7 +26,7 @@ def inventory(request: web.Request) -> Inventory:
 
 def page_params(request: web.Request) -> tuple[int, str | None]:
     """`limit` (1..1000, default 100) and `last` (the cursor: the last key of the previous page)."""
-    raw = request.query.get("limit")
+    raw = request.query.get("limit") or None  # empty: the default
     limit = DEFAULT_LIMIT
     if raw is not None:
         if not raw.isdigit() or not 1 <= int(raw[:5]) <= MAX_LIMIT:

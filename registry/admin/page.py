@@ -23,7 +23,8 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def to_index(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/admin/")
+    # Returned, not raised: the error middleware renders raised HTTP exceptions as JSON errors.
+    return web.Response(status=302, headers={"Location": "/admin/"})
 
 
 async def openapi(request: web.Request) -> web.FileResponse:

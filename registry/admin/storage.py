@@ -15,7 +15,7 @@ async def storage(request: web.Request) -> web.Response:
 
 
 async def storage_history(request: web.Request) -> web.Response:
-    raw = request.query.get("points", "30")
+    raw = request.query.get("points") or "30"
     if not raw.isdigit() or not 2 <= int(raw[:5]) <= MAX_POINTS:
         raise RegistryError("PAGINATION_NUMBER_INVALID", f"points must be an integer from 2 to {MAX_POINTS}",
                             detail={"points": raw[:20]})
