@@ -30,7 +30,7 @@ def bind(config: Config) -> socket.socket:
 
 
 def run_worker(config: Config, sock: socket.socket) -> None:
-    from registry.admin.logs import ACCESS_LOGGER, AccessLogger
+    from registry.admin.access import ACCESS_LOGGER, AccessLogger
     from registry.app import create_app
     from registry.tls import ssl_context
 

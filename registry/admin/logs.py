@@ -1,8 +1,8 @@
-"""Access log and log format: one line per request, as text or as JSON objects (`log_format`).
+"""Log format (`log_format`): text lines, or one JSON object per line with the fields of access
+lines (registry/admin/access.py) at the top level.
 
-The access line is written by aiohttp's access-logger hook, which runs once the last byte of
-the response is out: that is when the duration and the bytes sent are known, also for streamed
-blob downloads. The same hook feeds the request metrics.
+Nothing here imports prometheus_client: logging is set up before the supervisor decides where
+the workers' metric files go (registry/admin/metrics_dir.py).
 """
 
 from __future__ import annotations
@@ -11,40 +11,6 @@ import json
 import logging
 import time
 from typing import Any
-
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-
-from registry.admin import metrics
-from registry.app import REQUEST_ID_KEY
-from registry.auth.gate import IDENTITY_KEY
-
-ACCESS_LOGGER = logging.getLogger("registry.access")
-
-
-class AccessLogger(AbstractAccessLogger):
-    """aiohttp's `access_log_class`: metrics for every request, then one log line."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        metrics.observe_request(request, response, time)
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
-        identity = request.get(IDENTITY_KEY)
-        fields = {
-            "request_id": request.get(REQUEST_ID_KEY, ""),
-            "remote": request.remote or "",
-            "user": identity.name if identity is not None and not identity.anonymous else "",
-            "method": request.method,
-            "path": request.path_qs[:300],
-            "route": metrics.route_of(request),
-            "status": response.status,
-            "duration_ms": round(time * 1000, 1),
-            "bytes_in": getattr(request.content, "total_bytes", 0),
-            "bytes_out": response.body_length,
-            "user_agent": request.headers.get("User-Agent", "")[:200],
-        }
-        self.logger.info("%s %s %s %d %.1fms", fields["request_id"], request.method, fields["path"],
-                         response.status, time * 1000, extra={"access": fields})
 
 
 class JsonFormatter(logging.Formatter):

@@ -15,13 +15,15 @@ import time
 from typing import Any, Iterable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from registry.admin.common import every, inventory
 from registry.api.common import MIRROR_KEY
 
+# The classic text format, which generate_latest writes and every Prometheus version reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "unmatched"  # requests no route took (404s): one label value, not one per path probed
 
 REQUESTS = Counter("registry_http_requests", "HTTP requests answered, by route template, method and status",
@@ -32,7 +34,7 @@ LATENCY = Histogram("registry_http_request_duration_seconds",
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 BYTES_IN = Counter("registry_http_request_bytes", "Request body bytes received, by route and method",
                    ["route", "method"])
-BYTES_OUT = Counter("registry_http_response_bytes", "Response bytes written (headers and body), by route and method",
+BYTES_OUT = Counter("registry_http_response_bytes", "Response body bytes sent, by route and method",
                     ["route", "method"])
 UPLOAD_SESSIONS = Counter("registry_upload_sessions", "Blob upload sessions by event: started (POST opened one), "
                           "completed (a blob was committed by PUT or a one-request POST), cancelled", ["event"])
@@ -64,11 +66,22 @@ def observe_request(request: web.BaseRequest, response: web.StreamResponse, seco
     received = getattr(request.content, "total_bytes", 0)
     if received:
         BYTES_IN.labels(route, method).inc(received)
-    if response.body_length:
-        BYTES_OUT.labels(route, method).inc(response.body_length)
+    sent = body_bytes(request, response)
+    if sent:
+        BYTES_OUT.labels(route, method).inc(sent)
     event = _upload_event(route, method, status, request)
     if event:
         UPLOAD_SESSIONS.labels(event).inc()
+
+
+def body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    """Body bytes sent: the Content-Length (files go out by sendfile, which the writer does not
+    count), else what the writer counted for a streamed body."""
+    if request.method == "HEAD":
+        return 0
+    if response.content_length is not None:
+        return response.content_length
+    return response.body_length
 
 
 def _upload_event(route: str, method: str, status: int, request: web.BaseRequest) -> str | None:
@@ -199,7 +212,7 @@ async def serve_metrics(request: web.Request) -> web.Response:
     if counters is not None:
         counters.sync()
     snapshot = await request.app[GAUGES_KEY].read(inventory(request), request.app.get(MIRROR_KEY))
-    return web.Response(body=exposition(snapshot), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=exposition(snapshot), headers={"Content-Type": CONTENT_TYPE})
 
 
 def add_routes(app: web.Application) -> None:
