@@ -38,6 +38,9 @@ function lineChart(series, { yFormat = String, width = 560, height = 200, yMax =
     const path = svgEl("path", { d, class: `s${i}` });
     path.appendChild(svgEl("title", {}, s.name));
     svg.appendChild(path);
+    if (s.points.length <= 60) {  // few samples: show each one (a single point draws no line)
+      for (const [x, y] of s.points) svg.appendChild(svgEl("circle", { cx: sx(x), cy: sy(y), r: 3, class: `d${i}` }));
+    }
   });
   return svg;
 }
