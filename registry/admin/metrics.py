@@ -25,6 +25,7 @@ from registry.api.common import MIRROR_KEY
 # The classic text format, which generate_latest writes and every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "unmatched"  # requests no route took (404s): one label value, not one per path probed
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))  # others count as OTHER
 
 REQUESTS = Counter("registry_http_requests", "HTTP requests answered, by route template, method and status",
                    ["route", "method", "status"])
@@ -60,7 +61,8 @@ def route_of(request: web.BaseRequest) -> str:
 
 
 def observe_request(request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:
-    route, method, status = route_of(request), request.method, response.status
+    route, status = route_of(request), response.status
+    method = request.method if request.method in METHODS else "OTHER"
     REQUESTS.labels(route, method, str(status)).inc()
     LATENCY.labels(route, method).observe(seconds)
     received = getattr(request.content, "total_bytes", 0)

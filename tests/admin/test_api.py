@@ -11,9 +11,23 @@ import pytest
 from tests.api.helpers import (OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, assert_error, descriptor, encode, push_blob,
                                push_image, push_index, push_manifest, random_bytes, sha256, start_upload,
                                unique_name)
+from tests.support.backends import SETUPS, postgres_s3_registry
 from tests.support.server import RegistryProcess
 
 ACCEPT = {"Accept": OCI_MANIFEST}
+
+
+@pytest.fixture(scope="module", params=SETUPS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    """The queries behind the API run on SQLite and on PostgreSQL (with S3 for the image configs)."""
+    root = tmp_path_factory.mktemp(request.param.replace("+", "-"))
+    if request.param == "sqlite+filesystem":
+        registry = RegistryProcess(root / "data")
+    else:
+        registry = postgres_s3_registry(root / "data", request.getfixturevalue("postgres"),
+                                        request.getfixturevalue("swift_s3"))
+    with registry:
+        yield registry
 
 
 def ok(response: httpx.Response, status: int = 200) -> dict:
@@ -95,18 +109,19 @@ def test_bad_page_sizes(admin: httpx.Client, limit: str):
             assert_error(response, 400, "PAGINATION_NUMBER_INVALID")
 
 
-def test_last_pull_comes_from_the_manifests(admin: httpx.Client, server: RegistryProcess):
+def test_last_pull_comes_from_the_manifests(tmp_path):
     """`last_pull` is manifests.last_pulled_at (set by manifest GETs, in batches); here it is set as
     that batch would, straight in the database, since the batching is not part of this suite."""
     import sqlite3
 
-    name = unique_name("pulled")
-    pushed = push_image(admin, name, "v")
-    with sqlite3.connect(server.data_dir / "registry.db") as db:
-        db.execute("UPDATE manifests SET last_pulled_at = 1700000000.5 WHERE digest = ?", (pushed.digest,))
-    assert ok(admin.get(f"/admin/api/repositories/{name}"))["last_pull"] == 1700000000.5
-    tag = ok(admin.get(f"/admin/api/repositories/{name}/tags"))["tags"][0]
-    assert tag["last_pulled_at"] == 1700000000.5
+    with RegistryProcess(tmp_path / "data") as registry, httpx.Client(base_url=registry.url) as admin:
+        name = unique_name("pulled")
+        pushed = push_image(admin, name, "v")
+        with sqlite3.connect(registry.data_dir / "registry.db") as db:
+            db.execute("UPDATE manifests SET last_pulled_at = 1700000000.5 WHERE digest = ?", (pushed.digest,))
+        assert ok(admin.get(f"/admin/api/repositories/{name}"))["last_pull"] == 1700000000.5
+        tag = ok(admin.get(f"/admin/api/repositories/{name}/tags"))["tags"][0]
+        assert tag["last_pulled_at"] == 1700000000.5
 
 
 # -- tags and manifests ---------------------------------------------------------------------------
