@@ -124,3 +124,30 @@ def test_delete_through_the_page_removes_the_tag_and_the_pull_fails(chromium, se
     failed = skopeo("inspect", "--tls-verify=false", f"docker://{server.host}/team/web:other", check=False)
     assert failed.returncode != 0 and "manifest unknown" in failed.stderr.lower(), failed.stderr
     skopeo("inspect", "--tls-verify=false", f"docker://{server.host}/team/web:v1")
+
+
+def test_uploads_and_maintenance_views(chromium, server, artifacts: Path):
+    with httpx.Client(base_url=server.url) as client:
+        location = client.post("/v2/team/web/blobs/uploads/").headers["Location"]
+        client.patch(location, content=b"x" * 5000, headers={"Content-Type": "application/octet-stream"})
+        gc = client.options("/admin/api/gc").status_code != 404  # served once registry/gc is merged
+    page = chromium.new_page()
+    try:
+        open_view(page, server, "#/uploads")
+        row = page.locator("main tbody tr")
+        assert row.count() == 1 and "team/web" in row.inner_text() and "4.88 KiB" in row.inner_text()
+        page.screenshot(path=str(artifacts / "uploads.png"), full_page=True)
+        row.locator("button").click()
+        page.locator("#confirm-ok").click()
+        page.locator("text=No uploads in progress.").wait_for()
+        assert httpx.get(f"{server.url}{location}").status_code == 404
+
+        open_view(page, server, "#/maintenance")
+        if gc:
+            page.locator("#gc-dry").click()
+            page.locator("#maintenance-gc >> text=Dry run finished").wait_for()
+        else:
+            page.locator("text=This server has no maintenance endpoints.").wait_for()
+        page.screenshot(path=str(artifacts / "maintenance.png"), full_page=True)
+    finally:
+        page.close()
