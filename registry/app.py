@@ -61,7 +61,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = error_response(RegistryError("UNKNOWN", "internal server error"), request.method)
-    return response  # the access line is written once the response is out: registry/admin/logs.py
+    return response  # the access line is written once the response is out: registry/admin/access.py
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
