@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from registry import __version__
@@ -11,11 +10,12 @@ from registry.config import ConfigError, add_arguments, load
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from registry.admin.logs import configure_logging
     from registry.metadata.db import migrate
     from registry.server import serve
 
     config = load(args)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(config.log_level, config.log_format)
     if config.database.migrate_on_start:
         migrate(config.database_url)
     return serve(config)

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -29,11 +30,13 @@ def bind(config: Config) -> socket.socket:
 
 
 def run_worker(config: Config, sock: socket.socket) -> None:
+    from registry.admin.access import ACCESS_LOGGER, AccessLogger
     from registry.app import create_app
     from registry.tls import ssl_context
 
-    web.run_app(create_app(config), sock=sock, ssl_context=ssl_context(config), print=None, access_log=None,
-                handle_signals=True, shutdown_timeout=5, keepalive_timeout=config.limits.idle_timeout)
+    web.run_app(create_app(config), sock=sock, ssl_context=ssl_context(config), print=None,
+                access_log_class=AccessLogger, access_log=ACCESS_LOGGER, handle_signals=True, shutdown_timeout=5,
+                keepalive_timeout=config.limits.idle_timeout)
 
 
 def serve(config: Config) -> int:
@@ -47,11 +50,16 @@ def serve(config: Config) -> int:
     if config.workers == 1:
         run_worker(config, sock)
         return 0
+    from registry.admin.metrics_dir import share_metrics
+
+    share_metrics(Path(config.data_dir))  # before any worker imports prometheus_client
     return _supervise(config, sock)
 
 
 def _supervise(config: Config, sock: socket.socket) -> int:
     """Fork the workers, restart any that die, and pass SIGTERM/SIGINT on to all of them."""
+    from registry.admin.metrics_dir import worker_exited
+
     children: dict[int, int] = {}  # pid -> slot
     stopping = False
 
@@ -85,6 +93,7 @@ def _supervise(config: Config, sock: socket.socket) -> int:
         except ChildProcessError:
             break
         slot = children.pop(pid, None)
+        worker_exited(pid)
         if slot is not None and not stopping:
             log.error("worker %d exited (status %d); starting another", pid, status)
             time.sleep(0.5)

@@ -1,4 +1,5 @@
-"""Admin endpoints under /admin/ (the gate requires the admin role for all of them)."""
+"""Admin endpoints under /admin/ (the gate requires the admin role for all of them), the page for
+people, and /metrics."""
 
 from aiohttp import web
 
@@ -12,8 +13,17 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from registry.admin import maintenance, mirror
+    from registry.admin import maintenance, metrics, mirror, page, repositories, storage, uploads
+    from registry.admin.common import INVENTORY_KEY
+    from registry.api.common import CONTENT_KEY
+    from registry.content.inventory import Inventory
 
+    app[INVENTORY_KEY] = Inventory(app[CONTENT_KEY])
     app.router.add_get("/admin/api/whoami", whoami)
     mirror.add_routes(app)
     maintenance.add_routes(app)
+    repositories.add_routes(app)
+    storage.add_routes(app)
+    uploads.add_routes(app)
+    page.add_routes(app)
+    metrics.add_routes(app)

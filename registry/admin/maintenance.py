@@ -51,6 +51,9 @@ def _flag(body: dict, name: str) -> bool:  # type: ignore[type-arg]
 
 
 def add_routes(app: web.Application) -> None:
+    from registry.admin.metrics import record_maintenance  # late: metrics pick their directory at start-up
+
+    app[MAINTENANCE_KEY].listeners.append(record_maintenance)
     kinds = "|".join(KINDS)
     app.router.add_post(f"/admin/api/{{kind:{kinds}}}", run)
     app.router.add_get(f"/admin/api/{{kind:{kinds}}}", last)

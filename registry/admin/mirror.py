@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from typing import Any
 
 from aiohttp import web
 
-from registry.admin.common import json_body
+from registry.admin.common import every, json_body
 from registry.api.common import MIRROR_KEY
 from registry.errors import RegistryError
 
@@ -57,8 +59,45 @@ async def evict(request: web.Request) -> web.Response:
     return web.json_response(await _mirror(request).cache.enforce())
 
 
+class History:
+    """Per-upstream counters sampled every minute for a day, for the hit-rate chart.
+
+    Kept in this process's memory: with several workers each answers with its own samples
+    (the rates are what matter, and each worker sees a fair share of the traffic).
+    """
+
+    INTERVAL = 60.0
+
+    def __init__(self, mirror: Any, size: int = 1440) -> None:
+        self.mirror = mirror
+        self.samples: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def sample(self) -> dict[str, Any]:
+        return {"time": time.time(), "upstreams": {
+            u.alias: {"hits": u.stats.hits, "misses": u.stats.misses, "bytes_served": u.stats.bytes_served,
+                      "bytes_from_upstream": u.stats.bytes_from_upstream} for u in self.mirror.router.upstreams}}
+
+    def record(self) -> None:
+        self.samples.append(self.sample())
+
+
+HISTORY_KEY = web.AppKey("mirror_history", History)
+
+
+async def history(request: web.Request) -> web.Response:
+    _mirror(request)
+    recorder = request.app[HISTORY_KEY]
+    return web.json_response({"interval": History.INTERVAL, "samples": [*recorder.samples, recorder.sample()]})
+
+
 def add_routes(app: web.Application) -> None:
+    mirror = app.get(MIRROR_KEY)
+    if mirror is not None:
+        recorder = app[HISTORY_KEY] = History(mirror)
+        recorder.record()
+        every(app, History.INTERVAL, recorder.record)
     r = app.router
+    r.add_get("/admin/api/mirror/history", history)
     r.add_get("/admin/api/mirror", stats)
     r.add_post("/admin/api/mirror/prewarm", prewarm)
     r.add_get("/admin/api/mirror/pins", pins)

@@ -180,7 +180,10 @@ class Gate:
         raise RegistryError("DENIED", message, detail={"repository": need.repository, "action": need.action})
 
     def challenge(self, request: web.Request, need: Need, error: str = "", message: str = "") -> RegistryError:
-        if self.mode == "token":
+        # Browsers answer only Basic challenges: the admin page's own files ask for Basic, and the
+        # browser then sends those credentials with the page's API calls too (basic works in token mode).
+        page = request.path.startswith("/admin") and not request.path.startswith("/admin/api/")
+        if self.mode == "token" and not page:
             realm = self.realm or f"{request.scheme}://{request.host}/auth/token"
             parts = [f'realm="{realm}"', f'service="{self.service}"']
             if need.scope():

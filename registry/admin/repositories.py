@@ -1,0 +1,68 @@
+"""Admin endpoints for repositories, their tags and manifests, and deleting any of them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.admin.common import inventory, name_param, page_params, paged
+from registry.api.common import require_deletes
+from registry.reference import validate_tag
+
+NAME = "{name:.+}"
+
+
+async def list_repositories(request: web.Request) -> web.Response:
+    limit, last = page_params(request)
+    search = request.query.get("q", "").strip() or None
+    found = await inventory(request).repositories(search, limit + 1, last)
+    return paged("repositories", found, limit, "name")
+
+
+async def get_repository(request: web.Request) -> web.Response:
+    return web.json_response(await inventory(request).repository(name_param(request)))
+
+
+async def delete_repository(request: web.Request) -> web.Response:
+    name = name_param(request)
+    require_deletes(request)
+    return web.json_response(await inventory(request).delete_repository(name))
+
+
+async def list_tags(request: web.Request) -> web.Response:
+    name = name_param(request)
+    limit, last = page_params(request)
+    return paged("tags", await inventory(request).tags(name, limit + 1, last), limit, "tag")
+
+
+async def delete_tag(request: web.Request) -> web.Response:
+    name = name_param(request)
+    tag = validate_tag(request.match_info["tag"])
+    require_deletes(request)
+    await inventory(request).delete_tag(name, tag)
+    return web.json_response({"deleted": f"{name}:{tag}"})
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    return web.json_response(await inventory(request).manifest(name_param(request), request.match_info["digest"]))
+
+
+async def delete_manifest(request: web.Request) -> web.Response:
+    name = name_param(request)
+    digest = request.match_info["digest"]
+    require_deletes(request)
+    await inventory(request).delete_manifest(name, digest)
+    return web.json_response({"deleted": f"{name}@{digest}"})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    base = "/admin/api/repositories"
+    r.add_get(base, list_repositories)
+    # The longer routes first: `{name:.+}` would swallow `/tags` (as in the v2 API, a repository
+    # whose name ends in /tags or /manifests/... is reached by those routes).
+    r.add_get(f"{base}/{NAME}/tags", list_tags)
+    r.add_delete(f"{base}/{NAME}/tags/{{tag}}", delete_tag)
+    r.add_get(f"{base}/{NAME}/manifests/{{digest}}", get_manifest)
+    r.add_delete(f"{base}/{NAME}/manifests/{{digest}}", delete_manifest)
+    r.add_get(f"{base}/{NAME}", get_repository)
+    r.add_delete(f"{base}/{NAME}", delete_repository)

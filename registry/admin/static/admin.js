@@ -1,0 +1,425 @@
+// The admin page: hash routes over the admin JSON API. DOM built with textContent only (names,
+// labels and env values are untrusted text).
+"use strict";
+
+const API = "/admin/api";
+const main = () => document.getElementById("main");
+
+// -- small helpers ------------------------------------------------------------------------
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const first = body && body.errors && body.errors[0];
+    super(first ? `${first.code}: ${first.message}` : `HTTP ${status}`);
+    this.status = status;
+    this.code = first ? first.code : null;
+  }
+}
+
+async function api(path, { method = "GET", body } = {}) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(API + path, init);
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let i = 0, v = n;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${i ? v.toFixed(v < 10 ? 2 : 1) : v} ${units[i]}`;
+}
+
+function ago(seconds) {
+  if (!seconds) return h("span", { class: "muted" }, "never");
+  const d = Date.now() / 1000 - seconds;
+  const text = d < 60 ? "just now" : d < 3600 ? `${Math.floor(d / 60)} min ago`
+    : d < 86400 ? `${Math.floor(d / 3600)} h ago` : `${Math.floor(d / 86400)} d ago`;
+  return h("time", { datetime: new Date(seconds * 1000).toISOString(), title: new Date(seconds * 1000).toISOString() }, text);
+}
+
+const shortDigest = (d) => d.replace(/^(sha\d+:)(.{12}).*$/, "$1$2");
+const repoLink = (name) => `#/repo/${encodeURIComponent(name)}`;
+const manifestLink = (name, digest) => `#/manifest/${encodeURIComponent(name)}/${encodeURIComponent(digest)}`;
+
+function toast(text, isError = false) {
+  const el = document.getElementById("toast");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
+}
+
+// A modal confirmation before anything is deleted; resolves true only on the explicit button.
+function confirmDialog(title, text, action = "Delete") {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = action;
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+  });
+}
+
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Plain http on another host is not a secure context: fall back to a selected textarea.
+    const area = h("textarea", {}, text);
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+  const label = button.textContent;
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = label; }, 1500);
+}
+
+function pullCommand(name, reference) {
+  const sep = reference.includes(":") ? "@" : ":";
+  const command = `docker pull ${location.host}/${name}${sep}${reference}`;
+  const button = h("button", { type: "button", class: "copy", onclick: (e) => copyText(command, e.currentTarget) }, "Copy");
+  return h("div", { class: "pull" }, h("code", { class: "pull-command", title: command }, command), button);
+}
+
+function table(headers, rows, attrs = {}) {
+  return h("table", attrs,
+    h("thead", {}, h("tr", {}, headers.map((x) => h("th", { class: x.endsWith("#") ? "num" : null }, x.replace(/#$/, ""))))),
+    h("tbody", {}, rows));
+}
+
+function card(label, value, id) {
+  return h("div", { class: "card", id }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
+}
+
+function showError(err) {
+  main().replaceChildren(h("p", { class: "error" }, String(err.message || err)));
+}
+
+// -- views ------------------------------------------------------------------------------
+async function overview() {
+  const [storage, history] = await Promise.all([api("/storage"), api("/storage/history?points=40")]);
+  const view = [h("h1", {}, "Overview"),
+    h("div", { class: "cards" },
+      card("Repositories", storage.repositories, "card-repositories"),
+      card("Tags", storage.tags, "card-tags"),
+      card("Stored (physical)", bytes(storage.physical_bytes), "card-physical"),
+      card("Logical (all repositories)", bytes(storage.logical_bytes), "card-logical"),
+      card("Saved by deduplication", bytes(storage.dedup_saved_bytes), "card-saved"),
+      card("Uploads in progress", storage.uploads, "card-uploads")),
+    h("div", { class: "grid2" },
+      h("div", { class: "panel" }, h("h2", {}, "Storage growth"),
+        h("div", { class: "legend" }, h("span", { class: "k0" }, "logical"), h("span", { class: "k1" }, "physical")),
+        lineChart([
+          { name: "logical bytes", points: history.points.map((p) => [p.time, p.logical_bytes]) },
+          { name: "physical bytes", points: history.points.map((p) => [p.time, p.physical_bytes]) }], { yFormat: bytes }),
+        h("p", { class: "muted" }, "Content held now, by when it arrived.")),
+      h("div", { class: "panel" }, h("h2", {}, "Deduplication"),
+        barChart([{ label: "logical", value: storage.logical_bytes }, { label: "physical", value: storage.physical_bytes }],
+          { format: bytes }),
+        h("p", {}, storage.dedup_ratio ? `Each stored byte is used ${storage.dedup_ratio}× on average (${storage.blobs} blobs, backend ${storage.backend}).`
+          : "Nothing stored yet.")))];
+  main().replaceChildren(...view);
+  const mirror = await api("/mirror/history").catch(() => null);
+  if (mirror) main().append(h("div", { class: "panel" }, h("h2", {}, "Mirror hit rate"), hitRateChart(mirror)));
+}
+
+function hitRateChart(history) {
+  const series = {};
+  const samples = history.samples;
+  for (let i = 1; i < samples.length; i++) {
+    for (const [alias, now] of Object.entries(samples[i].upstreams)) {
+      const before = samples[i - 1].upstreams[alias];
+      if (!before) continue;
+      const hits = now.hits - before.hits, misses = now.misses - before.misses;
+      if (hits + misses === 0) continue;
+      (series[alias] = series[alias] || []).push([samples[i].time, (100 * hits) / (hits + misses)]);
+    }
+  }
+  const names = Object.keys(series);
+  return h("div", {}, h("div", { class: "legend" }, names.map((n, i) => h("span", { class: `k${i % 2}` }, n))),
+    lineChart(names.map((n) => ({ name: n, points: series[n] })), { yFormat: (v) => `${Math.round(v)}%`, yMax: 100 }));
+}
+
+async function repositories(params) {
+  const q = params.get("q") || "";
+  const last = params.get("last") || "";
+  const query = new URLSearchParams({ limit: "50" });
+  if (q) query.set("q", q);
+  if (last) query.set("last", last);
+  const page = await api(`/repositories?${query}`);
+  const search = h("input", { type: "search", id: "repo-search", placeholder: "Search repositories", value: q });
+  const form = h("form", { class: "toolbar", onsubmit: (e) => { e.preventDefault(); location.hash = `#/repositories?q=${encodeURIComponent(search.value)}`; } },
+    search, h("button", { type: "submit" }, "Search"));
+  const rows = page.repositories.map((r) => h("tr", { dataset: { repository: r.name } },
+    h("td", {}, h("a", { href: repoLink(r.name) }, r.name)),
+    h("td", { class: "num" }, r.tag_count),
+    h("td", { class: "num size" }, bytes(r.size)),
+    h("td", { class: "num" }, bytes(r.unique_size)),
+    h("td", {}, ago(r.last_push)),
+    h("td", {}, ago(r.last_pull)),
+    h("td", {}, h("button", { type: "button", class: "danger delete-repository", onclick: () => deleteRepository(r.name) }, "Delete"))));
+  const nav = h("div", { class: "toolbar" },
+    last ? h("a", { href: `#/repositories${q ? `?q=${encodeURIComponent(q)}` : ""}` }, "« First page") : null,
+    page.next ? h("a", { id: "next-page", href: `#/repositories?${new URLSearchParams({ ...(q ? { q } : {}), last: page.next })}` }, "Next page »") : null);
+  main().replaceChildren(h("h1", {}, "Repositories"), form,
+    rows.length ? table(["Name", "Tags#", "Size#", "Unique size#", "Last push", "Last pull", ""], rows, { id: "repositories" })
+      : h("p", { class: "muted" }, q ? "No repository matches." : "No repositories yet."), nav);
+}
+
+async function deleteRepository(name) {
+  if (!(await confirmDialog(`Delete repository ${name}?`,
+    "Every tag and manifest of this repository goes. Blobs no other repository uses are freed by the next GC."))) return;
+  try {
+    await api(`/repositories/${name}`, { method: "DELETE" });
+    toast(`Deleted ${name}`);
+    location.hash = "#/repositories";
+    await render();
+  } catch (err) { toast(err.message, true); }
+}
+
+async function repository(name) {
+  const [summary, tags] = await Promise.all([api(`/repositories/${name}`), api(`/repositories/${name}/tags?limit=100`)]);
+  const body = h("tbody", {});
+  const addRows = (page) => {
+    for (const t of page.tags) {
+      body.append(h("tr", { dataset: { tag: t.tag } },
+        h("td", {}, h("strong", {}, t.tag)),
+        h("td", {}, h("a", { href: manifestLink(name, t.digest), class: "mono" }, shortDigest(t.digest))),
+        h("td", {}, t.platforms.map((p) => h("span", { class: "tag" }, p))),
+        h("td", { class: "num size" }, bytes(t.size)),
+        h("td", {}, ago(t.updated_at)),
+        h("td", {}, ago(t.last_pulled_at)),
+        h("td", {}, pullCommand(name, t.tag)),
+        h("td", {}, h("button", { type: "button", class: "danger delete-tag", onclick: () => deleteTag(name, t.tag) }, "Delete"))));
+    }
+  };
+  addRows(tags);
+  let next = tags.next;
+  const more = h("button", { type: "button", id: "more-tags", hidden: !next, onclick: async () => {
+    const page = await api(`/repositories/${name}/tags?limit=100&last=${encodeURIComponent(next)}`);
+    addRows(page);
+    next = page.next;
+    more.hidden = !next;
+  } }, "More tags");
+  main().replaceChildren(
+    h("h1", {}, name),
+    h("div", { class: "cards" },
+      card("Tags", summary.tag_count), card("Manifests", summary.manifest_count),
+      card("Size", bytes(summary.size), "repo-size"), card("Unique size", bytes(summary.unique_size)),
+      card("Last push", ago(summary.last_push)), card("Last pull", ago(summary.last_pull))),
+    h("h2", {}, "Tags"),
+    body.children.length ? h("table", { id: "tags" },
+      h("thead", {}, h("tr", {}, ["Tag", "Digest", "Platforms", "Size", "Pushed", "Pulled", "Pull", ""].map((x) => h("th", {}, x)))), body)
+      : h("p", { class: "muted", id: "no-tags" }, "No tags."),
+    more,
+    h("div", { class: "toolbar" }, h("button", { type: "button", class: "danger", onclick: () => deleteRepository(name) }, "Delete repository")));
+}
+
+async function deleteTag(name, tag) {
+  if (!(await confirmDialog(`Delete tag ${name}:${tag}?`,
+    "The tag goes; the manifest stays reachable by digest until GC removes untagged manifests."))) return;
+  try {
+    await api(`/repositories/${name}/tags/${encodeURIComponent(tag)}`, { method: "DELETE" });
+    toast(`Deleted ${name}:${tag}`);
+    await render();
+  } catch (err) { toast(err.message, true); }
+}
+
+async function manifest(name, digest) {
+  const m = await api(`/repositories/${name}/manifests/${digest}`);
+  const kv = (pairs) => h("dl", { class: "kv" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  const parts = [h("h1", {}, `${name}@${shortDigest(digest)}`), pullCommand(name, digest),
+    h("div", { class: "panel" }, kv([
+      ["Digest", h("span", { class: "mono" }, m.digest)], ["Media type", m.media_type], ["Artifact type", m.artifact_type],
+      ["Image size", bytes(m.size)], ["Manifest size", bytes(m.manifest_size)],
+      ["Tags", m.tags.length ? m.tags.map((t) => h("span", { class: "tag" }, t)) : "untagged"],
+      ["Pushed", ago(m.created_at)], ["Last pull", ago(m.last_pulled_at)],
+      ["Subject", m.subject ? h("a", { href: manifestLink(name, m.subject), class: "mono" }, m.subject) : null],
+      ["In indexes", m.parents.length ? m.parents.map((p) => h("a", { href: manifestLink(name, p), class: "mono" }, shortDigest(p), " ")) : null]]))];
+  if (m.manifests.length) {
+    parts.push(h("h2", {}, "Platforms"), table(["Platform", "Digest", "Size#"], m.manifests.map((c) => h("tr", {},
+      h("td", {}, c.platform || c.artifact_type || "–"),
+      h("td", {}, c.stored ? h("a", { href: manifestLink(name, c.digest), class: "mono" }, shortDigest(c.digest)) : h("span", { class: "mono muted" }, shortDigest(c.digest))),
+      h("td", { class: "num" }, bytes(c.size))))));
+  }
+  if (m.config) {
+    const c = m.config;
+    parts.push(h("h2", {}, "Config"), h("div", { class: "panel" }, kv([
+      ["Created", c.created], ["Platform", [c.os, c.architecture, c.variant].filter(Boolean).join("/")],
+      ["Entrypoint", c.entrypoint ? h("code", {}, JSON.stringify(c.entrypoint)) : null],
+      ["Cmd", c.cmd ? h("code", {}, JSON.stringify(c.cmd)) : null], ["Working dir", c.working_dir], ["User", c.user],
+      ["Ports", c.exposed_ports.join(", ")], ["Env", c.env.length ? h("pre", {}, c.env.join("\n")) : null],
+      ["Labels", Object.keys(c.labels).length ? h("pre", {}, Object.entries(c.labels).map(([k, v]) => `${k}=${v}`).join("\n")) : null],
+      ["History", `${c.history} steps`]])));
+  }
+  if (m.layers) {
+    const total = m.layers.reduce((a, l) => a + (l.size || 0), 0);
+    parts.push(h("h2", {}, `Layers (${m.layers.length}, ${bytes(total)})`), table(["#", "Digest", "Media type", "Size#"],
+      m.layers.map((l, i) => h("tr", {}, h("td", {}, i + 1), h("td", { class: "mono" }, shortDigest(l.digest)),
+        h("td", { class: "muted" }, l.media_type || ""), h("td", { class: "num" }, bytes(l.size))))));
+  }
+  parts.push(h("h2", {}, "Referrers"), m.referrers.length ? table(["Artifact type", "Digest", "Size#"], m.referrers.map((r) => h("tr", {},
+    h("td", {}, r.artifact_type || r.media_type), h("td", {}, h("a", { href: manifestLink(name, r.digest), class: "mono" }, shortDigest(r.digest))),
+    h("td", { class: "num" }, bytes(r.size))))) : h("p", { class: "muted" }, "No signatures, SBOMs or other referrers."));
+  if (m.annotations && Object.keys(m.annotations).length) {
+    parts.push(h("h2", {}, "Annotations"), h("pre", {}, Object.entries(m.annotations).map(([k, v]) => `${k}=${v}`).join("\n")));
+  }
+  parts.push(h("div", { class: "toolbar" }, h("button", { type: "button", class: "danger", id: "delete-manifest", onclick: async () => {
+    if (!(await confirmDialog(`Delete manifest ${shortDigest(digest)}?`,
+      `The manifest and its tags (${m.tags.join(", ") || "none"}) go from ${name}.`))) return;
+    try {
+      await api(`/repositories/${name}/manifests/${digest}`, { method: "DELETE" });
+      toast("Manifest deleted");
+      location.hash = repoLink(name);
+    } catch (err) { toast(err.message, true); }
+  } }, "Delete manifest")));
+  main().replaceChildren(...parts);
+}
+
+async function uploads() {
+  const page = await api("/uploads?limit=200");
+  main().replaceChildren(h("h1", {}, "Uploads in progress"), page.uploads.length ? table(
+    ["Repository", "Session", "Staged#", "Started", "Last write", "Writing", ""], page.uploads.map((u) => h("tr", {},
+      h("td", {}, h("a", { href: repoLink(u.repository) }, u.repository)), h("td", { class: "mono" }, u.id.slice(0, 12) + "…"),
+      h("td", { class: "num" }, bytes(u.size)), h("td", {}, ago(u.created_at)), h("td", {}, ago(u.updated_at)),
+      h("td", {}, u.writing ? "yes" : "no"),
+      h("td", {}, h("button", { type: "button", class: "danger", onclick: async () => {
+        if (!(await confirmDialog("Cancel this upload?", `The client pushing to ${u.repository} will have to start over.`, "Cancel upload"))) return;
+        try { await api(`/uploads/${encodeURIComponent(u.id)}`, { method: "DELETE" }); toast("Upload cancelled"); await render(); }
+        catch (err) { toast(err.message, true); }
+      } }, "Cancel"))))) : h("p", { class: "muted" }, "No uploads in progress."),
+  page.next ? h("p", { class: "muted" }, "More sessions exist than shown.") : null);
+}
+
+async function mirror() {
+  let stats;
+  try { stats = await api("/mirror"); } catch (err) {
+    if (err.status === 404) { main().replaceChildren(h("h1", {}, "Mirror"), h("p", { class: "muted" }, "No upstreams are configured (mirror.upstreams).")); return; }
+    throw err;
+  }
+  const history = await api("/mirror/history");
+  const image = h("input", { type: "text", placeholder: "hub/library/alpine:3.20", id: "mirror-image" });
+  const act = (path, method, label) => h("button", { type: "button", onclick: async () => {
+    try { await api(path, { method, body: { image: image.value } }); toast(`${label}: ${image.value}`); await render(); }
+    catch (err) { toast(err.message, true); }
+  } }, label);
+  main().replaceChildren(h("h1", {}, "Mirror"),
+    h("div", { class: "cards" }, card("Cache", bytes(stats.cache_bytes)), card("Cap", stats.cache_cap_bytes ? bytes(stats.cache_cap_bytes) : "none"),
+      card("Fetches in progress", stats.fills_in_progress)),
+    table(["Upstream", "Hits#", "Misses#", "Hit rate#", "From upstream#", "Served#", "429s#", "Stale serves#"], stats.upstreams.map((u) => h("tr", {},
+      h("td", {}, u.alias, " ", h("span", { class: "muted" }, u.url)), h("td", { class: "num" }, u.hits), h("td", { class: "num" }, u.misses),
+      h("td", { class: "num" }, u.hits + u.misses ? `${Math.round((100 * u.hits) / (u.hits + u.misses))}%` : "–"),
+      h("td", { class: "num" }, bytes(u.bytes_from_upstream)), h("td", { class: "num" }, bytes(u.bytes_served)),
+      h("td", { class: "num" }, u.throttled), h("td", { class: "num" }, u.stale_serves)))),
+    h("div", { class: "panel" }, h("h2", {}, "Hit rate over time"), hitRateChart(history)),
+    h("h2", {}, "Pre-warm and pins"), h("div", { class: "toolbar" }, image, act("/mirror/prewarm", "POST", "Pre-warm"), act("/mirror/pins", "POST", "Pin")),
+    stats.pins.length ? table(["Pinned image", ""], stats.pins.map((p) => h("tr", {}, h("td", { class: "mono" }, p),
+      h("td", {}, h("button", { type: "button", onclick: async () => {
+        if (!(await confirmDialog(`Unpin ${p}?`, "It may then be evicted when the cache is over its cap.", "Unpin"))) return;
+        try { await api("/mirror/pins", { method: "DELETE", body: { image: p } }); await render(); } catch (err) { toast(err.message, true); }
+      } }, "Unpin"))))) : h("p", { class: "muted" }, "No pins."),
+    h("div", { class: "toolbar" }, h("button", { type: "button", onclick: async () => {
+      try { const r = await api("/mirror/evict", { method: "POST" }); toast(`Eviction: ${JSON.stringify(r)}`); } catch (err) { toast(err.message, true); }
+    } }, "Run eviction now")));
+}
+
+const MAINTENANCE = [
+  { kind: "gc", title: "Garbage collection", text: "Removes manifests and blobs nothing references, and stale uploads." },
+  { kind: "retention", title: "Retention", text: "Applies the retention rules to tags and manifests." },
+  { kind: "fsck", title: "Consistency check", text: "Checks the database against the stored blobs.", body: { sample: null, repair: false } },
+];
+
+// Whether the server has an endpoint at all: a method it does not serve answers 405 on a known
+// route and 404 on an unknown one (GET's 404 also means "no report yet").
+async function hasEndpoint(path) {
+  const response = await fetch(API + path, { method: "OPTIONS", credentials: "same-origin" });
+  return response.status !== 404;
+}
+
+async function maintenance() {
+  const panels = [];
+  for (const m of MAINTENANCE) {
+    if (!(await hasEndpoint(`/${m.kind}`))) continue;
+    const last = await api(`/${m.kind}`).catch(() => null);
+    const out = h("div", {}, last ? reportView(last) : h("p", { class: "muted" }, "No run yet."));
+    const run = (dryRun) => h("button", { type: "button", class: dryRun ? null : "primary", id: `${m.kind}-${dryRun ? "dry" : "run"}`, onclick: async (e) => {
+      const button = e.currentTarget;
+      if (!dryRun && !(await confirmDialog(`Run ${m.title.toLowerCase()} now?`, `${m.text} This deletes for real.`, "Run"))) return;
+      button.disabled = true;
+      try { out.replaceChildren(reportView(await api(`/${m.kind}`, { method: "POST", body: { ...(m.body || {}), dry_run: dryRun } }))); }
+      catch (err) { toast(err.message, true); }
+      finally { button.disabled = false; }
+    } }, dryRun ? "Dry run" : "Run");
+    panels.push(h("div", { class: "panel", id: `maintenance-${m.kind}` }, h("h2", {}, m.title), h("p", { class: "muted" }, m.text),
+      h("div", { class: "toolbar" }, run(true), run(false)), out));
+  }
+  main().replaceChildren(h("h1", {}, "Maintenance"), ...(panels.length ? panels : [h("p", { class: "muted" }, "This server has no maintenance endpoints.")]));
+}
+
+function reportView(r) {
+  const d = r.deleted || {};
+  return h("div", {}, h("p", {}, `${r.dry_run ? "Dry run" : "Run"} finished `, ago(r.finished_at),
+    `: ${d.manifests || 0} manifests, ${d.tags || 0} tags, ${d.blobs || 0} blobs${r.dry_run ? " would go" : " deleted"}, ${bytes(r.freed_bytes || 0)} ${r.dry_run ? "to free" : "freed"}.`),
+  (r.problems || []).length ? h("pre", { class: "error" }, r.problems.map((p) => JSON.stringify(p)).join("\n")) : null,
+  (r.items || []).length ? h("pre", {}, r.items.slice(0, 200).map((i) => (typeof i === "string" ? i : JSON.stringify(i))).join("\n")) : null);
+}
+
+// -- routing ----------------------------------------------------------------------------
+async function render() {
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const parts = (path || "/").split("/").filter(Boolean).map(decodeURIComponent);
+  const params = new URLSearchParams(query || "");
+  const view = parts[0] || "overview";
+  for (const a of document.querySelectorAll("header nav a")) {
+    a.classList.toggle("active", a.dataset.view === ({ repo: "repositories", manifest: "repositories" }[view] || view));
+  }
+  try {
+    if (view === "overview") await overview();
+    else if (view === "repositories") await repositories(params);
+    else if (view === "repo") await repository(parts[1]);
+    else if (view === "manifest") await manifest(parts[1], parts[2]);
+    else if (view === "uploads") await uploads();
+    else if (view === "mirror") await mirror();
+    else if (view === "maintenance") await maintenance();
+    else main().replaceChildren(h("p", {}, "Unknown page."));
+  } catch (err) {
+    showError(err);
+  }
+  document.body.dataset.ready = location.hash;  // tests wait for this
+}
+
+window.addEventListener("hashchange", render);
+window.addEventListener("DOMContentLoaded", async () => {
+  render();
+  try {
+    const me = await api("/whoami");
+    document.getElementById("whoami").textContent = me.kind === "anonymous" ? `local admin (${me.address})` : me.name;
+  } catch { /* the page itself shows the error */ }
+});

@@ -1,0 +1,23 @@
+"""Admin endpoints for blob upload sessions in progress."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.admin.common import inventory, page_params, paged
+
+
+async def list_uploads(request: web.Request) -> web.Response:
+    limit, last = page_params(request)
+    return paged("uploads", await inventory(request).uploads(limit + 1, last), limit, "id")
+
+
+async def cancel_upload(request: web.Request) -> web.Response:
+    upload_id = request.match_info["id"]
+    await inventory(request).cancel_upload(upload_id)
+    return web.json_response({"cancelled": upload_id})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/api/uploads", list_uploads)
+    app.router.add_delete("/admin/api/uploads/{id}", cancel_upload)

@@ -1,0 +1,240 @@
+"""The registry's contents as operators see them: the model behind the admin API.
+
+Reads go through registry/metadata/inventory.py and, for image configs, the blob store;
+deletes of tags and manifests reuse LocalContent so they behave exactly like the v2 DELETEs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from registry import manifest as mf
+from registry.content.local import LocalContent
+from registry.digest import parse_digest
+from registry.errors import RegistryError
+from registry.metadata import inventory as rows
+from registry.metadata import manifests as manifest_rows
+from registry.metadata import repositories as repo_rows
+from registry.metadata import uploads as upload_rows
+
+CONFIG_READ_LIMIT = 1024 * 1024  # image configs are a few KiB; never pull a huge blob into memory
+
+
+class Inventory:
+    def __init__(self, local: LocalContent) -> None:
+        self.local = local
+        self.db = local.db
+        self.store = local.store
+
+    # -- repositories -------------------------------------------------------------------
+    async def repositories(self, search: str | None, limit: int, last: str | None) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return [asdict(r) for r in await rows.repository_page(conn, search, limit, last)]
+
+    async def repository(self, name: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            found = await rows.repository_stats(conn, name)
+        if found is None:
+            raise RegistryError("NAME_UNKNOWN", detail={"name": name})
+        return asdict(found)
+
+    async def delete_repository(self, name: str) -> dict[str, Any]:
+        async with self.db.write() as conn:
+            repo_id = await self._repository_id(conn, name)
+            summary = (await rows.repository_stats(conn, name))
+            pending = await rows.upload_ids(conn, repo_id)
+            await rows.delete_repository(conn, repo_id)
+        for upload_id in pending:  # staged bytes of unfinished uploads; committed blobs wait for GC
+            await self.store.abort_upload(upload_id)
+        assert summary is not None
+        return {"deleted": name, "tags": summary.tag_count, "manifests": summary.manifest_count,
+                "uploads": len(pending)}
+
+    # -- tags and manifests -------------------------------------------------------------
+    async def tags(self, name: str, limit: int, last: str | None) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            repo_id = await self._repository_id(conn, name)
+            tagged = await rows.tag_page(conn, repo_id, limit, last)
+            children = await rows.manifests_by_digest(conn, repo_id, sorted({
+                d.digest for t in tagged for d in _index_entries(t.payload, t.media_type)}))
+            blob_digests = {d for t in tagged for d in _blob_digests(t.payload, t.media_type)}
+            blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
+            sizes = await rows.blob_sizes(conn, sorted(blob_digests))
+        configs = await asyncio.gather(*[self._config(t.payload, t.media_type) for t in tagged])
+        result = []
+        for t, config in zip(tagged, configs):
+            summary = _summary(t.payload, t.media_type, children, sizes)
+            if config is not None and not summary["platforms"]:
+                summary["platforms"] = [_platform_name(config)]
+            result.append({"tag": t.tag, "digest": t.digest, "media_type": t.media_type, "updated_at": t.updated_at,
+                           "created_at": t.created_at, "last_pulled_at": t.last_pulled_at,
+                           "created": (config or {}).get("created"), **summary})
+        return result
+
+    async def manifest(self, name: str, digest: str) -> dict[str, Any]:
+        parse_digest(digest)  # DIGEST_INVALID for anything else
+        async with self.db.read() as conn:
+            repo_id = await self._repository_id(conn, name)
+            found = (await rows.manifests_by_digest(conn, repo_id, [digest])).get(digest)
+            if found is None:
+                raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": digest})
+            children = await rows.manifests_by_digest(
+                conn, repo_id, [d.digest for d in _index_entries(found.payload, found.media_type)])
+            blob_digests = set(_blob_digests(found.payload, found.media_type))
+            blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
+            sizes = await rows.blob_sizes(conn, sorted(blob_digests))
+            tag_names = await rows.tags_of(conn, repo_id, digest)
+            parents = await rows.parents_of(conn, repo_id, digest)
+            referrers = await manifest_rows.referrers(conn, name, digest, None)
+        document = json.loads(found.payload)
+        detail: dict[str, Any] = {
+            "repository": name, "digest": digest, "media_type": found.media_type,
+            "artifact_type": found.artifact_type, "subject": found.subject, "manifest_size": len(found.payload),
+            "created_at": found.created_at, "last_pulled_at": found.last_pulled_at, "tags": tag_names,
+            "parents": parents, "annotations": document.get("annotations") or {},
+            "referrers": [{"digest": r.digest, "media_type": r.media_type, "size": r.size,
+                           "artifact_type": r.artifact_type, "annotations": r.annotations or {}} for r in referrers],
+            **_summary(found.payload, found.media_type, children, sizes),
+        }
+        if found.media_type in mf.IMAGE_MANIFESTS:
+            detail["config"] = await self._config(found.payload, found.media_type)
+            detail["layers"] = [{"digest": d["digest"], "media_type": d.get("mediaType"), "size": d.get("size"),
+                                 "stored": d["digest"] in sizes} for d in document.get("layers") or []
+                                if isinstance(d, dict) and isinstance(d.get("digest"), str)]
+        return detail
+
+    async def delete_tag(self, name: str, tag: str) -> None:
+        await self.local.delete_manifest(name, tag)
+
+    async def delete_manifest(self, name: str, digest: str) -> None:
+        await self.local.delete_manifest(name, parse_digest(digest))
+
+    async def _config(self, payload: bytes, media_type: str) -> dict[str, Any] | None:
+        """The image config's useful parts, or None (an index, an artifact, or not stored here)."""
+        if media_type not in mf.IMAGE_MANIFESTS:
+            return None
+        config = json.loads(payload).get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+            return None
+        digest = parse_digest(config["digest"])
+        size = await self.store.stat(digest)
+        if size is None or size > CONFIG_READ_LIMIT:
+            return None
+        data = b"".join([chunk async for chunk in self.store.read(digest, 0, size)])
+        return _config_summary(data)
+
+    # -- storage ------------------------------------------------------------------------
+    async def storage(self) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            t = await rows.totals(conn)
+        saved = max(t.logical_bytes - t.physical_bytes, 0)
+        return {**asdict(t), "backend": type(self.store).__name__, "dedup_saved_bytes": saved,
+                "dedup_ratio": round(t.logical_bytes / t.physical_bytes, 3) if t.physical_bytes else None}
+
+    async def growth(self, points: int) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            found = await rows.growth(conn, points, time.time())
+        return [{"time": t, "physical_bytes": p, "logical_bytes": lg} for t, p, lg in found]
+
+    # -- upload sessions ----------------------------------------------------------------
+    async def uploads(self, limit: int, last: str | None) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return [asdict(u) for u in await rows.upload_page(conn, limit, last, time.time())]
+
+    async def cancel_upload(self, upload_id: str) -> None:
+        async with self.db.read() as conn:
+            found = await upload_rows.get_upload(conn, upload_id)
+        if found is None:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
+        await self.local.cancel_upload(found.repository, upload_id)
+
+    async def _repository_id(self, conn: Any, name: str) -> int:
+        repo_id = await repo_rows.repository_id(conn, name)
+        if repo_id is None:
+            raise RegistryError("NAME_UNKNOWN", detail={"name": name})
+        return repo_id
+
+
+# -- pure helpers over manifest bytes (already validated when pushed) ---------------------
+def _document(payload: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _descriptors(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = document.get(key)
+    items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+    return [d for d in items if isinstance(d, dict) and isinstance(d.get("digest"), str)]
+
+
+def _index_entries(payload: bytes, media_type: str) -> list[mf.Descriptor]:
+    if media_type not in mf.INDEXES:
+        return []
+    return [mf.Descriptor(str(d.get("mediaType", "")), d["digest"], int(d.get("size") or 0))
+            for d in _descriptors(_document(payload), "manifests")]
+
+
+def _blob_digests(payload: bytes, media_type: str) -> list[str]:
+    if media_type not in mf.IMAGE_MANIFESTS:
+        return []
+    document = _document(payload)
+    return [d["digest"] for d in _descriptors(document, "config") + _descriptors(document, "layers")]
+
+
+def _image_size(payload: bytes, sizes: dict[str, int]) -> int:
+    document = _document(payload)
+    return sum(sizes.get(d["digest"], int(d.get("size") or 0))
+               for d in _descriptors(document, "config") + _descriptors(document, "layers"))
+
+
+def _platform_name(platform: dict[str, Any]) -> str:
+    parts = [platform.get("os") or "?", platform.get("architecture") or "?"]
+    if platform.get("variant"):
+        parts.append(platform["variant"])
+    return "/".join(str(p) for p in parts)
+
+
+def _summary(payload: bytes, media_type: str, children: dict[str, rows.StoredManifest],
+             sizes: dict[str, int]) -> dict[str, Any]:
+    """Size (blob bytes a pull of every platform moves, each blob once) and platforms."""
+    if media_type in mf.IMAGE_MANIFESTS:
+        return {"size": _image_size(payload, sizes), "platforms": [], "manifests": []}
+    entries = []
+    seen: dict[str, int] = {}
+    for d in _descriptors(_document(payload), "manifests"):
+        child = children.get(d["digest"])
+        platform = d.get("platform") if isinstance(d.get("platform"), dict) else {}
+        size = None
+        if child is not None and child.media_type in mf.IMAGE_MANIFESTS:
+            size = _image_size(child.payload, sizes)
+            for digest in _blob_digests(child.payload, child.media_type):
+                seen[digest] = sizes.get(digest, 0)
+        entries.append({"digest": d["digest"], "media_type": d.get("mediaType"), "platform":
+                        _platform_name(platform) if platform else None, "size": size, "stored": child is not None,
+                        "artifact_type": d.get("artifactType")})
+    return {"size": sum(seen.values()), "platforms": [e["platform"] for e in entries if e["platform"]],
+            "manifests": entries}
+
+
+def _config_summary(data: bytes) -> dict[str, Any] | None:
+    document = _document(data)
+    if not document:
+        return None
+    config = document.get("config") if isinstance(document.get("config"), dict) else {}
+    env = config.get("Env") if isinstance(config.get("Env"), list) else []
+    return {
+        "created": document.get("created"), "os": document.get("os"), "architecture": document.get("architecture"),
+        "variant": document.get("variant"), "author": document.get("author"),
+        "entrypoint": config.get("Entrypoint"), "cmd": config.get("Cmd"), "working_dir": config.get("WorkingDir"),
+        "user": config.get("User"), "env": env, "labels": config.get("Labels") or {},
+        "exposed_ports": sorted((config.get("ExposedPorts") or {}).keys()) if isinstance(
+            config.get("ExposedPorts"), dict) else [],
+        "history": len(document.get("history") or []) if isinstance(document.get("history"), list) else 0,
+    }

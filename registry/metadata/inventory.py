@@ -1,0 +1,236 @@
+"""What the registry holds, for operators: repositories with sizes and activity, tags with their
+manifests, storage totals and how they grew, upload sessions; and deleting a whole repository.
+
+Sizes are blob bytes. A repository's `size` is every blob linked into it (what pulling all of it
+would move); its `unique_size` is the part no other repository links (what deleting it would
+let GC free). The store's physical bytes count each blob once; the sum over repositories counts
+it once per repository: the difference is what deduplication saves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, case, delete, exists, func, select
+from sqlalchemy.orm import aliased
+
+from registry.metadata.db import Connection
+from registry.metadata.schema import (blobs, manifest_references, manifests, repositories, repository_blobs, tags,
+                                      uploads)
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryStats:
+    name: str
+    created_at: float
+    tag_count: int
+    manifest_count: int
+    size: int
+    unique_size: int
+    last_push: float | None
+    last_pull: float | None
+
+
+async def repository_page(conn: Connection, search: str | None, limit: int, last: str | None) -> list[RepositoryStats]:
+    """Repositories sorted by name after `last`, optionally those whose name contains `search`."""
+    query = select(repositories.c.id, repositories.c.name, repositories.c.created_at).order_by(repositories.c.name)
+    if search:
+        query = query.where(repositories.c.name.contains(search.lower(), autoescape=True))
+    if last:
+        query = query.where(repositories.c.name > last)
+    rows = (await conn.execute(query.limit(limit))).all()
+    return await _with_stats(conn, rows)
+
+
+async def repository_stats(conn: Connection, name: str) -> RepositoryStats | None:
+    rows = (await conn.execute(select(repositories.c.id, repositories.c.name, repositories.c.created_at)
+                               .where(repositories.c.name == name))).all()
+    found = await _with_stats(conn, rows)
+    return found[0] if found else None
+
+
+async def _with_stats(conn: Connection, rows: list) -> list[RepositoryStats]:  # type: ignore[type-arg]
+    """Aggregates for one page of repositories: a few grouped queries over that page's ids only."""
+    ids = [row.id for row in rows]
+    if not ids:
+        return []
+    tag_rows = await conn.execute(select(tags.c.repository_id, func.count(), func.max(tags.c.updated_at))
+                                  .where(tags.c.repository_id.in_(ids)).group_by(tags.c.repository_id))
+    tag_info = {r[0]: (r[1], r[2]) for r in tag_rows}
+    manifest_rows = await conn.execute(
+        select(manifests.c.repository_id, func.count(), func.max(manifests.c.created_at),
+               func.max(manifests.c.last_pulled_at))
+        .where(manifests.c.repository_id.in_(ids)).group_by(manifests.c.repository_id))
+    manifest_info = {r[0]: (r[1], r[2], r[3]) for r in manifest_rows}
+    size_rows = await conn.execute(
+        select(repository_blobs.c.repository_id, func.sum(blobs.c.size))
+        .select_from(repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest))
+        .where(repository_blobs.c.repository_id.in_(ids)).group_by(repository_blobs.c.repository_id))
+    sizes = {r[0]: int(r[1] or 0) for r in size_rows}
+    other = aliased(repository_blobs)
+    unique_rows = await conn.execute(
+        select(repository_blobs.c.repository_id, func.sum(blobs.c.size))
+        .select_from(repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest))
+        .where(repository_blobs.c.repository_id.in_(ids),
+               ~exists().where(and_(other.c.digest == repository_blobs.c.digest,
+                                    other.c.repository_id != repository_blobs.c.repository_id)))
+        .group_by(repository_blobs.c.repository_id))
+    unique = {r[0]: int(r[1] or 0) for r in unique_rows}
+    result = []
+    for row in rows:
+        tag_count, tag_updated = tag_info.get(row.id, (0, None))
+        manifest_count, manifest_created, last_pull = manifest_info.get(row.id, (0, None, None))
+        pushes = [t for t in (tag_updated, manifest_created) if t is not None]
+        result.append(RepositoryStats(row.name, row.created_at, tag_count, manifest_count, sizes.get(row.id, 0),
+                                      unique.get(row.id, 0), max(pushes) if pushes else None, last_pull))
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedManifest:
+    tag: str
+    updated_at: float
+    digest: str
+    media_type: str
+    payload: bytes
+    created_at: float
+    last_pulled_at: float | None
+
+
+async def tag_page(conn: Connection, repository_id: int, limit: int, last: str | None) -> list[TaggedManifest]:
+    query = (select(tags.c.name, tags.c.updated_at, manifests.c.digest, manifests.c.media_type, manifests.c.payload,
+                    manifests.c.created_at, manifests.c.last_pulled_at)
+             .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+             .where(tags.c.repository_id == repository_id).order_by(tags.c.name).limit(limit))
+    if last:
+        query = query.where(tags.c.name > last)
+    return [TaggedManifest(r.name, r.updated_at, r.digest, r.media_type, bytes(r.payload), r.created_at,
+                           r.last_pulled_at) for r in await conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    payload: bytes
+    artifact_type: str | None
+    subject: str | None
+    created_at: float
+    last_pulled_at: float | None
+
+
+async def manifests_by_digest(conn: Connection, repository_id: int, digests: list[str]) -> dict[str, StoredManifest]:
+    if not digests:
+        return {}
+    rows = await conn.execute(
+        select(manifests.c.digest, manifests.c.media_type, manifests.c.payload, manifests.c.artifact_type,
+               manifests.c.subject_digest, manifests.c.created_at, manifests.c.last_pulled_at)
+        .where(manifests.c.repository_id == repository_id, manifests.c.digest.in_(digests)))
+    return {r.digest: StoredManifest(r.digest, r.media_type, bytes(r.payload), r.artifact_type, r.subject_digest,
+                                     r.created_at, r.last_pulled_at) for r in rows}
+
+
+async def tags_of(conn: Connection, repository_id: int, digest: str) -> list[str]:
+    query = (select(tags.c.name).select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+             .where(tags.c.repository_id == repository_id, manifests.c.digest == digest).order_by(tags.c.name))
+    return list((await conn.execute(query)).scalars())
+
+
+async def parents_of(conn: Connection, repository_id: int, digest: str) -> list[str]:
+    """Indexes in the repository that list this manifest."""
+    query = (select(manifests.c.digest)
+             .select_from(manifests.join(manifest_references, manifest_references.c.manifest_id == manifests.c.id))
+             .where(manifests.c.repository_id == repository_id, manifest_references.c.digest == digest,
+                    manifest_references.c.kind == "manifest").order_by(manifests.c.digest))
+    return list((await conn.execute(query)).scalars())
+
+
+async def blob_sizes(conn: Connection, digests: list[str]) -> dict[str, int]:
+    if not digests:
+        return {}
+    rows = await conn.execute(select(blobs.c.digest, blobs.c.size).where(blobs.c.digest.in_(digests)))
+    return {r.digest: r.size for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    repositories: int
+    manifests: int
+    manifest_bytes: int
+    tags: int
+    blobs: int
+    physical_bytes: int
+    logical_bytes: int
+    uploads: int
+    upload_bytes: int
+
+
+async def totals(conn: Connection) -> Totals:
+    count_repositories = (await conn.execute(select(func.count()).select_from(repositories))).scalar_one()
+    manifest_count, manifest_bytes = (await conn.execute(
+        select(func.count(), func.coalesce(func.sum(manifests.c.size), 0)))).one()
+    tag_count = (await conn.execute(select(func.count()).select_from(tags))).scalar_one()
+    blob_count, physical = (await conn.execute(select(func.count(), func.coalesce(func.sum(blobs.c.size), 0)))).one()
+    logical = (await conn.execute(
+        select(func.coalesce(func.sum(blobs.c.size), 0))
+        .select_from(repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest)))).scalar_one()
+    upload_count, upload_bytes = (await conn.execute(
+        select(func.count(), func.coalesce(func.sum(uploads.c.size), 0)))).one()
+    return Totals(count_repositories, manifest_count, int(manifest_bytes), tag_count, blob_count, int(physical),
+                  int(logical), upload_count, int(upload_bytes))
+
+
+async def growth(conn: Connection, points: int, until: float) -> list[tuple[float, int, int]]:
+    """(time, physical bytes, logical bytes) of today's content by when it arrived, at `points` times.
+
+    One scan per table whatever the number of points (a CASE sum per point), portable to both
+    databases. Deleted content is gone from the rows, so this is growth of what is held now.
+    """
+    first = (await conn.execute(select(func.min(repository_blobs.c.created_at)))).scalar()
+    if first is None:
+        return []
+    step = max((until - first) / max(points - 1, 1), 1.0)
+    times = [first + step * i for i in range(points)]
+    physical = (await conn.execute(select(*[
+        func.coalesce(func.sum(case((blobs.c.created_at <= t, blobs.c.size), else_=0)), 0) for t in times]))).one()
+    logical = (await conn.execute(select(*[
+        func.coalesce(func.sum(case((repository_blobs.c.created_at <= t, blobs.c.size), else_=0)), 0) for t in times])
+        .select_from(repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest)))).one()
+    return [(t, int(p), int(lg)) for t, p, lg in zip(times, physical, logical)]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    id: str
+    repository: str
+    size: int
+    created_at: float
+    updated_at: float
+    writing: bool  # a request holds its write lease now
+
+
+async def upload_page(conn: Connection, limit: int, last: str | None, now: float) -> list[UploadSession]:
+    query = (select(uploads.c.id, repositories.c.name, uploads.c.size, uploads.c.created_at, uploads.c.updated_at,
+                    uploads.c.lease_expires)
+             .select_from(uploads.join(repositories, repositories.c.id == uploads.c.repository_id))
+             .order_by(uploads.c.id).limit(limit))
+    if last:
+        query = query.where(uploads.c.id > last)
+    return [UploadSession(r.id, r.name, r.size, r.created_at, r.updated_at,
+                          r.lease_expires is not None and r.lease_expires > now) for r in await conn.execute(query)]
+
+
+async def upload_ids(conn: Connection, repository_id: int) -> list[str]:
+    return list((await conn.execute(select(uploads.c.id).where(uploads.c.repository_id == repository_id))).scalars())
+
+
+async def delete_repository(conn: Connection, repository_id: int) -> None:
+    """Remove a repository with its tags, manifests, links and upload rows (blobs stay for GC)."""
+    owned = select(manifests.c.id).where(manifests.c.repository_id == repository_id)
+    await conn.execute(delete(tags).where(tags.c.repository_id == repository_id))
+    await conn.execute(delete(manifest_references).where(manifest_references.c.manifest_id.in_(owned)))
+    await conn.execute(delete(manifests).where(manifests.c.repository_id == repository_id))
+    await conn.execute(delete(repository_blobs).where(repository_blobs.c.repository_id == repository_id))
+    await conn.execute(delete(uploads).where(uploads.c.repository_id == repository_id))
+    await conn.execute(delete(repositories).where(repositories.c.id == repository_id))
+
