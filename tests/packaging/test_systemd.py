@@ -1,5 +1,5 @@
-"""Issue 10, acceptance 3: deploy/systemd/registry.service passes `systemd-analyze verify`, and its
-sandboxing keeps systemd's exposure score low.
+"""Issue 10, acceptance 3: deploy/systemd/registry.service passes `systemd-analyze verify`, its user comes
+from registry.sysusers.conf, and its sandboxing keeps systemd's exposure score low.
 
 verify checks that ExecStart's program exists, which it does only once the registry is installed.
 So the unit is verified under --root: a scratch root holding this host's system units, the unit
@@ -70,3 +70,20 @@ def test_sandboxing_exposure_is_low():
     found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout + result.stderr)
     assert found, result.stdout + result.stderr
     assert float(found.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_sysusers_file_creates_the_services_user(tmp_path):
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is None:
+        pytest.fail("systemd-sysusers not found; install it with: scripts/system-deps systemd", pytrace=False)
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    result = subprocess.run([sysusers, f"--root={root}", str(UNIT.with_name("registry.sysusers.conf"))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    user = re.search(r"^User=(\S+)", UNIT.read_text(), re.M).group(1)  # type: ignore[union-attr]
+    group = re.search(r"^Group=(\S+)", UNIT.read_text(), re.M).group(1)  # type: ignore[union-attr]
+    home = re.search(r"^WorkingDirectory=(\S+)", UNIT.read_text(), re.M).group(1)  # type: ignore[union-attr]
+    passwd = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
+    assert passwd[user][5] == home
+    assert group in (root / "etc/group").read_text()
