@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench system-deps swift-venv clean
+.PHONY: serve test bench docs system-deps swift-venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/system-deps python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -29,6 +29,10 @@ test: $(STAMP) system-deps swift-venv
 
 bench: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# docs/configuration.md is generated from registry/config.py; a test fails when it is stale.
+docs: $(STAMP)
+	$(VENV)/bin/python -m registry.config_docs > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .venv-swift build *.egg-info

@@ -14,7 +14,7 @@ from registry.config_docs import main, render
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "configuration.md"
-REGENERATE = "python -m registry.config_docs > docs/configuration.md"
+REGENERATE = "make docs (python -m registry.config_docs > docs/configuration.md)"
 
 
 def test_the_page_is_up_to_date():
