@@ -16,7 +16,6 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -78,9 +77,28 @@ def wheelhouse() -> Path:
     return target
 
 
+# Stable tags: the image and its build stage stay in the engine as the next run's layer cache.
+# After a rebuild the previous ones are removed, so changed code does not pile up dangling images.
+IMAGE_TAG = "registry-packaging:test"
+BUILD_STAGE_TAG = "registry-packaging:build-stage"
+
+
+def _image_id(ref: str) -> str | None:
+    result = run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _build(context: Path, base: str, tag: str, *extra: str) -> None:
+    """Build `tag`; drop the image it replaced (its layers shared with the new one stay)."""
+    previous = _image_id(tag)
+    run(["docker", "build", "--quiet", "--build-arg", f"BASE={base}", "--build-arg", "PIP_NO_INDEX=1",
+         "--tag", tag, *extra, context], env={"DOCKER_BUILDKIT": "0"}, timeout=600)
+    if previous is not None and previous != _image_id(tag):
+        run(["docker", "image", "rm", previous], check=False)  # fails harmlessly if a container uses it
+
+
 @pytest.fixture(scope="session")
-def registry_image(base_image: str, wheelhouse: Path, session_id: str,  # noqa: F811
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
+def registry_image(base_image: str, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
     """The repository's Dockerfile built FROM the Debian base, offline from the wheelhouse."""
     context = tmp_path_factory.mktemp("image-context")
     for name in CONTEXT_FILES:
@@ -90,17 +108,13 @@ def registry_image(base_image: str, wheelhouse: Path, session_id: str,  # noqa: 
         else:
             shutil.copy2(source, context / name)
     shutil.copytree(wheelhouse, context / "wheelhouse")
-    tag = f"registry-packaging-{session_id}:test"
     started = time.monotonic()
-    run(["docker", "build", "--quiet", "--build-arg", f"BASE={base_image}", "--build-arg", "PIP_NO_INDEX=1",
-         "--tag", tag, context], env={"DOCKER_BUILDKIT": "0"}, timeout=600)
+    _build(context, base_image, BUILD_STAGE_TAG, "--target", "build")
+    _build(context, base_image, IMAGE_TAG)  # the build stage comes from the cache
     build_seconds = time.monotonic() - started
-    info = json.loads(run(["docker", "image", "inspect", tag]).stdout)[0]
-    image = BuiltImage(tag=tag, id=info["Id"], size=info["Size"], build_seconds=build_seconds, base=base_image)
+    info = json.loads(run(["docker", "image", "inspect", IMAGE_TAG]).stdout)[0]
+    image = BuiltImage(tag=IMAGE_TAG, id=info["Id"], size=info["Size"], build_seconds=build_seconds,
+                       base=base_image)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "image.json").write_text(json.dumps(image.__dict__, indent=2) + "\n")
-    try:
-        yield image
-    finally:
-        # --no-prune: the untagged layers stay as the next build's cache.
-        run(["docker", "image", "rm", "--force", "--no-prune", tag], check=False)
+    return image
