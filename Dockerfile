@@ -1,17 +1,46 @@
-# The registry as a container: non-root, data in /data, configured by REGISTRY_* environment.
-# BASE is a build argument so the image can be built from a locally made Python base as well.
+# The registry as a container: non-root (uid 10001), data in the /data volume, configured by
+# REGISTRY_* environment (docs/configuration.md), health checked on /healthz.
+#
+#   docker build -t registry .
+#   docker run -d -p 5000:5000 -v registry-data:/data registry
+#   docker run --rm -v registry-data:/data registry db upgrade       # any `registry` command
+#
+# BASE is any Debian-like image with python3 (3.11+) and its venv module: the usual Python image,
+# or one made from Debian's archive where Docker Hub is out of reach (scripts/debian-base-image).
+# Offline builds: put wheels of the dependencies (and setuptools) in ./wheelhouse/ and pass
+# --build-arg PIP_NO_INDEX=1. Written for the legacy builder as well as BuildKit.
 ARG BASE=python:3.11-slim
+
 FROM ${BASE} AS build
+ARG PIP_NO_INDEX
+ARG PIP_INDEX_URL
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_FIND_LINKS=/wheels
+RUN python3 -m venv /opt/registry
+# README.md makes the copy valid when there is no wheelhouse/ (a pattern alone may match nothing);
+# pip ignores it in /wheels.
+COPY README.md wheelhous[e] /wheels/
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone: this layer survives changes to the code.
+COPY pyproject.toml ./
+RUN /opt/registry/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
+    && /opt/registry/bin/pip install -r requirements.txt
+COPY README.md ./
 COPY registry ./registry
-RUN python3 -m venv /opt/registry && /opt/registry/bin/pip install --no-cache-dir .
+RUN /opt/registry/bin/pip install --no-deps . \
+    && /opt/registry/bin/pip uninstall -y -q pip setuptools
 
 FROM ${BASE}
 COPY --from=build /opt/registry /opt/registry
-RUN useradd --system --uid 10001 --home-dir /data registry && mkdir -p /data && chown registry /data
-USER registry
-ENV PATH=/opt/registry/bin:$PATH REGISTRY_DATA_DIR=/data REGISTRY_LISTEN=:5000
+RUN groupadd --system --gid 10001 registry \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin registry \
+    && mkdir -p /data && chown 10001:10001 /data
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
+ENV PATH=/opt/registry/bin:$PATH PYTHONUNBUFFERED=1 REGISTRY_DATA_DIR=/data REGISTRY_LISTEN=:5000
+WORKDIR /data
 VOLUME /data
 EXPOSE 5000
-ENTRYPOINT ["registry", "serve"]
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/opt/registry/bin/python", "-m", "registry.healthcheck"]
+ENTRYPOINT ["registry"]
+CMD ["serve"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench system-deps swift-venv clean
+.PHONY: serve test bench docs system-deps swift-venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/system-deps python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -18,7 +18,8 @@ serve: $(STAMP)
 # The suite drives real clients (dockerd, skopeo, podman, ctr) and servers (PostgreSQL, the reference
 # registry). Missing ones are installed with apt-get.
 system-deps:
-	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql nginx-light chromium
+	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql nginx-light chromium \
+		debootstrap systemd docker-compose
 
 # OpenStack Swift, the S3 server the tests use, in its own virtualenv (see scripts/swift-venv).
 swift-venv:
@@ -29,6 +30,10 @@ test: $(STAMP) system-deps swift-venv
 
 bench: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# docs/configuration.md is generated from registry/config.py; a test fails when it is stale.
+docs: $(STAMP)
+	$(VENV)/bin/python -m registry.config_docs > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .venv-swift build *.egg-info

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
-from registry.api import add_routes
+from registry.api import add_routes, health
 from registry.api.common import (API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY,
                                  MIRROR_KEY)
 from registry import admin
@@ -109,6 +109,7 @@ def create_app(config: Config) -> web.Application:
     app[DELETE_ENABLED_KEY] = config.delete_enabled
     app.on_response_prepare.append(_common_headers)
     add_routes(app)
+    health.add_routes(app, db, store)
     token_server.add_routes(app)
     admin.add_routes(app)
 

@@ -18,6 +18,9 @@ from typing import AsyncIterable, AsyncIterator, Protocol
 from registry.digest import Digest
 
 
+_PROBE_DIGEST = Digest("sha256", "0" * 64)
+
+
 class Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
@@ -152,6 +155,13 @@ class BlobStore(abc.ABC):
         filesystem may link it into place instead of copying.
         """
         return await self.put_blob(digest, _file_chunks(path))
+
+    async def ping(self, timeout: float) -> None:
+        """Raise when the backend cannot serve now (readiness); answer within about `timeout` seconds.
+
+        The default looks up a digest no blob has: any answer, found or not, proves the backend works.
+        """
+        await self.stat(_PROBE_DIGEST)
 
     async def close(self) -> None:
         """Release connections and threads."""

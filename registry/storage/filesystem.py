@@ -110,6 +110,23 @@ class FilesystemStore(BlobStore):
             raise UploadNotFound(upload_id)
         return self.uploads_dir / upload_id
 
+    async def ping(self, timeout: float) -> None:
+        """Both directories are there (a lost mount leaves an empty mountpoint) and a file can be made."""
+        await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> None:
+        for directory in (self.blobs_dir, self.uploads_dir):
+            if not directory.is_dir():
+                raise FileNotFoundError(f"{directory} is missing")
+        try:  # an unnamed file: nothing to clean up, even after a crash
+            os.close(os.open(self.uploads_dir, os.O_WRONLY | os.O_TMPFILE, 0o600))
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # filesystems without O_TMPFILE
+                raise
+            probe = self.uploads_dir / f".ready-{os.getpid()}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600))
+            probe.unlink()
+
     # -- committed blobs --------------------------------------------------------------
     async def stat(self, digest: Digest) -> int | None:
         try:

@@ -106,6 +106,11 @@ class S3Store(BlobStore):
                                         region_name=settings.region)
         self.client = session.client("s3", endpoint_url=settings.endpoint_url or None, config=boto_config)
         self._executor = ThreadPoolExecutor(max_workers=settings.max_connections, thread_name_prefix="s3")
+        self._session, self._boto_config = session, boto_config
+        # Readiness probes: their own client without retries and their own thread, so a hanging
+        # endpoint holds at most one thread and never takes one from the requests' pool.
+        self._probe_client: Any = None
+        self._probe_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-probe")
 
     # -- plumbing ---------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -494,8 +499,22 @@ class S3Store(BlobStore):
             if not self._missing(exc):
                 log.warning("could not delete %s: %s", key, exc)
 
+    async def ping(self, timeout: float) -> None:
+        """One HEAD of the bucket, no retries: a missing bucket or refused credentials count as down."""
+        await asyncio.get_running_loop().run_in_executor(self._probe_executor, self._head_bucket, timeout)
+
+    def _head_bucket(self, timeout: float) -> None:
+        if self._probe_client is None:
+            config = self._boto_config.merge(BotoConfig(retries={"max_attempts": 1, "mode": "standard"},
+                                                        connect_timeout=timeout, read_timeout=timeout,
+                                                        max_pool_connections=1))
+            self._probe_client = self._session.client("s3", endpoint_url=self.settings.endpoint_url or None,
+                                                      config=config)
+        self._probe_client.head_bucket(Bucket=self.bucket)
+
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._probe_executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _write_and_hash(spool: Any, data: memoryview, hasher: Hasher | None) -> None:
