@@ -191,7 +191,7 @@ class LocalContent:
         await self._check_quota_room(repository)
         upload_id = _new_upload_id()
         await self.store.start_upload(upload_id)
-        async with self.db.write() as conn:
+        async with self.db.write(durable=False) as conn:  # a session lost in a crash is just restarted
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await upload_rows.create_upload(conn, upload_id, repo_id)
         self._remember_hash(upload_id, _HashState())
@@ -207,7 +207,7 @@ class LocalContent:
         """Append a chunk; `start` (from Content-Range) must equal the staged size, else 416."""
         async with self._writing(repository, upload_id):
             size = await self._write(upload_id, body, start)
-            async with self.db.write() as conn:
+            async with self.db.write(durable=False) as conn:  # progress: the staged bytes are the truth
                 await upload_rows.set_upload_size(conn, upload_id, size)
         return Upload(upload_id, repository, size)
 
@@ -272,7 +272,7 @@ class LocalContent:
             owner = f"{PROCESS_TAG}:{secrets.token_hex(4)}"
             deadline = time.monotonic() + LEASE_SECONDS
             while True:
-                async with self.db.write() as conn:
+                async with self.db.write(durable=False) as conn:  # leases outlive no crash anyway
                     if await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS):
                         break
                 await self._upload_row(repository, upload_id)  # cancelled meanwhile: BLOB_UPLOAD_UNKNOWN
@@ -285,14 +285,14 @@ class LocalContent:
                 yield
             finally:
                 renewal.cancel()
-                async with self.db.write() as conn:
+                async with self.db.write(durable=False) as conn:
                     await upload_rows.release_lease(conn, upload_id, owner)
 
     async def _renew_lease(self, upload_id: str, owner: str) -> None:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
             try:
-                async with self.db.write() as conn:
+                async with self.db.write(durable=False) as conn:
                     await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS)
             except Exception:  # the next renewal, or the chunk's own end, will tell
                 log.warning("could not renew the lease of upload %s", upload_id, exc_info=True)

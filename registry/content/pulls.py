@@ -50,7 +50,7 @@ class PullRecorder:
         if not pulled:
             return
         try:
-            async with self.db.write() as conn:
+            async with self.db.write(durable=False) as conn:  # recency: a crash may lose a few seconds
                 await manifest_rows.record_pulls(conn, pulled)
         except BaseException:
             for key, at in pulled.items():  # keep them for the next round

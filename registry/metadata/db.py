@@ -77,26 +77,43 @@ class Database:
             await async_conn.close()
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[Connection]:
-        """One transaction; committed (durably) when the block ends without an exception."""
+    async def write(self, durable: bool = True) -> AsyncIterator[Connection]:
+        """One transaction, committed when the block ends without an exception.
+
+        `durable=False` is for bookkeeping a crash may lose without harm (upload leases and
+        progress, whose truth is the staged bytes): the commit does not wait for the disk. The
+        next durable commit flushes it along with its own.
+        """
         if not self.is_sqlite:
             async_conn = await self._connect()
             try:
                 async with async_conn.begin():
+                    if not durable:
+                        await async_conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
                     yield async_conn
             finally:
                 await async_conn.close()
             return
         async with self._write_lock:
             with self._sqlite.connect() as conn:
-                conn = conn.execution_options(sqlite_immediate=True)
-                transaction = conn.begin()
+                raw = conn.connection.driver_connection  # pragmas outside SQLAlchemy's autobegin
+                if not durable:
+                    raw.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync at commit
                 try:
-                    yield _InlineSQLite(conn)
-                except BaseException:
-                    transaction.rollback()
-                    raise
-                await asyncio.to_thread(transaction.commit)
+                    conn = conn.execution_options(sqlite_immediate=True)
+                    transaction = conn.begin()
+                    try:
+                        yield _InlineSQLite(conn)
+                    except BaseException:
+                        transaction.rollback()
+                        raise
+                    if durable:
+                        await asyncio.to_thread(transaction.commit)
+                    else:
+                        transaction.commit()
+                finally:
+                    if not durable:
+                        raw.execute("PRAGMA synchronous=FULL")
 
     async def _connect(self) -> AsyncConnection:
         """A pooled connection; a server that cannot be reached is DatabaseUnavailable."""

@@ -77,7 +77,7 @@ class CacheKeeper:
     async def flush(self) -> None:
         touched, self._touched = self._touched, {}
         if touched:
-            async with self.db.write() as conn:
+            async with self.db.write(durable=False) as conn:  # recency: a crash may lose a few seconds
                 await mirror_cache.touch(conn, touched)
 
     async def usage(self) -> int:
