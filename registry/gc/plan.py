@@ -85,8 +85,7 @@ def mark(snapshot: Snapshot, *, now: float, grace_seconds: float, untagged_days:
         elif untagged_cutoff is None or node.created_at >= untagged_cutoff:
             roots.append(node)
     surviving = _reachable(snapshot, roots)
-    plan.manifests = sorted((n for n in snapshot.manifests.values() if n.id not in surviving),
-                            key=lambda n: (n.repository_id, n.digest))
+    plan.manifests = _sweep_order([n for n in snapshot.manifests.values() if n.id not in surviving])
     if not collect:
         return plan
 
@@ -100,6 +99,34 @@ def mark(snapshot: Snapshot, *, now: float, grace_seconds: float, untagged_days:
     needed_blobs.update(digest for (_, digest) in snapshot.links.keys() - dropped_links)
     plan.blobs = {digest: size for digest, size in sorted(snapshot.blobs.items()) if digest not in needed_blobs}
     return plan
+
+
+def _sweep_order(doomed: list[ManifestNode]) -> list[ManifestNode]:
+    """An order in which the sweep's re-checks let every doomed manifest go, whatever the batch
+    boundaries: an index before its children (a child stays while its index does), a subject
+    before its referrers (a referrer stays while its subject does)."""
+    by_key = {(n.repository_id, n.digest): n for n in doomed}
+    after: dict[int, list[ManifestNode]] = defaultdict(list)
+    waiting = {n.id: 0 for n in doomed}
+    for node in doomed:
+        for child in (by_key.get((node.repository_id, digest)) for digest in node.children):
+            if child is not None:
+                after[node.id].append(child)
+                waiting[child.id] += 1
+        subject = by_key.get((node.repository_id, node.subject)) if node.subject else None
+        if subject is not None:
+            after[subject.id].append(node)
+            waiting[node.id] += 1
+    ready = sorted((n for n in doomed if waiting[n.id] == 0), key=lambda n: (n.repository_id, n.digest), reverse=True)
+    ordered = []
+    while ready:
+        node = ready.pop()
+        ordered.append(node)
+        for following in after[node.id]:
+            waiting[following.id] -= 1
+            if waiting[following.id] == 0:
+                ready.append(following)
+    return ordered
 
 
 def _reachable(snapshot: Snapshot, roots: list[ManifestNode]) -> set[int]:

@@ -89,9 +89,10 @@ async def delete_tag_if_unchanged(conn: Connection, tag: TagRow) -> bool:
 async def delete_unreachable_manifests(conn: Connection, ids: list[int]) -> list[int]:
     """Delete those of `ids` that are still untagged and needed by no surviving manifest.
 
-    "Surviving" means not in this batch: an index and its children, or an image and its
-    signatures, go together; one that gained a tag (or a new parent) since the mark stays,
-    and keeps what it needs.
+    "Surviving" means not deleted in this batch: a manifest stays while an index outside the
+    batch lists it or while its subject (it is a signature, an SBOM...) stays. The plan orders
+    the batches so that, when nothing changed, everything planned goes; one that gained a tag
+    or a parent since the mark stays and keeps what it needs.
     """
     locked = list((await conn.execute(select(manifests.c.id).where(manifests.c.id.in_(ids))
                                       .with_for_update(skip_locked=True))).scalars())
@@ -100,12 +101,15 @@ async def delete_unreachable_manifests(conn: Connection, ids: list[int]) -> list
     rows = {r.id: r for r in await conn.execute(
         select(manifests.c.id, manifests.c.repository_id, manifests.c.digest, manifests.c.subject_digest)
         .where(manifests.c.id.in_(locked)))}
-    doomed = set(rows)
-    tagged = set((await conn.execute(select(tags.c.manifest_id).where(tags.c.manifest_id.in_(doomed)))).scalars())
-    doomed -= tagged
-    while True:  # drop those still needed by a survivor, until nothing changes
-        survivors_need = await _needed_by_survivors(conn, {rows[i].repository_id for i in doomed}, doomed)
-        kept = {i for i in doomed if (rows[i].repository_id, rows[i].digest) in survivors_need}
+    tagged = set((await conn.execute(select(tags.c.manifest_id).where(tags.c.manifest_id.in_(locked)))).scalars())
+    doomed = set(rows) - tagged
+    while doomed:  # drop those still needed by a survivor, until nothing changes
+        repository_ids = {rows[i].repository_id for i in doomed}
+        listed = await _children_of_survivors(conn, repository_ids, doomed)
+        subjects = [rows[i].subject_digest for i in doomed if rows[i].subject_digest]
+        present = await _surviving_digests(conn, repository_ids, doomed, subjects)
+        kept = {i for i in doomed if (rows[i].repository_id, rows[i].digest) in listed
+                or (rows[i].subject_digest and (rows[i].repository_id, rows[i].subject_digest) in present)}
         if not kept:
             break
         doomed -= kept
@@ -117,19 +121,25 @@ async def delete_unreachable_manifests(conn: Connection, ids: list[int]) -> list
     return sorted(doomed)
 
 
-async def _needed_by_survivors(conn: Connection, repository_ids: set[int], doomed: set[int]) -> set[tuple[int, str]]:
-    """(repository, digest) of manifests that a manifest outside `doomed` lists as a child,
-    plus subjects of surviving referrers."""
-    if not repository_ids:
-        return set()
-    survivors = and_(manifests.c.repository_id.in_(repository_ids), manifests.c.id.not_in(doomed))
-    children = await conn.execute(
+async def _children_of_survivors(conn: Connection, repository_ids: set[int], doomed: set[int]) -> set[tuple[int, str]]:
+    """(repository, digest) of the manifests that a manifest outside `doomed` lists as a child."""
+    rows = await conn.execute(
         select(manifests.c.repository_id, manifest_references.c.digest)
         .select_from(manifest_references.join(manifests, manifests.c.id == manifest_references.c.manifest_id))
-        .where(survivors, manifest_references.c.kind == "manifest"))
-    subjects = await conn.execute(select(manifests.c.repository_id, manifests.c.subject_digest)
-                                  .where(survivors, manifests.c.subject_digest.is_not(None)))
-    return {(r[0], r[1]) for r in children} | {(r[0], r[1]) for r in subjects}
+        .where(manifests.c.repository_id.in_(repository_ids), manifests.c.id.not_in(doomed),
+               manifest_references.c.kind == "manifest"))
+    return {(r[0], r[1]) for r in rows}
+
+
+async def _surviving_digests(conn: Connection, repository_ids: set[int], doomed: set[int],
+                             digests: list[str]) -> set[tuple[int, str]]:
+    """Which of `digests` name a manifest outside `doomed` (in those repositories)."""
+    if not digests:
+        return set()
+    rows = await conn.execute(select(manifests.c.repository_id, manifests.c.digest)
+                              .where(manifests.c.repository_id.in_(repository_ids), manifests.c.id.not_in(doomed),
+                                     manifests.c.digest.in_(digests)))
+    return {(r[0], r[1]) for r in rows}
 
 
 # -- sweep: repository links ------------------------------------------------------------------

@@ -126,3 +126,11 @@ def test_policy_and_quota_parsing():
     assert quota_for(quotas, "team/app").bytes == 1024 ** 2
     assert quota_for(quotas, "team/big/x").bytes == 1024 ** 3
     assert quota_for(quotas, "teamster/app") is None
+
+
+def test_sweep_order_puts_indexes_before_children_and_subjects_before_referrers():
+    snap = snapshot([node(1, "a-child", ["l1"]), node(2, "z-index", children=["a-child"]),
+                     node(3, "b-signature", ["s1"], subject="y-image"), node(4, "y-image", ["l2"])])
+    order = [m.digest for m in plan(snap).manifests]
+    assert order.index("z-index") < order.index("a-child")
+    assert order.index("y-image") < order.index("b-signature")

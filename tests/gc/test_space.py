@@ -55,3 +55,25 @@ def test_gc_frees_exactly_what_only_deleted_images_used(make_registry):
         assert http.get("/admin/api/gc").json()["finished_at"] == real["finished_at"]
         again = run_job(http, "gc")
         assert again["freed_bytes"] == 0 and again["deleted"]["blobs"] == 0
+
+
+def test_untagged_indexes_and_referrers_go_in_one_run_whatever_the_batches(make_registry):
+    from tests.api.helpers import push_image, push_index
+
+    server = make_registry(gc_grace_period="0", gc_untagged_days="0", gc_batch_size="1")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        kept = push_image(http, "batches/app", "kept")
+        signature = push_image(http, "batches/app", artifact_type="application/vnd.example.sig",
+                               subject=kept.descriptor())
+        index = push_index(http, "batches/app", children=3)  # untagged, pushed by digest
+        image = push_image(http, "batches/app")
+        orphan_signature = push_image(http, "batches/app", artifact_type="application/vnd.example.sig",
+                                      subject=image.descriptor())
+        report = run_job(http, "gc")
+        gone = {index.digest, image.digest, orphan_signature.digest} | {c.digest for c in index.children}
+        assert {i["digest"] for i in report["items"] if i["type"] == "manifest"} == gone
+        assert run_job(http, "gc")["deleted"]["manifests"] == 0
+        for digest in (kept.digest, signature.digest):
+            assert http.get(f"/v2/batches/app/manifests/{digest}").status_code == 200
+        referrers = http.get(f"/v2/batches/app/referrers/{kept.digest}").json()["manifests"]
+        assert [r["digest"] for r in referrers] == [signature.digest]
