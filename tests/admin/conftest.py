@@ -42,7 +42,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its event loop must not outlive the module (asyncio.run elsewhere)
 def playwright() -> Iterator[Any]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} not found; install it with: apt-get install -y chromium (or make system-deps)",
@@ -60,7 +60,7 @@ def open_chromium(playwright: Any, profile: Path, **options: Any) -> Any:
         viewport={"width": 1280, "height": 900}, **options)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     context = open_chromium(playwright, tmp_path_factory.mktemp("chromium-profile"))
     try:
