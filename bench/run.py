@@ -5,8 +5,15 @@ Debian's `docker-registry` (CNCF Distribution 2.8.2), on two storage sets and as
     cd /work/main && .venv/bin/python bench/run.py [--storage filesystem|s3|mirror|both|all] [--repeat 3]
         [--blob-mib 256] [--s3-blob-mib N] [--manifests 2000] [--s3-manifests 1000]
         [--concurrency 32] [--mirror-clients 8] [--mirror-layer-mib 8,12,16,20,24,32]
+        [--figures all|new|first|catalog|KEY,...] [--no-limits | --limits-only] [--pullers 8]
+        [--small-uploads 2000] [--head-requests 5000] [--catalog-repos 10000] [--catalog-page 100]
         [--only ours|reference]
     .venv/bin/python bench/run.py --mirror     # the mirror set only (= --storage mirror)
+    .venv/bin/python bench/run.py --storage filesystem --figures new --repeat 1   # issue 11's new figures only
+
+The machine's limits (sha256, disk write+fsync and read, nginx sendfile; bench/limits.py) are
+measured first; the new figures (bench/figures.py) run in the filesystem set; every row shows
+issue 11's target for its ratio and pass/MISS.
 
 - filesystem: ours on SQLite + filesystem, the reference on its filesystem driver; each with a
   fresh data dir under one temp dir on the same (non-tmpfs) disk.
@@ -1222,8 +1229,8 @@ def limits_lines(limits: dict[str, Any] | None) -> list[str]:
            f"sha256 {mbps('sha256_mbps')} (hashlib, 1 thread); disk write+fsync {mbps('disk_write_mbps')}, "
            f"cold read {mbps('disk_read_mbps')}; nginx sendfile to this client: 1 client "
            f"{mbps('sendfile_1_mbps')}, {limits.get('sendfile_clients', '?')} clients {mbps('sendfile_n_mbps')}.",
-           "'of limit' (ours|reference): pull / nginx sendfile with as many clients; push / "
-           f"min(disk write+fsync, sha256) = {mbps('push_mbps')}."]
+           "'of limit' (ours|reference): a pull / nginx's sendfile with as many clients (measured again next "
+           f"to the pulls in each set, see its section); a push / min(disk write+fsync, sha256) = {mbps('push_mbps')}."]
     out += [f"! limits: {v}" for v in (limits.get("errors") or {}).values()]
     return out
 
