@@ -6,7 +6,7 @@ Debian's `docker-registry` (CNCF Distribution 2.8.2), on two storage sets and as
         [--blob-mib 256] [--s3-blob-mib N] [--manifests 2000] [--s3-manifests 1000]
         [--concurrency 32] [--mirror-clients 8] [--mirror-layer-mib 8,12,16,20,24,32]
         [--figures all|new|first|catalog|KEY,...] [--no-limits | --limits-only] [--pullers 8]
-        [--small-uploads 2000] [--head-requests 5000] [--catalog-repos 10000] [--catalog-page 100]
+        [--small-uploads 1000] [--head-requests 3000] [--catalog-repos 10000] [--catalog-page 100]
         [--only ours|reference]
     .venv/bin/python bench/run.py --mirror     # the mirror set only (= --storage mirror)
     .venv/bin/python bench/run.py --storage filesystem --figures new --repeat 1   # issue 11's new figures only
@@ -1387,8 +1387,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-limits", action="store_true", help="skip measuring the machine's limits")
     p.add_argument("--limits-only", action="store_true", help="measure the machine's limits, run no set")
     p.add_argument("--pullers", type=int, default=8, help="clients of the concurrent pull (and of nginx's); default 8")
-    p.add_argument("--small-uploads", type=int, default=2000, help="1 KiB uploads per repetition; default 2000")
-    p.add_argument("--head-requests", type=int, default=5000, help="blob HEADs per repetition; default 5000")
+    p.add_argument("--small-uploads", type=int, default=1000, help="1 KiB uploads per repetition; default 1000")
+    p.add_argument("--head-requests", type=int, default=3000, help="blob HEADs per repetition; default 3000")
     p.add_argument("--catalog-repos", type=int, default=10000,
                    help="repositories seeded (untimed, once per set) for the catalog figures; default 10000")
     p.add_argument("--catalog-page", type=int, default=100, help="catalog page size (?n=); default 100")
