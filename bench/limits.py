@@ -147,7 +147,10 @@ def sendfile_mbps(root: Path, blob: Path, size: int, clients: int,
     docroot.mkdir(parents=True, exist_ok=True)
     (docroot / "ping").write_text("ok\n")
     target = docroot / "blob"
-    os.link(blob, target) if blob.stat().st_dev == docroot.stat().st_dev else shutil.copyfile(blob, target)
+    if blob.stat().st_dev == docroot.stat().st_dev:
+        os.link(blob, target)
+    else:
+        shutil.copyfile(blob, target)
     nginx = StaticNginx(root, docroot)
     nginx.start()
     try:
