@@ -5,8 +5,15 @@ Debian's `docker-registry` (CNCF Distribution 2.8.2), on two storage sets and as
     cd /work/main && .venv/bin/python bench/run.py [--storage filesystem|s3|mirror|both|all] [--repeat 3]
         [--blob-mib 256] [--s3-blob-mib N] [--manifests 2000] [--s3-manifests 1000]
         [--concurrency 32] [--mirror-clients 8] [--mirror-layer-mib 8,12,16,20,24,32]
+        [--figures all|new|first|catalog|KEY,...] [--no-limits | --limits-only] [--pullers 8]
+        [--small-uploads 1000] [--head-requests 3000] [--catalog-repos 10000] [--catalog-page 100]
         [--only ours|reference]
     .venv/bin/python bench/run.py --mirror     # the mirror set only (= --storage mirror)
+    .venv/bin/python bench/run.py --storage filesystem --figures new --repeat 1   # issue 11's new figures only
+
+The machine's limits (sha256, disk write+fsync and read, nginx sendfile; bench/limits.py) are
+measured first; the new figures (bench/figures.py) run in the filesystem set; every row shows
+issue 11's target for its ratio and pass/MISS.
 
 - filesystem: ours on SQLite + filesystem, the reference on its filesystem driver; each with a
   fresh data dir under one temp dir on the same (non-tmpfs) disk.
@@ -486,7 +493,36 @@ FIGURES = [
     ("manifest_put", "manifest PUT by tag x{n} @{c}", "req/s", True),
     ("manifest_get", "manifest GET by tag x{n} @{c}", "req/s", True),
     ("tags_list", "tags list ({n} tags), median of {t}", "ms", False),
+    # issue 11's further figures (bench/figures.py), filesystem set only
+    ("pull_concurrent", "{p} concurrent pulls {blob}, aggregate", "MB/s", True),
+    ("small_upload", "small uploads (1 KiB POST+PUT) x{u} @{c}", "req/s", True),
+    ("blob_head", "blob HEAD x{h} @{c}", "req/s", True),
+    ("catalog_page", "catalog ?n={pg}, {r} repos, median of {t}", "ms", False),
+    ("catalog_walk", "catalog walk, all pages of {pg}, {r} repos", "ms", False),
 ]
+FIRST_FIGURES = ("push_monolithic", "push_chunked", "pull", "manifest_put", "manifest_get", "tags_list")
+NEW_FIGURES = ("pull_concurrent", "small_upload", "blob_head", "catalog_page", "catalog_walk")
+FIGURE_GROUPS = {"all": FIRST_FIGURES + NEW_FIGURES, "new": NEW_FIGURES, "first": FIRST_FIGURES,
+                 "catalog": ("catalog_page", "catalog_walk")}
+
+
+def figure_runs(args: argparse.Namespace, set_name: str, figure: str) -> bool:
+    """--figures selects; the new figures run in the filesystem set only (on Swift they would
+    measure Swift, and seeding 10,000 repositories there would take many minutes)."""
+    return figure in args.figures and (figure not in NEW_FIGURES or set_name == "filesystem")
+
+
+def parse_figures(text: str) -> tuple[str, ...]:
+    """--figures: comma-separated figure keys and groups (all, new, first, catalog), in FIGURES order."""
+    wanted: set[str] = set()
+    for word in (w.strip() for w in text.split(",") if w.strip()):
+        if word in FIGURE_GROUPS:
+            wanted.update(FIGURE_GROUPS[word])
+        elif word in FIRST_FIGURES + NEW_FIGURES:
+            wanted.add(word)
+        else:
+            raise ValueError(word)
+    return tuple(k for k, *_ in FIGURES if k in wanted)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -585,8 +621,15 @@ class Bench:
         self.clients = {s.key: BlobClient(s.url) for s in self.servers}
         self.steps: list[dict[str, Any]] = []
         self.run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        self.seeded: dict[str, dict[str, Any]] = {}  # catalog seeding, per registry
+        # nginx's sendfile ceiling, pulled right after the registries in every repetition (same noise)
+        self.nginx: Any = None
+        self.ceiling_failed = False
+        self.ceilings: dict[str, list[float]] = {"sendfile_1_mbps": [], "sendfile_n_mbps": []}
 
     def close(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
         for c in self.clients.values():
             c.close()
 
@@ -622,7 +665,8 @@ class Bench:
                     + (f"; last server log line: {last_log[:400]}" if last_log else ""))
                 self.servers.remove(s)
 
-    def measure(self, server: Server, figure: str, fn: Callable[[], float], fmt: str) -> None:
+    def measure(self, server: Server, figure: str, fn: Callable[[], float], fmt: str,
+                nbytes: int | None = None) -> None:
         """Run one timed step (fn returns the figure's value) after a sync(2); record value or failure."""
         if not server.alive():
             self.record_failure(server, figure, {"message": f"{server.title} is not running"})
@@ -642,11 +686,12 @@ class Bench:
             self.record_failure(server, figure, {"message": f"{exc!r}", "traceback": traceback.format_exc()})
             return
         finally:
-            self._account(server, figure, time.perf_counter() - t0, cpu0)
+            self._account(server, figure, time.perf_counter() - t0, cpu0, nbytes)
         self.samples[server.key].setdefault(figure, []).append(value)
         log(f"  {server.key:9s} {figure:15s} {fmt.format(value)}")
 
-    def _account(self, server: Server, figure: str, wall: float, cpu0: dict[str, float | None]) -> None:
+    def _account(self, server: Server, figure: str, wall: float, cpu0: dict[str, float | None],
+                 nbytes: int | None = None) -> None:
         """CPU seconds each server used during this step: the measured one's cost, and whether the
         idle one was busy in the background (which would steal CPU from the measured one). Helpers
         (Swift, PostgreSQL) are recorded too: what the measured registry made them do."""
@@ -657,6 +702,8 @@ class Bench:
         cpu = {s.key: used(s) for s in self.servers}
         step: dict[str, Any] = {"server": server.key, "figure": figure, "wall_seconds": round(wall, 3),
                                 "cpu_seconds": cpu}
+        if nbytes is not None:  # blob bytes moved: server CPU seconds per GB come from this
+            step["bytes"] = nbytes
         helper_cpu = {h.key: used(h) for h in self.helpers}
         if self.helpers:
             step["helper_cpu_seconds"] = helper_cpu
@@ -679,6 +726,9 @@ class Bench:
                     f"used {busy:.2f} s of CPU while idle, during {server.key}'s {figure} step "
                     f"({wall:.2f} s wall): background work competing with the measured server")
 
+    def wants(self, figure: str) -> bool:
+        return figure_runs(self.args, self.sset.name, figure)
+
     def run(self) -> None:
         a = self.args
         if not self.blob.exists() or self.blob.stat().st_size != self.size:
@@ -687,55 +737,201 @@ class Bench:
         self.probe()
         if not self.servers:
             return
-        config, layer = tiny_image()
+        if self.wants("catalog_page") or self.wants("catalog_walk"):
+            self.seed_catalog()
         for rep in range(1, a.repeat + 1):
             log(f"[{self.sset.name}] repetition {rep}/{a.repeat}")
-            # 1. monolithic push, fresh digest
-            mono_digest = set_variant(self.blob, f"{self.run_id} {self.sset.name} rep{rep} monolithic")
-            for s in self.servers:
-                c = self.clients[s.key]
-                self.measure(s, "push_monolithic", lambda c=c: self._timed_mb(
-                    lambda: push_monolithic(c, BLOB_REPO, self.blob, self.size, mono_digest)), "{:.1f} MB/s")
-            # 2. chunked push, another fresh digest
+            self.run_blobs(rep)
+            if any(self.wants(f) for f in ("manifest_put", "manifest_get", "tags_list")):
+                self.run_manifests(rep)
+            if self.wants("small_upload"):
+                self.run_small_uploads(rep)
+            if self.wants("catalog_page") or self.wants("catalog_walk"):
+                self.run_catalog()
+
+    def run_blobs(self, rep: int) -> None:
+        """Pushes, then the pulls and HEADs of the blob pushed monolithically in this repetition."""
+        reads = [f for f in ("pull", "pull_concurrent", "blob_head") if self.wants(f)]
+        if not (self.wants("push_monolithic") or self.wants("push_chunked") or reads):
+            return
+        # 1. monolithic push, fresh digest (untimed when only what reads the blob was asked for)
+        mono_digest = set_variant(self.blob, f"{self.run_id} {self.sset.name} rep{rep} monolithic")
+        have_blob = []
+        for s in self.servers:
+            c = self.clients[s.key]
+            push = lambda c=c: push_monolithic(c, BLOB_REPO, self.blob, self.size, mono_digest)  # noqa: E731
+            if self.wants("push_monolithic"):
+                self.measure(s, "push_monolithic", lambda push=push: self._timed_mb(push), "{:.1f} MB/s",
+                             nbytes=self.size)
+            elif reads:
+                try:
+                    push()
+                except StepError as exc:
+                    self.record_failure(s, "blob_setup", exc.detail)
+                    continue
+            have_blob.append(s)
+        # 2. chunked push, another fresh digest
+        if self.wants("push_chunked"):
             chunk_digest = set_variant(self.blob, f"{self.run_id} {self.sset.name} rep{rep} chunked")
             for s in self.servers:
                 c = self.clients[s.key]
                 anomalies = self.anomalies[s.key]
                 self.measure(s, "push_chunked", lambda c=c, an=anomalies: self._timed_mb(
                     lambda: push_chunked(c, BLOB_REPO, self.blob, self.size, chunk_digest, self.chunk, an)),
-                    "{:.1f} MB/s")
-            # 3. pull the monolithic blob of this repetition
-            for s in self.servers:
+                    "{:.1f} MB/s", nbytes=self.size)
+        # 3. pull the monolithic blob of this repetition
+        if self.wants("pull"):
+            for s in have_blob:
                 c = self.clients[s.key]
                 self.measure(s, "pull", lambda c=c: self._timed_mb(
-                    lambda: pull_blob(c, BLOB_REPO, mono_digest, self.size)), "{:.1f} MB/s")
-            if rep == 1:  # untimed: the bytes served are the bytes pushed
-                for s in self.servers:
-                    if "pull" in self.samples[s.key] or "push_monolithic" in self.samples[s.key]:
-                        try:
-                            pull_blob(self.clients[s.key], BLOB_REPO, mono_digest, self.size, verify=True)
-                        except StepError as exc:
-                            self.record_failure(s, "pull_verify", exc.detail)
-            # 4-6. manifests in a fresh repository per repetition
-            repo = f"bench/manifests-r{rep}"
-            manifests = build_manifests(self.sset.manifests, config, layer)
-            ready = []
-            for s in self.servers:
+                    lambda: pull_blob(c, BLOB_REPO, mono_digest, self.size)), "{:.1f} MB/s", nbytes=self.size)
+        if rep == 1:  # untimed: the bytes served are the bytes pushed
+            for s in have_blob:
+                if not any(f in self.samples[s.key] for f in ("pull", "push_monolithic")) and not reads:
+                    continue
                 try:
-                    push_small_blob(self.clients[s.key], repo, config)
-                    push_small_blob(self.clients[s.key], repo, layer)
-                    ready.append(s)
+                    pull_blob(self.clients[s.key], BLOB_REPO, mono_digest, self.size, verify=True)
                 except StepError as exc:
-                    self.record_failure(s, "manifest_setup", exc.detail)
-            for s in ready:
+                    self.record_failure(s, "pull_verify", exc.detail)
+        # 3b. the same blob by several clients at once, and HEADs of it
+        import figures
+
+        path = f"/v2/{BLOB_REPO}/blobs/{mono_digest}"
+        if self.wants("pull_concurrent"):
+            for s in have_blob:
+                self.measure(s, "pull_concurrent", lambda s=s: figures.get_concurrent(
+                    s.url, path, self.size, self.args.pullers), "{:.1f} MB/s", nbytes=self.size * self.args.pullers)
+        if self.wants("pull") or self.wants("pull_concurrent"):
+            self.pull_ceiling()
+        if self.wants("blob_head"):
+            for s in have_blob:
+                self.measure(s, "blob_head", lambda s=s: self._burst(s, "blob_head", figures.head_blobs(
+                    s.url, BLOB_REPO, mono_digest, self.size, self.args.head_requests, self.args.concurrency)),
+                    "{:.0f} req/s")
+
+    def pull_ceiling(self) -> None:
+        """The same blob file (hard-linked; rewritten in place per push) pulled from nginx with
+        sendfile, by one client and by --pullers at once, right after the registries' pulls."""
+        import figures
+        import limits
+
+        if self.args.no_limits or self.ceiling_failed:
+            return
+        try:
+            if self.nginx is None:
+                home = self.blob.parent / f"ceiling-{self.sset.name}"
+                docroot = home / "root"
+                docroot.mkdir(parents=True, exist_ok=True)
+                (docroot / "ping").write_text("ok\n")
+                os.link(self.blob, docroot / "blob")
+                self.nginx = limits.StaticNginx(home, docroot)
+                self.nginx.start()
+            os.sync()
+            t0 = time.perf_counter()
+            figures.get_once(self.nginx.url, "/blob", self.size)
+            one = self.size / (time.perf_counter() - t0) / MB
+            os.sync()
+            many = figures.get_concurrent(self.nginx.url, "/blob", self.size, self.args.pullers)
+        except (OSError, RuntimeError, StepError) as exc:
+            self.anomalies[self.servers[0].key].append(f"nginx sendfile ceiling not measured: {exc}")
+            self.ceiling_failed = True  # once is enough
+            return
+        self.ceilings["sendfile_1_mbps"].append(one)
+        self.ceilings["sendfile_n_mbps"].append(many)
+        log(f"  nginx     sendfile        {one:.1f} MB/s; {self.args.pullers} clients {many:.1f} MB/s")
+
+    def run_manifests(self, rep: int) -> None:
+        """4-6. manifests in a fresh repository per repetition."""
+        a = self.args
+        config, layer = tiny_image()
+        repo = f"bench/manifests-r{rep}"
+        manifests = build_manifests(self.sset.manifests, config, layer)
+        ready = []
+        for s in self.servers:
+            try:
+                push_small_blob(self.clients[s.key], repo, config)
+                push_small_blob(self.clients[s.key], repo, layer)
+                ready.append(s)
+            except StepError as exc:
+                self.record_failure(s, "manifest_setup", exc.detail)
+        # The GETs and tags list need the tags: PUT them (untimed) if only those were asked for.
+        for s in ready:
+            if self.wants("manifest_put"):
                 self.measure(s, "manifest_put", lambda s=s: self._burst(s, "manifest_put",
                              put_manifests(s.url, repo, manifests, a.concurrency)), "{:.0f} req/s")
+            else:
+                b = put_manifests(s.url, repo, manifests, a.concurrency)
+                if b.failed:
+                    self.record_failure(s, "manifest_setup", {"message": f"{b.failed} manifest PUTs failed",
+                                                              **(b.errors[0] if b.errors else {})})
+        if self.wants("manifest_get"):
             for s in ready:
                 self.measure(s, "manifest_get", lambda s=s: self._burst(s, "manifest_get",
                              get_manifests(s.url, repo, manifests, a.concurrency)), "{:.0f} req/s")
+        if self.wants("tags_list"):
             for s in ready:
                 c = self.clients[s.key]
                 self.measure(s, "tags_list", lambda c=c, s=s: self._tags(s, c, repo), "{:.2f} ms")
+
+    def run_small_uploads(self, rep: int) -> None:
+        """1 KiB blobs, distinct per registry and repetition, POST+PUT at --concurrency in flight."""
+        import figures
+
+        for s in self.servers:
+            blobs = figures.small_blobs(f"{self.run_id} {s.key} rep{rep}", self.args.small_uploads)
+            self.measure(s, "small_upload", lambda s=s, blobs=blobs: self._burst(s, "small_upload",
+                         figures.upload_small_blobs(s.url, f"bench/small-r{rep}", blobs, self.args.concurrency)),
+                         "{:.0f} uploads/s")
+
+    def seed_catalog(self) -> None:
+        """Untimed, once per set: --catalog-repos repositories in each registry, through the API."""
+        import figures
+
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": []}}, separators=(",", ":")).encode()
+        n = self.args.catalog_repos
+        for s in list(self.servers):
+            log(f"  seeding {n} repositories into {s.key} (mount + manifest PUT each, "
+                f"{self.args.concurrency} in flight)")
+            t0, cpu0 = time.perf_counter(), s.cpu()
+            try:
+                b = figures.seed_catalog(self.clients[s.key], s.url, n, config, self.args.concurrency)
+            except StepError as exc:
+                self.record_failure(s, "catalog_seed", exc.detail)
+                continue
+            secs = time.perf_counter() - t0
+            self.seeded[s.key] = {"repositories": b.ok, "failed": b.failed, "seconds": round(secs, 2),
+                                  "repos_per_second": round(b.ok / secs, 1),
+                                  "server_cpu_seconds": round((s.cpu() or 0) - (cpu0 or 0), 2)}
+            log(f"  seeded {b.ok} repositories into {s.key} in {secs:.1f} s ({b.ok / secs:.0f}/s)")
+            if b.failed:
+                self.record_failure(s, "catalog_seed", {"message": f"{b.failed} of {n} repositories failed",
+                                                        **(b.errors[0] if b.errors else {})})
+
+    def run_catalog(self) -> None:
+        page = self.args.catalog_page
+        for s in self.servers:
+            if self.seeded.get(s.key, {}).get("failed", 1):
+                continue
+            c = self.clients[s.key]
+            if self.wants("catalog_page"):
+                self.measure(s, "catalog_page", lambda c=c, s=s: self._catalog_page(s, c, page), "{:.2f} ms")
+            if self.wants("catalog_walk"):
+                self.measure(s, "catalog_walk", lambda c=c, s=s: self._catalog_walk(s, c, page), "{:.1f} ms")
+
+    def _catalog_page(self, s: Server, c: BlobClient, page: int) -> float:
+        import figures
+
+        median, lat = figures.catalog_page_ms(c, page)
+        self.extra[s.key].setdefault("catalog_page", []).append({"latencies_ms": lat})
+        return median
+
+    def _catalog_walk(self, s: Server, c: BlobClient, page: int) -> float:
+        import figures
+
+        ms, pages, names = figures.catalog_walk_ms(c, page, self.args.catalog_repos)
+        self.extra[s.key].setdefault("catalog_walk", []).append({"pages": pages, "names": names})
+        return ms
 
     def _timed_mb(self, fn: Callable[[], None]) -> float:
         t0 = time.perf_counter()
@@ -867,8 +1063,11 @@ def set_report(sset: StorageSet, args: argparse.Namespace) -> dict[str, Any]:
     blob = f"{sset.blob_mib} MiB"
     rows = []
     for key, label, unit, higher in FIGURES:
+        if not figure_runs(args, sset.name, key):
+            continue
         label = label.format(blob=blob, chunk=f"{args.chunk_mib} MiB", n=sset.manifests, c=args.concurrency,
-                             t=TAGS_LIST_REQUESTS)
+                             t=TAGS_LIST_REQUESTS, p=args.pullers, u=args.small_uploads, h=args.head_requests,
+                             pg=args.catalog_page, r=args.catalog_repos)
         row: dict[str, Any] = {"figure": key, "label": label, "unit": unit,
                                "ratio_kind": "ours/reference" if higher else "reference/ours"}
         for k in keys:
@@ -878,6 +1077,7 @@ def set_report(sset: StorageSet, args: argparse.Namespace) -> dict[str, Any]:
             if key in bench.extra[k]:
                 row[k]["details"] = bench.extra[k][key]
         rows.append(with_ratio(row, keys, higher))
+    rows += cpu_per_gb_rows(bench, keys, sset)
     stats = {s.key: s.final_stats for s in sset.candidates}
     for key, label, unit, conv in (("peak_rss", "peak RSS (VmHWM, whole run)", "MiB", lambda st: st.get("peak_rss_kib_sum", 0) / 1024),
                                    ("cpu_time", "server CPU time (user+sys, whole run)", "s", lambda st: st.get("cpu_seconds"))):
@@ -903,11 +1103,76 @@ def set_report(sset: StorageSet, args: argparse.Namespace) -> dict[str, Any]:
         if only_ours:
             row["ratio"] = None
     out.update(rows=rows, steps=bench.steps, failures=bench.failures, anomalies=bench.anomalies)
+    if bench.seeded:
+        out["catalog_seed"] = bench.seeded
+    if any(bench.ceilings.values()):
+        out["pull_ceiling"] = {k: {"median": statistics.median(v), "runs": v} for k, v in bench.ceilings.items() if v}
     return out
 
 
-def build_report(sets: list[StorageSet], args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    return {
+CPU_PER_GB = (("cpu_per_gb_push", "server CPU per GB pushed (mono+chunked steps)", ("push_monolithic", "push_chunked")),
+              ("cpu_per_gb_pull", "server CPU per GB pulled (single+concurrent steps)", ("pull", "pull_concurrent")))
+
+
+def cpu_per_gb_rows(bench: "Bench", keys: list[str], sset: StorageSet) -> list[dict[str, Any]]:
+    """Server CPU seconds per 10^9 blob bytes, one sample per timed step that moved blob bytes
+    (the CPU each step recorded for the measured registry); median over the steps."""
+    rows = []
+    for key, label, figures in CPU_PER_GB:
+        row: dict[str, Any] = {"figure": key, "label": label, "unit": "s/GB", "ratio_kind": "reference/ours"}
+        for k in keys:
+            vals = [st["cpu_seconds"][k] / st["bytes"] * 1e9 for st in bench.steps
+                    if st["server"] == k and st["figure"] in figures and st.get("bytes")
+                    and st["cpu_seconds"].get(k) is not None and not bench.failures[k].get(st["figure"])]
+            row[k] = {"median": statistics.median(vals) if vals and k not in sset.unavailable else None,
+                      "runs": vals}
+        if any(row[k]["runs"] for k in keys):
+            rows.append(with_ratio(row, keys, False))
+    return rows
+
+
+# Issue 11's targets: the ratio (as the table shows it, > 1 = ours better), and for pulls the share
+# of the machine's sendfile ceiling as well. RSS is absolute: ours under 200 MiB.
+TARGETS: dict[str, tuple[float, float | None]] = {
+    "push_monolithic": (1.5, None), "push_chunked": (1.5, None),
+    "pull": (1.5, 0.8), "pull_concurrent": (1.5, 0.8),
+    "manifest_get": (1.5, None), "blob_head": (1.5, None),
+    "manifest_put": (1.0, None), "small_upload": (1.0, None),
+    "catalog_page": (10.0, None), "catalog_walk": (10.0, None),
+}
+RSS_LIMIT_MIB = 200
+# Which machine limit a large-blob figure is read against (bench/limits.py's keys): a pull against
+# nginx's sendfile (as many clients as the figure has), a push against min(disk write + fsync, sha256).
+LIMIT_OF = {"push_monolithic": "push_mbps", "push_chunked": "push_mbps",
+            "pull": "sendfile_1_mbps", "pull_concurrent": "sendfile_n_mbps"}
+
+
+def annotate(row: dict[str, Any], keys: list[str], limits: dict[str, Any] | None) -> None:
+    """Add `limit` (each registry's fraction of the relevant machine limit) and `target` (the
+    issue's target for this figure and whether ours meets it) to a table row."""
+    key = row["figure"]
+    lim = (limits or {}).get(LIMIT_OF.get(key, ""))
+    if lim:
+        row["limit"] = {"name": LIMIT_OF[key], "mbps": lim,
+                        **{k: (row[k]["median"] / lim if row[k].get("median") else None) for k in keys}}
+    if key == "peak_rss" and "ours" in keys:
+        rss = row["ours"].get("median")
+        row["target"] = {"text": f"<{RSS_LIMIT_MIB} MiB", "pass": None if rss is None else rss < RSS_LIMIT_MIB}
+        return
+    if key not in TARGETS:
+        return
+    ratio_min, share_min = TARGETS[key]
+    text = f">={ratio_min:.1f}x" + (f", >={share_min:.0%} of limit" if share_min else "")
+    ok = None if row.get("ratio") is None else row["ratio"] >= ratio_min
+    if share_min and ok is not None:
+        share = (row.get("limit") or {}).get("ours")
+        ok = None if share is None else ok and share >= share_min
+    row["target"] = {"text": text, "ratio_min": ratio_min, "limit_share_min": share_min, "pass": ok}
+
+
+def build_report(sets: list[StorageSet], args: argparse.Namespace, root: Path,
+                 limits: dict[str, Any] | None) -> dict[str, Any]:
+    out = {
         "timestamp": dt.datetime.now().isoformat(timespec="seconds"),
         "args": vars(args),
         "machine": {"hostname": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
@@ -915,13 +1180,64 @@ def build_report(sets: list[StorageSet], args: argparse.Namespace, root: Path) -
                     "loadavg_start": LOADAVG_START, "loadavg_end": list(os.getloadavg())},
         "work_dir": str(root), "work_dir_fs": fs_type(root),
         "notes": NOTES if any(s.name != MIRROR_SET for s in sets) else [n for n in NOTES if n != PUSH_NOTE],
+        "limits": limits,
         "sets": {s.name: set_report(s, args) for s in sets},
     }
+    keys = [k for k in ("ours", "reference") if args.only in (None, k)]
+    for sr in out["sets"].values():
+        # Pulls are read against the nginx ceiling measured next to them in this set, if there is one.
+        set_limits = {**(limits or {}), **{k: v["median"] for k, v in sr.get("pull_ceiling", {}).items()}}
+        for row in sr["rows"]:
+            annotate(row, keys, set_limits or None)
+    return out
+
+
+def fmt_limit(limit: dict[str, Any] | None, keys: list[str]) -> str:
+    """Each registry's share of the machine limit, e.g. `62%|35%` (ours|reference)."""
+    if not limit:
+        return ""
+    return "|".join(f"{limit[k]:.0%}" if limit.get(k) is not None else "-" for k in keys)
+
+
+def fmt_target(target: dict[str, Any] | None) -> str:
+    if not target:
+        return ""
+    verdict = {True: "pass", False: "MISS", None: "?"}[target.get("pass")]
+    return f"{target['text']} {verdict}"
+
+
+def ceiling_lines(ceiling: dict[str, Any] | None, pullers: int | None) -> list[str]:
+    if not ceiling:
+        return []
+    def cell(key: str) -> str:
+        v = ceiling.get(key)
+        if not v:
+            return "n/a"
+        spread = f" ({min(v['runs']):.0f}-{max(v['runs']):.0f})" if len(v["runs"]) > 1 else ""
+        return f"{v['median']:.0f} MB/s{spread}"
+    return [f"  pull ceiling in this set (nginx sendfile, same blob and client, after each repetition's pulls; "
+            f"'of limit' uses it): 1 client {cell('sendfile_1_mbps')}, {pullers} clients {cell('sendfile_n_mbps')}"]
+
+
+def limits_lines(limits: dict[str, Any] | None) -> list[str]:
+    """The machine's limits, measured at the start of this run (bench/limits.py)."""
+    if not limits:
+        return ["Machine limits: not measured (--no-limits)."]
+    def mbps(key: str) -> str:
+        return f"{limits[key]:.0f} MB/s" if limits.get(key) else "n/a"
+    out = [f"Machine limits, measured first ({limits['size_bytes'] >> 20} MiB, medians of 3): "
+           f"sha256 {mbps('sha256_mbps')} (hashlib, 1 thread); disk write+fsync {mbps('disk_write_mbps')}, "
+           f"cold read {mbps('disk_read_mbps')}; nginx sendfile to this client: 1 client "
+           f"{mbps('sendfile_1_mbps')}, {limits.get('sendfile_clients', '?')} clients {mbps('sendfile_n_mbps')}.",
+           "'of limit' (ours|reference): a pull / nginx's sendfile with as many clients (measured again next "
+           f"to the pulls in each set, see its section); a push / min(disk write+fsync, sha256) = {mbps('push_mbps')}."]
+    out += [f"! limits: {v}" for v in (limits.get("errors") or {}).values()]
+    return out
 
 
 def print_table(report: dict[str, Any], keys: list[str]) -> None:
     both = len(keys) == 2
-    cols = ["figure", "unit", *keys] + (["ratio"] if both else [])
+    cols = ["figure", "unit", *keys] + (["ratio"] if both else []) + ["of limit", "target"]
     sections: list[tuple[str, dict[str, Any], list[list[str]]]] = []
     for name, sr in report["sets"].items():
         lines = []
@@ -944,6 +1260,7 @@ def print_table(report: dict[str, Any], keys: list[str]) -> None:
                 cells.append(cell)
             if both:
                 cells.append(f"{row['ratio']:.2f}x" if row["ratio"] else "-")
+            cells += [fmt_limit(row.get("limit"), keys), fmt_target(row.get("target"))]
             lines.append(cells)
         sections.append((name, sr, lines))
     all_lines = [cells for _, _, lines in sections for cells in lines]
@@ -957,6 +1274,7 @@ def print_table(report: dict[str, Any], keys: list[str]) -> None:
     if both:
         out.append("ratio > 1.00x means OURS IS BETTER: ours/reference for MB/s and req/s, "
                    "reference/ours for ms, MiB and CPU seconds.")
+    out += limits_lines(report.get("limits"))
     out.append("")
     out.append("  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip())
     out.append("  ".join("-" * w for w in widths))
@@ -971,6 +1289,7 @@ def print_table(report: dict[str, Any], keys: list[str]) -> None:
         for cells in lines:
             out.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
         out.extend(sr.get("extra_lines", []))  # the mirror set: upstream requests per pull
+        out.extend(ceiling_lines(sr.get("pull_ceiling"), report["args"].get("pullers")))
         out.append("")
     for n in report["notes"]:
         out.append(f"* {n}")
@@ -993,6 +1312,17 @@ def print_table(report: dict[str, Any], keys: list[str]) -> None:
             for a in sr["anomalies"].get(k, []):
                 out.append(f"? [{name}] {k}: {a}")
     print("\n".join(out), flush=True)
+
+
+def run_limits(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The machine's limits (bench/limits.py), with the same client code that pulls from the registries."""
+    import figures
+    import limits
+
+    log("== machine limits")
+    os.sync()
+    return limits.measure_limits(root, args.blob_mib << 20, args.pullers, figures.get_once,
+                                 figures.get_concurrent, log)
 
 
 def make_sets(args: argparse.Namespace) -> list[StorageSet]:
@@ -1050,6 +1380,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="clients pulling at once in the mirror set's cold and warm pulls; default 8")
     p.add_argument("--mirror-layer-mib", default="8,12,16,20,24,32",
                    help="layer sizes in MiB of the mirror set's image, comma-separated; default 8,12,16,20,24,32")
+    p.add_argument("--figures", default="all",
+                   help="comma-separated figures and groups to run: all (default), first (the original six), "
+                        "new (" + ", ".join(NEW_FIGURES) + "), catalog, or any figure key ("
+                        + ", ".join(FIRST_FIGURES) + "). The new figures run in the filesystem set only")
+    p.add_argument("--no-limits", action="store_true", help="skip measuring the machine's limits")
+    p.add_argument("--limits-only", action="store_true", help="measure the machine's limits, run no set")
+    p.add_argument("--pullers", type=int, default=8, help="clients of the concurrent pull (and of nginx's); default 8")
+    p.add_argument("--small-uploads", type=int, default=1000, help="1 KiB uploads per repetition; default 1000")
+    p.add_argument("--head-requests", type=int, default=3000, help="blob HEADs per repetition; default 3000")
+    p.add_argument("--catalog-repos", type=int, default=10000,
+                   help="repositories seeded (untimed, once per set) for the catalog figures; default 10000")
+    p.add_argument("--catalog-page", type=int, default=100, help="catalog page size (?n=); default 100")
     p.add_argument("--only", choices=("ours", "reference"), help="run against one registry (debugging)")
     p.add_argument("--work-dir", default="/var/tmp",
                    help="parent of the temp dir holding data dirs, Swift's data and the blob file (not tmpfs); "
@@ -1062,6 +1404,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--mirror-layer-mib takes sizes in MiB separated by commas, e.g. 8,12,16")
     if not args.mirror_layer_mib or min(args.mirror_layer_mib) < 1:
         p.error("--mirror-layer-mib needs at least one size, each >= 1")
+    try:
+        args.figures = parse_figures(args.figures)
+    except ValueError as exc:
+        p.error(f"--figures: unknown figure or group {exc}")
+    if min(args.pullers, args.small_uploads, args.head_requests, args.catalog_page) < 1 or args.catalog_repos <= args.catalog_page:
+        p.error("--pullers, --small-uploads, --head-requests and --catalog-page must be >= 1, and "
+                "--catalog-repos larger than --catalog-page")
     if args.s3_blob_mib is None:
         args.s3_blob_mib = args.blob_mib
     if args.s3_manifests is None:
@@ -1079,8 +1428,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="registry-bench-", dir=args.work_dir))
     if fs_type(root) in ("tmpfs", "ramfs"):
         log(f"warning: {root} is on {fs_type(root)}; fsync costs nothing there")
-    sets = make_sets(args)
+    sets = [] if args.limits_only else make_sets(args)
     keys = [k for k in ("ours", "reference") if args.only in (None, k)]
+    limits = None if args.no_limits else run_limits(args, root)
 
     exit_code = 0
     try:
@@ -1091,7 +1441,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted")
 
     ran = [s for s in sets if s.bench is not None or s.error or s.unavailable]
-    report = build_report(ran, args, root)
+    report = build_report(ran, args, root, limits)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
     out.write_text(json.dumps(report, indent=2) + "\n")
