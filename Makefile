@@ -18,7 +18,7 @@ serve: $(STAMP)
 # The suite drives real clients (dockerd, skopeo, podman, ctr) and servers (PostgreSQL, the reference
 # registry). Missing ones are installed with apt-get.
 system-deps:
-	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql nginx-light
+	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql nginx-light runc
 
 # OpenStack Swift, the S3 server the tests use, in its own virtualenv (see scripts/swift-venv).
 swift-venv:

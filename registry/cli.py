@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
     upgrade.set_defaults(func=_db_upgrade)
     from registry.accounts_cli import add_commands
+    from registry.runtime import cli as runtime_cli
 
     add_commands(commands)
+    runtime_cli.add_commands(commands)
     return parser
 
 
