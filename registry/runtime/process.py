@@ -52,6 +52,14 @@ def _read_line(fd: int) -> bytes:
     return out
 
 
+def _close_all_but(lowest: int, *keep: int) -> None:
+    start = lowest
+    for fd in sorted(keep):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, os.sysconf("SC_OPEN_MAX"))
+
+
 def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_monitor: int, err_fd: int,
           stdio: tuple[int, int, int] | None) -> None:
     """The monitor's child. Never returns."""
@@ -62,6 +70,7 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
         if stdio is not None:
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
+        _close_all_but(3, to_monitor, from_monitor, err_fd)  # nothing of the monitor's reaches the container
         _read_line(from_monitor)  # in the cgroups now
         flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
         if spec.network != "host":
@@ -185,8 +194,7 @@ def prepare_and_exec(spec: Spec, args: list[str], cwd: str, user: str, err_fd: i
         path = find_executable(args[0], env)
     except FileNotFoundError as exc:
         _fail(err_fd, f"exec: {exc}", EXIT_NOT_FOUND)
-    os.closerange(3, err_fd)
-    os.closerange(err_fd + 1, 1 << 16)
+    _close_all_but(3, err_fd)
     try:
         security.drop_privileges(uid, gid, groups)
     except OSError as exc:
