@@ -38,22 +38,34 @@ class PortProxy:
         for sock, port in self.listeners:
             sel.register(sock, selectors.EVENT_READ, ("accept", port))
         pairs: dict[socket.socket, socket.socket] = {}
+        finished: set[socket.socket] = set()  # sockets whose peer has sent EOF (half-closed)
 
         def close(sock: socket.socket) -> None:
-            other = pairs.pop(sock, None)
-            for s in (sock, other):
-                if s is not None:
+            for s in (sock, pairs.get(sock)):
+                if s is not None and s in pairs:
                     pairs.pop(s, None)
+                    finished.discard(s)
                     try:
                         sel.unregister(s)
                     except (KeyError, ValueError):
                         pass
                     s.close()
 
+        def eof(src: socket.socket) -> None:
+            """Pass the half-close on; the pair goes once both directions are done."""
+            dst = pairs[src]
+            sel.unregister(src)
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            finished.add(src)
+            if dst in finished:
+                close(src)
+
         while not self._stop.is_set():
             for key, _ in sel.select(timeout=0.2):
-                kind = key.data[0]
-                if kind == "accept":
+                if key.data[0] == "accept":
                     try:
                         client, _ = key.fileobj.accept()  # type: ignore[union-attr]
                     except OSError:
@@ -68,24 +80,28 @@ class PortProxy:
                     pairs[client], pairs[upstream] = upstream, client
                     sel.register(client, selectors.EVENT_READ, ("relay",))
                     sel.register(upstream, selectors.EVENT_READ, ("relay",))
-                else:
-                    src: socket.socket = key.fileobj  # type: ignore[assignment]
-                    try:
-                        data = src.recv(65536)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        data = b""
-                    dst = pairs.get(src)
-                    if not data or dst is None:
-                        close(src)
-                        continue
-                    try:
-                        dst.setblocking(True)
-                        dst.sendall(data)
-                        dst.setblocking(False)
-                    except OSError:
-                        close(src)
+                    continue
+                src: socket.socket = key.fileobj  # type: ignore[assignment]
+                if src not in pairs:
+                    continue
+                try:
+                    data = src.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    close(src)
+                    continue
+                if not data:
+                    eof(src)
+                    continue
+                dst = pairs[src]
+                try:
+                    dst.setblocking(True)  # simple backpressure: the slow side stalls the relay
+                    dst.settimeout(30)
+                    dst.sendall(data)
+                    dst.setblocking(False)
+                except OSError:
+                    close(src)
         for sock in list(pairs):
             close(sock)
         sel.close()
