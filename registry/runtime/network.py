@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import ipaddress
-import random
 import socket
 import struct
 from typing import Any
 
-POOL = ipaddress.ip_network("10.213.0.0/16")
+POOL = "10.213.0.0/16"
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -27,7 +25,9 @@ def loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-def _used_networks(ipr: Any) -> list[ipaddress.IPv4Network]:
+def _used_networks(ipr: Any) -> list[Any]:
+    import ipaddress
+
     used = []
     for addr in ipr.get_addr(family=socket.AF_INET):
         ip = addr.get_attr("IFA_ADDRESS")
@@ -49,12 +49,15 @@ def setup_host_side(container_id: str, netns_pid: int, taken: set[str]) -> dict[
 
     `taken` holds the subnets other containers of this runtime use (their host ends may not be up yet).
     """
+    import ipaddress
+    import random
+
     from pyroute2 import IPRoute
 
     host_if, peer_if = host_names(container_id)
     with IPRoute() as ipr:
         used = _used_networks(ipr)
-        candidates = list(POOL.subnets(new_prefix=30))
+        candidates = list(ipaddress.ip_network(POOL).subnets(new_prefix=30))
         random.shuffle(candidates)
         for subnet in candidates:
             if str(subnet) not in taken and not any(subnet.overlaps(u) for u in used):

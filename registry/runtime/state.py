@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -99,7 +98,7 @@ def _alive(pid: int) -> bool:
 
 
 def new_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def all_states() -> list[State]:
