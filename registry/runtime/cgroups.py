@@ -30,11 +30,13 @@ class Hierarchies:
     v2_root: Path | None
     v2_controllers: set[str]
     v1: dict[str, Path]  # controller -> mount point
+    v1_options: dict[str, str] = field(default_factory=dict)  # mount point -> its controller option(s)
 
     @classmethod
     def detect(cls) -> "Hierarchies":
         v2_root = None
         v1: dict[str, Path] = {}
+        v1_options: dict[str, str] = {}
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
@@ -43,7 +45,10 @@ class Hierarchies:
                 if fstype == "cgroup2" and v2_root is None:
                     v2_root = mount_point
                 elif fstype == "cgroup":
-                    for option in options.split(","):
+                    chosen = [o for o in options.split(",") if o not in ("rw", "ro", "relatime", "nosuid", "nodev",
+                                                                         "noexec", "xattr", "clone_children")]
+                    v1_options.setdefault(str(mount_point), ",".join(chosen))
+                    for option in chosen:
                         if option in V1_FOR.values() or option in ("cpuacct", "cpuset", "devices"):
                             v1.setdefault(option, mount_point)
         controllers: set[str] = set()
@@ -52,7 +57,7 @@ class Hierarchies:
                 controllers = set((v2_root / "cgroup.controllers").read_text().split())
             except OSError:
                 v2_root = None
-        return cls(v2_root, controllers, v1)
+        return cls(v2_root, controllers, v1, v1_options)
 
     def where(self, controller: str) -> str | None:
         """'v2', 'v1' or None for a controller (v2 names: memory, cpu, pids, io, freezer)."""

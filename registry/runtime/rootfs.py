@@ -110,6 +110,28 @@ def mount_sys(rootfs: Path, new_netns: bool) -> None:
         _bind("/sys", target, readonly=True)
 
 
+def mount_cgroups(rootfs: Path) -> None:
+    """/sys/fs/cgroup read-only, as runc and Docker do: the container's own cgroups through its cgroup namespace."""
+    from registry.runtime.cgroups import Hierarchies
+
+    target = rootfs / "sys" / "fs" / "cgroup"
+    hier = Hierarchies.detect()
+    flags = NOSUID_NODEV_NOEXEC | sc.MS_RDONLY
+    if hier.v2_root is not None and not hier.v1:
+        sc.mount("cgroup2", str(target), "cgroup2", flags)
+        return
+    sc.mount("tmpfs", str(target), "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755")
+    options = sorted(set(hier.v1_options.values()))
+    for option in options:
+        name = option.replace("name=", "")
+        (target / name).mkdir()
+        sc.mount("cgroup", str(target / name), "cgroup", flags, option)
+    if hier.v2_root is not None:
+        (target / "unified").mkdir()
+        sc.mount("cgroup2", str(target / "unified"), "cgroup2", flags)
+    sc.mount(None, str(target), None, sc.MS_REMOUNT | sc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
+
+
 def write_etc(rootfs: Path, hostname: str, ip: str | None, resolv: bool) -> None:
     """/etc/hostname, /etc/hosts and (with a network) /etc/resolv.conf, in the container's upper dir."""
     etc = inside(rootfs, "/etc")
@@ -165,5 +187,6 @@ def build(store_root: Path, lowers: list[str], upper: Path, work: Path, rootfs: 
     sc.mount("proc", str(proc), "proc", NOSUID_NODEV_NOEXEC)
     mount_dev(rootfs)
     mount_sys(rootfs, new_netns)
+    mount_cgroups(rootfs)
     pivot(rootfs)
     mask_paths()
