@@ -75,8 +75,14 @@ class Run:
                     raise StartError("container setup failed")
                 net: dict = {}
                 if spec.network == "bridge":
+                    import fcntl
+
                     from registry.runtime import network
-                    net = network.setup_host_side(state.id, pid, _taken_subnets(state.id))
+                    with open(runtime_root() / ".network.lock", "a") as lock:  # one subnet pick at a time
+                        fcntl.flock(lock, fcntl.LOCK_EX)
+                        net = network.setup_host_side(state.id, pid, _taken_subnets(state.id))
+                        state.network = net
+                        state.save()
                 state.network = net
                 os.write(from_monitor_w, json.dumps(net).encode() + b"\n")
                 state.init_pid = int(process._read_line(to_monitor_r))
