@@ -101,3 +101,55 @@ def test_layer_not_matching_its_diff_id_is_refused(runtime: Runtime) -> None:
     assert result.returncode != 0
     assert "diff_id" in result.stderr
     assert not (runtime.root / "layers" / ("0" * 64)).exists()
+
+
+def test_more_than_a_hundred_layers(runtime: Runtime) -> None:
+    """The overlay option string stays under a page (short layer links), so no layer is silently dropped."""
+    many = [im.layer(im.busybox_entries())] + [
+        im.layer([im.directory("many"), im.file(f"many/f{i:03}", f"{i}\n")], ("gzip", "zstd", "plain")[i % 3])
+        for i in range(120)]
+    image = im.push(runtime.registry.url, f"rt-{uuid.uuid4().hex[:8]}/many", "v1", many, {"Cmd": ["sh"]})
+    out = runtime.cli("run", "--rm", image.reference, "sh", "-c", "ls /many | wc -l; cat /many/f000 /many/f119",
+                      timeout=300).stdout
+    assert out.split() == ["120", "0", "119"]
+
+
+def test_pull_picks_this_platform_from_an_index(runtime: Runtime) -> None:
+    import httpx
+    import json as _json
+
+    name = f"rt-{uuid.uuid4().hex[:8]}/multi"
+    amd64 = im.push(runtime.registry.url, name, "amd64", [im.layer(im.busybox_entries() + [im.file("arch", "amd64\n")])],
+                    {"Cmd": ["cat", "/arch"]})
+    arm64 = im.push(runtime.registry.url, name, "arm64", [im.layer([im.file("arch", "arm64\n")])],
+                    {"Cmd": ["cat", "/arch"]})
+    with httpx.Client(base_url=runtime.registry.url) as http:
+        sizes = {d: len(http.get(f"/v2/{name}/manifests/{d}", headers={"Accept": im.OCI_MANIFEST}).content)
+                 for d in (amd64.digest, arm64.digest)}
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": im.OCI_MANIFEST, "digest": arm64.digest, "size": sizes[arm64.digest],
+             "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": im.OCI_MANIFEST, "digest": amd64.digest, "size": sizes[amd64.digest],
+             "platform": {"architecture": "amd64", "os": "linux"}}]}
+        resp = http.put(f"/v2/{name}/manifests/multi", content=_json.dumps(index).encode(),
+                        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+        assert resp.status_code == 201, resp.text
+    reference = f"{runtime.registry.host}/{name}:multi"
+    pulled = runtime.cli("pull", reference).stdout.strip()
+    assert pulled.endswith(amd64.digest)
+    assert runtime.cli("run", "--rm", reference).stdout == "amd64\n"
+
+
+def test_docker_hub_names_go_to_the_configured_mirror(runtime: Runtime) -> None:
+    """REGISTRY_MIRRORS plays dockerd's registry-mirrors: `NAME:TAG` is asked of the mirror as library/NAME."""
+    import subprocess
+    import sys
+
+    short = f"rt-mirror-{uuid.uuid4().hex[:8]}"
+    im.push(runtime.registry.url, f"library/{short}", "v1", [im.layer(im.busybox_entries())], {"Cmd": ["true"]})
+    env = {**runtime.env, "REGISTRY_MIRRORS": runtime.registry.url}
+    result = subprocess.run([sys.executable, "-m", "registry", "pull", f"{short}:v1"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"docker.io/library/{short}:v1@sha256:")
+    assert runtime.cli("run", "--rm", "--pull", "never", f"{short}:v1").returncode == 0

@@ -165,3 +165,19 @@ def test_images_history_inspect_rmi(runtime: Runtime) -> None:
     runtime.cli("rmi", image.reference)
     assert image.reference not in runtime.cli("images").stdout
     assert not zstd_dir.exists(), "a layer no image uses any more is deleted"
+
+
+def test_rm_cleans_up_after_a_killed_monitor(runtime: Runtime, pulled_base: str) -> None:
+    """kill -9 of the monitor takes the container with it (parent-death signal); rm removes what is left."""
+    import os
+    import signal
+
+    runtime.cli("run", "-d", "--name", "orphan", "--network", "bridge", "--memory", "64m", pulled_base, "sleep", "60")
+    state = inspect(runtime, "orphan")
+    os.kill(state["monitor_pid"], signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{state['init_pid']}").exists(), what="the container to die with its monitor")
+    assert "Exited" in runtime.cli("ps", "-a").stdout
+    runtime.cli("rm", "orphan")
+    for directory in state["cgroups"]["dirs"].values():
+        assert not Path(directory).exists()
+    assert state["network"]["host_if"] not in os.listdir("/sys/class/net")
