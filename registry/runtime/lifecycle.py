@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 from registry.runtime import process
 from registry.runtime.cgroups import ContainerCgroups
 from registry.runtime.monitor import Run, StartError, start_detached, supervise
-from registry.runtime.state import NotFound, Spec, State, all_states, find, new_id, remove_dir
+from registry.runtime.state import Spec, State, all_states, new_id, remove_dir
 from registry.runtime.store import ImageRecord, ImageStore
 
 
@@ -240,19 +239,17 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
             _, status = os.waitpid(child, 0)
             os._exit(process.status_code(status))
         except BaseException as exc:  # noqa: BLE001
-            process._fail(err_w, f"exec failed: {exc}")
+            process.fail(err_w, f"exec failed: {exc}")
     for fd in fds:
         os.close(fd)
     os.close(err_w)
     for sig in process.FORWARDED:
         signal.signal(sig, lambda s, _f: os.kill(pid, s))
-    from registry.runtime.monitor import _read_all
-    message = _read_all(err_r)
+    from registry.runtime.monitor import read_all
+    message = read_all(err_r)
     os.close(err_r)
     _, status = os.waitpid(pid, 0)
     if message:
         raise StartError(message, process.status_code(status))
     return process.status_code(status)
 
-
-__all__ = ["LifecycleError", "NotFound", "StartError", "create", "find", "spec_from_image"]

@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 from registry.runtime import process
@@ -71,7 +70,7 @@ class Run:
             try:
                 self.cgroups.add(pid)
                 os.write(from_monitor_w, b"joined\n")
-                if process._read_line(to_monitor_r) != b"unshared\n":
+                if process.read_line(to_monitor_r) != b"unshared\n":
                     raise StartError("container setup failed")
                 net: dict = {}
                 if spec.network == "bridge":
@@ -85,11 +84,11 @@ class Run:
                         state.save()
                 state.network = net
                 os.write(from_monitor_w, json.dumps(net).encode() + b"\n")
-                state.init_pid = int(process._read_line(to_monitor_r))
+                state.init_pid = int(process.read_line(to_monitor_r))
             except (EOFError, OSError, CgroupError) as exc:
-                message = _read_all(err_r) or f"container setup failed: {exc}"
+                message = read_all(err_r) or f"container setup failed: {exc}"
                 raise StartError(message) from None
-            message = _read_all(err_r)  # EOF: the workload's execve succeeded
+            message = read_all(err_r)  # EOF: the workload's execve succeeded
             if message:
                 _, status = os.waitpid(pid, 0)
                 self.stage_pid = None
@@ -143,7 +142,8 @@ class Run:
             network.teardown_host_side(self.state.id)
 
 
-def _read_all(fd: int) -> str:
+def read_all(fd: int) -> str:
+    """Everything until EOF: the pipe's writers have all closed it (or exec'd)."""
     chunks = []
     while True:
         chunk = os.read(fd, 4096)
@@ -235,7 +235,7 @@ def start_detached(state: State) -> None:
             os._exit(0)
     os.close(ready_w)
     os.waitpid(pid, 0)
-    answer = _read_all(ready_r)
+    answer = read_all(ready_r)
     os.close(ready_r)
     if answer != "ok":
         raise StartError(answer or "the monitor died while starting the container")

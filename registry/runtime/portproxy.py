@@ -6,7 +6,6 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
-from typing import Callable
 
 
 class PortProxy:

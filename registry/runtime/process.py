@@ -35,14 +35,15 @@ def status_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _fail(err_fd: int, message: str, code: int = EXIT_SETUP_FAILED) -> None:
+def fail(err_fd: int, message: str, code: int = EXIT_SETUP_FAILED) -> None:
+    """Report why the container could not start (to the monitor) and end this process."""
     try:
         os.write(err_fd, message.encode()[:4000])
     finally:
         os._exit(code)
 
 
-def _read_line(fd: int) -> bytes:
+def read_line(fd: int) -> bytes:
     out = b""
     while not out.endswith(b"\n"):
         chunk = os.read(fd, 1)
@@ -71,13 +72,13 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
         _close_all_but(3, to_monitor, from_monitor, err_fd)  # nothing of the monitor's reaches the container
-        _read_line(from_monitor)  # in the cgroups now
+        read_line(from_monitor)  # in the cgroups now
         flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
         if spec.network != "host":
             flags |= sc.CLONE_NEWNET
         sc.unshare(flags)
         os.write(to_monitor, b"unshared\n")
-        net: dict[str, Any] = json.loads(_read_line(from_monitor))
+        net: dict[str, Any] = json.loads(read_line(from_monitor))
         pid = os.fork()
         if pid == 0:
             os.close(to_monitor)
@@ -95,7 +96,7 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
                 os._exit(EXIT_SETUP_FAILED)
         os._exit(status_code(status))
     except BaseException as exc:  # noqa: BLE001 - everything must end in _exit
-        _fail(err_fd, f"container setup failed: {exc}")
+        fail(err_fd, f"container setup failed: {exc}")
 
 
 def _rename_init() -> None:
@@ -128,7 +129,7 @@ def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err
             workload(spec, err_fd)
         os.close(err_fd)
     except BaseException as exc:  # noqa: BLE001
-        _fail(err_fd, f"container setup failed: {exc}")
+        fail(err_fd, f"container setup failed: {exc}")
     _reap(child)
 
 
@@ -181,35 +182,35 @@ def prepare_and_exec(spec: Spec, args: list[str], cwd: str, user: str, err_fd: i
     try:
         uid, gid, groups, home = users.resolve(user)
     except users.UserError as exc:
-        _fail(err_fd, str(exc))
+        fail(err_fd, str(exc))
     env = environment(spec, home)
     if not args:
-        _fail(err_fd, "no command: the image has neither Entrypoint nor Cmd, and none was given")
+        fail(err_fd, "no command: the image has neither Entrypoint nor Cmd, and none was given")
     try:
         os.makedirs(cwd, exist_ok=True)
         os.chdir(cwd)
     except OSError as exc:
-        _fail(err_fd, f"cannot use working directory {cwd}: {exc.strerror}")
+        fail(err_fd, f"cannot use working directory {cwd}: {exc.strerror}")
     try:
         path = find_executable(args[0], env)
     except FileNotFoundError as exc:
-        _fail(err_fd, f"exec: {exc}", EXIT_NOT_FOUND)
+        fail(err_fd, f"exec: {exc}", EXIT_NOT_FOUND)
     _close_all_but(3, err_fd)
     try:
         security.drop_privileges(uid, gid, groups)
     except OSError as exc:
-        _fail(err_fd, f"cannot drop privileges: {exc}")
+        fail(err_fd, f"cannot drop privileges: {exc}")
     try:
         os.execve(path, args, env)
     except FileNotFoundError:
-        _fail(err_fd, f"exec {path}: no such file or directory", EXIT_NOT_FOUND)
+        fail(err_fd, f"exec {path}: no such file or directory", EXIT_NOT_FOUND)
     except OSError as exc:
-        _fail(err_fd, f"exec {path}: {exc.strerror}", EXIT_NOT_EXECUTABLE)
+        fail(err_fd, f"exec {path}: {exc.strerror}", EXIT_NOT_EXECUTABLE)
 
 
 def workload(spec: Spec, err_fd: int) -> None:
     try:
         prepare_and_exec(spec, spec.args, spec.cwd or "/", spec.user, err_fd)
     except BaseException as exc:  # noqa: BLE001
-        _fail(err_fd, f"container setup failed: {exc}")
+        fail(err_fd, f"container setup failed: {exc}")
     sys.exit(EXIT_SETUP_FAILED)  # not reached
