@@ -149,6 +149,6 @@ def busybox_entries() -> list[Entry]:
                directory("root", 0o700), directory("tmp", 0o1777)]
     for applet in ("sh", "cat", "ls", "echo", "id", "stat", "find", "hostname", "ps", "sleep", "grep", "head",
                    "readlink", "wc", "true", "false", "mount", "touch", "nc", "httpd", "ip", "seq", "kill",
-                   "pwd", "env", "dd", "tr", "sort", "uniq", "cut", "awk", "test", "["):
+                   "pwd", "env", "dd", "tr", "sort", "uniq", "cut", "awk", "test", "[", "unshare"):
         entries.append(symlink(f"bin/{applet}", "busybox"))
     return entries

@@ -44,10 +44,12 @@ def test_pid1_hostname_and_security_state(runtime: Runtime, pulled_base: str) ->
 def test_seccomp_and_capabilities_refuse_what_they_should(runtime: Runtime, pulled_base: str) -> None:
     script = ("mount -t tmpfs none /tmp 2>&1 && echo MOUNTED; "
               "hostname other 2>&1 && echo RENAMED; "
-              "echo 1 > /proc/sys/kernel/domainname 2>&1 || echo PROCSYS-RO")
+              "echo 1 > /proc/sys/kernel/domainname 2>&1 || echo PROCSYS-RO; "
+              "unshare -U true 2>&1 && echo USERNS; true")
     out = runtime.cli("run", "--rm", pulled_base, "sh", "-c", script).stdout
     assert "MOUNTED" not in out and "RENAMED" not in out
     assert "PROCSYS-RO" in out
+    assert "USERNS" not in out, "seccomp refuses new user namespaces even though they need no capability"
 
 
 def test_sys_read_only_and_proc_masked(runtime: Runtime, pulled_base: str) -> None:

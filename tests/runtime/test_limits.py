@@ -34,16 +34,21 @@ def test_memory_hog_is_oom_killed(runtime: Runtime, pulled_base: str) -> None:
 
 
 def test_memory_limit_is_in_the_cgroup(runtime: Runtime, pulled_base: str) -> None:
-    runtime.cli("run", "-d", "--name", "memcg", "--memory", "32m", "--cpus", "0.5", "--pids-limit", "20",
-                pulled_base, "sleep", "30")
+    runtime.cli("run", "-d", "--name", "memcg", "--memory", "32m", "--memory-swap", "64m", "--cpus", "0.5",
+                "--cpu-shares", "512", "--pids-limit", "20", pulled_base, "sleep", "30")
     try:
         dirs = inspect(runtime, "memcg")["cgroups"]["dirs"]
         memory = Path(dirs["memory"]) / "memory.limit_in_bytes" if "memory" in dirs else Path(dirs["v2"]) / "memory.max"
         assert int(memory.read_text()) == 32 * 1024 * 1024
         pids = Path(dirs.get("pids") or dirs["v2"]) / "pids.max"
         assert pids.read_text().strip() == "20"
+        if "memory" in dirs:
+            assert int((Path(dirs["memory"]) / "memory.memsw.limit_in_bytes").read_text()) == 64 * 1024 * 1024
+        else:
+            assert int((Path(dirs["v2"]) / "memory.swap.max").read_text()) == 32 * 1024 * 1024
         if "cpu" in dirs:
             assert (Path(dirs["cpu"]) / "cpu.cfs_quota_us").read_text().strip() == "50000"
+            assert (Path(dirs["cpu"]) / "cpu.shares").read_text().strip() == "512"
         else:
             assert (Path(dirs["v2"]) / "cpu.max").read_text().split()[0] == "50000"
     finally:
