@@ -79,8 +79,9 @@ def _container_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--user", help="user[:group], names or numbers")
     parser.add_argument("--entrypoint")
     parser.add_argument("--hostname")
-    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin (it is always passed through)")
-    parser.add_argument("-t", "--tty", action="store_true", help="the caller's terminal is passed through")
+    parser.add_argument("-i", "--interactive", action="store_true",
+                        help="with -t, the caller's input goes to the terminal (without -t stdin is always passed)")
+    parser.add_argument("-t", "--tty", action="store_true", help="a pseudo-terminal as the command's stdio")
     parser.add_argument("--memory", "-m", type=parse_size)
     parser.add_argument("--memory-swap", type=parse_size)
     parser.add_argument("--cpus", type=float)
@@ -129,7 +130,7 @@ def _create(args: argparse.Namespace) -> Any:
                                      workdir=args.workdir, user=args.user, hostname=args.hostname,
                                      network=args.network, ports=args.publish, volumes=args.volume,
                                      resources=resources, restart=args.restart, auto_remove=args.rm,
-                                     tty=args.tty)
+                                     tty=args.tty, interactive=args.interactive)
     return lifecycle.create(spec, args.name)
 
 
@@ -215,7 +216,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError("exec needs a command")
     return lifecycle.exec_in(find(args.container), args.command, env=args.env, workdir=args.workdir,
-                             user=args.user)
+                             user=args.user, tty=args.tty, interactive=args.interactive)
 
 
 def _age(seconds: float) -> str:

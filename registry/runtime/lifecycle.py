@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import time
+from typing import Iterator
 
 from registry.runtime import process
 from registry.runtime.cgroups import ContainerCgroups
@@ -58,12 +61,20 @@ def create(spec: Spec, name: str | None) -> State:
 
 def run_foreground(state: State) -> int:
     """Start with the caller's stdio and the CLI as the monitor; the container's exit code."""
+    from registry.runtime import terminal
+
     try:
-        code = supervise(state, None)
+        with terminal.raw_mode(0) if state.spec.tty and state.spec.interactive else _nothing():
+            code = supervise(state, None)
     finally:
         if state.spec.auto_remove:
             remove_dir(state)
     return code
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def start(state: State) -> None:
@@ -209,9 +220,11 @@ def logs(state: State, follow: bool, out: int = 1) -> None:
 NAMESPACES = ["ipc", "uts", "net", "cgroup", "pid", "mnt"]
 
 
-def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | None, user: str | None) -> int:
+def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | None, user: str | None,
+            tty: bool = False, interactive: bool = False) -> int:
     """Run a process in a running container's namespaces and cgroups; its exit code."""
     from registry.runtime import syscalls as sc
+    from registry.runtime import terminal
 
     if state.status != "running" or not state.init_pid:
         raise LifecycleError(f"container {state.name} is not running")
@@ -222,16 +235,24 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
         fds.append(os.open(f"/proc/{state.init_pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     spec = Spec(**{**state.spec.__dict__, "env": state.spec.env + env})
+    tty_parent, tty_child = socket.socketpair() if tty else (None, None)
     pid = os.fork()
     if pid == 0:
         try:
             os.close(err_r)
+            slave = None
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
             ContainerCgroups.from_json(state.cgroups).add(os.getpid())
             for fd in fds:
                 sc.setns(fd)
+            if tty_child is not None:  # a terminal from the container's own devpts
+                master, slave = terminal.open_pty()
+                terminal.send_master(tty_child.fileno(), master)
+                os.close(master)
             child = os.fork()  # only children enter the pid namespace
             if child == 0:
+                if slave is not None:
+                    terminal.become_controlling(slave)
                 process.prepare_and_exec(spec, args, workdir or spec.cwd or "/", user or spec.user, err_w)
             os.close(err_w)
             for sig in process.FORWARDED:
@@ -243,12 +264,26 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
     for fd in fds:
         os.close(fd)
     os.close(err_w)
+    relay = None
+    if tty_parent is not None and tty_child is not None:
+        tty_child.close()
+        try:
+            relay = terminal.Relay(terminal.receive_master(tty_parent), 0 if interactive else None, 1)
+        except EOFError:
+            pass
+        tty_parent.close()
     for sig in process.FORWARDED:
         signal.signal(sig, lambda s, _f: os.kill(pid, s))
     from registry.runtime.monitor import read_all
     message = read_all(err_r)
     os.close(err_r)
-    _, status = os.waitpid(pid, 0)
+    if relay is not None:
+        with terminal.raw_mode(0) if interactive else _nothing():
+            relay.start()
+            _, status = os.waitpid(pid, 0)
+            relay.stop()
+    else:
+        _, status = os.waitpid(pid, 0)
     if message:
         raise StartError(message, process.status_code(status))
     return process.status_code(status)

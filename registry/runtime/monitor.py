@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Callable
 
-from registry.runtime import process
+from registry.runtime import process, terminal
 from registry.runtime.cgroups import CgroupError, ContainerCgroups
 from registry.runtime.paths import runtime_root
 from registry.runtime.state import State, all_states
@@ -43,6 +44,7 @@ class Run:
         self.cgroups: ContainerCgroups | None = None
         self.stage_pid: int | None = None
         self.proxy = None
+        self.relay = None  # the -t terminal relay
 
     def start(self) -> None:
         """Up to a successful execve (or a StartError with the reason)."""
@@ -57,15 +59,21 @@ class Run:
         to_monitor_r, to_monitor_w = os.pipe2(os.O_CLOEXEC)
         from_monitor_r, from_monitor_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        tty_parent, tty_child = socket.socketpair() if spec.tty else (None, None)
         pid = os.fork()
         if pid == 0:
             os.close(to_monitor_r)
             os.close(from_monitor_w)
             os.close(err_r)
-            process.stage(spec, state.dir, runtime_root(), to_monitor_w, from_monitor_r, err_w, self.stdio)
+            if tty_parent is not None:
+                tty_parent.close()
+            process.stage(spec, state.dir, runtime_root(), to_monitor_w, from_monitor_r, err_w, self.stdio,
+                          tty_child.fileno() if tty_child is not None else None)
         self.stage_pid = pid
         for fd in (to_monitor_w, from_monitor_r, err_w):
             os.close(fd)
+        if tty_child is not None:
+            tty_child.close()
         try:
             try:
                 self.cgroups.add(pid)
@@ -85,6 +93,7 @@ class Run:
                 state.network = net
                 os.write(from_monitor_w, json.dumps(net).encode() + b"\n")
                 state.init_pid = int(process.read_line(to_monitor_r))
+                master = terminal.receive_master(tty_parent) if tty_parent is not None else None
             except (EOFError, OSError, CgroupError) as exc:
                 message = read_all(err_r) or f"container setup failed: {exc}"
                 raise StartError(message) from None
@@ -93,6 +102,10 @@ class Run:
                 _, status = os.waitpid(pid, 0)
                 self.stage_pid = None
                 raise StartError(message, process.status_code(status))
+            if master is not None:
+                stdin = (0 if spec.interactive else None) if self.stdio is None else None
+                self.relay = terminal.Relay(master, stdin, 1 if self.stdio is None else self.stdio[1])
+                self.relay.start()
             if spec.ports and net:
                 from registry.runtime.portproxy import PortProxy
                 try:
@@ -106,6 +119,8 @@ class Run:
         finally:
             for fd in (to_monitor_r, from_monitor_w, err_r):
                 os.close(fd)
+            if tty_parent is not None:
+                tty_parent.close()
 
     def wait(self) -> int:
         assert self.stage_pid is not None
@@ -121,6 +136,9 @@ class Run:
 
     def teardown(self) -> None:
         """Leave nothing behind: processes, cgroups, the host end of the veth, the published ports."""
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
         if self.proxy is not None:
             self.proxy.close()
             self.proxy = None
@@ -168,8 +186,12 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
     """Start the container, wait for it, restart it by its policy; the exit code of the last run."""
     delay = 0.1
     forward_to: list[int] = []
+    current: list[Run] = []
 
     def forward(signum: int, _frame: object) -> None:
+        if signum == signal.SIGWINCH and current and current[0].relay is not None:
+            terminal.copy_window_size(0, current[0].relay.master)  # the terminal tells its own processes
+            return
         for pid in forward_to:
             try:
                 os.kill(pid, signum)
@@ -180,6 +202,7 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
     try:
         while True:
             run = Run(state, stdio)
+            current[:] = [run]
             try:
                 run.start()
             except StartError as exc:

@@ -62,7 +62,7 @@ def _close_all_but(lowest: int, *keep: int) -> None:
 
 
 def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_monitor: int, err_fd: int,
-          stdio: tuple[int, int, int] | None) -> None:
+          stdio: tuple[int, int, int] | None, tty_fd: int | None = None) -> None:
     """The monitor's child. Never returns."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -71,7 +71,8 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
         if stdio is not None:
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
-        _close_all_but(3, to_monitor, from_monitor, err_fd)  # nothing of the monitor's reaches the container
+        keep = [to_monitor, from_monitor, err_fd] + ([tty_fd] if tty_fd is not None else [])
+        _close_all_but(3, *keep)  # nothing of the monitor's reaches the container
         read_line(from_monitor)  # in the cgroups now
         flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
         if spec.network != "host":
@@ -83,7 +84,9 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
         if pid == 0:
             os.close(to_monitor)
             os.close(from_monitor)
-            init(spec, state_dir, store_root, net, err_fd)
+            init(spec, state_dir, store_root, net, err_fd, tty_fd)
+        if tty_fd is not None:
+            os.close(tty_fd)
         os.write(to_monitor, f"{pid}\n".encode())
         os.close(to_monitor)
         os.close(from_monitor)
@@ -106,7 +109,8 @@ def _rename_init() -> None:
     sc.prctl(15, ctypes.addressof(name))  # PR_SET_NAME
 
 
-def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err_fd: int) -> None:
+def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err_fd: int,
+         tty_fd: int | None = None) -> None:
     """PID 1 of the container. Never returns."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -123,11 +127,22 @@ def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err
         rootfs.build(store_root, spec.lowers, state_dir / "upper", state_dir / "work", state_dir / "rootfs",
                      hostname=spec.hostname, volumes=spec.volumes, new_netns=spec.network != "host",
                      ip=net.get("ip"))
+        slave = None
+        if tty_fd is not None:
+            from registry.runtime import terminal
+            master, slave = terminal.open_pty()
+            terminal.send_master(tty_fd, master)
+            os.close(master)
+            os.close(tty_fd)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + [signal.SIGCHLD])
         child = os.fork()
         if child == 0:
+            if slave is not None:
+                terminal.become_controlling(slave)
             workload(spec, err_fd)
         os.close(err_fd)
+        if slave is not None:
+            os.close(slave)
     except BaseException as exc:  # noqa: BLE001
         fail(err_fd, f"container setup failed: {exc}")
     _reap(child)

@@ -34,7 +34,8 @@ class Spec:
     resources: Resources = field(default_factory=Resources)
     restart: str = "no"               # no | on-failure[:N] | always
     auto_remove: bool = False
-    tty: bool = False
+    tty: bool = False                 # a pseudo-terminal from the container's devpts as stdio
+    interactive: bool = False         # the caller's stdin goes to the container
 
 
 @dataclass
