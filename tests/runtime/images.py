@@ -109,7 +109,7 @@ class Image:
 
 
 def push(registry_url: str, name: str, tag: str, layers: list[Layer], config: dict[str, Any] | None = None,
-         history: list[dict[str, Any]] | None = None) -> Image:
+         history: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> Image:
     """Push blobs, config and an OCI manifest; `config` is the image config's `config` object."""
     document = {
         "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
@@ -119,7 +119,7 @@ def push(registry_url: str, name: str, tag: str, layers: list[Layer], config: di
                                for i in range(len(layers))],
     }
     config_bytes = json.dumps(document).encode()
-    with httpx.Client(base_url=registry_url, timeout=60) as http:
+    with httpx.Client(base_url=registry_url, timeout=60, headers=headers) as http:
         for blob in [config_bytes] + [lay.blob for lay in layers]:
             start = http.post(f"/v2/{name}/blobs/uploads/")
             assert start.status_code == 202, start.text
