@@ -185,18 +185,21 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
               on_started: Callable[[State], None] | None = None) -> int:
     """Start the container, wait for it, restart it by its policy; the exit code of the last run."""
     delay = 0.1
-    forward_to: list[int] = []
     current: list[Run] = []
+    pending: list[int] = []  # signals that came before the container's init was there to take them
 
     def forward(signum: int, _frame: object) -> None:
-        if signum == signal.SIGWINCH and current and current[0].relay is not None:
-            terminal.copy_window_size(0, current[0].relay.master)  # the terminal tells its own processes
+        run = current[0] if current else None
+        if signum == signal.SIGWINCH and run is not None and run.relay is not None:
+            terminal.copy_window_size(0, run.relay.master)  # the terminal tells its own processes
             return
-        for pid in forward_to:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        if run is None or run.stage_pid is None or not run.state.init_pid:
+            pending.append(signum)
+            return
+        try:
+            os.kill(run.state.init_pid, signum)
+        except ProcessLookupError:
+            pass
 
     previous = {sig: signal.signal(sig, forward) for sig in process.FORWARDED}
     try:
@@ -216,11 +219,12 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
             if on_started is not None:
                 on_started(state)
                 on_started = None
-            forward_to[:] = [state.init_pid] if state.init_pid else []
+            while pending:  # init blocks signals until it can forward them, so these are not lost
+                forward(pending.pop(0), None)
             try:
                 code = run.wait()
             finally:
-                forward_to[:] = []
+                current[:] = []
                 run.teardown()
             state = state.reload() if (state.dir / "state.json").exists() else state
             state.exit_code, state.finished, state.init_pid = code, time.time(), None

@@ -113,6 +113,8 @@ def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err
          tty_fd: int | None = None) -> None:
     """PID 1 of the container. Never returns."""
     try:
+        # Held until the handlers that forward them are in place (ignored ones would be lost meanwhile).
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + [signal.SIGCHLD])
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         _rename_init()
         os.setsid()
@@ -134,7 +136,6 @@ def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err
             terminal.send_master(tty_fd, master)
             os.close(master)
             os.close(tty_fd)
-        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + [signal.SIGCHLD])
         child = os.fork()
         if child == 0:
             if slave is not None:
