@@ -18,7 +18,11 @@ from typing import Any
 
 from registry.runtime.paths import cgroup_parent
 
-V1_FOR = {"memory": "memory", "cpu": "cpu", "pids": "pids", "io": "blkio", "freezer": "freezer"}
+V1_FOR = {"memory": "memory", "cpu": "cpu", "pids": "pids", "io": "blkio", "freezer": "freezer", "devices": "devices"}
+# Docker's default device rules: any node may be created, only these opened (null, zero, full, random,
+# urandom, tty, console, ptmx, the pts, tun). Anything else, e.g. a block device made with mknod, is refused.
+DEVICE_RULES = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"]
 
 
 class CgroupError(Exception):
@@ -60,7 +64,10 @@ class Hierarchies:
         return cls(v2_root, controllers, v1, v1_options)
 
     def where(self, controller: str) -> str | None:
-        """'v2', 'v1' or None for a controller (v2 names: memory, cpu, pids, io, freezer)."""
+        """'v2', 'v1' or None for a controller (v2 names: memory, cpu, pids, io, freezer; devices is v1 only:
+        v2 needs an eBPF program, and without it the container gets no CAP_MKNOD instead)."""
+        if controller == "devices":
+            return "v1" if "devices" in self.v1 else None
         if controller == "freezer" and self.v2_root is not None and not self.v1.get("freezer"):
             return "v2"  # cgroup.freeze is core in v2
         if controller in self.v2_controllers:
@@ -134,8 +141,8 @@ class ContainerCgroups:
                 raise CgroupError(f"the {controller} cgroup controller is not available on this host "
                                   f"(neither cgroup v2 nor v1 offers it), so its limits cannot be honoured")
             where[controller] = place
-        # Always: pids and memory for accounting where available, freezer for pause.
-        for controller in ("memory", "pids", "freezer"):
+        # Always: pids and memory for accounting where available, freezer for pause, devices for safety.
+        for controller in ("memory", "pids", "freezer", "devices"):
             if controller not in where and (place := hier.where(controller)):
                 where[controller] = place
         parent = cgroup_parent()
@@ -172,7 +179,16 @@ class ContainerCgroups:
         place = self.where[controller]
         return Path(self.dirs["v2" if place == "v2" else V1_FOR[controller]])
 
+    @property
+    def guards_devices(self) -> bool:
+        return "devices" in self.dirs
+
     def _apply(self, r: Resources) -> None:
+        if "devices" in self.dirs:
+            d = Path(self.dirs["devices"])
+            _write(d / "devices.deny", "a")
+            for rule in DEVICE_RULES:
+                _write(d / "devices.allow", rule)
         if "memory" in r.controllers():
             d = self._dir("memory")
             if self.where["memory"] == "v2":

@@ -56,6 +56,7 @@ class Run:
         except CgroupError as exc:
             raise StartError(str(exc)) from None
         state.cgroups = self.cgroups.to_json()
+        spec.mknod = self.cgroups.guards_devices
         to_monitor_r, to_monitor_w = os.pipe2(os.O_CLOEXEC)
         from_monitor_r, from_monitor_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)

@@ -213,7 +213,10 @@ def prepare_and_exec(spec: Spec, args: list[str], cwd: str, user: str, err_fd: i
         fail(err_fd, f"exec: {exc}", EXIT_NOT_FOUND)
     _close_all_but(3, err_fd)
     try:
-        security.drop_privileges(uid, gid, groups)
+        caps = security.DEFAULT_CAP_MASK
+        if not spec.mknod:
+            caps &= ~(1 << security.DEFAULT_CAPS["CAP_MKNOD"])
+        security.drop_privileges(uid, gid, groups, caps)
     except OSError as exc:
         fail(err_fd, f"cannot drop privileges: {exc}")
     try:

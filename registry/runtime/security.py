@@ -144,13 +144,13 @@ def set_rlimits() -> None:
                                                 else 524288))
 
 
-def drop_privileges(uid: int, gid: int, groups: list[int]) -> None:
+def drop_privileges(uid: int, gid: int, groups: list[int], caps: int = DEFAULT_CAP_MASK) -> None:
     """Bounding set, user, capability sets, no_new_privs, seccomp: the last steps before execve."""
     set_rlimits()
-    drop_bounding_set()
+    drop_bounding_set(caps)
     os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)  # a non-root uid loses every capability here, as with Docker
-    set_capabilities(DEFAULT_CAP_MASK if uid == 0 else 0)
+    set_capabilities(caps if uid == 0 else 0)
     set_no_new_privs()
     install_seccomp()

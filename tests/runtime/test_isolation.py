@@ -52,6 +52,21 @@ def test_seccomp_and_capabilities_refuse_what_they_should(runtime: Runtime, pull
     assert "USERNS" not in out, "seccomp refuses new user namespaces even though they need no capability"
 
 
+def test_host_block_devices_cannot_be_opened(runtime: Runtime, pulled_base: str) -> None:
+    """CAP_MKNOD makes a node of the host's root disk; the devices cgroup refuses to open it (as Docker)."""
+    import os
+
+    st = os.stat(next(d for d in ("/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda", "/dev/loop0")
+                      if os.path.exists(d)))
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    out = runtime.cli("run", "--rm", pulled_base, "sh", "-c",
+                      f"mknod /tmp/disk b {major} {minor} 2>&1; head -c 16 /tmp/disk 2>&1 | wc -c; "
+                      "head -c 16 /tmp/disk 2>&1; mknod /tmp/null c 1 3 && echo ok > /tmp/null && echo null-ok").stdout
+    assert "Operation not permitted" in out, out
+    if Path("/sys/fs/cgroup/devices").is_dir():  # v1: mknod stays allowed, opening is what the cgroup checks
+        assert "null-ok" in out
+
+
 def test_sys_read_only_and_proc_masked(runtime: Runtime, pulled_base: str) -> None:
     script = ("touch /sys/kernel/x 2>/dev/null && echo SYS-WRITABLE; "
               "awk '$5==\"/sys\"' /proc/self/mountinfo; "
