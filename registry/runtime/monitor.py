@@ -13,9 +13,11 @@ import signal
 import socket
 import sys
 import time
-from typing import Callable
+TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
+if TYPE_CHECKING:
+    from typing import Callable
 
-from registry.runtime import process, terminal
+from registry.runtime import process
 from registry.runtime.cgroups import CgroupError, ContainerCgroups
 from registry.runtime.paths import runtime_root
 from registry.runtime.state import State, all_states
@@ -94,7 +96,10 @@ class Run:
                 state.network = net
                 os.write(from_monitor_w, json.dumps(net).encode() + b"\n")
                 state.init_pid = int(process.read_line(to_monitor_r))
-                master = terminal.receive_master(tty_parent) if tty_parent is not None else None
+                master = None
+                if tty_parent is not None:
+                    from registry.runtime.terminal import receive_master
+                    master = receive_master(tty_parent)
             except (EOFError, OSError, CgroupError) as exc:
                 message = read_all(err_r) or f"container setup failed: {exc}"
                 raise StartError(message) from None
@@ -105,7 +110,8 @@ class Run:
                 raise StartError(message, process.status_code(status))
             if master is not None:
                 stdin = (0 if spec.interactive else None) if self.stdio is None else None
-                self.relay = terminal.Relay(master, stdin, 1 if self.stdio is None else self.stdio[1])
+                from registry.runtime.terminal import Relay
+                self.relay = Relay(master, stdin, 1 if self.stdio is None else self.stdio[1])
                 self.relay.start()
             if spec.ports and net:
                 from registry.runtime.portproxy import PortProxy
@@ -192,7 +198,7 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
     def forward(signum: int, _frame: object) -> None:
         run = current[0] if current else None
         if signum == signal.SIGWINCH and run is not None and run.relay is not None:
-            terminal.copy_window_size(0, run.relay.master)  # the terminal tells its own processes
+            run.relay.resize_from(0)  # the terminal tells its own processes
             return
         if run is None or run.stage_pid is None or not run.state.init_pid:
             pending.append(signum)

@@ -13,7 +13,9 @@ import struct
 import termios
 import threading
 import tty
-from typing import Iterator
+TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
+if TYPE_CHECKING:
+    from typing import Iterator
 
 _TIOCGPTN, _TIOCSPTLCK = 0x80045430, 0x40045431
 
@@ -62,6 +64,9 @@ class Relay:
         self.master, self.stdin, self.stdout = master, stdin, stdout
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="tty-relay", daemon=True)
+
+    def resize_from(self, fd: int) -> None:
+        copy_window_size(fd, self.master)
 
     def start(self) -> None:
         if self.stdin is not None and os.isatty(self.stdin):
