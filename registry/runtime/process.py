@@ -128,12 +128,13 @@ def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err
             sc.sethostname(spec.hostname)
         else:
             sc.sethostname(os.uname().nodename)
+        if tty_fd is not None:  # imported before pivot_root: the host's files are out of reach after it
+            from registry.runtime import terminal
         rootfs.build(store_root, spec.lowers, state_dir / "upper", state_dir / "work", state_dir / "rootfs",
                      hostname=spec.hostname, volumes=spec.volumes, new_netns=spec.network != "host",
                      ip=net.get("ip"))
         slave = None
         if tty_fd is not None:
-            from registry.runtime import terminal
             master, slave = terminal.open_pty()
             terminal.send_master(tty_fd, master)
             os.close(master)
