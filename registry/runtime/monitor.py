@@ -53,9 +53,16 @@ class Run:
         state, spec = self.state, self.state.spec
         for sub in ("upper", "work", "rootfs"):
             (state.dir / sub).mkdir(exist_ok=True)
+        if spec.ports:
+            from registry.runtime.portproxy import PortProxy
+            try:
+                self.proxy = PortProxy(spec.ports)
+            except OSError as exc:
+                raise StartError(str(exc)) from None
         try:
             self.cgroups = ContainerCgroups.create(state.id, spec.resources)
         except CgroupError as exc:
+            self.teardown()
             raise StartError(str(exc)) from None
         state.cgroups = self.cgroups.to_json()
         spec.mknod = self.cgroups.guards_devices
@@ -113,13 +120,8 @@ class Run:
                 from registry.runtime.terminal import Relay
                 self.relay = Relay(master, stdin, 1 if self.stdio is None else self.stdio[1])
                 self.relay.start()
-            if spec.ports and net:
-                from registry.runtime.portproxy import PortProxy
-                try:
-                    self.proxy = PortProxy(spec.ports, net["ip"])
-                except OSError as exc:
-                    raise StartError(str(exc)) from None
-                self.proxy.start()
+            if self.proxy is not None:
+                self.proxy.start(net["ip"])
         except BaseException:
             self.teardown()
             raise

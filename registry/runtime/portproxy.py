@@ -9,8 +9,13 @@ import threading
 
 
 class PortProxy:
-    def __init__(self, ports: list[tuple[int, int]], container_ip: str) -> None:
+    """Binds at once (so a taken port fails the start before anything runs); relays once started."""
+
+    def __init__(self, ports: list[tuple[int, int]]) -> None:
         self.listeners: list[tuple[socket.socket, int]] = []
+        self.container_ip = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         for host_port, container_port in ports:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -23,11 +28,9 @@ class PortProxy:
             sock.listen(128)
             sock.setblocking(False)
             self.listeners.append((sock, container_port))
-        self.container_ip = container_ip
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, container_ip: str) -> None:
+        self.container_ip = container_ip
         if self.listeners:
             self._thread = threading.Thread(target=self._serve, name="port-proxy", daemon=True)
             self._thread.start()

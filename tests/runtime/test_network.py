@@ -68,6 +68,19 @@ def test_host_network_sees_the_hosts_interfaces(runtime: Runtime, pulled_base: s
     assert set(out.split()) == set(os.listdir("/sys/class/net"))
 
 
+def test_a_taken_port_fails_the_start(runtime: Runtime, pulled_base: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runtime.cli("run", "--rm", "--network", "bridge", "-p", f"{port}:80", pulled_base,
+                             "sh", "-c", "echo RAN", check=False)
+    assert result.returncode == 125 and f"127.0.0.1:{port}" in result.stderr, result.stderr
+    assert "RAN" not in result.stdout
+
+
 def test_publish_needs_bridge(runtime: Runtime, pulled_base: str) -> None:
     result = runtime.cli("run", "--rm", "-p", "8080:80", pulled_base, "true", check=False)
     assert result.returncode == 125 and "bridge" in result.stderr
