@@ -89,3 +89,14 @@ def test_publish_needs_bridge(runtime: Runtime, pulled_base: str) -> None:
 def test_writable_volume(runtime: Runtime, pulled_base: str, tmp_path: Path) -> None:
     runtime.cli("run", "--rm", "-v", f"{tmp_path}:/data", pulled_base, "sh", "-c", "echo written > /data/out")
     assert (tmp_path / "out").read_text() == "written\n"
+
+
+def test_parallel_bridged_containers_get_distinct_subnets(runtime: Runtime, pulled_base: str) -> None:
+    procs = [runtime.popen("run", "--rm", "--network", "bridge", pulled_base, "sh", "-c",
+                           "ip -4 addr show eth0 | grep inet") for _ in range(4)]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outputs.append(out.split()[1])
+    assert len(set(outputs)) == 4, outputs
