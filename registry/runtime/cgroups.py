@@ -66,10 +66,10 @@ class Hierarchies:
         return cls(v2_root, controllers, v1, v1_options)
 
     def where(self, controller: str) -> str | None:
-        """'v2', 'v1' or None for a controller (v2 names: memory, cpu, pids, io, freezer; devices is v1 only:
-        v2 needs an eBPF program, and without it the container gets no CAP_MKNOD instead)."""
+        """'v2', 'v1' or None for a controller (v2 names: memory, cpu, pids, io, freezer, devices; on v2 the
+        last two are not controllers but cgroup.freeze and an eBPF program)."""
         if controller == "devices":
-            return "v1" if "devices" in self.v1 else None
+            return "v1" if "devices" in self.v1 else ("v2" if self.v2_root is not None else None)
         if controller == "freezer" and self.v2_root is not None and not self.v1.get("freezer"):
             return "v2"  # cgroup.freeze is core in v2
         if controller in self.v2_controllers:
@@ -152,7 +152,7 @@ class ContainerCgroups:
         made = cls(dirs, where)
         try:
             if hier.v2_root is not None:
-                v2_ctrls = sorted(c for c, p in where.items() if p == "v2" and c != "freezer")
+                v2_ctrls = sorted(c for c, p in where.items() if p == "v2" and c not in ("freezer", "devices"))
                 base = hier.v2_root
                 for part in parent.split("/"):
                     if v2_ctrls:
@@ -183,10 +183,16 @@ class ContainerCgroups:
 
     @property
     def guards_devices(self) -> bool:
-        return "devices" in self.dirs
+        return "devices" in self.where
 
     def _apply(self, r: Resources) -> None:
-        if "devices" in self.dirs:
+        if self.where.get("devices") == "v2":
+            from registry.runtime import devices_bpf
+            try:
+                devices_bpf.attach(self.dirs["v2"])
+            except OSError:  # no cgroup eBPF in this kernel: the container gets no CAP_MKNOD instead
+                del self.where["devices"]
+        elif "devices" in self.dirs:
             d = Path(self.dirs["devices"])
             _write(d / "devices.deny", "a")
             for rule in DEVICE_RULES:

@@ -50,3 +50,50 @@ def test_a_controller_missing_from_v2_and_v1_is_an_error(tmp_path: Path) -> None
     with pytest.raises(CgroupError, match="pids"):
         ContainerCgroups.create(CID, Resources(pids_limit=8), only_memory)
     assert not (tmp_path / "registry-runtime" / CID).exists(), "a failed create leaves no directory"
+
+
+def test_device_rules_as_an_ebpf_program_on_the_real_v2_hierarchy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where v1 has no devices controller, Docker's device rules are an eBPF program on the v2 cgroup."""
+    import os
+    import stat
+    import uuid
+
+    from tests.runtime.conftest import _require_root_prerequisites
+
+    _require_root_prerequisites()
+    hier = Hierarchies.detect()
+    if hier.v2_root is None:
+        pytest.fail("no cgroup v2 hierarchy mounted", pytrace=False)
+    hier.v1.pop("devices", None)  # as on a v2-only host
+    monkeypatch.setenv("REGISTRY_RUNTIME_CGROUP", f"registry-runtime-test-{uuid.uuid4().hex[:8]}")
+    cg = ContainerCgroups.create(uuid.uuid4().hex * 2, Resources(), hier)
+    disk = f"/tmp/rt-bpf-{uuid.uuid4().hex[:8]}"
+    try:
+        assert cg.where.get("devices") == "v2" and cg.guards_devices
+        block = os.stat(next(d for d in ("/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda", "/dev/loop0")
+                             if os.path.exists(d))).st_rdev
+        os.mknod(disk, stat.S_IFBLK | 0o600, block)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                cg.add(os.getpid())
+                os.close(os.open("/dev/null", os.O_RDWR))
+                try:
+                    os.open(disk, os.O_RDONLY)
+                except PermissionError:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the disk opened, or /dev/null did not"
+    finally:
+        if os.path.exists(disk):
+            os.unlink(disk)
+        cg.kill_all()
+        cg.remove()
+        for d in cg.dirs.values():
+            try:
+                os.rmdir(os.path.dirname(d))
+            except OSError:
+                pass
