@@ -151,7 +151,8 @@ class ContainerCgroups:
         dirs: dict[str, str] = {}
         made = cls(dirs, where)
         try:
-            if hier.v2_root is not None:
+            # On a hybrid host where every controller is on v1 the v2 tree is left alone, as Docker does.
+            if hier.v2_root is not None and (any(p == "v2" for p in where.values()) or not hier.v1):
                 v2_ctrls = sorted(c for c, p in where.items() if p == "v2" and c not in ("freezer", "devices"))
                 base = hier.v2_root
                 for part in parent.split("/"):
@@ -265,6 +266,12 @@ class ContainerCgroups:
     def add(self, pid: int) -> None:
         for d in self.dirs.values():
             _write(Path(d) / "cgroup.procs", str(pid))
+
+    def join_self(self) -> None:
+        """Move the calling (single-threaded) process in. On v1 it writes 0 to `tasks`: moving only the
+        current thread spares the kernel's global threadgroup lock, whose RCU sync costs ~15 ms a start."""
+        for name, d in self.dirs.items():
+            _write(Path(d) / ("cgroup.procs" if name == "v2" else "tasks"), "0")
 
     def pids(self) -> list[int]:
         out: set[int] = set()

@@ -244,7 +244,7 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
             os.close(err_r)
             slave = None
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            ContainerCgroups.from_json(state.cgroups).add(os.getpid())
+            ContainerCgroups.from_json(state.cgroups).join_self()
             for fd in fds:
                 sc.setns(fd)
             if tty_child is not None:  # a terminal from the container's own devpts

@@ -78,7 +78,7 @@ class Run:
             if tty_parent is not None:
                 tty_parent.close()
             process.stage(spec, state.dir, runtime_root(), to_monitor_w, from_monitor_r, err_w, self.stdio,
-                          tty_child.fileno() if tty_child is not None else None)
+                          self.cgroups, tty_child.fileno() if tty_child is not None else None)
         self.stage_pid = pid
         for fd in (to_monitor_w, from_monitor_r, err_w):
             os.close(fd)
@@ -86,8 +86,6 @@ class Run:
             tty_child.close()
         try:
             try:
-                self.cgroups.add(pid)
-                os.write(from_monitor_w, b"joined\n")
                 if process.read_line(to_monitor_r) != b"unshared\n":
                     raise StartError("container setup failed")
                 net: dict = {}

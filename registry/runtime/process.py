@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from registry.runtime import network, rootfs, security, syscalls as sc, users
+from registry.runtime.cgroups import ContainerCgroups
 from registry.runtime.state import Spec
 
 FORWARDED = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
@@ -64,7 +65,7 @@ def _close_all_but(lowest: int, *keep: int) -> None:
 
 
 def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_monitor: int, err_fd: int,
-          stdio: tuple[int, int, int] | None, tty_fd: int | None = None) -> None:
+          stdio: tuple[int, int, int] | None, cgroups: ContainerCgroups, tty_fd: int | None = None) -> None:
     """The monitor's child. Never returns."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -75,7 +76,7 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
                 os.dup2(fd, target)
         keep = [to_monitor, from_monitor, err_fd] + ([tty_fd] if tty_fd is not None else [])
         _close_all_but(3, *keep)  # nothing of the monitor's reaches the container
-        read_line(from_monitor)  # in the cgroups now
+        cgroups.join_self()  # before the cgroup namespace, whose root is where we are when it is made
         flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
         if spec.network != "host":
             flags |= sc.CLONE_NEWNET
