@@ -63,10 +63,12 @@ def create(spec: Spec, name: str | None) -> State:
 
 def run_foreground(state: State) -> int:
     """Start with the caller's stdio and the CLI as the monitor; the container's exit code."""
-    from registry.runtime import terminal
-
     try:
-        with terminal.raw_mode(0) if state.spec.tty and state.spec.interactive else _nothing():
+        if state.spec.tty and state.spec.interactive:
+            from registry.runtime import terminal
+            with terminal.raw_mode(0):
+                code = supervise(state, None)
+        else:
             code = supervise(state, None)
     finally:
         if state.spec.auto_remove:
