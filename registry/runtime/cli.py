@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict
+
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
     from typing import Any, Callable

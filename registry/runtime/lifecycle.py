@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import time
+
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
     from typing import Iterator

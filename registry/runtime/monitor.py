@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import time
+
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
     from typing import Callable

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import socket
 import struct
+
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
     from typing import Any

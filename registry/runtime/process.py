@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
     from typing import Any

@@ -33,6 +33,9 @@ def overlay_options(lowers: list[str], upper: str, work: str) -> str:
 
 
 def mount_overlay(store_root: Path, lowers: list[str], upper: Path, work: Path, target: Path) -> None:
+    if not lowers:  # an image without layers: overlay still wants a lower directory
+        (store_root / "empty").mkdir(exist_ok=True)
+        lowers = ["empty"]
     cwd = os.getcwd()
     os.chdir(store_root)  # lowerdir entries are short and relative to the store
     try:

@@ -13,6 +13,7 @@ import struct
 import termios
 import threading
 import tty
+
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
     from typing import Iterator

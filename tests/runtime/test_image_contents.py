@@ -153,3 +153,13 @@ def test_docker_hub_names_go_to_the_configured_mirror(runtime: Runtime) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"docker.io/library/{short}:v1@sha256:")
     assert runtime.cli("run", "--rm", "--pull", "never", f"{short}:v1").returncode == 0
+
+
+def test_an_image_without_layers_runs_with_a_volume(runtime: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    shutil.copy(im.BUSYBOX, tools / "busybox")
+    image = im.push(runtime.registry.url, f"rt-{uuid.uuid4().hex[:8]}/empty", "v1", [], {"Cmd": ["/t/busybox", "true"]})
+    runtime.cli("run", "--rm", "-v", f"{tools}:/t:ro", image.reference)
