@@ -48,13 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
     upgrade.set_defaults(func=_db_upgrade)
     from registry import accounts_cli, gc_cli
+    from registry.runtime import cli as runtime_cli
 
     accounts_cli.add_commands(commands)
     gc_cli.add_commands(commands)
+    runtime_cli.add_commands(commands)
     return parser
 
 
+def _runtime_verbs() -> set[str]:
+    from registry.runtime import cli as runtime_cli
+
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    runtime_cli.add_commands(subparsers)
+    return set(subparsers.choices)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _runtime_verbs():
+        # Starting a container should not pay for the server's imports (SQLAlchemy, alembic, bcrypt).
+        from registry.runtime.__main__ import main as runtime_main
+
+        return runtime_main(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

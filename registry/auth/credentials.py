@@ -8,6 +8,7 @@ every request do not pay it each time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import os
@@ -94,7 +95,7 @@ class CredentialChecker:
 
     async def _check_user(self, name: str, password: str, address: str) -> Identity | None:
         if len(password.encode()) > MAX_PASSWORD_BYTES:
-            await asyncio.to_thread(bcrypt.checkpw, b"x", _DUMMY_HASH)  # same cost as any failure
+            await asyncio.to_thread(_check_dummy)  # same cost as any failure
             return None
         hashed = self._htpasswd_entries().get(name)
         groups: tuple[str, ...] = ()
@@ -103,7 +104,7 @@ class CredentialChecker:
                 row = await accounts.get_user(conn, name)
             if row is None:
                 # Same cost as a real check, so timing does not tell which names exist.
-                await asyncio.to_thread(bcrypt.checkpw, b"x", _DUMMY_HASH)
+                await asyncio.to_thread(_check_dummy)
                 return None
             hashed, groups = row.password_hash, row.groups
         if not await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode()):
@@ -133,4 +134,12 @@ class CredentialChecker:
         return self._htpasswd
 
 
-_DUMMY_HASH = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=12))
+def _check_dummy() -> None:
+    bcrypt.checkpw(b"x", _dummy_hash())
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """A hash to check against when the user is unknown, so both failures cost the same; made on
+    first use, not at import (it takes a quarter of a second)."""
+    return bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=12))

@@ -1,0 +1,427 @@
+"""The runtime's subcommands of `registry`: pull, run, create, start, ps, stop, kill, pause, unpause, rm,
+logs, exec, images, rmi, history, inspect. Imports stay lazy: `run` of a local image never loads aiohttp."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict
+
+TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+EXIT_ERROR = 125  # as docker: the runtime itself failed
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_size(value: str) -> int:
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = value.strip().lower()
+    if text == "-1":
+        return -1
+    if text and text[-1] in units:
+        number, unit = text[:-1], units[text[-1]]
+    elif text.endswith("kb") or text.endswith("mb") or text.endswith("gb"):
+        number, unit = text[:-2], units[text[-2]]
+    else:
+        number, unit = text, 1
+    try:
+        return int(float(number) * unit)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {value!r} (e.g. 32m, 1g)") from None
+
+
+def parse_port(value: str) -> tuple[int, int]:
+    parts = value.split(":")
+    if len(parts) == 3 and parts[0] in ("127.0.0.1", "localhost"):
+        parts = parts[1:]
+    if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) < 65536 for p in parts):
+        raise argparse.ArgumentTypeError(f"invalid port mapping {value!r}: use HOST:CTR (published on 127.0.0.1)")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_volume(value: str) -> tuple[str, str, bool]:
+    parts = value.split(":")
+    mode = "rw"
+    if len(parts) == 3:
+        mode = parts.pop()
+    if len(parts) != 2 or mode not in ("ro", "rw") or not parts[0].startswith("/") or not parts[1].startswith("/"):
+        raise argparse.ArgumentTypeError(f"invalid volume {value!r}: use /HOST:/CTR[:ro]")
+    if not os.path.exists(parts[0]):
+        raise argparse.ArgumentTypeError(f"volume source {parts[0]} does not exist")
+    return os.path.realpath(parts[0]), parts[1], mode == "ro"
+
+
+def parse_device_rate(value: str) -> tuple[str, int]:
+    device, _, rate = value.rpartition(":")
+    if not device.startswith("/dev/"):
+        raise argparse.ArgumentTypeError(f"invalid device rate {value!r}: use /dev/DEVICE:RATE")
+    return device, parse_size(rate)
+
+
+def parse_restart(value: str) -> str:
+    policy, _, limit = value.partition(":")
+    if policy not in ("no", "always", "on-failure", "unless-stopped") or (limit and not limit.isdigit()):
+        raise argparse.ArgumentTypeError(f"invalid restart policy {value!r}: no, on-failure[:N], always")
+    return "always" if policy == "unless-stopped" else value
+
+
+def _container_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name")
+    parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("-w", "--workdir")
+    parser.add_argument("-u", "--user", help="user[:group], names or numbers")
+    parser.add_argument("--entrypoint")
+    parser.add_argument("--hostname")
+    parser.add_argument("-i", "--interactive", action="store_true",
+                        help="with -t, the caller's input goes to the terminal (without -t stdin is always passed)")
+    parser.add_argument("-t", "--tty", action="store_true", help="a pseudo-terminal as the command's stdio")
+    parser.add_argument("--memory", "-m", type=parse_size)
+    parser.add_argument("--memory-swap", type=parse_size)
+    parser.add_argument("--cpus", type=float)
+    parser.add_argument("--cpu-shares", type=int)
+    parser.add_argument("--pids-limit", type=int)
+    parser.add_argument("--blkio-weight", type=int)
+    parser.add_argument("--device-read-bps", type=parse_device_rate, action="append", default=[])
+    parser.add_argument("--device-write-bps", type=parse_device_rate, action="append", default=[])
+    parser.add_argument("--network", "--net", choices=["none", "host", "bridge"], default="none")
+    parser.add_argument("-p", "--publish", type=parse_port, action="append", default=[])
+    parser.add_argument("-v", "--volume", type=parse_volume, action="append", default=[])
+    parser.add_argument("--restart", type=parse_restart, default="no")
+    parser.add_argument("--pull", choices=["missing", "always", "never"], default="missing")
+    parser.add_argument("image")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def _image(name: str, policy: str = "missing", quiet: bool = False) -> Any:
+    from registry.runtime.store import ImageStore
+
+    store = ImageStore()
+    image = store.lookup(name) if policy != "always" else None
+    if image is None:
+        if policy == "never":
+            raise UsageError(f"image {name} is not in the local store")
+        from registry.runtime.pull import pull
+        image = pull(name, store, quiet=quiet)
+    return store, image
+
+
+def _create(args: argparse.Namespace) -> Any:
+    from registry.runtime import lifecycle
+    from registry.runtime.cgroups import Resources
+
+    if args.publish and args.network != "bridge":
+        raise UsageError("-p needs --network bridge")
+    if args.restart != "no" and args.rm:
+        raise UsageError("--restart and --rm cannot be combined")
+    if args.memory_swap is not None and args.memory is None:
+        raise UsageError("--memory-swap needs --memory")
+    store, image = _image(args.image, args.pull)
+    resources = Resources(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
+                          cpu_shares=args.cpu_shares, pids_limit=args.pids_limit, blkio_weight=args.blkio_weight,
+                          device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps)
+    spec = lifecycle.spec_from_image(image, store, command=args.command, entrypoint=args.entrypoint, env=args.env,
+                                     workdir=args.workdir, user=args.user, hostname=args.hostname,
+                                     network=args.network, ports=args.publish, volumes=args.volume,
+                                     resources=resources, restart=args.restart, auto_remove=args.rm,
+                                     tty=args.tty, interactive=args.interactive)
+    return lifecycle.create(spec, args.name)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+
+    if args.restart != "no" and not args.detach:
+        raise UsageError("--restart is for detached containers (-d)")
+    state = _create(args)
+    if args.detach:
+        try:
+            lifecycle.start(state)
+        except lifecycle.StartError:
+            if args.rm:
+                lifecycle.remove(state, force=True)
+            raise
+        print(state.id)
+        return 0
+    return lifecycle.run_foreground(state)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    print(_create(args).id)
+    return 0
+
+
+def _each(names: list[str], action: Callable[[Any], None]) -> int:
+    from registry.runtime.state import find
+
+    code = 0
+    for name in names:
+        try:
+            action(find(name))
+            print(name)
+        except Exception as exc:  # one failure does not stop the others, as docker does
+            print(f"registry: {name}: {exc}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    return _each(args.containers, lifecycle.start)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    return _each(args.containers, lambda s: lifecycle.stop(s, args.time))
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    name = args.signal.upper()
+    sig = int(name) if name.isdigit() else signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+    return _each(args.containers, lambda s: lifecycle.kill(s, sig))
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    return _each(args.containers, lifecycle.pause)
+
+
+def cmd_unpause(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    return _each(args.containers, lifecycle.unpause)
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    return _each(args.containers, lambda s: lifecycle.remove(s, args.force))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    from registry.runtime.state import find
+    lifecycle.logs(find(args.container), args.follow)
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+    from registry.runtime.state import find
+    if not args.command:
+        raise UsageError("exec needs a command")
+    return lifecycle.exec_in(find(args.container), args.command, env=args.env, workdir=args.workdir,
+                             user=args.user, tty=args.tty, interactive=args.interactive)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} seconds"
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from registry.runtime.state import all_states
+
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "PORTS", "NAMES")]
+    now = time.time()
+    for state in all_states():
+        status = state.status
+        if status in ("running", "paused") and not state.monitor_alive():
+            status = "exited"  # its monitor died; rm cleans up
+        if status == "exited" and not args.all:
+            continue
+        if status == "exited":
+            shown = f"Exited ({state.exit_code}) {_age(now - (state.finished or now))} ago"
+        elif status == "created":
+            shown = "Created"
+        else:
+            shown = f"Up {_age(now - (state.started or now))}" + (" (Paused)" if status == "paused" else "")
+        ports = ", ".join(f"127.0.0.1:{h}->{c}/tcp" for h, c in state.spec.ports)
+        command = " ".join(state.spec.args)
+        rows.append((state.id[:12], state.spec.image, (command[:30] + "…") if len(command) > 31 else command,
+                     shown, ports, state.name))
+    if args.quiet:
+        for row in rows[1:]:
+            print(row[0])
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from registry.runtime.pull import pull
+    image = pull(args.image, quiet=args.quiet)
+    print(f"{image.reference}@{image.digest}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from registry.runtime.store import ImageStore
+
+    store = ImageStore()
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "SIZE")]
+    for reference, digest in sorted(store.references().items()):
+        image = store.image_by_digest(digest)
+        if image is None:
+            continue
+        repo, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "<none>")
+        size = sum(layer.size for layer in image.layers)
+        rows.append((repo, tag, image.id, f"{size / 1e6:.1f}MB"))
+    if args.quiet:
+        for row in rows[1:]:
+            print(row[2])
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    from registry.runtime.state import all_states
+    from registry.runtime.store import ImageStore
+
+    store = ImageStore()
+    code = 0
+    for name in args.images:
+        image = store.lookup(name)
+        if image is None:
+            print(f"registry: no such image: {name}", file=sys.stderr)
+            code = 1
+            continue
+        users = [s.name for s in all_states() if s.spec.image_digest == image.digest]
+        if users and not args.force:
+            print(f"registry: image {name} is used by containers {', '.join(users)} (rm them or use -f)",
+                  file=sys.stderr)
+            code = 1
+            continue
+        refs = [r for r, d in store.references().items() if d == image.digest]
+        for ref in (refs if name not in refs else [name]):
+            store.remove_reference(ref)
+            print(f"Untagged: {ref}")
+    keep = {s.spec.image_digest for s in all_states()}
+    for digest in store.prune(keep):
+        print(f"Deleted: {digest}")
+    return code
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    _, image = _image(args.image, "never")
+    history = list(image.config.get("history") or [])
+    layers = iter(image.layers)
+    rows = [("CREATED", "CREATED BY", "SIZE", "DIGEST")]
+    entries = []
+    for entry in history or [{} for _ in image.layers]:
+        layer = None if entry.get("empty_layer") else next(layers, None)
+        entries.append((entry.get("created", ""), (entry.get("created_by") or "")[:60],
+                        f"{layer.size}B" if layer else "0B", layer.digest if layer else ""))
+    for layer in layers:  # a config without enough history entries
+        entries.append(("", "", f"{layer.size}B", layer.digest))
+    rows += list(reversed(entries))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from registry.runtime.state import NotFound, find
+    from registry.runtime.store import ImageStore
+
+    out = []
+    for name in args.names:
+        try:
+            out.append(asdict(find(name)))
+            continue
+        except NotFound:
+            pass
+        image = ImageStore().lookup(name)
+        if image is None:
+            print(f"registry: no such container or image: {name}", file=sys.stderr)
+            return 1
+        out.append(asdict(image))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from registry.runtime.monitor import StartError
+        try:
+            return func(args)
+        except StartError as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            return exc.code
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:  # noqa: BLE001 - every runtime failure is a message and 125, as docker
+            if os.environ.get("REGISTRY_RUNTIME_DEBUG"):
+                raise
+            print(f"registry: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    return run
+
+
+def add_commands(subparsers: Any) -> None:
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(name, help=help_text, description=help_text)
+        parser.set_defaults(func=_wrap(func))
+        return parser
+
+    p = add("pull", cmd_pull, "pull an image into the local runtime store")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("image")
+    p = add("run", cmd_run, "run a command in a new container")
+    p.add_argument("-d", "--detach", action="store_true")
+    _container_options(p)
+    _container_options(add("create", cmd_create, "create a container without starting it"))
+    p = add("start", cmd_start, "start created or stopped containers (detached)")
+    p.add_argument("containers", nargs="+")
+    p = add("stop", cmd_stop, "SIGTERM, then SIGKILL after a grace period")
+    p.add_argument("-t", "--time", type=float, default=10.0)
+    p.add_argument("containers", nargs="+")
+    p = add("kill", cmd_kill, "send a signal (default SIGKILL)")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("containers", nargs="+")
+    for name, func, text in (("pause", cmd_pause, "freeze every process of containers"),
+                             ("unpause", cmd_unpause, "thaw paused containers")):
+        p = add(name, func, text)
+        p.add_argument("containers", nargs="+")
+    p = add("rm", cmd_rm, "remove containers and everything they hold")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("containers", nargs="+")
+    p = add("logs", cmd_logs, "the output of a detached container")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("container")
+    p = add("exec", cmd_exec, "run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = add("ps", cmd_ps, "list containers")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = add("images", cmd_images, "list images in the local runtime store")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = add("rmi", cmd_rmi, "remove images (and layers no other image uses)")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+")
+    p = add("history", cmd_history, "an image's layers with sizes and digests")
+    p.add_argument("image")
+    p = add("inspect", cmd_inspect, "details of containers or images, as JSON")
+    p.add_argument("names", nargs="+")

@@ -1,0 +1,307 @@
+"""The monitor: starts a container (process.stage), records it, waits for it, relays its published ports,
+applies the restart policy, and tears everything down (cgroups, veth) when it ends.
+
+It stays outside the container's cgroups (the kernel's cgroup.kill and the OOM killer must not take
+it). For `run` it is the CLI process itself; for `run -d`/`start` a daemonized process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
+if TYPE_CHECKING:
+    from typing import Callable
+
+from registry.runtime import process
+from registry.runtime.cgroups import CgroupError, ContainerCgroups
+from registry.runtime.paths import runtime_root
+from registry.runtime.state import State, all_states
+
+
+class StartError(Exception):
+    def __init__(self, message: str, code: int = process.EXIT_SETUP_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _taken_subnets(me: str) -> set[str]:
+    return {s.network["subnet"] for s in all_states() if s.id != me and s.network.get("subnet")}
+
+
+def stop_requested(state: State) -> bool:
+    return (state.dir / "stop-requested").exists()
+
+
+class Run:
+    """One start of the container: from fork to the teardown after it exits."""
+
+    def __init__(self, state: State, stdio: tuple[int, int, int] | None) -> None:
+        self.state = state
+        self.stdio = stdio
+        self.cgroups: ContainerCgroups | None = None
+        self.stage_pid: int | None = None
+        self.proxy = None
+        self.relay = None  # the -t terminal relay
+
+    def start(self) -> None:
+        """Up to a successful execve (or a StartError with the reason)."""
+        state, spec = self.state, self.state.spec
+        for sub in ("upper", "work", "rootfs"):
+            (state.dir / sub).mkdir(exist_ok=True)
+        if spec.ports:
+            from registry.runtime.portproxy import PortProxy
+            try:
+                self.proxy = PortProxy(spec.ports)
+            except OSError as exc:
+                raise StartError(str(exc)) from None
+        try:
+            self.cgroups = ContainerCgroups.create(state.id, spec.resources)
+        except CgroupError as exc:
+            self.teardown()
+            raise StartError(str(exc)) from None
+        state.cgroups = self.cgroups.to_json()
+        spec.mknod = self.cgroups.guards_devices
+        to_monitor_r, to_monitor_w = os.pipe2(os.O_CLOEXEC)
+        from_monitor_r, from_monitor_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        tty_parent, tty_child = socket.socketpair() if spec.tty else (None, None)
+        pid = os.fork()
+        if pid == 0:
+            os.close(to_monitor_r)
+            os.close(from_monitor_w)
+            os.close(err_r)
+            if tty_parent is not None:
+                tty_parent.close()
+            process.stage(spec, state.dir, runtime_root(), to_monitor_w, from_monitor_r, err_w, self.stdio,
+                          self.cgroups, tty_child.fileno() if tty_child is not None else None)
+        self.stage_pid = pid
+        for fd in (to_monitor_w, from_monitor_r, err_w):
+            os.close(fd)
+        if tty_child is not None:
+            tty_child.close()
+        try:
+            try:
+                if process.read_line(to_monitor_r) != b"unshared\n":
+                    raise StartError("container setup failed")
+                net: dict = {}
+                if spec.network == "bridge":
+                    import fcntl
+
+                    from registry.runtime import network
+                    with open(runtime_root() / ".network.lock", "a") as lock:  # one subnet pick at a time
+                        fcntl.flock(lock, fcntl.LOCK_EX)
+                        net = network.setup_host_side(state.id, pid, _taken_subnets(state.id))
+                        state.network = net
+                        state.save()
+                state.network = net
+                os.write(from_monitor_w, json.dumps(net).encode() + b"\n")
+                state.init_pid = int(process.read_line(to_monitor_r))
+                master = None
+                if tty_parent is not None:
+                    from registry.runtime.terminal import receive_master
+                    master = receive_master(tty_parent)
+            except (EOFError, OSError, CgroupError) as exc:
+                message = read_all(err_r) or f"container setup failed: {exc}"
+                raise StartError(message) from None
+            message = read_all(err_r)  # EOF: the workload's execve succeeded
+            if message:
+                _, status = os.waitpid(pid, 0)
+                self.stage_pid = None
+                raise StartError(message, process.status_code(status))
+            if master is not None:
+                stdin = (0 if spec.interactive else None) if self.stdio is None else None
+                from registry.runtime.terminal import Relay
+                self.relay = Relay(master, stdin, 1 if self.stdio is None else self.stdio[1])
+                self.relay.start()
+            if self.proxy is not None:
+                self.proxy.start(net["ip"])
+        except BaseException:
+            self.teardown()
+            raise
+        finally:
+            for fd in (to_monitor_r, from_monitor_w, err_r):
+                os.close(fd)
+            if tty_parent is not None:
+                tty_parent.close()
+
+    def wait(self) -> int:
+        assert self.stage_pid is not None
+        while True:
+            try:
+                _, status = os.waitpid(self.stage_pid, 0)
+                break
+            except ChildProcessError:
+                status = process.EXIT_SETUP_FAILED << 8
+                break
+        self.stage_pid = None
+        return process.status_code(status)
+
+    def teardown(self) -> None:
+        """Leave nothing behind: processes, cgroups, the host end of the veth, the published ports."""
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
+        if self.proxy is not None:
+            self.proxy.close()
+            self.proxy = None
+        if self.stage_pid is not None:
+            try:
+                os.kill(self.stage_pid, signal.SIGKILL)
+                os.waitpid(self.stage_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.stage_pid = None
+        if self.cgroups is not None:
+            self.state.oom_killed = self.cgroups.memory_events_oom()
+            try:
+                self.cgroups.kill_all()
+            finally:
+                self.cgroups.remove()
+        if self.state.network.get("mode") == "bridge":
+            from registry.runtime import network
+            network.teardown_host_side(self.state.id)
+
+
+def read_all(fd: int) -> str:
+    """Everything until EOF: the pipe's writers have all closed it (or exec'd)."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks).decode(errors="replace")
+        chunks.append(chunk)
+
+
+def _restart_wanted(state: State, code: int) -> bool:
+    policy, _, limit = state.spec.restart.partition(":")
+    if stop_requested(state) or policy in ("", "no"):
+        return False
+    if policy == "always":
+        return True
+    if policy == "on-failure":
+        return code != 0 and (not limit or state.restarts < int(limit))
+    return False
+
+
+def supervise(state: State, stdio: tuple[int, int, int] | None,
+              on_started: Callable[[State], None] | None = None) -> int:
+    """Start the container, wait for it, restart it by its policy; the exit code of the last run."""
+    delay = 0.1
+    current: list[Run] = []
+    pending: list[int] = []  # signals that came before the container's init was there to take them
+
+    def forward(signum: int, _frame: object) -> None:
+        run = current[0] if current else None
+        if signum == signal.SIGWINCH and run is not None and run.relay is not None:
+            run.relay.resize_from(0)  # the terminal tells its own processes
+            return
+        if run is None or run.stage_pid is None or not run.state.init_pid:
+            pending.append(signum)
+            return
+        try:
+            os.kill(run.state.init_pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in process.FORWARDED}
+    try:
+        while True:
+            run = Run(state, stdio)
+            current[:] = [run]
+            try:
+                run.start()
+            except StartError as exc:
+                state.status, state.exit_code, state.error = "exited", exc.code, str(exc)
+                state.finished, state.init_pid = time.time(), None
+                state.save()
+                raise
+            state.status, state.started, state.error, state.exit_code = "running", time.time(), "", None
+            state.monitor_pid = os.getpid()
+            state.save()
+            if on_started is not None:
+                on_started(state)
+                on_started = None
+            while pending:  # init blocks signals until it can forward them, so these are not lost
+                forward(pending.pop(0), None)
+            try:
+                code = run.wait()
+            finally:
+                current[:] = []
+                run.teardown()
+            state = state.reload() if (state.dir / "state.json").exists() else state
+            state.exit_code, state.finished, state.init_pid = code, time.time(), None
+            state.oom_killed = run.state.oom_killed
+            state.status = "exited"
+            if not _restart_wanted(state, code):
+                state.save()
+                return code
+            state.restarts += 1
+            state.status = "restarting"
+            state.save()
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
+            if stop_requested(state):
+                state.status = "exited"
+                state.save()
+                return code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def start_detached(state: State) -> None:
+    """Daemonize a monitor for the container; return once it has started it (or raise why not)."""
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            _daemon(state, ready_w)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.waitpid(pid, 0)
+    answer = read_all(ready_r)
+    os.close(ready_r)
+    if answer != "ok":
+        raise StartError(answer or "the monitor died while starting the container")
+
+
+def _daemon(state: State, ready_w: int) -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log = os.open(state.dir / "container.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    monitor_log = os.open(state.dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.dup2(devnull, 0)
+    os.dup2(monitor_log, 1)
+    os.dup2(monitor_log, 2)
+    os.chdir("/")
+
+    told = False
+
+    def started(_: State) -> None:
+        nonlocal told
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+        told = True
+
+    state.monitor_pid = os.getpid()
+    try:
+        supervise(state, (devnull, log, log), on_started=started)
+    except BaseException as exc:  # noqa: BLE001
+        print(f"monitor: {exc!r}", file=sys.stderr)
+        if not told:
+            os.write(ready_w, str(exc).encode() if isinstance(exc, StartError) else f"monitor failed: {exc}".encode())
+    finally:
+        state = state.reload() if (state.dir / "state.json").exists() else state
+        if state.spec.auto_remove and state.status == "exited":
+            from registry.runtime.state import remove_dir
+            remove_dir(state)

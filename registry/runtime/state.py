@@ -1,0 +1,141 @@
+"""A container's record on disk (ROOT/containers/<id>/state.json): what to run and what is running.
+
+Written atomically by whoever changes it (the monitor while it runs; the CLI otherwise), so it
+survives the CLI process and tells `ps`, `stop`, `exec` and `rm` where everything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
+if TYPE_CHECKING:
+    from typing import Any
+
+from registry.runtime.cgroups import Resources
+from registry.runtime.paths import containers_dir
+
+
+@dataclass
+class Spec:
+    image: str
+    image_digest: str
+    lowers: list[str]                 # short layer paths relative to the store, top-most first
+    args: list[str]
+    env: list[str]
+    cwd: str
+    user: str
+    hostname: str
+    network: str = "none"             # none | host | bridge
+    ports: list[tuple[int, int]] = field(default_factory=list)   # (host port on 127.0.0.1, container port)
+    volumes: list[tuple[str, str, bool]] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)
+    restart: str = "no"               # no | on-failure[:N] | always
+    auto_remove: bool = False
+    tty: bool = False                 # a pseudo-terminal from the container's devpts as stdio
+    interactive: bool = False         # the caller's stdin goes to the container
+    mknod: bool = True                # CAP_MKNOD only where a devices cgroup limits what nodes can be opened
+
+
+@dataclass
+class State:
+    id: str
+    name: str
+    spec: Spec
+    status: str = "created"           # created | running | paused | exited
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    monitor_pid: int | None = None
+    init_pid: int | None = None       # the container's PID 1, as the host sees it
+    cgroups: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)   # veth, addresses
+    restarts: int = 0
+    error: str = ""
+
+    @property
+    def dir(self) -> Path:
+        return containers_dir() / self.id
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f"state.json.{os.getpid()}"
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, self.dir / "state.json")
+
+    @classmethod
+    def load(cls, container_id: str) -> "State":
+        raw = json.loads((containers_dir() / container_id / "state.json").read_text())
+        spec = raw.pop("spec")
+        resources = Resources(**spec.pop("resources"))
+        resources.device_read_bps = [tuple(x) for x in resources.device_read_bps]  # type: ignore[misc]
+        resources.device_write_bps = [tuple(x) for x in resources.device_write_bps]  # type: ignore[misc]
+        spec["ports"] = [tuple(p) for p in spec["ports"]]
+        spec["volumes"] = [tuple(v) for v in spec["volumes"]]
+        return cls(spec=Spec(resources=resources, **spec), **raw)
+
+    def reload(self) -> "State":
+        return State.load(self.id)
+
+    def monitor_alive(self) -> bool:
+        return self.monitor_pid is not None and _alive(self.monitor_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def new_id() -> str:
+    return os.urandom(32).hex()
+
+
+def all_states() -> list[State]:
+    out = []
+    root = containers_dir()
+    if not root.is_dir():
+        return out
+    for entry in root.iterdir():
+        try:
+            out.append(State.load(entry.name))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return sorted(out, key=lambda s: s.created)
+
+
+class NotFound(Exception):
+    pass
+
+
+def find(name_or_id: str) -> State:
+    """By full id, unique id prefix, or name."""
+    states = all_states()
+    for state in states:
+        if state.name == name_or_id or state.id == name_or_id:
+            return state
+    matches = [s for s in states if s.id.startswith(name_or_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise NotFound(f"{name_or_id!r} matches several containers")
+    raise NotFound(f"no such container: {name_or_id}")
+
+
+def remove_dir(state: State) -> None:
+    shutil.rmtree(state.dir, ignore_errors=True)

@@ -1,0 +1,159 @@
+"""Fixtures for the runtime tests: the real `registry` CLI as a subprocess, against the session's registry,
+with a store and a cgroup parent of its own, and a check after every test that nothing leaked
+(mounts, cgroups, veths, processes).
+
+These tests need root, overlayfs and cgroups; a missing prerequisite fails with what to do, never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.runtime import images as im
+from tests.support.server import RegistryProcess
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _require_root_prerequisites() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the runtime tests need root (namespaces, overlay mounts, cgroups); run them as root",
+                    pytrace=False)
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        pytest.fail("overlayfs is not available: modprobe overlay", pytrace=False)
+    if not Path("/sys/fs/cgroup").is_dir() or not any(Path("/sys/fs/cgroup").iterdir()):
+        pytest.fail("no cgroup filesystem at /sys/fs/cgroup", pytrace=False)
+    if not im.BUSYBOX.exists():
+        pytest.fail("/bin/busybox missing: apt-get install -y busybox-static", pytrace=False)
+
+
+@dataclass
+class Runtime:
+    root: Path
+    cgroup_parent: str
+    registry: RegistryProcess
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "REGISTRY_RUNTIME_ROOT": str(self.root), "REGISTRY_RUNTIME_CGROUP": self.cgroup_parent}
+
+    def cli(self, *args: object, check: bool = True, timeout: float = 60, input: str | None = None
+            ) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "registry", *[str(a) for a in args]]
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env, cwd=REPO,
+                                    input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"$ registry {' '.join(map(str, args))}\ntimed out after {timeout}s\n"
+                                 f"stdout: {exc.stdout!r}\nstderr: {exc.stderr!r}") from None
+        if check and result.returncode != 0:
+            raise AssertionError(f"$ registry {' '.join(map(str, args))}\nexit {result.returncode}\n"
+                                 f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+        return result
+
+    def popen(self, *args: object) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "registry", *[str(a) for a in args]], env=self.env, cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+    # -- what must not outlive a test -----------------------------------------------------
+    def cgroup_dirs(self) -> list[str]:
+        out = []
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            parent = hierarchy / self.cgroup_parent
+            if parent.is_dir():
+                out += [str(p) for p in parent.iterdir() if p.is_dir()]
+        return sorted(out)
+
+    def mounts(self) -> list[str]:
+        text = Path("/proc/self/mountinfo").read_text()
+        return [line for line in text.splitlines() if str(self.root) in line]
+
+    def links(self) -> list[str]:
+        return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(("rr", "rp")))
+
+    def processes(self) -> list[str]:
+        marker = f"REGISTRY_RUNTIME_ROOT={self.root}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+                cgroups = Path(f"/proc/{entry}/cgroup").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in environ.split(b"\0") or f"/{self.cgroup_parent}/" in cgroups:
+                found.append(f"{entry}: {cmdline[:200]}")
+        return found
+
+    def leaks(self) -> dict[str, list[str]]:
+        return {k: v for k, v in {"mounts": self.mounts(), "cgroups": self.cgroup_dirs(), "links": self.links(),
+                                  "processes": self.processes()}.items() if v}
+
+
+@pytest.fixture(scope="session")
+def runtime(registry: RegistryProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    _require_root_prerequisites()
+    root = tmp_path_factory.mktemp("runtime-root")
+    rt = Runtime(root, f"registry-runtime-test-{uuid.uuid4().hex[:8]}", registry)
+    yield rt
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / rt.cgroup_parent
+        if parent.is_dir():
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each runtime test: no mounts, cgroups, veths or processes of the runtime remain."""
+    if "runtime" not in request.fixturenames:
+        yield
+        return
+    rt: Runtime = request.getfixturevalue("runtime")
+    yield
+    deadline = time.monotonic() + 10
+    leaks = rt.leaks()
+    while leaks and time.monotonic() < deadline:  # a monitor may still be tearing down after `rm`
+        time.sleep(0.1)
+        leaks = rt.leaks()
+    # Exited containers hold nothing; remove them so each test starts clean.
+    containers = rt.root / "containers"
+    if containers.is_dir():
+        for entry in containers.iterdir():
+            rt.cli("rm", "-f", entry.name, check=False)
+    assert not leaks, f"the runtime leaked: {leaks}"
+
+
+@pytest.fixture(scope="session")
+def base_image(runtime: Runtime) -> im.Image:
+    """busybox in one gzip layer, root user, Cmd sh."""
+    return im.push(runtime.registry.url, f"rt-{uuid.uuid4().hex[:8]}/base", "v1", [im.layer(im.busybox_entries())],
+                   {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]})
+
+
+@pytest.fixture(scope="session")
+def pulled_base(runtime: Runtime, base_image: im.Image) -> str:
+    runtime.cli("pull", base_image.reference)
+    return base_image.reference
+
+
+def require_tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found; install it with: apt-get install -y {package} (make system-deps)",
+                    pytrace=False)
+    return path

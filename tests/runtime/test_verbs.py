@@ -1,0 +1,183 @@
+"""The container and image verbs: create/start, run -d, ps, logs -f, exec, kill, pause/unpause, restart policy,
+rm, images, history, inspect, rmi; limits the host cannot honour are errors."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from tests.runtime import images as im
+from tests.runtime.conftest import Runtime
+
+
+def inspect(runtime: Runtime, name: str) -> dict:
+    return json.loads(runtime.cli("inspect", name).stdout)[0]
+
+
+def wait_for(predicate, timeout: float = 15, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_create_start_ps_logs_rm(runtime: Runtime, pulled_base: str) -> None:
+    container_id = runtime.cli("create", "--name", "later", pulled_base, "sh", "-c", "echo out; echo err >&2").stdout.strip()
+    assert len(container_id) == 64
+    assert "Created" in runtime.cli("ps", "-a").stdout
+    runtime.cli("start", "later")
+    wait_for(lambda: inspect(runtime, "later")["status"] == "exited", what="exit")
+    assert runtime.cli("logs", "later").stdout == "out\nerr\n"
+    assert "later" not in runtime.cli("ps").stdout
+    assert "Exited (0)" in runtime.cli("ps", "-a").stdout
+    runtime.cli("start", container_id[:12])  # again, by id prefix
+    wait_for(lambda: runtime.cli("logs", "later").stdout.count("out") == 2, what="second run")
+    runtime.cli("rm", "later")
+    assert "later" not in runtime.cli("ps", "-a").stdout
+    assert not (runtime.root / "containers" / container_id).exists()
+
+
+def test_run_detached_exec_pause_kill(runtime: Runtime, pulled_base: str) -> None:
+    runtime.cli("run", "-d", "--name", "svc", "-e", "FOO=bar", pulled_base, "sh", "-c",
+                "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done")
+    try:
+        assert "svc" in runtime.cli("ps").stdout
+        exec_out = runtime.cli("exec", "-e", "X=1", "svc", "sh", "-c", "echo $FOO $X; echo $$; hostname; id -u").stdout
+        lines = exec_out.split()
+        assert lines[:2] == ["bar", "1"] and int(lines[2]) > 2
+        assert lines[3] == inspect(runtime, "svc")["spec"]["hostname"]
+        assert runtime.cli("exec", "svc", "sh", "-c", "exit 4", check=False).returncode == 4
+        runtime.cli("pause", "svc")
+        assert "(Paused)" in runtime.cli("ps").stdout
+        frozen = runtime.cli("logs", "svc").stdout.count("tick")
+        time.sleep(0.6)
+        assert runtime.cli("logs", "svc").stdout.count("tick") <= frozen + 1
+        runtime.cli("unpause", "svc")
+        wait_for(lambda: runtime.cli("logs", "svc").stdout.count("tick") > frozen + 2, what="ticks after unpause")
+        runtime.cli("kill", "svc")
+        wait_for(lambda: inspect(runtime, "svc")["status"] == "exited", what="kill")
+        assert inspect(runtime, "svc")["exit_code"] == 137
+    finally:
+        runtime.cli("rm", "-f", "svc")
+
+
+def test_logs_follow_ends_with_the_container(runtime: Runtime, pulled_base: str) -> None:
+    runtime.cli("run", "-d", "--name", "short", pulled_base, "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done")
+    follow = runtime.cli("logs", "-f", "short", timeout=30)
+    assert follow.stdout.split() == ["line1", "line2", "line3"]
+    runtime.cli("rm", "short")
+
+
+def test_rm_refuses_a_running_container_without_force(runtime: Runtime, pulled_base: str) -> None:
+    runtime.cli("run", "-d", "--name", "busy", pulled_base, "sleep", "60")
+    refused = runtime.cli("rm", "busy", check=False)
+    assert refused.returncode != 0 and "rm -f" in refused.stderr
+    runtime.cli("rm", "-f", "busy")
+
+
+def test_detached_rm_removes_itself(runtime: Runtime, pulled_base: str) -> None:
+    container_id = runtime.cli("run", "-d", "--rm", pulled_base, "true").stdout.strip()
+    wait_for(lambda: not (runtime.root / "containers" / container_id).exists(), what="auto remove")
+
+
+def test_restart_on_failure(runtime: Runtime, pulled_base: str) -> None:
+    runtime.cli("run", "-d", "--name", "flaky", "--restart", "on-failure:2", pulled_base, "sh", "-c", "echo try; exit 1")
+    wait_for(lambda: inspect(runtime, "flaky")["status"] == "exited" and inspect(runtime, "flaky")["restarts"] == 2,
+             what="two restarts")
+    assert runtime.cli("logs", "flaky").stdout.count("try") == 3
+    runtime.cli("rm", "flaky")
+
+
+def test_restart_always_stops_on_stop(runtime: Runtime, pulled_base: str) -> None:
+    runtime.cli("run", "-d", "--name", "forever", "--restart", "always", pulled_base, "sh", "-c", "sleep 0.2")
+    wait_for(lambda: inspect(runtime, "forever")["restarts"] >= 2, what="restarts")
+    runtime.cli("stop", "-t", "2", "forever")
+    assert inspect(runtime, "forever")["status"] == "exited"
+    runtime.cli("rm", "forever")
+
+
+def test_limits_a_host_cannot_honour_are_errors() -> None:
+    from registry.runtime.cgroups import CgroupError, ContainerCgroups, Hierarchies, Resources
+
+    bare = Hierarchies(v2_root=None, v2_controllers=set(), v1={})
+    for resources in (Resources(memory=1 << 25), Resources(pids_limit=8), Resources(cpus=0.5),
+                      Resources(blkio_weight=300)):
+        try:
+            ContainerCgroups.create("x" * 64, resources, bare)
+        except CgroupError as exc:
+            assert "not available" in str(exc)
+        else:
+            raise AssertionError(f"{resources} accepted without a controller")
+
+
+def test_blkio_weight_and_bad_combinations(runtime: Runtime, pulled_base: str) -> None:
+    runtime.cli("run", "-d", "--name", "weighted", "--blkio-weight", "300", pulled_base, "sleep", "30")
+    try:
+        dirs = inspect(runtime, "weighted")["cgroups"]["dirs"]
+        if "blkio" in dirs:
+            files = [Path(dirs["blkio"]) / n for n in ("blkio.weight", "blkio.bfq.weight")]
+            assert any(f.exists() and f.read_text().split()[-1] == "300" for f in files)
+        else:
+            assert "300" in (Path(dirs["v2"]) / "io.weight").read_text()
+    finally:
+        runtime.cli("rm", "-f", "weighted")
+    bad = runtime.cli("run", "--rm", "--restart", "always", pulled_base, "true", check=False)
+    assert bad.returncode == 125 and "detached" in bad.stderr
+
+
+def test_device_read_bps_is_set(runtime: Runtime, pulled_base: str) -> None:
+    device = next((f"/dev/{d}" for d in ("vda", "sda", "nvme0n1", "xvda") if Path(f"/dev/{d}").exists()), None)
+    assert device, "no block device found to throttle"
+    runtime.cli("run", "-d", "--name", "io", "--device-read-bps", f"{device}:1m", "--device-write-bps",
+                f"{device}:2m", pulled_base, "sleep", "30")
+    try:
+        dirs = inspect(runtime, "io")["cgroups"]["dirs"]
+        if "blkio" in dirs:
+            assert str(1 << 20) in (Path(dirs["blkio"]) / "blkio.throttle.read_bps_device").read_text()
+            assert str(2 << 20) in (Path(dirs["blkio"]) / "blkio.throttle.write_bps_device").read_text()
+        else:
+            text = (Path(dirs["v2"]) / "io.max").read_text()
+            assert f"rbps={1 << 20}" in text and f"wbps={2 << 20}" in text
+    finally:
+        runtime.cli("rm", "-f", "io")
+
+
+def test_images_history_inspect_rmi(runtime: Runtime) -> None:
+    name = f"rt-{uuid.uuid4().hex[:8]}/hist"
+    layers = [im.layer(im.busybox_entries()), im.layer([im.file("a.txt", "a\n")], "zstd")]
+    image = im.push(runtime.registry.url, name, "v2", layers, {"Cmd": ["sh"]},
+                    history=[{"created_by": "COPY busybox /"}, {"created_by": "CMD sh", "empty_layer": True},
+                             {"created_by": "COPY a.txt /"}])
+    runtime.cli("pull", image.reference)
+    listing = runtime.cli("images").stdout
+    assert f"{image.reference.rsplit(':', 1)[0]}" in listing and "v2" in listing
+    history = runtime.cli("history", image.reference).stdout.splitlines()
+    assert "COPY a.txt /" in history[1] and im.sha256(layers[1].blob) in history[1]
+    assert "CMD sh" in history[2] and "0B" in history[2]
+    assert im.sha256(layers[0].blob) in history[3] and f"{len(layers[0].blob)}B" in history[3]
+    info = inspect(runtime, image.reference)
+    assert info["digest"] == image.digest and len(info["layers"]) == 2
+    zstd_dir = runtime.root / "layers" / layers[1].diff_id.split(":")[1]
+    assert zstd_dir.is_dir()
+    runtime.cli("rmi", image.reference)
+    assert image.reference not in runtime.cli("images").stdout
+    assert not zstd_dir.exists(), "a layer no image uses any more is deleted"
+
+
+def test_rm_cleans_up_after_a_killed_monitor(runtime: Runtime, pulled_base: str) -> None:
+    """kill -9 of the monitor takes the container with it (parent-death signal); rm removes what is left."""
+    import os
+    import signal
+
+    runtime.cli("run", "-d", "--name", "orphan", "--network", "bridge", "--memory", "64m", pulled_base, "sleep", "60")
+    state = inspect(runtime, "orphan")
+    os.kill(state["monitor_pid"], signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{state['init_pid']}").exists(), what="the container to die with its monitor")
+    assert "Exited" in runtime.cli("ps", "-a").stdout
+    runtime.cli("rm", "orphan")
+    for directory in state["cgroups"]["dirs"].values():
+        assert not Path(directory).exists()
+    assert state["network"]["host_if"] not in os.listdir("/sys/class/net")
