@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from registry import __version__
-from registry.config import ConfigError, add_arguments, load
 
 
 def _serve(args: argparse.Namespace) -> int:
     from registry.admin.logs import configure_logging
+    from registry.config import load
     from registry.metadata.db import migrate
     from registry.server import serve
 
@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
+    from registry.config import load
     from registry.metadata.db import migrate
 
     config = load(args)
@@ -31,6 +32,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from registry.config import add_arguments
+
     parser = argparse.ArgumentParser(prog="registry", description="A self-hosted OCI / Docker image registry.")
     parser.add_argument("--version", action="version", version=f"registry {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         from registry.runtime.__main__ import main as runtime_main
 
         return runtime_main(argv)
+    from registry.config import ConfigError  # not before: the runtime's verbs do without it
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
