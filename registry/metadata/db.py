@@ -18,6 +18,8 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable, Insert
 from sqlalchemy import Table
 
+from registry.metadata.group_sync import GroupSync
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -57,6 +59,8 @@ class Database:
             self._sqlite: Engine = create_engine(sync_url, poolclass=QueuePool, pool_size=4, max_overflow=-1,
                                                  connect_args={"check_same_thread": False})
             _configure_sqlite(self._sqlite)
+            database = make_url(url).database
+            self._group_sync = GroupSync(Path(database).resolve()) if database and database != ":memory:" else None
         else:
             self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
                                                            pool_pre_ping=True)
@@ -96,24 +100,16 @@ class Database:
             return
         async with self._write_lock:
             with self._sqlite.connect() as conn:
-                raw = conn.connection.driver_connection  # pragmas outside SQLAlchemy's autobegin
-                if not durable:
-                    raw.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync at commit
+                conn = conn.execution_options(sqlite_immediate=True)
+                transaction = conn.begin()
                 try:
-                    conn = conn.execution_options(sqlite_immediate=True)
-                    transaction = conn.begin()
-                    try:
-                        yield _InlineSQLite(conn)
-                    except BaseException:
-                        transaction.rollback()
-                        raise
-                    if durable:
-                        await asyncio.to_thread(transaction.commit)
-                    else:
-                        transaction.commit()
-                finally:
-                    if not durable:
-                        raw.execute("PRAGMA synchronous=FULL")
+                    yield _InlineSQLite(conn)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                transaction.commit()  # WAL frames written, not yet synced (synchronous=NORMAL)
+        if durable and self._group_sync is not None:
+            await self._group_sync.flush()  # outside the lock: concurrent commits share one fsync
 
     async def _connect(self) -> AsyncConnection:
         """A pooled connection; a server that cannot be reached is DatabaseUnavailable."""
@@ -157,13 +153,14 @@ def _ensure_parent_dir(url: str) -> None:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """WAL for concurrent readers, synchronous=FULL so a commit is on disk before we answer."""
+    """WAL for concurrent readers; synchronous=NORMAL because durable commits are synced by a
+    group fsync of the WAL (GroupSync) before we answer."""
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (pysqlite's is broken)
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
