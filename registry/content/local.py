@@ -443,8 +443,7 @@ class LocalContent:
 
     # -- discovery --------------------------------------------------------------------
     async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
-        async with self.db.read() as conn:
-            found = await tag_rows.list_tags(conn, repository, limit, last)
+        found = await tag_rows.list_tags(self.db, repository, limit, last)
         if found is None:
             raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
         return found

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.sql import Executable, Insert
+from sqlalchemy.sql import Executable, Insert, Select
 from sqlalchemy import Table
 
 from registry.metadata.group_sync import GroupSync
@@ -67,6 +67,7 @@ class Database:
         # SQLite has one writer at a time; queueing writers here beats spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock()
         self._statements: dict[tuple[str, str], Insert] = {}
+        self._compiled_sql: dict[Select[Any], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
@@ -119,6 +120,30 @@ class Database:
         except (OSError, asyncio.TimeoutError) as exc:
             raise DatabaseUnavailable(f"cannot connect: {exc!r}") from exc
         return conn
+
+    async def column(self, statement: Select[Any], parameters: dict[str, Any]) -> list[Any]:
+        """The first column of every row, for long listings (tags, catalog pages).
+
+        On SQLite the compiled SQL runs on the driver's cursor directly: for thousands of rows,
+        SQLAlchemy's row objects cost more than the query itself.
+        """
+        if not self.is_sqlite:
+            async with self.read() as conn:
+                return list((await conn.execute(statement, parameters)).scalars())
+        sql, names, defaults = self._compiled(statement)
+        values = [parameters[name] if name in parameters else defaults[name] for name in names]
+        with self._sqlite.connect() as conn:
+            return [row[0] for row in conn.connection.driver_connection.execute(sql, values)]
+
+    def _compiled(self, statement: Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """SQLite's SQL text of a statement, its parameters in order, and their defaults (the
+        dialect adds some of its own, such as OFFSET's)."""
+        found = self._compiled_sql.get(statement)
+        if found is None:
+            compiled = statement.compile(dialect=self._sqlite.dialect)
+            found = (str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
+            self._compiled_sql[statement] = found
+        return found
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT that silently skips rows whose key already exists (both dialects); built once per table."""

@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import Select, and_, bindparam, delete, select, update
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import repositories, tags
 
 
-async def list_tags(conn: Connection, repository: str, limit: int | None, last: str | None) -> list[str] | None:
+_TAG_PAGES: dict[tuple[bool, bool], Select[Any]] = {}
+
+
+def _tag_page(after: bool, limited: bool) -> Select[Any]:
+    """Tag names of a repository by name, sorted; built once per shape (with/without last, n)."""
+    key = (after, limited)
+    if key not in _TAG_PAGES:
+        query = (select(tags.c.name).select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id))
+                 .where(repositories.c.name == bindparam("repository")).order_by(tags.c.name))
+        if after:
+            query = query.where(tags.c.name > bindparam("last"))
+        if limited:
+            query = query.limit(bindparam("limit"))
+        _TAG_PAGES[key] = query
+    return _TAG_PAGES[key]
+
+
+async def list_tags(db: Database, repository: str, limit: int | None, last: str | None) -> list[str] | None:
     """Sorted tag names after `last`; None when the repository does not exist."""
-    repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repository))).scalar()
-    if repo_id is None:
-        return None
-    query = select(tags.c.name).where(tags.c.repository_id == repo_id).order_by(tags.c.name)
-    if last:
-        query = query.where(tags.c.name > last)
-    if limit is not None:
-        query = query.limit(limit)
-    return list((await conn.execute(query)).scalars())
+    found = await db.column(_tag_page(bool(last), limit is not None),
+                            {"repository": repository, "last": last, "limit": limit})
+    if not found:
+        async with db.read() as conn:
+            if (await conn.execute(select(repositories.c.id).where(repositories.c.name == repository))).first() is None:
+                return None
+    return found
 
 
 async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
