@@ -75,6 +75,11 @@ class Manifest:
     stale: bool = False  # served from a mirror's cache while its upstream fails
 
 
+@dataclass(slots=True)
+class _Lease:
+    ended: bool = False  # the upload finished and its row (with the lease) was deleted
+
+
 class _HashState:
     """The running sha256 of an upload's staged bytes, valid while `size` matches the staging."""
 
@@ -213,7 +218,7 @@ class LocalContent:
 
     async def finish_upload(self, repository: str, upload_id: str, digest: Digest,
                             body: AsyncIterable[bytes] | None, start: int | None) -> BlobContent:
-        async with self._writing(repository, upload_id):
+        async with self._writing(repository, upload_id) as lease:
             if body is not None:
                 size = await self._write(upload_id, body, start)
             else:
@@ -235,6 +240,7 @@ class LocalContent:
                 async with self.db.write() as conn:
                     await self._record_and_link(conn, repository, digest, size)
                     await upload_rows.delete_upload(conn, upload_id)
+            lease.ended = True  # the session row, lease included, is gone: nothing to release
             self._hash_states.pop(upload_id, None)
         return BlobContent(str(digest), size)
 
@@ -261,7 +267,7 @@ class LocalContent:
             await self._drop_upload(upload_id)
 
     @contextlib.asynccontextmanager
-    async def _writing(self, repository: str, upload_id: str) -> AsyncIterator[None]:
+    async def _writing(self, repository: str, upload_id: str) -> AsyncIterator[_Lease]:
         """Exclusive write access to an upload: within this process, then across processes.
 
         The cross-process part is a lease in the uploads row, renewed while the chunk streams,
@@ -281,12 +287,14 @@ class LocalContent:
                                         status=409, detail={"uuid": upload_id})
                 await asyncio.sleep(0.05)
             renewal = asyncio.create_task(self._renew_lease(upload_id, owner))
+            lease = _Lease()
             try:
-                yield
+                yield lease
             finally:
                 renewal.cancel()
-                async with self.db.write(durable=False) as conn:
-                    await upload_rows.release_lease(conn, upload_id, owner)
+                if not lease.ended:
+                    async with self.db.write(durable=False) as conn:
+                        await upload_rows.release_lease(conn, upload_id, owner)
 
     async def _renew_lease(self, upload_id: str, owner: str) -> None:
         while True:
