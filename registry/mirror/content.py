@@ -180,20 +180,20 @@ class MirrorContent:
     async def blob(self, repository: str, digest: Digest) -> BlobContent:
         route = self._route(repository)
         upstream = route.upstream
-        try:
-            found = await self.local.blob(repository, digest)
-            upstream.stats.hits += 1
-            upstream.stats.bytes_served += found.size
-            self.cache.touch(repository, [str(digest)])
+        found = await self._cached_blob(repository, digest)
+        if found is not None:
             return found
-        except RegistryError as exc:
-            if exc.code != "BLOB_UNKNOWN":
-                raise
         try:
             self._check_throttle(upstream)
-            if not self.fills.is_running(digest) and not await self._claim(digest):
-                # Another registry process is fetching it: wait for its commit (or take over).
-                return await self._after_other_process(route, repository, digest)
+            if not self.fills.is_running(digest):
+                if not await self._claim(digest):
+                    # Another registry process is fetching it: wait for its commit (or take over).
+                    return await self._after_other_process(route, repository, digest)
+                # Another process may have committed it between our look and our claim.
+                found = await self._cached_blob(repository, digest)
+                if found is not None:
+                    await self._release_claim(digest)
+                    return found
             fill = await self.fills.join(route, digest)
             self._hold_claim(fill, digest)
         except UpstreamNotFound:
@@ -224,10 +224,28 @@ class MirrorContent:
 
         return BlobContent(str(digest), fill.size, reader=read)
 
+    async def _cached_blob(self, repository: str, digest: Digest) -> BlobContent | None:
+        """The blob from the cache (counted as a hit), or None when it is not cached."""
+        try:
+            found = await self.local.blob(repository, digest)
+        except RegistryError as exc:
+            if exc.code != "BLOB_UNKNOWN":
+                raise
+            return None
+        upstream = self._route(repository).upstream
+        upstream.stats.hits += 1
+        upstream.stats.bytes_served += found.size
+        self.cache.touch(repository, [str(digest)])
+        return found
+
     # -- one fetch across processes: a lease in the database decides who fetches --------------
     async def _claim(self, digest: Digest) -> bool:
         async with self.local.db.write() as conn:
             return await mirror_cache.take_fill(self.local.db, conn, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)
+
+    async def _release_claim(self, digest: Digest) -> None:
+        async with self.local.db.write(durable=False) as conn:
+            await mirror_cache.release_fill(conn, str(digest), FILL_OWNER)
 
     def _hold_claim(self, fill: Fill, digest: Digest) -> None:
         if fill in self._held:
@@ -245,8 +263,7 @@ class MirrorContent:
                             await mirror_cache.renew_fill(conn, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)
             finally:
                 self._held.discard(fill)
-                async with self.local.db.write() as conn:
-                    await mirror_cache.release_fill(conn, str(digest), FILL_OWNER)
+                await self._release_claim(digest)
 
         task = asyncio.create_task(hold())
         self._holders.add(task)
