@@ -28,8 +28,11 @@ async def linked_blob_size(conn: Connection, repository: str, digest: str, lock:
     return (await conn.execute(statement, {"repository": repository, "digest": digest})).scalar()
 
 
+_SIZE = select(blobs.c.size).where(blobs.c.digest == bindparam("digest"))
+
+
 async def blob_size(conn: Connection, digest: str) -> int | None:
-    return (await conn.execute(select(blobs.c.size).where(blobs.c.digest == digest))).scalar()
+    return (await conn.execute(_SIZE, {"digest": digest})).scalar()
 
 
 _LOCK_BLOB = select(blobs.c.digest).where(blobs.c.digest == bindparam("digest")).with_for_update(read=True)

@@ -19,10 +19,14 @@ class UploadRow:
     created_at: float
 
 
+# Statements are built once: constructing one per call costs more than SQLite running it.
+_CREATE = insert(uploads)
+
+
 async def create_upload(conn: Connection, upload_id: str, repository_id: int) -> None:
     now = time.time()
-    await conn.execute(insert(uploads).values(id=upload_id, repository_id=repository_id, size=0,
-                                              created_at=now, updated_at=now))
+    await conn.execute(_CREATE, {"id": upload_id, "repository_id": repository_id, "size": 0,
+                                 "created_at": now, "updated_at": now})
 
 
 _GET = (select(uploads.c.id, repositories.c.name, uploads.c.size, uploads.c.created_at)
@@ -35,26 +39,40 @@ async def get_upload(conn: Connection, upload_id: str) -> UploadRow | None:
     return UploadRow(row.id, row.name, row.size, row.created_at) if row else None
 
 
+_SET_SIZE = (update(uploads).where(uploads.c.id == bindparam("upload_id"))
+             .values(size=bindparam("new_size"), updated_at=bindparam("now")))
+
+
 async def set_upload_size(conn: Connection, upload_id: str, size: int) -> None:
-    await conn.execute(update(uploads).where(uploads.c.id == upload_id)
-                       .values(size=size, updated_at=time.time()))
+    await conn.execute(_SET_SIZE, {"upload_id": upload_id, "new_size": size, "now": time.time()})
+
+
+_TAKE_LEASE = (update(uploads)
+               .where(uploads.c.id == bindparam("upload_id"),
+                      or_(uploads.c.lease_owner.is_(None), uploads.c.lease_owner == bindparam("owner"),
+                          uploads.c.lease_expires < bindparam("now")))
+               .values(lease_owner=bindparam("owner"), lease_expires=bindparam("expires")))
 
 
 async def take_lease(conn: Connection, upload_id: str, owner: str, seconds: float) -> bool:
     """Claim (or extend) the upload's write lease; False while another owner holds a live one."""
     now = time.time()
-    result = await conn.execute(
-        update(uploads)
-        .where(uploads.c.id == upload_id,
-               or_(uploads.c.lease_owner.is_(None), uploads.c.lease_owner == owner, uploads.c.lease_expires < now))
-        .values(lease_owner=owner, lease_expires=now + seconds))
+    result = await conn.execute(_TAKE_LEASE, {"upload_id": upload_id, "owner": owner, "now": now,
+                                              "expires": now + seconds})
     return result.rowcount == 1
 
 
+_RELEASE_LEASE = (update(uploads)
+                  .where(uploads.c.id == bindparam("upload_id"), uploads.c.lease_owner == bindparam("owner"))
+                  .values(lease_owner=None, lease_expires=None))
+
+
 async def release_lease(conn: Connection, upload_id: str, owner: str) -> None:
-    await conn.execute(update(uploads).where(uploads.c.id == upload_id, uploads.c.lease_owner == owner)
-                       .values(lease_owner=None, lease_expires=None))
+    await conn.execute(_RELEASE_LEASE, {"upload_id": upload_id, "owner": owner})
+
+
+_DELETE = delete(uploads).where(uploads.c.id == bindparam("upload_id"))
 
 
 async def delete_upload(conn: Connection, upload_id: str) -> bool:
-    return (await conn.execute(delete(uploads).where(uploads.c.id == upload_id))).rowcount > 0
+    return (await conn.execute(_DELETE, {"upload_id": upload_id})).rowcount > 0
