@@ -319,18 +319,19 @@ class LocalContent:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
 
     async def _write(self, upload_id: str, body: AsyncIterable[bytes], start: int | None) -> int:
-        size = await self._staged_size(upload_id)
-        offset = size if start is None else start
+        """Append the body at `start` (None: at the staged end); returns the staged size."""
         state = self._hash_states.get(upload_id)
-        if state is not None and state.size != size:
-            state = None  # staging changed behind our back (another process, a crash): rehash at commit
-            self._hash_states.pop(upload_id, None)
         try:
-            return await self.store.write_upload(upload_id, offset, body, state)
+            size = await self.store.write_upload(upload_id, start, body, state)
         except UploadOffsetMismatch as exc:
             raise _range_error(upload_id, exc.expected) from None
         except UploadNotFound:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+        if state is not None and state.size != size:
+            # The running hash did not start where the staging did (another process wrote, a
+            # crash, a failed write): its digest would be wrong, so the commit hashes the bytes.
+            self._hash_states.pop(upload_id, None)
+        return size
 
     async def _staged_digest(self, upload_id: str, algorithm: str, size: int) -> str:
         state = self._hash_states.get(upload_id)

@@ -97,9 +97,10 @@ class BlobStore(abc.ABC):
         """Bytes staged so far; raises UploadNotFound."""
 
     @abc.abstractmethod
-    async def write_upload(self, upload_id: str, offset: int, chunks: AsyncIterable[bytes],
+    async def write_upload(self, upload_id: str, offset: int | None, chunks: AsyncIterable[bytes],
                            hasher: Hasher | None = None) -> int:
-        """Append `chunks` at `offset` (which must equal the staged size, else UploadOffsetMismatch).
+        """Append `chunks` at `offset` (which must equal the staged size, else UploadOffsetMismatch;
+        None appends at the staged end, whatever it is).
 
         `hasher.update` sees every byte written, in order. Returns the new staged size; bytes
         received before a failure of `chunks` (a client gone mid-body) stay staged.

@@ -2,8 +2,8 @@
 
 Commits are temp file + fsync + rename + directory fsync, so a crash leaves either no blob or
 the whole verified blob. Blocking calls run in the default executor so the event loop never
-waits on the disk; writing and hashing a chunk happen in one executor job, overlapping the
-next network read.
+waits on the disk; writing a large chunk and hashing it run in two executor jobs at once,
+overlapping the next network read.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from registry.storage.base import BlobStore, Hasher, UploadNotFound, UploadOffse
 
 READ_CHUNK = 1024 * 1024
 WRITEBACK_EVERY = 8 * 1024 * 1024
+# From this chunk size on, hashing runs in its own thread beside the write; below it, a second
+# thread hop costs more than the overlap saves.
+PARALLEL_HASH_BYTES = 1024 * 1024
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -70,25 +73,54 @@ def _blob_name(algorithm: str, prefix: str, entry: os.DirEntry[str]) -> Digest |
 
 
 class _Appender:
-    """Writes an upload's chunks in order, hashing them and starting writeback as it goes."""
+    """Writes an upload's chunks in order, starting writeback as it goes."""
 
-    def __init__(self, fd: int, offset: int, hasher: Hasher | None) -> None:
+    def __init__(self, fd: int, offset: int) -> None:
         self.fd = fd
-        self.hasher = hasher
         self.flushed_to = offset
         self.offset = offset
 
-    def write(self, data: bytes) -> None:
+    @classmethod
+    def open(cls, path: Path, upload_id: str, offset: int | None) -> _Appender:
+        """The staged file opened for appending, after checking it ends at `offset` (if given)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        size = os.fstat(fd).st_size
+        if offset is not None and size != offset:
+            os.close(fd)
+            raise UploadOffsetMismatch(size, offset)
+        return cls(fd, size)
+
+    def write(self, data: bytes, hasher: Hasher | None = None) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
         self.offset += len(data)
-        if self.hasher is not None:
-            self.hasher.update(data)
+        if hasher is not None:
+            hasher.update(data)
         if self.offset - self.flushed_to >= WRITEBACK_EVERY:
             start_writeback(self.fd, self.flushed_to, self.offset - self.flushed_to)
             self.flushed_to = self.offset
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _open_and_write(path: Path, upload_id: str, offset: int | None, chunk: bytes, hasher: Hasher | None) -> _Appender:
+    """The first chunk: open, check and write in one thread job (a small upload is one chunk)."""
+    appender = _Appender.open(path, upload_id, offset)
+    try:
+        appender.write(chunk, hasher)
+    except BaseException:
+        appender.close()
+        raise
+    return appender
 
 
 class FilesystemStore(BlobStore):
@@ -247,30 +279,32 @@ class FilesystemStore(BlobStore):
         except FileNotFoundError:
             raise UploadNotFound(upload_id) from None
 
-    async def write_upload(self, upload_id: str, offset: int, chunks: AsyncIterable[bytes],
+    async def write_upload(self, upload_id: str, offset: int | None, chunks: AsyncIterable[bytes],
                            hasher: Hasher | None = None) -> int:
         path = self._upload_path(upload_id)
+        appender: _Appender | None = None
+        pending: asyncio.Future[object] | None = None
         try:
-            fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError:
-            raise UploadNotFound(upload_id) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size != offset:
-                raise UploadOffsetMismatch(size, offset)
-            appender = _Appender(fd, offset, hasher)
-            pending: asyncio.Future[None] | None = None
             try:
                 async for chunk in chunks:
                     if pending is not None:
                         await pending
-                    pending = asyncio.ensure_future(asyncio.to_thread(appender.write, chunk))
+                    if appender is None:
+                        appender = await asyncio.to_thread(_open_and_write, path, upload_id, offset, chunk, hasher)
+                    elif hasher is None or len(chunk) < PARALLEL_HASH_BYTES:
+                        pending = asyncio.ensure_future(asyncio.to_thread(appender.write, chunk, hasher))
+                    else:  # writing and hashing in two threads at once (both release the GIL)
+                        pending = asyncio.gather(asyncio.to_thread(appender.write, chunk),
+                                                 asyncio.to_thread(hasher.update, chunk))
             finally:
                 if pending is not None:
                     await asyncio.shield(pending)
-            return os.fstat(fd).st_size
+            if appender is None:  # no body: just check the upload and its offset
+                appender = await asyncio.to_thread(_Appender.open, path, upload_id, offset)
+            return appender.size()
         finally:
-            os.close(fd)
+            if appender is not None:
+                appender.close()
 
     async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
         async for chunk in self._read_file(self._upload_path(upload_id), 0, None):

@@ -275,12 +275,12 @@ class S3Store(BlobStore):
     async def upload_size(self, upload_id: str) -> int:
         return (await self._load(upload_id)).size
 
-    async def write_upload(self, upload_id: str, offset: int, chunks: AsyncIterable[bytes],
+    async def write_upload(self, upload_id: str, offset: int | None, chunks: AsyncIterable[bytes],
                            hasher: Hasher | None = None) -> int:
         state = await self._load(upload_id)
-        if state.sealed:
-            raise UploadOffsetMismatch(state.size, offset)
-        if state.size != offset:
+        if offset is None:
+            offset = state.size
+        if state.sealed or state.size != offset:
             raise UploadOffsetMismatch(state.size, offset)
         old_tail = state.tail_key
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)

@@ -131,6 +131,24 @@ def test_write_at_wrong_offset_is_refused_and_nothing_changes(store):
     run(scenario())
 
 
+def test_write_without_offset_appends_at_the_staged_end(store):
+    big = os.urandom(2 * 1024 * 1024)  # large enough that the filesystem hashes beside the write
+
+    async def scenario():
+        await store.start_upload("u1")
+        hasher = hashlib.sha256()
+        assert await store.write_upload("u1", None, chunks(b"abc"), hasher) == 3
+        assert await store.write_upload("u1", None, chunks(), hasher) == 3  # no body: just the size
+        assert await store.write_upload("u1", None, chunks(big, b"z"), hasher) == 3 + len(big) + 1
+        data = b"abc" + big + b"z"
+        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert await collect(store.read_upload("u1")) == data
+        with pytest.raises(UploadNotFound):
+            await store.write_upload("never-started", None, chunks(b"x"))
+
+    run(scenario())
+
+
 def test_bytes_received_before_a_broken_body_stay_staged(store):
     async def broken() -> AsyncIterator[bytes]:
         yield b"first"
