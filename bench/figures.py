@@ -15,18 +15,21 @@ The same client code also pulls from nginx for the machine's sendfile limit (ben
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import statistics
 import threading
 import time
 import urllib.parse
-from typing import Any
+from typing import Any, Iterator
 
 import aiohttp
 
-from run import (IO_BLOCK, MB, OCI_CONFIG, OCI_MANIFEST, BlobClient, Burst, StepError,  # noqa: E402
-                 _burst, describe_response, push_small_blob)
+from run import (MB, OCI_CONFIG, OCI_MANIFEST, BlobClient, Burst, StepError,  # noqa: E402
+                 _burst, describe_response, discard_body, push_small_blob)
+from servers import process_tree  # noqa: E402
 
 SMALL_BLOB_BYTES = 1024
 CATALOG_PREFIX = "catalog/r"
@@ -37,15 +40,12 @@ CATALOG_REQUESTS = 20
 # Large GETs: one client or N at once (registries and nginx alike)
 
 def get_body(c: BlobClient, path: str, size: int) -> None:
-    """GET path and read the body into a reusable 1 MiB buffer (discarded); checks the length."""
+    """GET path and splice the body to /dev/null (see run.discard_body); checks the length."""
     resp = c.send("GET", path)
     if resp.status != 200:
         raise StepError(f"GET {path}: expected 200, got {resp.status}",
                         describe_response("GET", path, resp.status, resp.headers, resp.read()))
-    view = memoryview(bytearray(IO_BLOCK))
-    total = 0
-    while n := resp.readinto(view):
-        total += n
+    total = discard_body(resp, c.conn.sock, resp.length) if resp.length is not None else 0
     if resp.will_close:
         c._reset()
     if total != size:
@@ -53,10 +53,45 @@ def get_body(c: BlobClient, path: str, size: int) -> None:
                         describe_response("GET", path, resp.status, resp.headers, None))
 
 
-def get_once(base_url: str, path: str, size: int) -> None:
+@contextlib.contextmanager
+def separate_cores(server_pid: int | None) -> Iterator[None]:
+    """For a single-stream figure: every thread of the server's process tree on the first CPU,
+    the calling (client) thread on the last. Left alone, the scheduler often wakes a loopback
+    peer on the waker's CPU, and then server and client share one core while the other idles:
+    the same pull measured 1.8 GB/s or 6.5 GB/s by that chance alone. Affinity is restored to
+    every CPU afterwards (threads the server started meanwhile included)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if server_pid is None or len(cpus) < 2:
+        yield
+        return
+    mine = os.sched_getaffinity(0)
+    _pin_tree(server_pid, {cpus[0]})
+    os.sched_setaffinity(0, {cpus[-1]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+        _pin_tree(server_pid, set(cpus))
+
+
+def _pin_tree(pid: int, cpus: set[int]) -> None:
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{process}/task"):
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    os.sched_setaffinity(int(tid), cpus)
+
+
+def get_once(base_url: str, path: str, size: int, server_pid: int | None = None) -> float:
+    """Seconds of one GET of `path` on a new connection (opened untimed), the server and this
+    client on separate cores (see separate_cores)."""
     c = BlobClient(base_url)
     try:
-        get_body(c, path, size)
+        c.conn.connect()
+        with separate_cores(server_pid):
+            t0 = time.perf_counter()
+            get_body(c, path, size)
+            return time.perf_counter() - t0
     finally:
         c.close()
 
