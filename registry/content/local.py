@@ -274,14 +274,14 @@ class LocalContent:
         so any process can take the next chunk and a dead one cannot block the upload.
         """
         async with self._upload_locks.hold(upload_id):
-            await self._upload_row(repository, upload_id)
             owner = f"{PROCESS_TAG}:{secrets.token_hex(4)}"
             deadline = time.monotonic() + LEASE_SECONDS
             while True:
                 async with self.db.write(durable=False) as conn:  # leases outlive no crash anyway
-                    if await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS):
+                    if await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS, repository):
                         break
-                await self._upload_row(repository, upload_id)  # cancelled meanwhile: BLOB_UPLOAD_UNKNOWN
+                # Unknown, another repository's, or cancelled meanwhile: BLOB_UPLOAD_UNKNOWN. Else busy.
+                await self._upload_row(repository, upload_id)
                 if time.monotonic() > deadline:
                     raise RegistryError("BLOB_UPLOAD_INVALID", "another request is writing this upload",
                                         status=409, detail={"uuid": upload_id})

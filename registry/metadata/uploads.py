@@ -52,14 +52,20 @@ _TAKE_LEASE = (update(uploads)
                       or_(uploads.c.lease_owner.is_(None), uploads.c.lease_owner == bindparam("owner"),
                           uploads.c.lease_expires < bindparam("now")))
                .values(lease_owner=bindparam("owner"), lease_expires=bindparam("expires")))
+_TAKE_LEASE_IN_REPOSITORY = _TAKE_LEASE.where(
+    uploads.c.repository_id == select(repositories.c.id)
+    .where(repositories.c.name == bindparam("repository")).scalar_subquery())
 
 
-async def take_lease(conn: Connection, upload_id: str, owner: str, seconds: float) -> bool:
-    """Claim (or extend) the upload's write lease; False while another owner holds a live one."""
+async def take_lease(conn: Connection, upload_id: str, owner: str, seconds: float,
+                     repository: str | None = None) -> bool:
+    """Claim (or extend) the upload's write lease; False while another owner holds a live one,
+    and also when the upload does not exist (or, given `repository`, belongs to another one)."""
     now = time.time()
-    result = await conn.execute(_TAKE_LEASE, {"upload_id": upload_id, "owner": owner, "now": now,
-                                              "expires": now + seconds})
-    return result.rowcount == 1
+    params = {"upload_id": upload_id, "owner": owner, "now": now, "expires": now + seconds}
+    if repository is None:
+        return (await conn.execute(_TAKE_LEASE, params)).rowcount == 1
+    return (await conn.execute(_TAKE_LEASE_IN_REPOSITORY, {**params, "repository": repository})).rowcount == 1
 
 
 _RELEASE_LEASE = (update(uploads)
