@@ -15,18 +15,20 @@ fraction of what this machine can do at all:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from servers import free_port, http_ok
+from servers import REPO_ROOT, free_port, http_ok
+
+sys.path.insert(0, str(REPO_ROOT))
+from registry.storage.filesystem import start_writeback  # noqa: E402  (the registry's own writer)
 
 NGINX_BIN = "/usr/sbin/nginx"
 MB = 1_000_000
@@ -64,20 +66,6 @@ def new_pages_write_mbps(directory: Path, size: int) -> float:
     finally:
         for path in paths:
             path.unlink(missing_ok=True)
-
-
-def _sync_file_range() -> Callable[[int, int, int], None]:
-    """sync_file_range(SYNC_FILE_RANGE_WRITE), or a no-op where libc lacks it."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        call = libc.sync_file_range
-        call.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-    except (OSError, AttributeError):
-        return lambda fd, offset, length: None
-    return lambda fd, offset, length: call(fd, offset, length, 2)
-
-
-start_writeback = _sync_file_range()
 
 
 def disk_write_mbps(path: Path, size: int) -> float:
