@@ -123,6 +123,11 @@ def _open_and_write(path: Path, upload_id: str, offset: int | None, chunk: bytes
     return appender
 
 
+def _close_when_opened(job: asyncio.Future[_Appender]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        job.result().close()
+
+
 class FilesystemStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -290,7 +295,13 @@ class FilesystemStore(BlobStore):
                     if pending is not None:
                         await pending
                     if appender is None:
-                        appender = await asyncio.to_thread(_open_and_write, path, upload_id, offset, chunk, hasher)
+                        opening = asyncio.ensure_future(
+                            asyncio.to_thread(_open_and_write, path, upload_id, offset, chunk, hasher))
+                        try:
+                            appender = await asyncio.shield(opening)
+                        except asyncio.CancelledError:
+                            opening.add_done_callback(_close_when_opened)  # the thread still opens the file
+                            raise
                     elif hasher is None or len(chunk) < PARALLEL_HASH_BYTES:
                         pending = asyncio.ensure_future(asyncio.to_thread(appender.write, chunk, hasher))
                     else:  # writing and hashing in two threads at once (both release the GIL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -234,6 +235,39 @@ def test_empty_blob(store):
         digest = await put(store, "u1", b"")
         assert await store.stat(digest) == 0
         assert await collect(store.read(digest)) == b""
+
+    run(scenario())
+
+
+def test_filesystem_write_cancelled_during_its_first_chunk_closes_the_file(tmp_path):
+    store = FilesystemStore(tmp_path / "store")
+    in_update, release = threading.Event(), threading.Event()
+
+    class SlowHasher:  # holds the first chunk's thread job until the caller is cancelled
+        def update(self, data: bytes) -> None:
+            in_update.set()
+            release.wait(10)
+
+    def open_on(path: Path) -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path))
+
+    async def scenario():
+        await store.start_upload("u1")
+        staged = (tmp_path / "store" / "uploads" / "u1").resolve()
+        task = asyncio.create_task(store.write_upload("u1", 0, chunks(b"abc"), SlowHasher()))
+        await asyncio.to_thread(in_update.wait, 10)
+        assert open_on(staged) == 1
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):  # the thread finishes, then its file is closed
+            if not open_on(staged):
+                break
+            await asyncio.sleep(0.01)
+        assert open_on(staged) == 0
+        assert await store.upload_size("u1") == 3  # what was written stays staged
 
     run(scenario())
 
