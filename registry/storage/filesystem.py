@@ -287,35 +287,40 @@ class FilesystemStore(BlobStore):
     async def write_upload(self, upload_id: str, offset: int | None, chunks: AsyncIterable[bytes],
                            hasher: Hasher | None = None) -> int:
         path = self._upload_path(upload_id)
-        appender: _Appender | None = None
+        # The first chunk's job also opens the file and checks the offset (a small upload is one
+        # chunk: one thread hop). Each job runs while the loop receives the next chunk.
+        opening: asyncio.Future[_Appender] | None = None
         pending: asyncio.Future[object] | None = None
         try:
             try:
                 async for chunk in chunks:
                     if pending is not None:
                         await pending
-                    if appender is None:
+                    beside = hasher is not None and len(chunk) >= PARALLEL_HASH_BYTES
+                    in_job = None if beside else hasher
+                    if opening is None:
                         opening = asyncio.ensure_future(
-                            asyncio.to_thread(_open_and_write, path, upload_id, offset, chunk, hasher))
-                        try:
-                            appender = await asyncio.shield(opening)
-                        except asyncio.CancelledError:
-                            opening.add_done_callback(_close_when_opened)  # the thread still opens the file
-                            raise
-                    elif hasher is None or len(chunk) < PARALLEL_HASH_BYTES:
-                        pending = asyncio.ensure_future(asyncio.to_thread(appender.write, chunk, hasher))
-                    else:  # writing and hashing in two threads at once (both release the GIL)
-                        pending = asyncio.gather(asyncio.to_thread(appender.write, chunk),
-                                                 asyncio.to_thread(hasher.update, chunk))
+                            asyncio.to_thread(_open_and_write, path, upload_id, offset, chunk, in_job))
+                        write: asyncio.Future[object] = opening
+                    else:
+                        write = asyncio.ensure_future(asyncio.to_thread(opening.result().write, chunk, in_job))
+                    if beside:  # hashing in a second thread at once (both release the GIL)
+                        assert hasher is not None
+                        pending = asyncio.gather(write, asyncio.to_thread(hasher.update, chunk))
+                    else:
+                        pending = write
             finally:
                 if pending is not None:
                     await asyncio.shield(pending)
-            if appender is None:  # no body: just check the upload and its offset
-                appender = await asyncio.to_thread(_Appender.open, path, upload_id, offset)
-            return appender.size()
+            if opening is None:  # no body: just check the upload and its offset
+                opening = asyncio.ensure_future(asyncio.to_thread(_Appender.open, path, upload_id, offset))
+            return (await opening).size()
         finally:
-            if appender is not None:
-                appender.close()
+            if opening is not None:
+                if opening.done():
+                    _close_when_opened(opening)
+                else:  # cancelled twice while the thread still opens the file
+                    opening.add_done_callback(_close_when_opened)
 
     async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
         async for chunk in self._read_file(self._upload_path(upload_id), 0, None):
