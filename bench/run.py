@@ -89,8 +89,9 @@ NOTES = [
     "cap the faster side. Its blob bodies cost it little: it sends them with sendfile(2) and receives them "
     "with splice(2) into /dev/null (the untimed verification pull reads and hashes every byte).",
     f"A single pull runs {PULLS_PER_REPETITION} times per repetition, registries alternating, with the "
-    "server's threads on the first core and the client on the last: unpinned, the scheduler often puts "
-    "both on one core, which alone moves the figure between about 1.8 and 6.5 GB/s.",
+    "server's threads on the first core and the client on the last (unpinned, the scheduler often puts "
+    "both on one core: about 2 GB/s instead of 6.5). Even pinned, this machine's loopback speed comes in "
+    "phases of about a second, near 1.8 or near 7 GB/s, for nginx too.",
 ]
 
 FILESYSTEM_NOTES = [
@@ -823,8 +824,8 @@ class Bench:
                     "{:.1f} MB/s", nbytes=self.size)
         # 3. pull the monolithic blob of this repetition
         if self.wants("pull"):
-            # A single pull lasts about 0.1 s, and this machine's speed comes in phases of a few
-            # seconds: several pulls per repetition, alternating registries, all in the median.
+            # A single pull lasts about 0.1 s, and this machine's loopback speed comes in phases of
+            # about a second: several pulls per repetition, alternating registries, all in the median.
             for _ in range(PULLS_PER_REPETITION):
                 for s in have_blob:
                     c = self.clients[s.key]
