@@ -57,14 +57,14 @@ def get_body(c: BlobClient, path: str, size: int) -> None:
 def separate_cores(server_pid: int | None) -> Iterator[None]:
     """For a single-stream figure: every thread of the server's process tree on the first CPU,
     the calling (client) thread on the last. Left alone, the scheduler often wakes a loopback
-    peer on the waker's CPU, and then server and client share one core while the other idles:
-    the same pull measured 1.8 GB/s or 6.5 GB/s by that chance alone. Affinity is restored to
-    every CPU afterwards (threads the server started meanwhile included)."""
-    cpus = sorted(os.sched_getaffinity(0))
+    peer on the waker's CPU, and then server and client share one core while the other idles
+    (a pull at about 2 GB/s instead of 6.5). Affinity is restored to every CPU afterwards
+    (threads the server started meanwhile included)."""
+    mine = os.sched_getaffinity(0)
+    cpus = sorted(mine)
     if server_pid is None or len(cpus) < 2:
         yield
         return
-    mine = os.sched_getaffinity(0)
     _pin_tree(server_pid, {cpus[0]})
     os.sched_setaffinity(0, {cpus[-1]})
     try:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from servers import REPO_ROOT, free_port, http_ok
 
 sys.path.insert(0, str(REPO_ROOT))
-from registry.storage.filesystem import start_writeback  # noqa: E402  (the registry's own writer)
+from registry.storage.filesystem import WRITEBACK_EVERY, start_writeback  # noqa: E402  (the registry's own writer)
 
 NGINX_BIN = "/usr/sbin/nginx"
 MB = 1_000_000
@@ -36,7 +36,6 @@ HASH_BLOCK = 8 << 20  # hashlib releases the GIL and runs at full speed on buffe
 HASH_SECONDS = 0.7  # per trial
 TRIALS = 3
 WRITE_BLOCK = 1 << 20
-WRITEBACK_EVERY = 8 << 20
 
 
 def sha256_mbps() -> float:
