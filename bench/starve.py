@@ -185,6 +185,7 @@ def pull(trees: list[Tree], root: Path, opts: argparse.Namespace) -> dict[str, A
     digest = "sha256:" + _file_sha256(blob_path)
     servers = [tree.server(root, []).start() for tree in trees]
     speeds: dict[str, list[float]] = {tree.label: [] for tree in trees}
+    cpu: dict[str, list[float]] = {tree.label: [] for tree in trees}
     try:
         for server in servers:
             c = BlobClient(server.url)
@@ -196,14 +197,24 @@ def pull(trees: list[Tree], root: Path, opts: argparse.Namespace) -> dict[str, A
             if run % 2:
                 order.reverse()  # neither tree always goes first
             for tree, server in order:
+                cpu0 = _cpu_seconds(server.pid)
                 seconds = figures.get_once(server.url, path, size, server.pid if opts.pin else None)
                 speeds[tree.label].append(size / seconds / MB)
-                log(f"{tree.label}: pull {size >> 20} MiB {speeds[tree.label][-1]:.0f} MB/s")
+                cpu[tree.label].append((_cpu_seconds(server.pid) - cpu0) / (size / 1e9))
+                log(f"{tree.label}: pull {size >> 20} MiB {speeds[tree.label][-1]:.0f} MB/s, "
+                    f"server CPU {cpu[tree.label][-1]:.3f} s/GB")
         return {tree.label: {"runs_mbps": speeds[tree.label], "median_mbps": statistics.median(speeds[tree.label]),
+                             "cpu_s_per_gb": cpu[tree.label], "median_cpu_s_per_gb": statistics.median(cpu[tree.label]),
                              "traceback_in_log": traceback_in(server)} for tree, server in zip(trees, servers)}
     finally:
         for server in servers:
             server.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _file_sha256(path: Path) -> str:
