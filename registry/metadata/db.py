@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 from pathlib import Path
 from typing import Any, AsyncIterator, Protocol
 
@@ -60,7 +62,9 @@ class Database:
                                                  connect_args={"check_same_thread": False})
             _configure_sqlite(self._sqlite)
             database = make_url(url).database
-            self._group_sync = GroupSync(Path(database).resolve()) if database and database != ":memory:" else None
+            on_disk = bool(database) and database != ":memory:"
+            self._group_sync = GroupSync(Path(database).resolve()) if on_disk else None
+            self._writer_lock = WriterLock(Path(f"{Path(database).resolve()}.lock")) if on_disk else None
         else:
             self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
                                                            pool_pre_ping=True)
@@ -100,15 +104,23 @@ class Database:
                 await async_conn.close()
             return
         async with self._write_lock:
-            with self._sqlite.connect() as conn:
-                conn = conn.execution_options(sqlite_immediate=True)
-                transaction = conn.begin()
-                try:
-                    yield _InlineSQLite(conn)
-                except BaseException:
-                    transaction.rollback()
-                    raise
-                transaction.commit()  # WAL frames written, not yet synced (synchronous=NORMAL)
+            if self._writer_lock is not None:
+                # Other processes (workers, `registry gc`, `registry user`) write too: wait for them
+                # here, off the loop, so that BEGIN IMMEDIATE below, run on the loop, never waits.
+                await self._writer_lock.acquire()
+            try:
+                with self._sqlite.connect() as conn:
+                    conn = conn.execution_options(sqlite_immediate=True)
+                    transaction = conn.begin()
+                    try:
+                        yield _InlineSQLite(conn)
+                    except BaseException:
+                        transaction.rollback()
+                        raise
+                    transaction.commit()  # WAL frames written, not yet synced (synchronous=NORMAL)
+            finally:
+                if self._writer_lock is not None:
+                    self._writer_lock.release()
         if durable and self._group_sync is not None:
             await self._group_sync.flush()  # outside the lock: concurrent commits share one fsync
 
@@ -167,8 +179,70 @@ class Database:
     async def close(self) -> None:
         if self.is_sqlite:
             self._sqlite.dispose()
+            if self._writer_lock is not None:
+                self._writer_lock.close()
         else:
             await self.engine.dispose()
+
+
+class WriterLock:
+    """The database's one writer across processes: an flock on a file next to the database.
+
+    SQLite's own write lock is taken by BEGIN IMMEDIATE, which, when another process holds it,
+    sleeps and retries inside the call for up to busy_timeout: on the event loop, that froze a
+    worker for as long as another worker's transaction lasted. Taking this lock first, without
+    blocking the loop, leaves BEGIN IMMEDIATE nothing to wait for (writers that do not know the
+    lock, such as the sqlite3 shell, still get busy_timeout). One process holds it at a time:
+    callers serialise with an asyncio.Lock first, so at most one thread per process waits here.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._pid = 0
+        self._waiter: asyncio.Future[None] | None = None  # a thread blocked in flock(LOCK_EX)
+        self._wanted = False  # whether someone awaits that thread; if not, it lets go at once
+
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # opened after fork: a descriptor shared with the parent would share its lock
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    async def acquire(self) -> None:
+        fd = self._file()
+        if self._waiter is None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            self._waiter = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+            self._waiter.add_done_callback(self._waited)
+        # else: an earlier caller was cancelled while its thread waited; we take that thread over.
+        waiter = self._waiter
+        self._wanted = True
+        try:
+            await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            if self._waiter is waiter:  # still waiting (or its result not yet seen): _waited lets go
+                self._wanted = False
+            elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # got it just as we were cancelled
+            raise
+
+    def _waited(self, waiter: asyncio.Future[None]) -> None:
+        self._waiter = None
+        if not self._wanted and not waiter.cancelled() and waiter.exception() is None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # its caller was cancelled and nobody took over
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._pid == os.getpid() and self._waiter is None:
+            os.close(self._fd)
+            self._pid = 0
 
 
 def _ensure_parent_dir(url: str) -> None:
