@@ -26,13 +26,11 @@ current one are measured in one run, alternating where the figure allows.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,22 +43,17 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(REPO_ROOT))
 
-import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
 from tests.auth.conftest import AuthRegistry, User, add_accounts, basic  # noqa: E402
-from tests.support.slow_peers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, SlowReaders, push_small_image, sha256  # noqa: E402,E501
+from tests.support.push_load import concurrent_pushes_with_probe, percentile  # noqa: E402
+from tests.support.slow_peers import SlowReaders, push_small_image, sha256  # noqa: E402
 
 MB = 1_000_000
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 class Tree:
@@ -279,101 +272,9 @@ def workers(trees: list[Tree], root: Path, opts: argparse.Namespace) -> dict[str
     return results
 
 
-def concurrent_pushes_with_probe(url: str, pushes: int, concurrency: int) -> dict[str, Any]:
-    """`pushes` small image pushes, `concurrency` at once, while a separate process (its own GIL and
-    loop: the pushing client's load must not inflate the probe) times GET /v2/ every 5 ms."""
-    probe = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "probe", url],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        time.sleep(0.5)
-        outcome = asyncio.run(_push_many(url, pushes, concurrency))
-    finally:
-        out, _ = probe.communicate("", timeout=60)
-    latencies = json.loads(out)
-    return {"probes": len(latencies), "probe_p50_ms": percentile(latencies, 50) * 1000,
-            "probe_p99_ms": percentile(latencies, 99) * 1000, "probe_max_ms": max(latencies) * 1000,
-            **outcome}
-
-
-async def _push_many(url: str, pushes: int, concurrency: int) -> dict[str, Any]:
-    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-    latencies: list[float] = []
-    failures: list[str] = []
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(base_url=url, connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
-        async with session.post("/v2/workers/push/blobs/uploads/", params={"digest": sha256(config)},
-                                data=config) as response:
-            assert response.status == 201, await response.text()
-        counter = iter(range(pushes))
-
-        async def one(i: int) -> None:
-            layer = f"layer {i} {uuid.uuid4().hex}".encode().ljust(1024, b".")
-            async with session.post("/v2/workers/push/blobs/uploads/") as response:
-                await response.read()
-                if response.status != 202:
-                    raise RuntimeError(f"POST: {response.status}")
-                location = response.headers["Location"]
-            async with session.put(location, params={"digest": sha256(layer)}, data=layer,
-                                   headers={"Content-Type": "application/octet-stream"}) as response:
-                if response.status != 201:
-                    raise RuntimeError(f"PUT blob: {response.status} {await response.text()}")
-            manifest = json.dumps({
-                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-                "layers": [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}],
-            }).encode()
-            async with session.put(f"/v2/workers/push/manifests/t{i}", data=manifest,
-                                   headers={"Content-Type": OCI_MANIFEST}) as response:
-                if response.status != 201:
-                    raise RuntimeError(f"PUT manifest: {response.status} {await response.text()}")
-
-        async def worker() -> None:
-            for i in counter:
-                t0 = time.perf_counter()
-                try:
-                    await one(i)
-                except Exception as exc:  # noqa: BLE001 - counted and reported
-                    failures.append(repr(exc))
-                latencies.append(time.perf_counter() - t0)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - t0
-    return {"pushes": pushes, "seconds": seconds, "pushes_per_s": pushes / seconds, "failed": len(failures),
-            "first_failures": failures[:3], "push_p50_ms": percentile(latencies, 50) * 1000,
-            "push_p99_ms": percentile(latencies, 99) * 1000}
-
-
-def probe_main(url: str) -> None:
-    """GET /v2/ on a new connection every 5 ms (new connections land on either worker) until stdin
-    closes; print the latencies as JSON."""
-    import http.client
-    import threading
-
-    stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-    host, port = url.split("//")[1].split(":")
-    latencies = []
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        conn.request("GET", "/v2/")
-        response = conn.getresponse()
-        response.read()
-        conn.close()
-        latencies.append(time.perf_counter() - t0)
-        assert response.status == 200, response.status
-        time.sleep(0.005)
-    print(json.dumps(latencies))
-
-
 # -- main ----------------------------------------------------------------------------------------
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "probe":
-        probe_main(sys.argv[2])
-        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("figure", choices=("slow", "pull", "uploads", "workers"))
     parser.add_argument("--code", action="append", default=[], metavar="LABEL=DIR")

@@ -95,6 +95,42 @@ class SlowReaders:
         self.stop()
 
 
+def read_in_bursts(host: str, port: int, path: str, headers: dict[str, str] | None = None,
+                   tls: ssl.SSLContext | None = None, rcvbuf: int = 4096, burst: int = 256 * 1024,
+                   pause: float = 0.02) -> tuple[int, dict[str, str], str, int]:
+    """GET path on a raw socket, taking `burst` bytes then pausing, so the server's socket fills
+    and drains over and over. (status, headers, sha256 of the body, body length)."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(30)
+    sock.connect((host, port))
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=host)
+    with sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(4096)
+            assert data, f"connection closed before the headers: {head!r}"
+            head += data
+        head, _, body = head.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        found = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
+        hasher = hashlib.sha256(body)
+        length = len(body)
+        taken = 0
+        while data := sock.recv(min(65536, burst - taken)):
+            hasher.update(data)
+            length += len(data)
+            taken += len(data)
+            if taken >= burst:
+                time.sleep(pause)
+                taken = 0
+    return int(status_line.split()[1]), found, "sha256:" + hasher.hexdigest(), length
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
