@@ -115,7 +115,8 @@ def create_app(config: Config) -> web.Application:
 
     async def start(_: web.Application) -> None:
         # Disk and hashing work runs in threads; the default pool (cores + 4) is too small
-        # for many concurrent uploads and downloads.
+        # for many concurrent uploads. Blob downloads copy in a pool of their own
+        # (api/sendfile.py), and only while the client takes bytes, so none holds these.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="io"))
         if mirror is not None:
             mirror.cache.start()

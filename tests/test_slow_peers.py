@@ -68,7 +68,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield server
         server.client.close()
         log = registry.log_text()
-    assert "Traceback" not in log, log[-5000:]
+    if "Traceback (most recent call last)" in log:
+        start = log.index("Traceback (most recent call last)")
+        pytest.fail("the server logged a traceback:\n" + log[max(0, start - 2000):start + 3000], pytrace=False)
 
 
 def test_slow_readers_do_not_delay_push_login_or_readyz(server: Server) -> None:
