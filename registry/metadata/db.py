@@ -70,6 +70,7 @@ class Database:
                                                            pool_pre_ping=True)
         # SQLite has one writer at a time; queueing writers here beats spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock()
+        self._writers = 0  # write() calls of this process under way, queued ones included
         self._statements: dict[tuple[str, str], Insert] = {}
         self._compiled_sql: dict[Select[Any], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
@@ -103,24 +104,34 @@ class Database:
             finally:
                 await async_conn.close()
             return
-        async with self._write_lock:
-            if self._writer_lock is not None:
-                # Other processes (workers, `registry gc`, `registry user`) write too: wait for them
-                # here, off the loop, so that BEGIN IMMEDIATE below, run on the loop, never waits.
-                await self._writer_lock.acquire()
-            try:
-                with self._sqlite.connect() as conn:
-                    conn = conn.execution_options(sqlite_immediate=True)
-                    transaction = conn.begin()
-                    try:
-                        yield _InlineSQLite(conn)
-                    except BaseException:
-                        transaction.rollback()
-                        raise
-                    transaction.commit()  # WAL frames written, not yet synced (synchronous=NORMAL)
-            finally:
-                if self._writer_lock is not None:
-                    self._writer_lock.release()
+        writer_lock = self._writer_lock
+        self._writers += 1
+        try:
+            async with self._write_lock:
+                if writer_lock is not None and not writer_lock.held:
+                    # Other processes (workers, `registry gc`, `registry user`) write too: wait for
+                    # them here, off the loop, so that BEGIN IMMEDIATE below, on the loop, never waits.
+                    await writer_lock.acquire()
+                try:
+                    with self._sqlite.connect() as conn:
+                        conn = conn.execution_options(sqlite_immediate=True)
+                        transaction = conn.begin()
+                        try:
+                            yield _InlineSQLite(conn)
+                        except BaseException:
+                            transaction.rollback()
+                            raise
+                        transaction.commit()  # WAL frames written, not yet synced (synchronous=NORMAL)
+                finally:
+                    # Writers of this process queued behind us keep the lock, up to a batch: each
+                    # hand-over between processes leaves it idle while the other side's thread and
+                    # loop wake up.
+                    if writer_lock is not None and (self._writers == 1 or writer_lock.batch_full()):
+                        writer_lock.release()
+        finally:
+            self._writers -= 1
+            if writer_lock is not None and self._writers == 0 and writer_lock.held:
+                writer_lock.release()  # the writers it was kept for were cancelled while queued
         if durable and self._group_sync is not None:
             await self._group_sync.flush()  # outside the lock: concurrent commits share one fsync
 
@@ -185,6 +196,9 @@ class Database:
             await self.engine.dispose()
 
 
+BATCH = 16  # transactions of one process in a row, at most, while another process waits
+
+
 class WriterLock:
     """The database's one writer across processes: an flock on a file next to the database.
 
@@ -202,6 +216,8 @@ class WriterLock:
         self._pid = 0
         self._waiter: asyncio.Future[None] | None = None  # a thread blocked in flock(LOCK_EX)
         self._wanted = False  # whether someone awaits that thread; if not, it lets go at once
+        self.held = False
+        self._transactions = 0  # since acquired
 
     def _file(self) -> int:
         if self._pid != os.getpid():  # opened after fork: a descriptor shared with the parent would share its lock
@@ -214,6 +230,7 @@ class WriterLock:
         if self._waiter is None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._acquired()
                 return
             except BlockingIOError:
                 pass
@@ -230,6 +247,16 @@ class WriterLock:
             elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 fcntl.flock(fd, fcntl.LOCK_UN)  # got it just as we were cancelled
             raise
+        self._acquired()
+
+    def _acquired(self) -> None:
+        self.held = True
+        self._transactions = 0
+
+    def batch_full(self) -> bool:
+        """Count a transaction; whether the lock has served enough of them to be handed over."""
+        self._transactions += 1
+        return self._transactions >= BATCH
 
     def _waited(self, waiter: asyncio.Future[None]) -> None:
         self._waiter = None
@@ -237,6 +264,7 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)  # its caller was cancelled and nobody took over
 
     def release(self) -> None:
+        self.held = False
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
