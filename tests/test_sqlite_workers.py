@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import os
 import sqlite3
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -33,6 +34,22 @@ from tests.support.slow_peers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256
 def _databases(tmp_path: Path, count: int) -> list[Database]:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     return [Database(url) for _ in range(count)]
+
+
+def _run(scenario: Callable[[], Awaitable[None]], databases: list[Database]) -> None:
+    """asyncio.run(scenario()); whatever happens, the lock files are closed at the end: a lock left
+    held would leave another handle's thread blocked in flock, and asyncio.run waiting for it."""
+    async def guarded() -> None:
+        try:
+            await scenario()
+        finally:
+            for db in databases:
+                lock = db._writer_lock
+                if lock is not None and lock._pid == os.getpid():
+                    os.close(lock._fd)
+                    lock._pid = 0
+
+    asyncio.run(guarded())
 
 
 async def _ticks(stop: asyncio.Event) -> float:
@@ -52,6 +69,7 @@ async def _insert(db: Database, value: str) -> None:
 
 def test_a_writer_waits_for_another_without_blocking_the_loop(tmp_path: Path) -> None:
     first, second = _databases(tmp_path, 2)
+    databases = [first, second]
 
     async def scenario() -> None:
         async with first.write() as conn:
@@ -72,11 +90,12 @@ def test_a_writer_waits_for_another_without_blocking_the_loop(tmp_path: Path) ->
         for db in (first, second):
             await db.close()
 
-    asyncio.run(scenario())
+    _run(scenario, databases)
 
 
 def test_a_writer_cancelled_while_waiting_leaves_the_lock_free(tmp_path: Path) -> None:
     first, second, third = _databases(tmp_path, 3)
+    databases = [first, second, third]
 
     async def scenario() -> None:
         async with first.write() as conn:
@@ -109,7 +128,39 @@ def test_a_writer_cancelled_while_waiting_leaves_the_lock_free(tmp_path: Path) -
         for db in (first, second, third):
             await db.close()
 
-    asyncio.run(scenario())
+    _run(scenario, databases)
+
+
+def test_a_lock_kept_for_queued_writers_is_let_go_when_they_are_cancelled(tmp_path: Path) -> None:
+    """Writers queued in the same process keep the lock after the one before them; if they are all
+    cancelled before their turn, the lock must not stay with this process."""
+    first, second = _databases(tmp_path, 2)
+    databases = [first, second]
+
+    async def scenario() -> None:
+        async with first.write() as conn:
+            await conn.execute(text("CREATE TABLE t (v TEXT)"))
+        async with first.write(durable=False):  # leaving it awaits nothing: the queued do not run yet
+            queued = [asyncio.ensure_future(_insert(first, f"queued {i}")) for i in range(2)]
+            await asyncio.sleep(0.05)
+        assert first._writer_lock is not None and first._writer_lock.held  # kept for them
+        for task in queued:  # their turn has come, but they have not run yet
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        await asyncio.wait_for(_insert(second, "second"), 2)
+        # And in the ordinary case the queued writers write, and the lock is free afterwards.
+        async with first.write():
+            queued = [asyncio.ensure_future(_insert(first, f"kept {i}")) for i in range(20)]
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*queued)
+        await asyncio.wait_for(_insert(second, "second again"), 2)
+        async with second.read() as conn:
+            rows = [row[0] for row in await conn.execute(text("SELECT v FROM t ORDER BY rowid"))]
+        assert rows == ["second"] + [f"kept {i}" for i in range(20)] + ["second again"]
+        for db in (first, second):
+            await db.close()
+
+    _run(scenario, databases)
 
 
 # -- two workers, as a real process ----------------------------------------------------------------
