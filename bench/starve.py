@@ -1,12 +1,13 @@
 """Issue 16's starvation figures, for one or more source trees of the registry side by side.
 
     .venv/bin/python bench/starve.py slow    [--tls] [--readers 64] [--blob-mib 8] [--rounds 3]
-    .venv/bin/python bench/starve.py pull    [--mib 256] [--runs 7]
+    .venv/bin/python bench/starve.py pull    [--mib 256] [--runs 7] [--clients 1] [--no-pin]
     .venv/bin/python bench/starve.py uploads [--uploads 1000] [--runs 5]
     .venv/bin/python bench/starve.py workers [--pushes 600] [--concurrency 200] [--runs 3]
 
 Each takes `--code LABEL=DIR` (repeatable; default: this checkout) and runs the registry from
-DIR with PYTHONPATH, so a "before" tree (`git archive BASE | tar -x -C /tmp/base`) and the
+DIR with PYTHONPATH (`LABEL=PATCHES:DIR` puts PATCHES first, e.g. a sitecustomize.py that
+changes a constant), so a "before" tree (`git archive BASE | tar -x -C /tmp/base`) and the
 current one are measured in one run, alternating where the figure allows.
 
 - slow: a registry with basic auth (local users made with `registry user add`, bcrypt) and
@@ -16,7 +17,8 @@ current one are measured in one run, alternating where the figure allows.
   needs a bcrypt check (GET /v2/ as a user not seen before) and /readyz. A request that does not
   answer within --timeout counts as that timeout.
 - pull: one `--mib` blob GET (spliced to /dev/null, server and client on separate cores as in
-  bench/run.py), trees alternating; median MB/s.
+  bench/run.py), trees alternating; median MB/s and the server's CPU seconds per GB. With
+  `--clients N`, N GETs at once (aggregate MB/s, unpinned).
 - uploads: 1 KiB blobs, POST then PUT ?digest=, 32 in flight, one worker; median uploads/s.
 - workers: `registry serve --workers 2`; `--concurrency` clients push `--pushes` small images
   (layer POST + PUT ?digest=, manifest PUT) while another process GETs /v2/ on a new connection
@@ -58,15 +60,17 @@ def log(message: str) -> None:
 
 class Tree:
     def __init__(self, spec: str) -> None:
-        label, _, directory = spec.partition("=")
+        label, _, directories = spec.partition("=")
         self.label = label
-        self.dir = Path(directory or REPO_ROOT).resolve()
-        if not (self.dir / "registry" / "__init__.py").exists():
-            raise SystemExit(f"{self.dir}: no registry package there")
+        # More than one directory (a:b): PYTHONPATH as given, e.g. one with a sitecustomize.py that
+        # changes a constant, before the tree; the last one holds the registry package.
+        self.path = [Path(d).resolve() for d in (directories or str(REPO_ROOT)).split(os.pathsep)]
+        if not (self.path[-1] / "registry" / "__init__.py").exists():
+            raise SystemExit(f"{self.path[-1]}: no registry package there")
 
     def server(self, root: Path, args: list[str]) -> AuthRegistry:
         data = root / f"{self.label}-{uuid.uuid4().hex[:6]}" / "data"
-        return AuthRegistry(data, args=args, env={"PYTHONPATH": str(self.dir)})
+        return AuthRegistry(data, args=args, env={"PYTHONPATH": os.pathsep.join(map(str, self.path))})
 
 
 def traceback_in(server: AuthRegistry) -> bool:
@@ -191,10 +195,14 @@ def pull(trees: list[Tree], root: Path, opts: argparse.Namespace) -> dict[str, A
                 order.reverse()  # neither tree always goes first
             for tree, server in order:
                 cpu0 = _cpu_seconds(server.pid)
-                seconds = figures.get_once(server.url, path, size, server.pid if opts.pin else None)
-                speeds[tree.label].append(size / seconds / MB)
-                cpu[tree.label].append((_cpu_seconds(server.pid) - cpu0) / (size / 1e9))
-                log(f"{tree.label}: pull {size >> 20} MiB {speeds[tree.label][-1]:.0f} MB/s, "
+                if opts.clients == 1:
+                    seconds = figures.get_once(server.url, path, size, server.pid if opts.pin else None)
+                    speeds[tree.label].append(size / seconds / MB)
+                else:
+                    speeds[tree.label].append(figures.get_concurrent(server.url, path, size, opts.clients))
+                moved = size * opts.clients
+                cpu[tree.label].append((_cpu_seconds(server.pid) - cpu0) / (moved / 1e9))
+                log(f"{tree.label}: {opts.clients} x pull {size >> 20} MiB {speeds[tree.label][-1]:.0f} MB/s, "
                     f"server CPU {cpu[tree.label][-1]:.3f} s/GB")
         return {tree.label: {"runs_mbps": speeds[tree.label], "median_mbps": statistics.median(speeds[tree.label]),
                              "cpu_s_per_gb": cpu[tree.label], "median_cpu_s_per_gb": statistics.median(cpu[tree.label]),
@@ -287,6 +295,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument("--clients", type=int, default=1, help="pull: clients at once (aggregate MB/s; never pinned)")
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--pushes", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=200)
