@@ -286,8 +286,7 @@ class MirrorContent:
                             headers={"Retry-After": "5"})
 
     async def _commit_fill(self, route: Route, digest: Digest, path: Path, size: int) -> None:
-        await self.store.put_file(digest, path)
-        await self.local.adopt_blob(route.cache_name, digest, size)
+        await self.local.adopt_file(route.cache_name, digest, path, size)
         self.cache.touch(route.cache_name, [str(digest)])
         self.cache.poke()
 
