@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Sequence
@@ -9,17 +10,22 @@ from typing import Sequence
 from tests.support.server import SERVER_LOGS
 
 MARKERS = ("Traceback (most recent call last)", "Unhandled exception", "Error handling request")
-CONTEXT_LINES = 40   # shown after each marker: the traceback itself
-SHOWN_PER_LOG = 120
+NEW_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d[ T]|\{)")  # a log record starts (text or JSON format)
+CONTEXT_LINES = 60   # at most, after each marker: the traceback itself
+SHOWN_PER_LOG = 150
 
 
 def offending_lines(text: str) -> list[str]:
-    """Each line holding a marker, with the lines after it (the traceback), overlaps merged."""
+    """Each line holding a marker, with the lines after it up to the next log record (the traceback)."""
     lines = text.splitlines()
     keep: set[int] = set()
     for index, line in enumerate(lines):
         if any(marker in line for marker in MARKERS):
-            keep.update(range(index, min(index + CONTEXT_LINES, len(lines))))
+            keep.add(index)
+            follow = index + 1
+            while follow < min(index + CONTEXT_LINES, len(lines)) and not NEW_RECORD.match(lines[follow]):
+                keep.add(follow)
+                follow += 1
     return [lines[i] for i in sorted(keep)]
 
 
