@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import platform as host_platform
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -40,18 +41,35 @@ def host_platform_spec() -> tuple[str, str, str]:
     return "linux", _ARCH.get(machine, machine), "v7" if machine == "armv7l" else ""
 
 
-def _plain_http(host: str) -> bool:
+def insecure_registry(host: str) -> bool:
+    """Hosts where, as with docker's insecure registries, plain HTTP and unverified HTTPS are allowed:
+    127.0.0.0/8, localhost, ::1, and those in REGISTRY_INSECURE_REGISTRIES."""
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
     insecure = {h.strip() for h in os.environ.get("REGISTRY_INSECURE_REGISTRIES", "").split(",") if h.strip()}
     return host in insecure or name in ("localhost", "[::1]") or name.startswith("127.")
 
 
 def endpoints(ref: ImageReference, mirrors: list[str]) -> list[str]:
-    """Base URLs to try in order: Docker Hub's mirrors first (as dockerd's registry-mirrors), then the registry."""
+    """Base URLs to try in order: Docker Hub's mirrors first (as dockerd's registry-mirrors), then the
+    registry; an insecure registry over HTTPS first, then plain HTTP (as docker does)."""
     if ref.registry == DEFAULT_REGISTRY:
         return [m.rstrip("/") for m in mirrors] + ["https://registry-1.docker.io"]
-    scheme = "http" if _plain_http(ref.registry) else "https"
-    return [f"{scheme}://{ref.registry}"]
+    if insecure_registry(ref.registry):
+        return [f"https://{ref.registry}", f"http://{ref.registry}"]
+    return [f"https://{ref.registry}"]
+
+
+def tls_for(base: str) -> ssl.SSLContext | None:
+    """The CAs the user gave for this registry (certs.d); for an insecure registry without one, no
+    certificate check at all, as docker does."""
+    host = base.split("://", 1)[1]
+    cas = registry_cas(host)
+    if cas or not base.startswith("https://") or not insecure_registry(host):
+        return trust_context(cas)
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    return unverified
 
 
 CERTS_DIRS = (Path("/etc/docker/certs.d"), Path("/etc/containers/certs.d"))
@@ -114,9 +132,14 @@ class Puller:
         user, password = docker_credentials(ref.registry)
         errors = []
         for base in endpoints(ref, self.mirrors):
-            tls = trust_context(registry_cas(base.split("://", 1)[1]))
-            async with RegistryClient(base, user, password, user_agent="registry-runtime", tls=tls) as client:
+            # HTTPS to an insecure registry is a probe (its port may speak plain HTTP): no retries,
+            # plain HTTP comes next.
+            probing = base.startswith("https://") and insecure_registry(base.split("://", 1)[1])
+            async with RegistryClient(base, user, password, user_agent="registry-runtime", tls=tls_for(base),
+                                      retries=0 if probing else 3) as client:
                 try:
+                    if probing:
+                        await client.ping()
                     return await self._pull_from(client, ref)
                 except (LayerError, PullError):
                     raise

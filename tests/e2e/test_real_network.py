@@ -348,11 +348,6 @@ def registry_pull(ref: str, store: Path) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "registry", "pull", "--quiet", ref], cwd=ROOT, capture_output=True,
                             text=True, timeout=300, stdin=subprocess.DEVNULL,
                             env={**os.environ, "REGISTRY_RUNTIME_ROOT": str(store)})
-    if result.returncode != 0 and re.search(r"\bhttp://127\.", result.stderr):
-        # Known limit, not this test's to hide: it fails only this way, and passes once pull tries HTTPS there.
-        pytest.xfail("registry pull speaks plain HTTP to 127/8 (registry/runtime/pull.py _plain_http), so it "
-                     "cannot reach a TLS registry on loopback (docker tries HTTPS first there): "
-                     + result.stderr.strip()[:300])
     assert result.returncode == 0 and "Traceback" not in result.stderr, (
         f"$ registry pull {ref}\nexit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
     return result
