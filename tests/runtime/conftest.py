@@ -28,6 +28,15 @@ from tests.support.server import RegistryProcess
 REPO = Path(__file__).resolve().parents[2]
 
 
+def pytest_report_header() -> str:
+    """The host facts these tests adapt to, at the top of the run (e.g. "cgroup hybrid: ...; no block I/O
+    weight ...")."""
+    try:
+        return f"host: {host.describe()}"
+    except OSError as exc:  # not root, no /sys: the prerequisites below say what is missing
+        return f"host: not probed ({exc})"
+
+
 def _require_root_prerequisites() -> None:
     if os.geteuid() != 0:
         pytest.fail("the runtime tests need root (namespaces, overlay mounts, cgroups); run them as root",
