@@ -135,7 +135,7 @@ def test_push_pull_and_data_survive_a_new_container(containers: Containers, sess
         run(["docker", "image", "rm", "--force", image.id])
         run(["docker", "pull", ref], timeout=120)
         assert _inspect("image", ref)["Id"] == image.id
-        shown = run(["docker", "run", "--rm", ref, "/bin/cat", "/etc/e2e-session"]).stdout
+        shown = run(["docker", "run", "--rm", "--network", "none", ref, "/bin/cat", "/etc/e2e-session"]).stdout
         assert shown.strip() == session_id
         assert _inspect("container", second)["State"]["Health"]["Status"] == "healthy"
         assert_container_log_clean(second)
