@@ -107,6 +107,15 @@ class LocalContent:
 
     # -- blobs ------------------------------------------------------------------------
     async def blob(self, repository: str, digest: Digest) -> BlobContent:
+        found = await self.blob_head(repository, digest)
+        if found.data is not None:
+            return found
+        redirect = self.store.redirect_url(digest, self.redirect_expiry) if self.redirect_expiry else None
+        return BlobContent(found.digest, found.size, path=self.store.local_path(digest), store=self.store,
+                           redirect=redirect)
+
+    async def blob_head(self, repository: str, digest: Digest) -> BlobContent:
+        """What a HEAD needs: the blob's size (a manifest's bytes when asked for one through /blobs/)."""
         async with self.db.read() as conn:
             size = await blob_rows.linked_blob_size(conn, repository, str(digest))
             if size is None:
@@ -115,8 +124,7 @@ class LocalContent:
                 if row is not None:
                     return BlobContent(row.digest, len(row.payload), data=row.payload)
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
-        redirect = self.store.redirect_url(digest, self.redirect_expiry) if self.redirect_expiry else None
-        return BlobContent(str(digest), size, path=self.store.local_path(digest), store=self.store, redirect=redirect)
+        return BlobContent(str(digest), size)
 
     async def delete_blob(self, repository: str, digest: Digest) -> None:
         async with self.db.write() as conn:
