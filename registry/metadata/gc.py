@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, bindparam, delete, exists, func, select, tuple_
+from sqlalchemy import bindparam, delete, exists, func, select, tuple_
 
 from registry.metadata.db import Connection
 from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_fills, repositories,

@@ -16,6 +16,7 @@ import pytest
 
 from tests.packaging.conftest import BuiltImage
 from tests.support import host
+from tests.support.logcheck import assert_clean
 from tests.support.images import BASE_DOCKERFILE, docker_build, make_base_context, run
 from tests.support.server import free_port
 
@@ -39,7 +40,7 @@ def _bridge_address() -> str:
 def assert_container_log_clean(container: str) -> None:
     """The registry inside logged no Python traceback."""
     logs = run(["docker", "logs", container], check=False)
-    host.assert_no_traceback(logs.stdout + logs.stderr, f"the log of container {container}")
+    assert_clean(logs.stdout + logs.stderr, f"the log of container {container}")
 
 
 def _wait_healthy(container: str) -> None:

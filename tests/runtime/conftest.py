@@ -152,17 +152,6 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not leaks, f"the runtime leaked: {leaks}"
 
 
-@pytest.fixture(autouse=True)
-def server_logs_clean(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After each test that used a registry server (the session's, through `runtime`, or one of its own):
-    what the server logged meanwhile holds no Python traceback."""
-    yield
-    servers = {id(v): v for v in request.node.funcargs.values() if isinstance(v, RegistryProcess)}
-    servers.update({id(v.registry): v.registry for v in request.node.funcargs.values() if isinstance(v, Runtime)})
-    for server in servers.values():
-        host.assert_log_has_no_new_traceback(server.log_path, f"the log of the registry at {server.url}")
-
-
 @pytest.fixture(scope="session")
 def base_image(runtime: Runtime) -> im.Image:
     """busybox in one gzip layer, root user, Cmd sh."""

@@ -229,32 +229,3 @@ def describe() -> str:
     parts.append(f"disk for throttles: {block_device() or 'none'}")
     parts.append(f"arch {oci_arch()}")
     return "; ".join(parts)
-
-
-# -- server logs ------------------------------------------------------------------------------
-
-TRACEBACK = "Traceback (most recent call last)"
-
-
-def assert_no_traceback(text: str, where: str) -> None:
-    """Fail with the first traceback in `text` (a server's log, or the new part of it)."""
-    at = text.find(TRACEBACK)
-    if at >= 0:
-        start = text.rfind("\n", 0, max(at - 400, 0)) + 1
-        raise AssertionError(f"{where} holds a Python traceback:\n{text[start:at + 3000]}")
-
-
-_checked_up_to: dict[Path, int] = {}
-
-
-def assert_log_has_no_new_traceback(log_path: Path, where: str = "") -> None:
-    """Check the part of a log file written since the last check of that file (a server shared by many tests
-    is checked once per test, each part once)."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(_checked_up_to.get(log_path, 0))
-            new = f.read()
-    except FileNotFoundError:
-        return
-    _checked_up_to[log_path] = _checked_up_to.get(log_path, 0) + len(new)
-    assert_no_traceback(new.decode(errors="replace"), where or f"the server log {log_path}")

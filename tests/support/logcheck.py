@@ -1,4 +1,8 @@
-"""Server logs must hold no traceback: find them in what each log gained since the last look."""
+"""Server logs must hold no traceback: find them in what each log gained since the last look.
+
+tests/conftest.py checks every registry process's log (tests/support/server.py SERVER_LOGS) after
+every test of the suite; `assert_clean` checks any other text, such as a container's log.
+"""
 
 from __future__ import annotations
 
@@ -29,20 +33,19 @@ def offending_lines(text: str) -> list[str]:
     return [lines[i] for i in sorted(keep)]
 
 
+def assert_clean(text: str, where: str) -> None:
+    """Fail with the tracebacks and unhandled errors in `text`, if any."""
+    bad = offending_lines(text)
+    if bad:
+        raise AssertionError(f"{where} holds tracebacks or unhandled errors:\n" + "\n".join(bad[:SHOWN_PER_LOG]))
+
+
 class LogWatch:
     """Remembers how far it has read each log; `problems()` reads on from there."""
 
     def __init__(self, logs: Sequence[Path] = SERVER_LOGS) -> None:
         self.logs = logs
         self.offsets: dict[Path, int] = {}
-
-    def skip_what_is_there(self) -> None:
-        """Look only at what the logs known now gain from here on (other suites' traffic is theirs)."""
-        for path in list(self.logs):
-            try:
-                self.offsets[path] = path.stat().st_size
-            except FileNotFoundError:
-                self.offsets[path] = 0
 
     def problems(self, settle: float = 0.1) -> list[str]:
         time.sleep(settle)  # a request that just ended may still be logging
