@@ -71,7 +71,7 @@ def disk_full_error(what: str) -> RegistryError:
     retry that, as they do any 5xx), never a 4xx (a client error: nobody retries those).
     The words avoid strerror's "no space left on device", which moby treats as never retryable.
     """
-    return RegistryError("UNAVAILABLE", f"{what} is out of disk space (disk full); retry once space is freed",
+    return RegistryError("UNAVAILABLE", f"disk full: {what} has no space left; retry once space is freed",
                          detail={"reason": "disk full"}, headers={"Retry-After": DISK_FULL_RETRY_AFTER})
 
 

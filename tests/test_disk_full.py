@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ from typing import Iterator
 import httpx
 import pytest
 
+from registry.errors import is_database_full
+from registry.storage import StorageFull
+from registry.storage.base import full_disk_as_storage_full
 from tests.support.http import send_partial
 from tests.support.server import RegistryProcess
 
@@ -297,3 +301,26 @@ def test_a_client_gone_mid_body_is_not_a_full_disk(http, registry):
     assert 0 < staged <= sent  # kept, so the client can resume: only a full disk drops a session
     assert not _error_lines(registry, "full/gone")  # logged at INFO as an aborted request, not an error
     assert http.delete(location).status_code == 204
+
+
+def test_which_errors_mean_a_full_disk():
+    """What the loop device cannot show here: EDQUOT (a quota) and PostgreSQL's disk_full."""
+    for number in (errno.ENOSPC, errno.EDQUOT):
+        with pytest.raises(StorageFull, match="/srv/x"):
+            with full_disk_as_storage_full("/srv/x"):
+                raise OSError(number, os.strerror(number))
+    with pytest.raises(ConnectionResetError):  # a client gone is not a full disk
+        with full_disk_as_storage_full("/srv/x"):
+            raise ConnectionResetError("Connection lost")
+
+    class Wrapped(Exception):  # SQLAlchemy's error, holding the driver's as .orig
+        def __init__(self, orig: Exception) -> None:
+            self.orig = orig
+
+    class PostgresError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    assert is_database_full(Wrapped(PostgresError("53100")))
+    assert not is_database_full(Wrapped(PostgresError("57P01")))  # admin shutdown: down, not full
+    assert not is_database_full(Wrapped(sqlite3.OperationalError("database is locked")))
