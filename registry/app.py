@@ -53,7 +53,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         log.error("%s %s: %s", request.method, request.path, exc)
         response = error_response(RegistryError("UNAVAILABLE", f"blob storage unavailable: {exc}",
                                                 headers={"Retry-After": "5"}), request.method)
-    except StorageFull as exc:  # the store already dropped what this request staged
+    except StorageFull as exc:  # what the request staged is gone already (content/local.py, BlobStore.put_blob)
         log.error("%s %s: blob storage is full: %s", request.method, request.path, exc)
         response = error_response(disk_full_error("blob storage"), request.method)
     except (*DATABASE_DOWN, sa_exc.DBAPIError) as exc:

@@ -135,6 +135,24 @@ def _filled(disk: Path, leave: int) -> Iterator[None]:
         filler.unlink()
 
 
+@contextlib.contextmanager
+def _out_of_inodes(disk: Path) -> Iterator[None]:
+    """Take every free inode with empty files (blocks stay free); remove them afterwards."""
+    filler = disk / "inode-filler"
+    filler.mkdir()
+    try:
+        for number in range(10_000_000):
+            try:
+                os.close(os.open(filler / str(number), os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+        yield
+    finally:
+        shutil.rmtree(filler)
+
+
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -185,6 +203,7 @@ def _push_chunked(http: httpx.Client, repo: str, data: bytes, chunk: int = 4 * M
 
 def test_readyz_is_unready_below_the_floor_and_says_why_once(http, registry, small_disk):
     assert _readyz_until(http, 200)["checks"] == {"database": "ok", "storage": "ok"}
+    before = len(_error_lines(registry, "readiness: storage is down ("))
     with _filled(small_disk, leave=FLOOR // 2):
         body = _readyz_until(http, 503)
         # SQLite lives on the same disk here, so both say so.
@@ -194,10 +213,25 @@ def test_readyz_is_unready_below_the_floor_and_says_why_once(http, registry, sma
         assert http.get("/healthz").status_code == 200
         assert http.get("/v2/").status_code == 200  # pulls and the rest still answer
     assert _readyz_until(http, 200)["checks"] == {"database": "ok", "storage": "ok"}
-    down = _error_lines(registry, "readiness: storage is down (")
+    down = _error_lines(registry, "readiness: storage is down (")[before:]
     assert len(down) == 1 and "storage.min_free_bytes" in down[0], down  # once per change, not per probe
-    assert len(_error_lines(registry, "readiness: database is down (")) == 1
+    assert len(_error_lines(registry, "readiness: database is down (")[before:]) == 1
     assert "readiness: storage is back" in registry.log_tail(200)
+
+
+def test_readyz_watches_the_sqlite_directory_where_it_is(small_disk, tmp_path):
+    """Blobs on a roomy disk, SQLite on the small one: only the database check goes down."""
+    database = small_disk / "elsewhere" / "registry.db"
+    own = RegistryProcess(tmp_path / "data", log_path=tmp_path / "registry.log",
+                          env={"REGISTRY_STORAGE_MIN_FREE_BYTES": str(FLOOR),
+                               "REGISTRY_DATABASE_URL": f"sqlite+aiosqlite:///{database}"})
+    with own, httpx.Client(base_url=own.url, timeout=60) as http:
+        assert _readyz_until(http, 200)["checks"] == {"database": "ok", "storage": "ok"}
+        with _filled(small_disk, leave=FLOOR // 2):
+            assert _readyz_until(http, 503)["checks"] == {"database": "down: disk full", "storage": "ok"}
+        assert _readyz_until(http, 200)["checks"] == {"database": "ok", "storage": "ok"}
+    assert len(_error_lines(own, f"readiness: database is down ({database.parent} has")) == 1
+    assert "Traceback" not in own.log_path.read_text()
 
 
 def test_chunked_push_bigger_than_the_free_space(http, registry, small_disk):
@@ -260,6 +294,29 @@ def test_monolithic_pushes_bigger_than_the_free_space(http, registry, small_disk
     assert put.status_code == 201, put.text
     assert http.get(f"/v2/full/mono2/blobs/{digest}").content == data
     assert _staged(registry) == []
+
+
+def test_a_commit_that_finds_no_room_drops_the_session(http, registry, small_disk):
+    """The bytes are staged, then the disk runs out of inodes: publishing needs a new directory
+    (blobs/sha256/<2 hex>/), so the commit fails, and the session goes like a failed write's."""
+    blobs = registry.data_dir / "blobs" / "sha256"
+    data = os.urandom(MiB)
+    while (blobs / _sha(data)[7:9]).exists():  # a prefix directory the commit must create
+        data = os.urandom(MiB)
+    start = http.post("/v2/full/commit/blobs/uploads/")
+    patched = http.patch(start.headers["Location"], content=data, headers={"Content-Range": f"0-{len(data) - 1}"})
+    assert patched.status_code == 202, patched.text
+    with _out_of_inodes(small_disk):
+        assert _readyz_until(http, 503)["checks"]["storage"] == "down: disk full"  # the probe needs an inode
+        put = http.put(patched.headers["Location"], params={"digest": _sha(data)})
+        _assert_disk_full(put, "blob storage")
+        assert _staged(registry) == []
+        assert http.get(patched.headers["Location"]).status_code == 404
+        assert http.head(f"/v2/full/commit/blobs/{_sha(data)}").status_code == 404
+    _readyz_until(http, 200)
+    done = _push_chunked(http, "full/commit", data)
+    assert done.status_code == 201, done.text
+    assert http.get(f"/v2/full/commit/blobs/{_sha(data)}").content == data
 
 
 def test_manifest_put_while_the_database_disk_is_full(http, registry, small_disk):

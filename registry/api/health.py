@@ -4,10 +4,10 @@
 dependency never gets a healthy process restarted. /readyz says whether this process can serve
 now: the metadata database and the blob store each answer within a short timeout, and the disks
 they write to (the storage root; SQLite's directory) keep `storage.min_free_bytes` free, or the
-answer is 503 naming what is down (`down: disk full` for a disk below the floor). Mirror upstreams are not checked: while one fails the
-mirror serves what it has cached, which is still useful work. Both are open to anyone (the
-gate treats paths outside /v2 and /admin as open); why a check failed goes to the log, not to
-the anonymous caller.
+answer is 503 naming what is down (`down: disk full` for a disk below the floor). Mirror
+upstreams are not checked: while one fails the mirror serves what it has cached, which is still
+useful work. Both are open to anyone (the gate treats paths outside /v2 and /admin as open); why
+a check failed goes to the log, not to the anonymous caller.
 """
 
 from __future__ import annotations

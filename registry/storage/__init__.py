@@ -10,8 +10,8 @@ from registry.storage.base import (DISK_FULL_ERRNOS, BlobStore, DigestMismatch, 
 if TYPE_CHECKING:
     from registry.config import Config
 
-__all__ = ["DISK_FULL_ERRNOS", "BlobStore", "DigestMismatch", "StorageFull", "StorageUnavailable", "UploadOffsetMismatch", "UploadNotFound",
-           "create_store", "require_free_space"]
+__all__ = ["DISK_FULL_ERRNOS", "BlobStore", "DigestMismatch", "StorageFull", "StorageUnavailable",
+           "UploadOffsetMismatch", "UploadNotFound", "create_store", "require_free_space"]
 
 
 def create_store(config: Config) -> BlobStore:
