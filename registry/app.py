@@ -71,7 +71,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except OSError as exc:
         if exc.errno in DISK_FULL_ERRNOS:  # a disk write outside the store's own (which raise StorageFull)
             log.error("%s %s: disk full: %s", request.method, request.path, exc)
-            response = error_response(disk_full_error("the registry's data directory"), request.method)
+            response = error_response(disk_full_error("the registry's local disk"), request.method)
         else:
             # The client went away mid-body (or the socket broke): nothing useful to send.
             log.info("request %s %s aborted: %r", request.method, request.path, exc)

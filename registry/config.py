@@ -114,7 +114,7 @@ class LimitsConfig:
 @dataclass
 class MirrorConfig:
     upstreams: list = option([], "upstream registries to mirror: a YAML list of {alias, url, host, docker_hub, "
-                                 "username, password, tag_ttl} (env/flag: the same as JSON)")
+                                 "username, password, tag_ttl, ca_file} (env/flag: the same as JSON)")
     max_stale: int = option(7 * 86400, "seconds cached content may be served past its freshness while the "
                                        "upstream fails (429, 5xx, timeouts, unreachable)")
     cache_bytes: int = option(0, "size cap for mirrored blobs, least recently pulled evicted first (0: no cap)")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.server import RegistryProcess
 
-pytest_plugins = ["tests.support.pytest_postgres", "tests.support.pytest_swift"]
+pytest_plugins = ["tests.support.pytest_postgres", "tests.support.pytest_swift", "tests.support.pytest_netlab"]
 
 
 @pytest.fixture(scope="session")

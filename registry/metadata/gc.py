@@ -182,11 +182,6 @@ async def lock_unreferenced_blobs(conn: Connection, digests: list[str], referenc
     return {r.digest: r.size for r in await conn.execute(query)}
 
 
-async def forget_blobs(conn: Connection, digests: list[str]) -> None:
-    if digests:
-        await conn.execute(delete(blobs).where(blobs.c.digest.in_(digests)))
-
-
 # -- upload sessions --------------------------------------------------------------------------
 async def expired_uploads(conn: Connection, idle_before: float) -> list[str]:
     """Sessions idle since before `idle_before` whose write lease (if any) has lapsed."""

@@ -17,7 +17,7 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Iterator, Protocol
+from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 from registry.digest import Digest
 
@@ -174,11 +174,14 @@ class BlobStore(abc.ABC):
     def iter_uploads(self) -> AsyncIterator[tuple[str, float]]:
         """Every staged upload id with the time (epoch seconds) it was last written."""
 
-    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes],
+                       before_publish: Callable[[], Awaitable[None]] | None = None) -> int:
         """Store a whole blob whose digest is known up front (a monolithic push); returns its size.
 
         The bytes are verified before they become visible: DigestMismatch leaves nothing stored.
-        Backends may override this with something cheaper than an upload session.
+        `before_publish` is awaited once the bytes are verified, right before they are published
+        (the caller coordinates with garbage collection there). Backends may override this with
+        something cheaper than an upload session.
         """
         upload_id = "put-" + secrets.token_urlsafe(18)
         await self.start_upload(upload_id)
@@ -187,6 +190,8 @@ class BlobStore(abc.ABC):
             size = await self.write_upload(upload_id, 0, chunks, hasher)
             if hasher.hexdigest() != digest.hex:
                 raise DigestMismatch(str(digest))
+            if before_publish is not None:
+                await before_publish()
             await self.commit_upload(upload_id, digest)
         except BaseException:
             await self.abort_upload(upload_id)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -318,7 +318,8 @@ class S3Store(BlobStore):
             spool.close()
         return state.size
 
-    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes],
+                       before_publish: Callable[[], Awaitable[None]] | None = None) -> int:
         """Spool the first part locally; a blob that fits is verified and PUT straight to its key.
 
         Larger blobs go through a multipart upload session as usual.
@@ -333,9 +334,11 @@ class S3Store(BlobStore):
                 await asyncio.to_thread(_write_and_hash, spool, memoryview(chunk), hasher)
                 size += len(chunk)
                 if size > limit:
-                    return await self._put_blob_in_parts(digest, spool, iterator)
+                    return await self._put_blob_in_parts(digest, spool, iterator, before_publish)
             if hasher.hexdigest() != digest.hex:
                 raise DigestMismatch(str(digest))
+            if before_publish is not None:
+                await before_publish()
             if await self.stat(digest) is None:
                 spool.seek(0)
                 await self._call(self.client.put_object, Bucket=self.bucket, Key=self.blob_key(digest),
@@ -344,7 +347,8 @@ class S3Store(BlobStore):
         finally:
             spool.close()
 
-    async def _put_blob_in_parts(self, digest: Digest, spool: Any, rest: AsyncIterator[bytes]) -> int:
+    async def _put_blob_in_parts(self, digest: Digest, spool: Any, rest: AsyncIterator[bytes],
+                                 before_publish: Callable[[], Awaitable[None]] | None) -> int:
         """Too big for one PUT: replay the spooled start, then the rest, through an upload session."""
 
         async def everything() -> AsyncIterator[bytes]:
@@ -354,7 +358,7 @@ class S3Store(BlobStore):
             async for chunk in rest:
                 yield chunk
 
-        return await super().put_blob(digest, everything())
+        return await super().put_blob(digest, everything(), before_publish)
 
     async def _upload_part(self, upload_id: str, state: _UploadState, spool: Any, size: int) -> None:
         if state.multipart_id is None:

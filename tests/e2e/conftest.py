@@ -2,6 +2,9 @@
 
 Real clients only. A missing client is a failure with the way to get it, never a skip: the suite
 is meant to prove the registry works with them.
+
+After every test, the log of every registry process made so far (tests/support/server.py
+SERVER_LOGS) must hold no traceback in what it wrote since the previous check.
 """
 
 from __future__ import annotations
@@ -29,9 +32,32 @@ from tests.support.images import (
     write_multi_arch_layout,
     write_single_arch_layout,
 )
+from tests.support.logcheck import LogWatch
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKERD_TIMEOUT = 60
+
+
+_LOGS = LogWatch()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_logs_watched() -> None:
+    """Before the first e2e fixture starts anything: what registries of other suites logged is theirs."""
+    _LOGS.skip_what_is_there()
+
+
+@pytest.fixture(autouse=True)
+def server_logs_hold_no_traceback(server_logs_watched: None) -> Iterator[None]:
+    """Every real-client test: no registry process it drove logged a traceback or an unhandled error.
+
+    Checked from where the previous check stopped, so what module fixtures did between two tests
+    counts as well (and is named in the failure)."""
+    yield
+    problems = _LOGS.problems()
+    if problems:
+        pytest.fail("a registry process logged tracebacks or unhandled errors:\n" + "\n".join(problems),
+                    pytrace=False)
 
 
 def _require(tool: str, package: str) -> str:

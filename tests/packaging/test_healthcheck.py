@@ -11,6 +11,7 @@ from pathlib import Path
 from registry.config import Config
 from registry.healthcheck import probe_address
 from tests.auth.conftest import AuthRegistry
+from tests.support.host import assert_log_has_no_new_traceback
 from tests.support.server import RegistryProcess, free_port
 
 
@@ -31,6 +32,7 @@ def test_healthy_plain_http(fresh_registry: RegistryProcess):
     result = _probe({"REGISTRY_LISTEN": fresh_registry.host})
     assert result.returncode == 0, result.stderr
     assert "/healthz answered 200" in result.stdout
+    assert_log_has_no_new_traceback(fresh_registry.log_path)
 
 
 def test_healthy_with_self_signed_tls(tmp_path: Path):
@@ -38,6 +40,7 @@ def test_healthy_with_self_signed_tls(tmp_path: Path):
         result = _probe({"REGISTRY_LISTEN": registry.host, "REGISTRY_TLS_SELF_SIGNED": "true",
                          "REGISTRY_DATA_DIR": str(registry.data_dir)})
         assert result.returncode == 0, result.stderr
+    assert_log_has_no_new_traceback(registry.log_path)
 
 
 def test_unhealthy_when_nothing_listens():
