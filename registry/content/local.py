@@ -33,7 +33,7 @@ from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
 from registry.metadata import uploads as upload_rows
 from registry.metadata.db import Database
-from registry.storage import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from registry.storage import BlobStore, DigestMismatch, StorageFull, UploadNotFound, UploadOffsetMismatch
 
 log = logging.getLogger("registry.content")
 
@@ -313,7 +313,9 @@ class LocalContent:
         """Exclusive write access to an upload: within this process, then across processes.
 
         The cross-process part is a lease in the uploads row, renewed while the chunk streams,
-        so any process can take the next chunk and a dead one cannot block the upload.
+        so any process can take the next chunk and a dead one cannot block the upload. A write or
+        commit that finds the disk full drops the whole session at once: its bytes would only hold
+        space the disk needs until gc's upload expiry, and the client's retry starts afresh.
         """
         async with self._upload_locks.hold(upload_id):
             owner = f"{PROCESS_TAG}:{secrets.token_hex(4)}"
@@ -332,11 +334,21 @@ class LocalContent:
             lease = _Lease()
             try:
                 yield lease
+            except StorageFull:
+                await self._drop_after_full_disk(upload_id)
+                lease.ended = True
+                raise
             finally:
                 renewal.cancel()
                 if not lease.ended:
                     async with self.db.write(durable=False) as conn:
                         await upload_rows.release_lease(conn, upload_id, owner)
+
+    async def _drop_after_full_disk(self, upload_id: str) -> None:
+        try:
+            await self._drop_upload(upload_id)  # the staged bytes first: that frees the space
+        except Exception as exc:  # the disk-full answer matters more; gc purges what is left
+            log.warning("upload %s: could not drop the session after a full disk: %r", upload_id, exc)
 
     async def _renew_lease(self, upload_id: str, owner: str) -> None:
         while True:
