@@ -30,8 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as B
 
 from registry.digest import Digest, parse_digest
 from registry.errors import RegistryError
-from registry.storage.base import (BlobStore, DigestMismatch, Hasher, StorageUnavailable, UploadNotFound,
-                                   UploadOffsetMismatch)
+from registry.storage.base import (BlobStore, DigestMismatch, Hasher, StorageFull, StorageUnavailable,
+                                   UploadNotFound, UploadOffsetMismatch)
 
 log = logging.getLogger("registry.storage.s3")
 
@@ -41,6 +41,9 @@ MIN_PART = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_COPY = 5 * 1024 ** 3  # CopyObject's limit; larger objects are copied in parts
 READ_CHUNK = 1024 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# What S3 servers answer when a write finds no room: MinIO's full disk (507), a MinIO or Ceph bucket
+# quota, Swift's quota through s3api (413 EntityTooLarge: our single PUTs stay far below 5 GiB).
+FULL_CODES = frozenset({"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "QuotaExceeded", "EntityTooLarge"})
 
 
 def part_size_for(part_number: int, base: int) -> int:
@@ -125,6 +128,8 @@ class S3Store(BlobStore):
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoSuchBucket",
                         "AuthorizationHeaderMalformed", "InvalidToken", "ExpiredToken"):
                 raise StorageUnavailable(f"S3 refused the request ({code}): check bucket and credentials") from exc
+            if code in FULL_CODES:
+                raise StorageFull(f"S3 has no room for the write ({code}): a full disk or a bucket quota") from exc
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
                 raise StorageUnavailable(f"S3 error {code}") from exc
             raise
