@@ -4,10 +4,9 @@ Hosts of this kind differ in small ways that must not turn a test red: cgroup v1
 an empty v2 mount) or v2 only; whether the block I/O controller has a weight file (BFQ; CFQ before Linux 5.0;
 io.cost on v2) or only throttles; swap and swap accounting; which disk there is to name in a throttle rule;
 the address of Docker's default bridge (dockerd 20.10 leaves the IPAM Gateway out of `docker network inspect
-bridge`). Each function answers one such question. `describe()` puts them on one line for a report.
-
-Also here, because both tests/runtime and tests/packaging use it and neither owns the other:
-`assert_no_traceback`, the check that a server's log holds no Python traceback.
+bridge`); which containerd dockerd talks to (its own, or a system one named by `--containerd` or daemon.json);
+free disk space; the architecture. Each function answers one such question. `describe()` puts some on one
+line for a report.
 """
 
 from __future__ import annotations
