@@ -33,8 +33,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.e2e.test_podman_ctr import CONTAINERD_SOCKET, Ctr, podman  # noqa: F401 (podman: a fixture)
+from tests.e2e.test_podman_ctr import Ctr, containerd_address, podman  # noqa: F401 (podman: a fixture)
 from tests.e2e.test_skopeo import assert_same_image
+from tests.support import host
 from tests.support.images import (
     BASE_DOCKERFILE,
     DockerImage,
@@ -288,9 +289,7 @@ def test_podman_pull(tls_registry: Endpoint, netlab_ca: TestCA, podman, oci_imag
 @contextmanager
 def ctr_namespace(server: RegistryProcess) -> Iterator[Ctr]:
     """`ctr` in a containerd namespace of its own; its images, content and the namespace go afterwards."""
-    if not CONTAINERD_SOCKET.is_socket():
-        pytest.fail(f"{CONTAINERD_SOCKET} not found: dockerd runs without its own containerd", pytrace=False)
-    client = Ctr(f"netlab-{uuid.uuid4().hex[:10]}", server)
+    client = Ctr(f"netlab-{uuid.uuid4().hex[:10]}", server, containerd_address())
     try:
         yield client
     finally:
@@ -331,7 +330,7 @@ server = "https://{UPSTREAM_HOST}"
         ctr("images", "pull", "--hosts-dir", tmp_path / "hosts", ref, timeout=300)
         kind, listed, platforms = ctr.images()[ref]
         assert listed == image.digest, f"ctr has {ref} at {listed}; the upstream has {image.digest}"
-        assert (kind, platforms) == (image.media_type, "linux/amd64")
+        assert (kind, platforms) == (image.media_type, f"linux/{host.oci_arch()}")  # bulky_image is the host's
         ctr.check_complete(ref)
         assert ctr.get(image.digest) == image.manifest
         for digest, data in image.blobs.items():

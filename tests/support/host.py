@@ -4,10 +4,9 @@ Hosts of this kind differ in small ways that must not turn a test red: cgroup v1
 an empty v2 mount) or v2 only; whether the block I/O controller has a weight file (BFQ; CFQ before Linux 5.0;
 io.cost on v2) or only throttles; swap and swap accounting; which disk there is to name in a throttle rule;
 the address of Docker's default bridge (dockerd 20.10 leaves the IPAM Gateway out of `docker network inspect
-bridge`). Each function answers one such question. `describe()` puts them on one line for a report.
-
-Also here, because both tests/runtime and tests/packaging use it and neither owns the other:
-`assert_no_traceback`, the check that a server's log holds no Python traceback.
+bridge`); which containerd dockerd talks to (its own, or a system one named by `--containerd` or daemon.json);
+free disk space; the architecture. Each function answers one such question. `describe()` puts some on one
+line for a report.
 """
 
 from __future__ import annotations
@@ -205,6 +204,118 @@ def docker_bridge_address() -> BridgeAddress:
     if gateways:
         return BridgeAddress(name, gateways[0].split("/")[0], "IPAM gateway")
     raise HostLacks(f"dockerd's bridge {name} has no IPv4 address on this host and its network no IPAM Gateway")
+
+
+# -- dockerd and its containerd ---------------------------------------------------------------
+
+DOCKER_PID_FILES = (Path("/var/run/docker.pid"), Path("/run/docker.pid"))
+DEFAULT_DAEMON_JSON = Path("/etc/docker/daemon.json")
+# Where dockerd finds containerd when told nothing: a system containerd's socket if it exists (dockerd 20.10+
+# then uses it rather than start its own), else the one dockerd starts under its exec-root.
+SYSTEM_CONTAINERD_SOCKET = Path("/run/containerd/containerd.sock")
+DEFAULT_EXEC_ROOT = Path("/var/run/docker")
+
+
+def _is_dockerd(pid: int) -> bool:
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return os.path.basename(argv0.decode(errors="replace")) == "dockerd"
+
+
+def dockerd_pid() -> int | None:
+    """The running dockerd's pid: its pid file (when that process is a dockerd), else the one `pidof dockerd`
+    finds; None when there is none or several and no pid file to tell them apart."""
+    for candidate in DOCKER_PID_FILES:
+        try:
+            pid = int(candidate.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _is_dockerd(pid):
+            return pid
+    pidof = shutil.which("pidof") or "/usr/bin/pidof"
+    try:
+        found = subprocess.run([pidof, "dockerd"], capture_output=True, text=True, timeout=20).stdout.split()
+    except OSError:
+        return None
+    return int(found[0]) if len(found) == 1 else None
+
+
+def dockerd_args(pid: int) -> list[str]:
+    """dockerd's command line, from /proc (empty if the process is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in `args` (the last one wins, as in dockerd)."""
+    value = None
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def daemon_json(pid: int) -> Path:
+    """The daemon.json this dockerd reads: its --config-file, else /etc/docker/daemon.json (which may not exist)."""
+    named = _flag(dockerd_args(pid), "--config-file")
+    return Path(named) if named else DEFAULT_DAEMON_JSON
+
+
+def dockerd_setting(pid: int, name: str) -> str | None:
+    """A dockerd option as this dockerd has it: `--name` on its command line, else daemon.json's `name` key."""
+    value = _flag(dockerd_args(pid), f"--{name}")
+    if value:
+        return value
+    try:
+        settings = json.loads(daemon_json(pid).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    found = settings.get(name) if isinstance(settings, dict) else None
+    return found if isinstance(found, str) and found else None
+
+
+def containerd_socket() -> Path:
+    """The socket of the containerd that dockerd uses (for `ctr --address`): dockerd's `--containerd`, else
+    daemon.json's `containerd`, else the first usual path that is a socket (a system containerd's, then the
+    one dockerd starts under its exec-root). Raises HostLacks, saying where it looked, when none is."""
+    pid = dockerd_pid()
+    if pid is not None:
+        configured = dockerd_setting(pid, "containerd")
+        if configured:
+            if Path(configured).is_socket():
+                return Path(configured)
+            raise HostLacks(f"dockerd (pid {pid}) is configured with containerd at {configured}, which is not a socket")
+    exec_root = Path(dockerd_setting(pid, "exec-root") or DEFAULT_EXEC_ROOT) if pid is not None else DEFAULT_EXEC_ROOT
+    usual = [SYSTEM_CONTAINERD_SOCKET, exec_root / "containerd" / "containerd.sock"]
+    for candidate in usual:
+        if candidate.is_socket():
+            return candidate
+    who = f"dockerd (pid {pid}) has no --containerd and its {daemon_json(pid)} no \"containerd\"" if pid is not None \
+        else "no dockerd found to ask (no pid file, `pidof dockerd` not one pid)"
+    raise HostLacks(f"no containerd socket: {who}, and none of {', '.join(map(str, usual))} is a socket")
+
+
+# -- disk space -------------------------------------------------------------------------------
+
+
+def short_of_space(path: Path, needed: int, what: str) -> str | None:
+    """Why `what` (needing `needed` bytes written under `path`) cannot run here, or None when the filesystem
+    holding `path` has room (free to unprivileged users, as shutil.disk_usage reports it)."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free >= needed:
+        return None
+    return (f"{what} needs {needed / 2**30:.1f} GiB free under {path}; that filesystem has {free / 2**30:.1f} GiB "
+            f"free")
 
 
 # -- platform ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import bcrypt
 import httpx
 
+from tests.support import host
 from tests.support.images import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, file_layer, json_bytes, run, sha256
 from tests.support.process import terminate, wait_until_answers
 from tests.support.server import RegistryProcess, free_port
@@ -124,9 +125,10 @@ class Image:
 
 
 def small_image(label: str) -> Image:
-    """One layer holding /etc/label, and a config naming it; unique for a unique `label`."""
+    """One layer holding /etc/label, and a config naming it; unique for a unique `label`. For this host's
+    architecture, so containerd here pulls and unpacks it."""
     layer, diff_id = file_layer("/etc/label", f"{label}\n".encode())
-    config = json_bytes({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+    config = json_bytes({"architecture": host.oci_arch(), "os": "linux", "config": {"Cmd": ["/bin/sh"]},
                          "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
     manifest = json_bytes({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -149,7 +151,7 @@ def bulky_image(label: str, manifest_bytes: int = 320_000, config_bytes: int = 2
 
     label_layer, label_diff = file_layer("/etc/label", f"{label}\n".encode())
     noise_layer, noise_diff = file_layer("/var/noise", rng.randbytes(noise_bytes))
-    config = json_bytes({"architecture": "amd64", "os": "linux",
+    config = json_bytes({"architecture": host.oci_arch(), "os": "linux",
                          "config": {"Cmd": ["/bin/sh"], "Labels": filler("e2e.config", config_bytes)},
                          "rootfs": {"type": "layers", "diff_ids": [label_diff, noise_diff]}})
     manifest = json_bytes({
@@ -282,26 +284,11 @@ auth:
 # -- dockerd's registry-mirrors ---------------------------------------------------------------
 
 def _dockerd_pid() -> int:
-    for candidate in (Path("/var/run/docker.pid"), Path("/run/docker.pid")):
-        try:
-            return int(candidate.read_text().strip())
-        except (OSError, ValueError):
-            continue
-    found = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()
-    if len(found) != 1:
-        raise AssertionError(f"cannot tell which dockerd to signal (pidof dockerd: {found})")
-    return int(found[0])
-
-
-def _daemon_json(pid: int) -> Path:
-    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    for index, arg in enumerate(args):
-        text = arg.decode()
-        if text == "--config-file" and index + 1 < len(args):
-            return Path(args[index + 1].decode())
-        if text.startswith("--config-file="):
-            return Path(text.split("=", 1)[1])
-    return Path("/etc/docker/daemon.json")
+    pid = host.dockerd_pid()
+    if pid is None:
+        raise AssertionError("cannot tell which dockerd to signal (no live pid in "
+                             f"{' or '.join(map(str, host.DOCKER_PID_FILES))}, and `pidof dockerd` found not one)")
+    return pid
 
 
 def docker_mirrors() -> list[str]:
@@ -328,7 +315,7 @@ def dockerd_settings(settings: dict) -> Iterator[Path]:
     (an absent list key as [], since removing a key does not clear it), SIGHUP, then restore the
     file exactly as it was (or remove it if there was none)."""
     pid = _dockerd_pid()
-    path = _daemon_json(pid)
+    path = host.daemon_json(pid)
     original = path.read_text() if path.exists() else None
     current = json.loads(original) if original and original.strip() else {}
     try:
