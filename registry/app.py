@@ -21,13 +21,13 @@ from registry.auth import token_server
 from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
 from registry.content.local import LocalContent
-from registry.errors import RegistryError, error_response
+from registry.errors import RegistryError, disk_full_error, error_response, is_database_full
 from registry.gc.jobs import Maintenance, Settings as MaintenanceSettings
 from registry.gc.policy import parse_quotas
 from registry.metadata.db import Database, DatabaseUnavailable
 from registry.mirror.content import MirrorContent
 from registry.mirror.upstreams import Router, parse_upstreams
-from registry.storage import StorageUnavailable, create_store
+from registry.storage import DISK_FULL_ERRNOS, StorageFull, StorageUnavailable, create_store
 
 log = logging.getLogger("registry")
 
@@ -53,14 +53,30 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         log.error("%s %s: %s", request.method, request.path, exc)
         response = error_response(RegistryError("UNAVAILABLE", f"blob storage unavailable: {exc}",
                                                 headers={"Retry-After": "5"}), request.method)
-    except DATABASE_DOWN as exc:
-        log.error("%s %s: database unavailable: %s", request.method, request.path, exc)
-        response = error_response(RegistryError("UNAVAILABLE", "metadata database unavailable",
-                                                headers={"Retry-After": "5"}), request.method)
+    except StorageFull as exc:  # what the request staged is gone already (content/local.py, BlobStore.put_blob)
+        log.error("%s %s: blob storage is full: %s", request.method, request.path, exc)
+        response = error_response(disk_full_error("blob storage"), request.method)
+    except (*DATABASE_DOWN, sa_exc.DBAPIError) as exc:
+        if is_database_full(exc):
+            log.error("%s %s: the metadata database's disk is full: %s", request.method, request.path,
+                      getattr(exc, "orig", None) or exc)
+            response = error_response(disk_full_error("the metadata database"), request.method)
+        elif isinstance(exc, DATABASE_DOWN):
+            log.error("%s %s: database unavailable: %s", request.method, request.path, exc)
+            response = error_response(RegistryError("UNAVAILABLE", "metadata database unavailable",
+                                                    headers={"Retry-After": "5"}), request.method)
+        else:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            response = error_response(RegistryError("UNKNOWN", "internal server error"), request.method)
     except OSError as exc:
-        # The client went away mid-body (or the socket broke): nothing useful to send.
-        log.info("request %s %s aborted: %r", request.method, request.path, exc)
-        response = error_response(RegistryError("BLOB_UPLOAD_INVALID", "request body was cut short"), request.method)
+        if exc.errno in DISK_FULL_ERRNOS:  # a disk write outside the store's own (which raise StorageFull)
+            log.error("%s %s: disk full: %s", request.method, request.path, exc)
+            response = error_response(disk_full_error("the registry's local disk"), request.method)
+        else:
+            # The client went away mid-body (or the socket broke): nothing useful to send.
+            log.info("request %s %s aborted: %r", request.method, request.path, exc)
+            response = error_response(RegistryError("BLOB_UPLOAD_INVALID", "request body was cut short"),
+                                      request.method)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = error_response(RegistryError("UNKNOWN", "internal server error"), request.method)

@@ -54,6 +54,9 @@ class S3Config:
 class StorageConfig:
     backend: str = option("filesystem", "blob storage backend", choices=("filesystem", "s3"))
     root: str = option("", "filesystem backend: directory for blobs and staged uploads; empty means DATA_DIR")
+    min_free_bytes: int = option(256 * 1024 * 1024, "free space, in bytes, the storage root's disk (and the SQLite "
+                                                    "database's, with SQLite) must keep: below it /readyz answers "
+                                                    "503 `down: disk full` until space is freed; 0: not checked")
     s3: S3Config = field(default_factory=S3Config)
 
 
@@ -111,7 +114,7 @@ class LimitsConfig:
 @dataclass
 class MirrorConfig:
     upstreams: list = option([], "upstream registries to mirror: a YAML list of {alias, url, host, docker_hub, "
-                                 "username, password, tag_ttl} (env/flag: the same as JSON)")
+                                 "username, password, tag_ttl, ca_file} (env/flag: the same as JSON)")
     max_stale: int = option(7 * 86400, "seconds cached content may be served past its freshness while the "
                                        "upstream fails (429, 5xx, timeouts, unreachable)")
     cache_bytes: int = option(0, "size cap for mirrored blobs, least recently pulled evicted first (0: no cap)")
@@ -343,6 +346,8 @@ def _validate(config: Config) -> None:
         parse_quotas(config.quota.namespaces)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
+    if config.storage.min_free_bytes < 0:
+        raise ConfigError("storage.min_free_bytes: must not be negative (0 turns the check off)")
     if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:
         raise ConfigError("gc.batch_size must be positive, gc.grace_period not negative, fsck.sample in [0, 1]")
     if bool(config.tls.cert_file) != bool(config.tls.key_file):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -56,6 +57,32 @@ class RegistryError(Exception):
         if self.detail is not None:
             entry["detail"] = self.detail
         return {"errors": [entry]}
+
+
+# A full disk heals when someone frees space, not in a few seconds: clients that honour
+# Retry-After come back in a minute (docker and containers/image keep their own back-off).
+DISK_FULL_RETRY_AFTER = "60"
+
+
+def disk_full_error(what: str) -> RegistryError:
+    """A write found no room: 503 UNAVAILABLE, the status registry clients retry.
+
+    Not 500 (containers/image and podman do not retry it), not 507 (only docker and BuildKit
+    retry that, as they do any 5xx), never a 4xx (a client error: nobody retries those).
+    The words avoid strerror's "no space left on device", which moby treats as never retryable.
+    """
+    return RegistryError("UNAVAILABLE", f"disk full: {what} has no space left; retry once space is freed",
+                         detail={"reason": "disk full"}, headers={"Retry-After": DISK_FULL_RETRY_AFTER})
+
+
+def is_database_full(exc: BaseException) -> bool:
+    """The metadata database's disk is full: SQLite's SQLITE_FULL ("database or disk is full"),
+    PostgreSQL's disk_full (SQLSTATE 53100). `exc` is the SQLAlchemy error wrapping the driver's."""
+    driver_error = getattr(exc, "orig", None)
+    if isinstance(driver_error, sqlite3.Error):
+        code = getattr(driver_error, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in str(driver_error)
+    return getattr(driver_error, "sqlstate", None) == "53100" or getattr(driver_error, "pgcode", None) == "53100"
 
 
 def error_response(error: RegistryError, method: str = "GET") -> web.Response:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the registry started once per session as a real process on loopback."""
+"""Shared fixtures: the registry started once per session as a real process on loopback, and the
+check after every test that no registry process logged a traceback."""
 
 from __future__ import annotations
 
@@ -8,9 +9,25 @@ from typing import Iterator
 import httpx
 import pytest
 
+from tests.support.logcheck import LogWatch
 from tests.support.server import RegistryProcess
 
-pytest_plugins = ["tests.support.pytest_postgres", "tests.support.pytest_swift"]
+pytest_plugins = ["tests.support.pytest_postgres", "tests.support.pytest_swift", "tests.support.pytest_netlab"]
+
+
+_LOGS = LogWatch()
+
+
+@pytest.fixture(autouse=True)
+def server_logs_hold_no_traceback() -> Iterator[None]:
+    """Every test: no registry process (tests/support/server.py RegistryProcess) logged a traceback or
+    an unhandled error. Checked from where the previous check stopped, so what module and session
+    fixtures did between two tests counts as well (and is named in the failure)."""
+    yield
+    problems = _LOGS.problems()
+    if problems:
+        pytest.fail("a registry process logged tracebacks or unhandled errors:\n" + "\n".join(problems),
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

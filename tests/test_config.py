@@ -80,3 +80,18 @@ def test_bad_config_exits_2_with_message(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "configuration error" in result.stderr
+
+
+def test_mirror_upstream_ca_file_is_checked_at_start(tmp_path):
+    def upstream(ca_file: str) -> dict[str, str]:
+        return {"REGISTRY_MIRROR_UPSTREAMS": f'[{{"alias": "corp", "url": "https://corp:5000", "ca_file": "{ca_file}"}}]'}
+
+    with pytest.raises(ConfigError, match=r"mirror.upstreams\[0\]: ca_file .*missing.crt"):
+        load(_args(), environ=upstream(str(tmp_path / "missing.crt")))
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"ca_file .*garbage.crt"):
+        load(_args(), environ=upstream(str(garbage)))
+    from registry.tls import ensure_self_signed
+    ensure_self_signed(tmp_path / "tls", ["corp"])
+    assert load(_args(), environ=upstream(str(tmp_path / "tls" / "ca.crt"))).mirror.upstreams[0]["ca_file"]

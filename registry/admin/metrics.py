@@ -54,8 +54,15 @@ _UPLOAD_SESSION = "/v2/{name}/blobs/uploads/{uuid}"
 
 
 def route_of(request: web.BaseRequest) -> str:
-    """The route template a request matched (`/v2/{name}/manifests/{reference}`), never the raw path."""
-    match_info = getattr(request, "match_info", None)
+    """The route template a request matched (`/v2/{name}/manifests/{reference}`), never the raw path.
+
+    A request the HTTP parser rejected (a TLS hello on the plain port, a bad request line) never
+    reached the router: aiohttp asserts on its `match_info`, and its route is `unmatched`.
+    """
+    try:
+        match_info = request.match_info if isinstance(request, web.Request) else None
+    except AssertionError:
+        return UNMATCHED
     resource = getattr(getattr(match_info, "route", None), "resource", None)
     return resource.canonical if resource is not None else UNMATCHED
 

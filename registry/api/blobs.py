@@ -9,8 +9,9 @@ from registry.api.responses import send_blob
 async def get_blob(request: web.Request) -> web.StreamResponse:
     store, name = await routed(request)
     digest = digest_param(request.match_info["digest"])
-    blob = await store.blob(name, digest)
-    return await send_blob(request, blob, head=request.method == "HEAD")
+    if request.method == "HEAD":  # existence and size only: a mirror asks its upstream, downloads nothing
+        return await send_blob(request, await store.blob_head(name, digest), head=True)
+    return await send_blob(request, await store.blob(name, digest))
 
 
 async def delete_blob(request: web.Request) -> web.Response:

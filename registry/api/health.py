@@ -2,24 +2,27 @@
 
 /healthz says the process answers and nothing more: it touches no database or store, so a slow
 dependency never gets a healthy process restarted. /readyz says whether this process can serve
-now: the metadata database and the blob store each answer within a short timeout, or the
-answer is 503 naming what is down. Mirror upstreams are not checked: while one fails the
-mirror serves what it has cached, which is still useful work. Both are open to anyone (the
-gate treats paths outside /v2 and /admin as open); why a check failed goes to the log, not to
-the anonymous caller.
+now: the metadata database and the blob store each answer within a short timeout, and the disks
+they write to (the storage root; SQLite's directory) keep `storage.min_free_bytes` free, or the
+answer is 503 naming what is down (`down: disk full` for a disk below the floor). Mirror
+upstreams are not checked: while one fails the mirror serves what it has cached, which is still
+useful work. Both are open to anyone (the gate treats paths outside /v2 and /admin as open); why
+a check failed goes to the log, not to the anonymous caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from registry.metadata.db import Database
-from registry.storage import BlobStore
+from registry.storage import BlobStore, StorageFull, require_free_space
 
 log = logging.getLogger("registry.health")
 
@@ -39,6 +42,7 @@ class Readiness:
         self.timeout = timeout
         self._running: asyncio.Future[dict[str, str]] | None = None
         self._last: dict[str, str] = {}
+        self._sqlite_dir = _sqlite_directory(db)
 
     async def check(self) -> dict[str, str]:
         """{"database": "ok" | "down: ...", "storage": ...}."""
@@ -54,6 +58,8 @@ class Readiness:
     async def _database(self) -> None:
         async with self.db.read() as conn:
             await conn.execute(text("SELECT 1"))
+        if self._sqlite_dir is not None:  # SQLite fails its writes on a full disk like the store does
+            await asyncio.to_thread(require_free_space, self._sqlite_dir, self.store.min_free_bytes)
 
     async def _storage(self) -> None:
         await self.store.ping(self.timeout)
@@ -63,6 +69,8 @@ class Readiness:
             await asyncio.wait_for(probe(), self.timeout)
         except asyncio.TimeoutError:
             state, why = f"down: no answer within {self.timeout:g}s", "timed out"
+        except StorageFull as exc:
+            state, why = "down: disk full", str(exc)
         except Exception as exc:  # whatever the driver raises, the answer is "not ready"
             state, why = "down: unreachable or refusing requests", f"{type(exc).__name__}: {exc}"
         else:
@@ -77,7 +85,19 @@ class Readiness:
         if state == "ok" and previous not in (None, "ok"):
             log.warning("readiness: %s is back", name)
         elif state != "ok" and previous != state:
-            log.warning("readiness: %s is down (%s)", name, why)
+            # A full disk needs someone to free space: an error, not a passing outage.
+            level = logging.ERROR if state == "down: disk full" else logging.WARNING
+            log.log(level, "readiness: %s is down (%s)", name, why)
+
+
+def _sqlite_directory(db: Database) -> Path | None:
+    """The directory of an SQLite database file (its WAL grows beside it); None otherwise."""
+    if not db.is_sqlite:
+        return None
+    database = make_url(db.url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database).resolve().parent
 
 
 READINESS_KEY = web.AppKey("readiness", Readiness)

@@ -6,6 +6,10 @@ and the token is cached per scope until it expires; `Basic` challenges get the c
 Idempotent requests are retried with backoff on connection errors and 5xx; a 429 raises
 UpstreamThrottled with the server's Retry-After so the caller decides (the mirror serves stale
 content; a pull waits). Blobs are streamed, never read whole.
+
+Small bodies (manifests, configs, tag lists, token and error documents) are read to their end
+under a cap by `read_capped`: a peer may deliver a body in as many pieces as it likes (every
+real network and TLS connection does), and one read returns only what has arrived so far.
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ import asyncio
 import base64
 import contextlib
 import logging
+import json
 import re
+import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Mapping
 
 import aiohttp
+
+from registry.digest import parse_digest
 
 log = logging.getLogger("registry.client")
 
@@ -31,6 +40,9 @@ MANIFEST_ACCEPT = ", ".join([
 ])
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 RETRY_STATUSES = {500, 502, 503, 504}
+MANIFEST_LIMIT = 4 * 1024 * 1024  # Distribution refuses manifests above 4 MiB too
+DOCUMENT_LIMIT = 4 * 1024 * 1024  # tag lists, token answers
+ERROR_LIMIT = 64 * 1024  # an error body is read only for its code and message
 
 
 class UpstreamError(Exception):
@@ -74,6 +86,45 @@ def _retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
         return default
 
 
+async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str = "body") -> bytes:
+    """The whole body, however many pieces it arrives in; UpstreamError once it passes `limit`."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise UpstreamError(502, f"{what} of {declared} bytes is larger than {limit} bytes")
+    pieces: list[bytes] = []
+    received = 0
+    try:
+        async for piece in response.content.iter_any():
+            received += len(piece)
+            if received > limit:
+                raise UpstreamError(502, f"{what} is larger than {limit} bytes")
+            pieces.append(piece)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise UpstreamUnavailable(f"{what} cut short after {received} bytes: {exc or type(exc).__name__}") from None
+    if declared is not None and received != declared:
+        raise UpstreamError(502, f"{what} ended after {received} of {declared} bytes")
+    return b"".join(pieces)
+
+
+async def read_json(response: aiohttp.ClientResponse, limit: int, what: str) -> Any:
+    raw = await read_capped(response, limit, what)
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise UpstreamError(502, f"{what} is not valid JSON: {exc}") from None
+
+
+def trust_context(ca_files: Iterable[Path]) -> ssl.SSLContext | None:
+    """The system's trusted CAs plus `ca_files` (PEM), or None (aiohttp's default) when there are none."""
+    files = [Path(f) for f in ca_files]
+    if not files:
+        return None
+    context = ssl.create_default_context()
+    for path in files:
+        context.load_verify_locations(cafile=str(path))
+    return context
+
+
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.partition(" ")
     return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
@@ -82,7 +133,9 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class RegistryClient:
     def __init__(self, base_url: str, username: str = "", password: str = "", *, retries: int = 3,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0,
-                 session: aiohttp.ClientSession | None = None, user_agent: str = "registry-client") -> None:
+                 session: aiohttp.ClientSession | None = None, user_agent: str = "registry-client",
+                 tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: the context to verify the server with (extra CAs, see `trust_context`)."""
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password
@@ -93,6 +146,7 @@ class RegistryClient:
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at)
         self._basic = False
         self.user_agent = user_agent
+        self.tls = tls
 
     async def __aenter__(self) -> "RegistryClient":
         return self
@@ -108,7 +162,8 @@ class RegistryClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=False,
+            connector = aiohttp.TCPConnector(ssl=self.tls) if self.tls is not None else None
+            self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=False, connector=connector,
                                                   headers={"User-Agent": self.user_agent})
         return self._session
 
@@ -143,13 +198,16 @@ class RegistryClient:
                     raise UpstreamThrottled(_retry_after(response.headers))
                 if response.status != 200:
                     raise UpstreamError(response.status, "token request refused", "UNAUTHORIZED")
-                body = await response.json(content_type=None)
+                body = await read_json(response, DOCUMENT_LIMIT, "token answer")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise UpstreamUnavailable(f"token server unreachable: {exc!r}") from None
-        token = body.get("token") or body.get("access_token")
-        if not token:
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not token or not isinstance(token, str):
             raise UpstreamError(502, "token server answered without a token")
-        expires_in = float(body.get("expires_in") or 60)
+        try:
+            expires_in = float(body.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            expires_in = 60.0
         self._tokens[scope] = (token, time.monotonic() + max(expires_in - 10, 5))
         return True
 
@@ -212,14 +270,20 @@ class RegistryClient:
                                     int(response.headers.get("Content-Length") or 0))
 
     async def get_manifest(self, repository: str, reference: str, accept: str = MANIFEST_ACCEPT,
-                           limit: int = 4 * 1024 * 1024) -> ManifestResponse:
+                           limit: int = MANIFEST_LIMIT) -> ManifestResponse:
         async with self.request("GET", f"/v2/{repository}/manifests/{reference}", f"repository:{repository}:pull",
                                 {"Accept": accept}) as response:
-            payload = await response.content.read(limit + 1)
-            if len(payload) > limit:
-                raise UpstreamError(502, f"manifest larger than {limit} bytes")
+            payload = await read_capped(response, limit, "manifest")
             return ManifestResponse(response.headers.get("Docker-Content-Digest", ""),
                                     response.headers.get("Content-Type", "").split(";")[0], len(payload), payload)
+
+    async def head_blob(self, repository: str, digest: str) -> int:
+        """The blob's size, from a HEAD (no bytes move); UpstreamNotFound when it is not there."""
+        async with self.request("HEAD", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull") as r:
+            length = r.headers.get("Content-Length", "")
+            if not length.isascii() or not length.isdigit():
+                raise UpstreamError(502, f"HEAD of blob {digest} answered without a Content-Length")
+            return int(length)
 
     @contextlib.asynccontextmanager
     async def blob(self, repository: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -227,16 +291,28 @@ class RegistryClient:
         async with self.request("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull") as r:
             yield r
 
+    async def small_blob(self, repository: str, digest: str, limit: int) -> bytes:
+        """A blob read whole (an image config) under `limit`, verified against its digest."""
+        expected = parse_digest(digest)
+        async with self.blob(repository, digest) as response:
+            data = await read_capped(response, limit, f"blob {digest}")
+        hasher = expected.hasher()
+        hasher.update(data)
+        if hasher.hexdigest() != expected.hex:
+            raise UpstreamError(502, f"blob {digest} does not match its digest")
+        return data
+
     async def tags(self, repository: str) -> list[str]:
         async with self.request("GET", f"/v2/{repository}/tags/list", f"repository:{repository}:pull") as response:
-            body: dict[str, Any] = await response.json(content_type=None)
-        return list(body.get("tags") or [])
+            body = await read_json(response, DOCUMENT_LIMIT, "tag list")
+        tags = body.get("tags") if isinstance(body, dict) else None
+        return [t for t in tags or [] if isinstance(t, str)]
 
 
 async def _error_of(response: aiohttp.ClientResponse) -> tuple[str, str]:
     try:
-        body = await response.json(content_type=None)
+        body = await read_json(response, ERROR_LIMIT, "error body")
         first = (body.get("errors") or [{}])[0]
         return str(first.get("code", "")), str(first.get("message", ""))
-    except Exception:
+    except Exception:  # any shape at all: the status still tells what happened
         return "", response.reason or ""

@@ -24,19 +24,22 @@ from registry.content.pulls import PullRecorder
 from registry.gc.policy import Quota, format_bytes, quota_for
 from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
 from registry.errors import RegistryError
+from registry.gc.sweep import STALE_SECONDS, Sweeper
 from registry.metadata import blobs as blob_rows
+from registry.metadata import deletions
 from registry.metadata import gc as gc_rows
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
 from registry.metadata import uploads as upload_rows
 from registry.metadata.db import Database
-from registry.storage import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from registry.storage import BlobStore, DigestMismatch, StorageFull, UploadNotFound, UploadOffsetMismatch
 
 log = logging.getLogger("registry.content")
 
 MAX_HASH_STATES = 10_000
 LEASE_SECONDS = 30.0
+PUBLISH_WAIT_SECONDS = 30.0  # for a garbage collection deleting a blob's old copy (a batch takes seconds)
 PROCESS_TAG = secrets.token_hex(6)
 
 
@@ -107,6 +110,15 @@ class LocalContent:
 
     # -- blobs ------------------------------------------------------------------------
     async def blob(self, repository: str, digest: Digest) -> BlobContent:
+        found = await self.blob_head(repository, digest)
+        if found.data is not None:
+            return found
+        redirect = self.store.redirect_url(digest, self.redirect_expiry) if self.redirect_expiry else None
+        return BlobContent(found.digest, found.size, path=self.store.local_path(digest), store=self.store,
+                           redirect=redirect)
+
+    async def blob_head(self, repository: str, digest: Digest) -> BlobContent:
+        """What a HEAD needs: the blob's size (a manifest's bytes when asked for one through /blobs/)."""
         async with self.db.read() as conn:
             size = await blob_rows.linked_blob_size(conn, repository, str(digest))
             if size is None:
@@ -115,8 +127,7 @@ class LocalContent:
                 if row is not None:
                     return BlobContent(row.digest, len(row.payload), data=row.payload)
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
-        redirect = self.store.redirect_url(digest, self.redirect_expiry) if self.redirect_expiry else None
-        return BlobContent(str(digest), size, path=self.store.local_path(digest), store=self.store, redirect=redirect)
+        return BlobContent(str(digest), size)
 
     async def delete_blob(self, repository: str, digest: Digest) -> None:
         async with self.db.write() as conn:
@@ -138,28 +149,54 @@ class LocalContent:
     async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
         """A monolithic upload: the store verifies and publishes, then one transaction links it."""
         await self._check_quota_room(repository)
+        known: frozenset[int] = frozenset()
+
+        async def before_publish() -> None:
+            nonlocal known
+            known = await self._settled(digest)
+
         try:
-            size = await self.store.put_blob(digest, body)
+            size = await self.store.put_blob(digest, body, before_publish)
         except DigestMismatch:
             raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)}) from None
         try:
             async with self.db.write() as conn:
                 await self._check_quota(conn, repository, str(digest), size)
-                await self._record_and_link(conn, repository, digest, size)
+                await self._record_and_link(conn, repository, digest, size, known)
         except RegistryError as exc:
             if exc.code == "DENIED":
                 await self._leave_for_collection(digest, size)
             raise
         return BlobContent(str(digest), size)
 
-    async def _record_and_link(self, conn, repository: str, digest: Digest, size: int) -> None:  # type: ignore[no-untyped-def]
+    async def _settled(self, digest: Digest) -> frozenset[int]:
+        """Call right before publishing `digest`'s bytes: waits while garbage collection is deleting
+        them (publishing then could lose ours), and returns the tombstones known now, for
+        `_record_and_link` to compare with."""
+        deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
+        while True:
+            async with self.db.read() as conn:
+                found = await deletions.state(conn, str(digest))
+            if found.pending_since is None:
+                return found.known
+            if found.pending_since < time.time() - STALE_SECONDS:  # its deleter died: finish its work
+                await Sweeper(self.db, self.store).finish_stale_deletions()
+            elif time.monotonic() > deadline:
+                raise RegistryError("UNAVAILABLE", "garbage collection is deleting this blob's old copy; retry",
+                                    detail={"digest": str(digest)}, headers={"Retry-After": "5"})
+            await asyncio.sleep(0.05)
+
+    async def _record_and_link(self, conn, repository: str, digest: Digest, size: int,  # type: ignore[no-untyped-def]
+                               known: frozenset[int]) -> None:
         """Inside a write transaction: the blob's row (locked) and its link into the repository.
 
-        A new row means a garbage collection may have deleted these very bytes between our
-        publish and this transaction (it deletes bytes under the row's lock): check, and fail
-        cleanly rather than record a blob that is not there.
+        `known`: the digest's tombstones seen before its bytes were published. A new one means a
+        garbage collection deleted these very bytes (or the copy the store kept instead of ours)
+        after we looked: fail cleanly rather than record a blob that is not there. Checked after
+        the row is written, which on PostgreSQL waits for a concurrent tombstone to commit.
         """
-        if await blob_rows.record_blob(self.db, conn, str(digest), size) and await self.store.stat(digest) is None:
+        await blob_rows.record_blob(self.db, conn, str(digest), size)
+        if await deletions.appeared(conn, str(digest), known):
             raise RegistryError("BLOB_UPLOAD_INVALID", "the blob was garbage-collected while this upload "
                                 "finished; push it again", detail={"digest": str(digest)})
         repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
@@ -236,9 +273,10 @@ class LocalContent:
                     await self._drop_upload(upload_id)
                     raise
             if not await self._link_known_blob(repository, upload_id, digest):
+                known = await self._settled(digest)
                 await self.store.commit_upload(upload_id, digest)
                 async with self.db.write() as conn:
-                    await self._record_and_link(conn, repository, digest, size)
+                    await self._record_and_link(conn, repository, digest, size, known)
                     await upload_rows.delete_upload(conn, upload_id)
             lease.ended = True  # the session row, lease included, is gone: nothing to release
             self._hash_states.pop(upload_id, None)
@@ -253,9 +291,13 @@ class LocalContent:
         async with self.db.read() as conn:
             if await blob_rows.blob_size(conn, str(digest)) is None:
                 return False  # the common case, a new blob: no write transaction needed
+        if await self.store.stat(digest) is None:
+            return False  # its bytes are lost (fsck will say): publish ours
         async with self.db.write() as conn:
-            if not await blob_rows.lock_blob(conn, str(digest)) or await self.store.stat(digest) is None:
-                return False  # new, or its bytes are lost (fsck): publish ours
+            # Bytes go only after their row (garbage collection tombstones it first): the row still
+            # there under our lock means the bytes looked at above are too.
+            if not await blob_rows.lock_blob(conn, str(digest)):
+                return False
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
             await upload_rows.delete_upload(conn, upload_id)
@@ -271,7 +313,9 @@ class LocalContent:
         """Exclusive write access to an upload: within this process, then across processes.
 
         The cross-process part is a lease in the uploads row, renewed while the chunk streams,
-        so any process can take the next chunk and a dead one cannot block the upload.
+        so any process can take the next chunk and a dead one cannot block the upload. A write or
+        commit that finds the disk full drops the whole session at once: its bytes would only hold
+        space the disk needs until gc's upload expiry, and the client's retry starts afresh.
         """
         async with self._upload_locks.hold(upload_id):
             owner = f"{PROCESS_TAG}:{secrets.token_hex(4)}"
@@ -290,11 +334,21 @@ class LocalContent:
             lease = _Lease()
             try:
                 yield lease
+            except StorageFull:
+                await self._drop_after_full_disk(upload_id)
+                lease.ended = True
+                raise
             finally:
                 renewal.cancel()
                 if not lease.ended:
                     async with self.db.write(durable=False) as conn:
                         await upload_rows.release_lease(conn, upload_id, owner)
+
+    async def _drop_after_full_disk(self, upload_id: str) -> None:
+        try:
+            await self._drop_upload(upload_id)  # the staged bytes first: that frees the space
+        except Exception as exc:  # the disk-full answer matters more; gc purges what is left
+            log.warning("upload %s: could not drop the session after a full disk: %r", upload_id, exc)
 
     async def _renew_lease(self, upload_id: str, owner: str) -> None:
         while True:
@@ -428,10 +482,12 @@ class LocalContent:
         async with self.db.read() as conn:
             return await repo_rows.repository_id(conn, repository) is not None
 
-    async def adopt_blob(self, repository: str, digest: Digest, size: int) -> None:
-        """Record and link a blob whose verified bytes are already in the store."""
+    async def adopt_file(self, repository: str, digest: Digest, path: Path, size: int) -> None:
+        """Store a local file already verified against `digest` (a mirror's fill), and link it."""
+        known = await self._settled(digest)
+        await self.store.put_file(digest, path)
         async with self.db.write() as conn:
-            await self._record_and_link(conn, repository, digest, size)
+            await self._record_and_link(conn, repository, digest, size, known)
 
     async def stored_size(self, digest: Digest) -> int | None:
         """Size of a blob known to the registry (in any repository)."""

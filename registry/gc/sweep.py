@@ -1,19 +1,21 @@
 """The sweep: apply a plan in small batches, each a short write transaction with locked re-checks.
 
-Batches keep every transaction short, so pushes and pulls go on between them. Blob bytes are
-deleted inside the transaction that holds the blob rows' locks and removes them: a push that
-records the same digest afterwards sees a new row and checks the bytes (LocalContent), so no
-row can outlive its bytes. A delete that fails keeps its row (bytes without a row would be
-invisible to the next run; a row whose bytes are still there is simply tried again).
+Batches keep every transaction short, so pushes and pulls go on between them, and no transaction
+stays open across storage I/O: blobs are tombstoned (rows dropped, deletions recorded as pending)
+in one transaction, their bytes deleted with none open, then the tombstones finished in another
+(registry/metadata/deletions.py says how pushes of the same digest stay safe meanwhile). A
+delete that fails gets its row back (bytes without a row would be invisible to the next run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Iterable, Iterator, TypeVar
 
 from registry.digest import parse_digest
+from registry.metadata import deletions
 from registry.metadata import gc as gc_rows
 from registry.metadata.db import Database
 from registry.metadata.gc import ManifestNode, TagRow
@@ -23,6 +25,11 @@ log = logging.getLogger("registry.gc")
 
 T = TypeVar("T")
 STORE_CONCURRENCY = 16
+# Deleting one batch's bytes stops after this; what is left stays pending. A pending tombstone
+# older than STALE_SECONDS belongs to a deleter that died (or gave up): anyone may finish it.
+ACT_SECONDS = 300.0
+STALE_SECONDS = 900.0
+TOMBSTONE_DAYS = 1.0
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -70,29 +77,58 @@ class Sweeper:
     async def delete_blobs(self, digests: Iterable[str], references_hold: bool = True) -> dict[str, int]:
         """Delete the bytes and rows of those blobs that nothing needs any more (a mirror's
         eviction passes `references_hold=False`: its cached manifests do not pin blobs)."""
+        await self.finish_stale_deletions()
         deleted: dict[str, int] = {}
         for batch in batches(digests, min(self.batch_size, 200)):
             async with self.db.write() as conn:
                 doomed = await gc_rows.lock_unreferenced_blobs(conn, batch, references_hold)
-                gone = await self._delete_bytes(list(doomed))
-                await gc_rows.forget_blobs(conn, gone)
+                await deletions.tombstone(conn, doomed)
+            gone = await self._delete_bytes(doomed)
             deleted.update((digest, doomed[digest]) for digest in gone)
         return deleted
 
-    async def _delete_bytes(self, digests: list[str]) -> list[str]:
+    async def finish_stale_deletions(self) -> None:
+        """Delete the bytes of tombstones whose deleter died midway; forget day-old tombstones."""
+        now = time.time()
+        async with self.db.read() as conn:
+            stale = await deletions.stale(conn, now - STALE_SECONDS)
+        if stale:
+            log.warning("finishing %d blob deletions a stopped process left pending", len(stale))
+            await self._delete_bytes(stale)
+        async with self.db.write(durable=False) as conn:  # purging old tombstones again is harmless
+            await deletions.purge(conn, now - TOMBSTONE_DAYS * 86400)
+
+    async def _delete_bytes(self, tombstoned: dict[str, int]) -> list[str]:
+        """Delete tombstoned blobs' bytes, then finish their tombstones; returns the digests whose bytes
+        are gone. A blob whose delete failed gets its row back (the next run tries again); one still
+        being deleted after ACT_SECONDS stays pending (finished later, once stale)."""
+        gone: list[str] = []
+        failed: list[str] = []
+        try:
+            await asyncio.wait_for(self._delete_each(list(tombstoned), gone, failed), ACT_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("deleting %d blobs took over %.0fs; %d left pending", len(tombstoned), ACT_SECONDS,
+                        len(tombstoned) - len(gone) - len(failed))
+        gone, failed = list(gone), list(failed)  # a delete still running past the deadline counts later
+        async with self.db.write() as conn:
+            await deletions.finish(conn, gone)
+            await deletions.restore(self.db, conn, {digest: tombstoned[digest] for digest in failed})
+        return gone
+
+    async def _delete_each(self, digests: list[str], gone: list[str], failed: list[str]) -> None:
         limit = asyncio.Semaphore(STORE_CONCURRENCY)
 
-        async def one(digest: str) -> str | None:
+        async def one(digest: str) -> None:
             async with limit:
                 try:
                     await self.store.delete(parse_digest(digest))  # already absent counts as gone
-                    return digest
-                except Exception:
-                    log.warning("could not delete blob %s; it stays recorded for the next run", digest,
-                                exc_info=True)
-                    return None
+                except Exception as exc:
+                    log.warning("could not delete blob %s (%s); it stays recorded for the next run", digest, exc)
+                    failed.append(digest)
+                    return
+                gone.append(digest)
 
-        return [d for d in await asyncio.gather(*(one(d) for d in digests)) if d is not None]
+        await asyncio.gather(*(one(d) for d in digests))
 
     async def expired_uploads(self, idle_before: float) -> list[tuple[str, bool]]:
         """Upload sessions idle since before `idle_before` (id, True), and staging that no session

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, bindparam, delete, exists, func, select, tuple_
+from sqlalchemy import bindparam, delete, exists, func, select, tuple_
 
 from registry.metadata.db import Connection
 from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_fills, repositories,
@@ -180,11 +180,6 @@ async def lock_unreferenced_blobs(conn: Connection, digests: list[str], referenc
         conditions.append(~exists().where(manifest_references.c.digest == blobs.c.digest))
     query = select(blobs.c.digest, blobs.c.size).where(*conditions)
     return {r.digest: r.size for r in await conn.execute(query)}
-
-
-async def forget_blobs(conn: Connection, digests: list[str]) -> None:
-    if digests:
-        await conn.execute(delete(blobs).where(blobs.c.digest.in_(digests)))
 
 
 # -- upload sessions --------------------------------------------------------------------------

@@ -130,3 +130,19 @@ maintenance = Table(
     Column("last_report", Text, nullable=True),
     Column("last_finished_at", Float, nullable=True),
 )
+
+# Blobs whose bytes are being (or were) deleted: garbage collection records a tombstone and drops
+# the blob's row in one transaction, deletes the bytes with no transaction open, then marks the
+# tombstone finished. A push that publishes the same digest meanwhile waits for a pending one and
+# refuses to record a blob whose tombstone appeared after it looked (registry/content/local.py).
+# AUTOINCREMENT on SQLite: ids are never reused, even after old tombstones are purged.
+blob_deletions = Table(
+    "blob_deletions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", DIGEST, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),  # NULL while the bytes may still be being deleted
+    Index("ix_blob_deletions_digest", "digest"),
+    sqlite_autoincrement=True,
+)

@@ -22,7 +22,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 from registry.client import UpstreamError, UpstreamNotFound, UpstreamThrottled
 from registry.content.local import BlobContent, LocalContent, Manifest
@@ -183,7 +183,7 @@ class MirrorContent:
         found = await self._cached_blob(repository, digest)
         if found is not None:
             return found
-        try:
+        with _blob_errors(upstream, digest):
             self._check_throttle(upstream)
             if not self.fills.is_running(digest):
                 if not await self._claim(digest):
@@ -196,19 +196,6 @@ class MirrorContent:
                     return found
             fill = await self.fills.join(route, digest)
             self._hold_claim(fill, digest)
-        except UpstreamNotFound:
-            raise RegistryError("BLOB_UNKNOWN", f"{digest} not found at {upstream.alias}",
-                                detail={"digest": str(digest)}) from None
-        except UpstreamThrottled as exc:
-            upstream.stats.throttled += 1
-            upstream.block(exc.retry_after)
-            raise _throttled(upstream, exc.retry_after) from None
-        except UpstreamError as exc:
-            upstream.stats.upstream_errors += 1
-            if exc.status in (401, 403):
-                raise RegistryError("BLOB_UNKNOWN", f"{upstream.alias} refused access ({exc.status})",
-                                    detail={"digest": str(digest)}) from None
-            raise _unavailable(upstream, exc) from None
         if fill.finished and fill.error is None or fill.size is None:
             await _wait_finished(fill)
             return await self.local.blob(repository, digest)
@@ -223,6 +210,19 @@ class MirrorContent:
                     yield chunk
 
         return BlobContent(str(digest), fill.size, reader=read)
+
+    async def blob_head(self, repository: str, digest: Digest) -> BlobContent:
+        """The cached blob's size, else the upstream's answer to a HEAD: nothing is fetched."""
+        try:
+            return await self.local.blob_head(repository, digest)
+        except RegistryError as exc:
+            if exc.code != "BLOB_UNKNOWN":
+                raise
+        route = self._route(repository)
+        with _blob_errors(route.upstream, digest):
+            self._check_throttle(route.upstream)
+            size = await route.upstream.client.head_blob(route.name, str(digest))
+        return BlobContent(str(digest), size)
 
     async def _cached_blob(self, repository: str, digest: Digest) -> BlobContent | None:
         """The blob from the cache (counted as a hit), or None when it is not cached."""
@@ -286,8 +286,7 @@ class MirrorContent:
                             headers={"Retry-After": "5"})
 
     async def _commit_fill(self, route: Route, digest: Digest, path: Path, size: int) -> None:
-        await self.store.put_file(digest, path)
-        await self.local.adopt_blob(route.cache_name, digest, size)
+        await self.local.adopt_file(route.cache_name, digest, path, size)
         self.cache.touch(route.cache_name, [str(digest)])
         self.cache.poke()
 
@@ -410,6 +409,26 @@ def _platform_children(payload: bytes, parsed: ParsedManifest, platform: str | N
         if spec.get("os") == wanted_os and spec.get("architecture") == wanted_arch:
             chosen.append(entry["digest"])
     return chosen
+
+
+@contextlib.contextmanager
+def _blob_errors(upstream: Upstream, digest: Digest) -> Iterator[None]:
+    """An upstream's failure to give a blob, as the error a client gets (and counted)."""
+    try:
+        yield
+    except UpstreamNotFound:
+        raise RegistryError("BLOB_UNKNOWN", f"{digest} not found at {upstream.alias}",
+                            detail={"digest": str(digest)}) from None
+    except UpstreamThrottled as exc:
+        upstream.stats.throttled += 1
+        upstream.block(exc.retry_after)
+        raise _throttled(upstream, exc.retry_after) from None
+    except UpstreamError as exc:
+        upstream.stats.upstream_errors += 1
+        if exc.status in (401, 403):
+            raise RegistryError("BLOB_UNKNOWN", f"{upstream.alias} refused access ({exc.status})",
+                                detail={"digest": str(digest)}) from None
+        raise _unavailable(upstream, exc) from None
 
 
 def _throttled(upstream: Upstream, retry_after: float) -> RegistryError:

@@ -12,12 +12,15 @@ forms share one cache, and nobody can push into it.
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from registry.client import RegistryClient
+from registry.client.client import trust_context
 from registry.errors import RegistryError
 
 DOCKER_HUB_HOSTS = ("docker.io", "registry-1.docker.io", "index.docker.io")
@@ -48,6 +51,7 @@ class Upstream:
     username: str = ""
     password: str = ""
     tag_ttl: float = 300.0
+    ca_file: str = ""  # PEM CA(s) to trust for this upstream besides the system's (a private CA)
     stats: UpstreamStats = field(default_factory=UpstreamStats)
     blocked_until: float = 0.0  # after a 429: no upstream calls before this (monotonic)
     _client: RegistryClient | None = None
@@ -57,7 +61,8 @@ class Upstream:
         if self._client is None:
             # One retry: a mirror answers from its cache (or fails fast) rather than keep a client waiting.
             self._client = RegistryClient(self.url, self.username, self.password, retries=1,
-                                          user_agent="registry-mirror")
+                                          user_agent="registry-mirror",
+                                          tls=trust_context([Path(self.ca_file)] if self.ca_file else []))
         return self._client
 
     def cache_name(self, upstream_name: str) -> str:
@@ -80,7 +85,7 @@ def parse_upstreams(entries: list[Any]) -> list[Upstream]:
         where = f"mirror.upstreams[{index}]"
         if not isinstance(raw, dict):
             raise MirrorConfigError(f"{where}: expected a mapping")
-        unknown = set(raw) - {"alias", "url", "host", "docker_hub", "username", "password", "tag_ttl"}
+        unknown = set(raw) - {"alias", "url", "host", "docker_hub", "username", "password", "tag_ttl", "ca_file"}
         if unknown:
             raise MirrorConfigError(f"{where}: unknown keys {sorted(unknown)}")
         url = str(raw.get("url") or "")
@@ -92,15 +97,26 @@ def parse_upstreams(entries: list[Any]) -> list[Upstream]:
             raise MirrorConfigError(f"{where}: alias must be one lower-case path component")
         docker_hub = bool(raw.get("docker_hub"))
         host = str(raw.get("host") or ("docker.io" if docker_hub else parsed.netloc))
+        ca_file = str(raw.get("ca_file") or "")
+        if ca_file:
+            _check_ca_file(where, ca_file)
         upstreams.append(Upstream(alias=alias, url=url, host=host, docker_hub=docker_hub,
                                   username=str(raw.get("username") or ""), password=str(raw.get("password") or ""),
-                                  tag_ttl=float(raw.get("tag_ttl", 300))))
+                                  tag_ttl=float(raw.get("tag_ttl", 300)), ca_file=ca_file))
     aliases = [u.alias for u in upstreams]
     if len(set(aliases)) != len(aliases):
         raise MirrorConfigError("mirror.upstreams: aliases must be unique")
     if sum(u.docker_hub for u in upstreams) > 1:
         raise MirrorConfigError("mirror.upstreams: at most one upstream can be the docker_hub mirror")
     return upstreams
+
+
+def _check_ca_file(where: str, ca_file: str) -> None:
+    """Refuse at start-up, not at the first pull, a CA file that cannot be read or parsed."""
+    try:
+        trust_context([Path(ca_file)])
+    except (OSError, ssl.SSLError) as exc:
+        raise MirrorConfigError(f"{where}: ca_file {ca_file}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)

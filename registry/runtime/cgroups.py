@@ -243,7 +243,9 @@ class ContainerCgroups:
             if self.where["io"] == "v2":
                 if r.blkio_weight is not None:
                     if not (d / "io.weight").exists():
-                        raise CgroupError("--blkio-weight needs io.weight (the BFQ scheduler) on cgroup v2")
+                        raise CgroupError("--blkio-weight needs io.weight (the io.cost controller) on cgroup v2, "
+                                          "which this host does not offer; --device-read-bps and "
+                                          "--device-write-bps work without it")
                     _write(d / "io.weight", f"default {r.blkio_weight}")
                 for dev, rate in r.device_read_bps:
                     _write(d / "io.max", f"{_device_numbers(dev)} rbps={rate}")
@@ -256,8 +258,10 @@ class ContainerCgroups:
                             _write(d / name, str(r.blkio_weight))
                             break
                     else:
-                        raise CgroupError("--blkio-weight needs blkio.weight (the BFQ or CFQ scheduler), "
-                                          "which this host's blkio controller does not offer")
+                        raise CgroupError("--blkio-weight needs blkio.bfq.weight (the BFQ I/O scheduler on the "
+                                          "disks) or blkio.weight (CFQ, before Linux 5.0), which this host's blkio "
+                                          "controller does not offer; --device-read-bps and --device-write-bps "
+                                          "work without it")
                 for dev, rate in r.device_read_bps:
                     _write(d / "blkio.throttle.read_bps_device", f"{_device_numbers(dev)} {rate}")
                 for dev, rate in r.device_write_bps:

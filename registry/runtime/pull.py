@@ -9,12 +9,13 @@ import hashlib
 import json
 import os
 import platform as host_platform
+import ssl
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from registry.client.client import RegistryClient
+from registry.client.client import RegistryClient, trust_context
 from registry.digest import parse_digest
 from registry.manifest import DOCKER_MANIFEST, INDEXES, OCI_MANIFEST, parse_manifest
 from registry.reference import DEFAULT_REGISTRY, ImageReference, parse_image_reference
@@ -27,6 +28,7 @@ LAYER_TYPES = {
     "application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.docker.image.rootfs.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.diff.tar",
 }
+CONFIG_LIMIT = 16 * 1024 * 1024  # image configs are kilobytes; a runaway one is refused, not buffered
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -39,18 +41,50 @@ def host_platform_spec() -> tuple[str, str, str]:
     return "linux", _ARCH.get(machine, machine), "v7" if machine == "armv7l" else ""
 
 
-def _plain_http(host: str) -> bool:
+def insecure_registry(host: str) -> bool:
+    """Hosts where, as with docker's insecure registries, plain HTTP and unverified HTTPS are allowed:
+    127.0.0.0/8, localhost, ::1, and those in REGISTRY_INSECURE_REGISTRIES."""
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
     insecure = {h.strip() for h in os.environ.get("REGISTRY_INSECURE_REGISTRIES", "").split(",") if h.strip()}
     return host in insecure or name in ("localhost", "[::1]") or name.startswith("127.")
 
 
 def endpoints(ref: ImageReference, mirrors: list[str]) -> list[str]:
-    """Base URLs to try in order: Docker Hub's mirrors first (as dockerd's registry-mirrors), then the registry."""
+    """Base URLs to try in order: Docker Hub's mirrors first (as dockerd's registry-mirrors), then the
+    registry; an insecure registry over HTTPS first, then plain HTTP (as docker does)."""
     if ref.registry == DEFAULT_REGISTRY:
         return [m.rstrip("/") for m in mirrors] + ["https://registry-1.docker.io"]
-    scheme = "http" if _plain_http(ref.registry) else "https"
-    return [f"{scheme}://{ref.registry}"]
+    if insecure_registry(ref.registry):
+        return [f"https://{ref.registry}", f"http://{ref.registry}"]
+    return [f"https://{ref.registry}"]
+
+
+def tls_for(base: str) -> ssl.SSLContext | None:
+    """The CAs the user gave for this registry (certs.d); for an insecure registry without one, no
+    certificate check at all, as docker does."""
+    host = base.split("://", 1)[1]
+    cas = registry_cas(host)
+    if cas or not base.startswith("https://") or not insecure_registry(host):
+        return trust_context(cas)
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    return unverified
+
+
+CERTS_DIRS = (Path("/etc/docker/certs.d"), Path("/etc/containers/certs.d"))
+
+
+def registry_cas(host: str, certs_dirs: tuple[Path, ...] = CERTS_DIRS) -> list[Path]:
+    """The CA certificates a user gave for this registry, where docker and podman look for them:
+    `/etc/docker/certs.d/HOST:PORT/*.crt` and `/etc/containers/certs.d/HOST:PORT/*.crt`."""
+    found: list[Path] = []
+    for directory in certs_dirs:
+        try:
+            found += sorted(p for p in (directory / host).glob("*.crt") if p.is_file())
+        except OSError:
+            continue
+    return found
 
 
 def docker_credentials(host: str) -> tuple[str, str]:
@@ -98,8 +132,14 @@ class Puller:
         user, password = docker_credentials(ref.registry)
         errors = []
         for base in endpoints(ref, self.mirrors):
-            async with RegistryClient(base, user, password, user_agent="registry-runtime") as client:
+            # HTTPS to an insecure registry is a probe (its port may speak plain HTTP): no retries,
+            # plain HTTP comes next.
+            probing = base.startswith("https://") and insecure_registry(base.split("://", 1)[1])
+            async with RegistryClient(base, user, password, user_agent="registry-runtime", tls=tls_for(base),
+                                      retries=0 if probing else 3) as client:
                 try:
+                    if probing:
+                        await client.ping()
                     return await self._pull_from(client, ref)
                 except (LayerError, PullError):
                     raise
@@ -125,7 +165,7 @@ class Puller:
         if parsed.media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
             raise PullError(f"{ref} is a {parsed.media_type}, not an image")
         manifest = json.loads(response.payload)
-        config_bytes = await self._small_blob(client, ref.repository, manifest["config"]["digest"])
+        config_bytes = await client.small_blob(ref.repository, manifest["config"]["digest"], CONFIG_LIMIT)
         config = json.loads(config_bytes)
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         layers = manifest.get("layers", [])
@@ -142,15 +182,6 @@ class Puller:
         record = ImageRecord(digest, str(ref), manifest["config"]["digest"], config, records, time.time())
         self.store.save_image(record)
         return record
-
-    async def _small_blob(self, client: RegistryClient, repository: str, digest: str,
-                          limit: int = 16 * 1024 * 1024) -> bytes:
-        expected = parse_digest(digest)
-        async with client.blob(repository, digest) as response:
-            data = await response.content.read(limit + 1)
-        if len(data) > limit or hashlib.new(expected.algorithm, data).hexdigest() != expected.hex:
-            raise PullError(f"blob {digest} does not match its digest")
-        return data
 
     async def _layers(self, client: RegistryClient, repository: str, layers: list[LayerRecord]) -> None:
         rows = []

@@ -4,16 +4,20 @@ A store holds committed blobs keyed by digest only (never by repository: that is
 a blob pushed to many repositories exist once) and staged uploads keyed by an upload id.
 A committed blob's bytes always match its digest: `commit_upload` is only called after the
 caller verified the digest of exactly the bytes staged, and it publishes them atomically.
+Writes that find no room (start_upload, write_upload, commit_upload, put_blob, put_file) raise
+StorageFull, whatever the backend's own words for it.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import errno
 import os
 import secrets
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Protocol
+from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 from registry.digest import Digest
 
@@ -37,6 +41,41 @@ class StorageUnavailable(Exception):
     """The backend cannot be reached or refuses our credentials: a 503, not a hang or a 500."""
 
 
+class StorageFull(Exception):
+    """No room for the bytes (a full disk, a quota): a 5xx the client retries once space is back.
+
+    Not a client error: the same request succeeds later, unchanged.
+    """
+
+
+# ENOSPC: the filesystem is full; EDQUOT: the user's or project's quota on it is.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def full_disk_as_storage_full(where: object) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT raised inside the block into StorageFull naming `where`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise StorageFull(f"{where}: {os.strerror(exc.errno)}") from exc
+
+
+def require_free_space(directory: Path, floor: int) -> None:
+    """Raise StorageFull when the filesystem holding `directory` has fewer than `floor` bytes free.
+
+    Counts what an unprivileged writer may still use (f_bavail), not the blocks kept for root.
+    """
+    if floor <= 0:
+        return
+    stats = os.statvfs(directory)
+    free = stats.f_bavail * stats.f_frsize
+    if free < floor:
+        raise StorageFull(f"{directory} has {free} bytes free, below the floor of {floor} (storage.min_free_bytes)")
+
+
 class UploadOffsetMismatch(Exception):
     """A write did not start where the staged data ends."""
 
@@ -47,6 +86,11 @@ class UploadOffsetMismatch(Exception):
 
 
 class BlobStore(abc.ABC):
+    # Free bytes the store's disk must keep (storage.min_free_bytes): below it `ping` raises
+    # StorageFull, so readiness fails before writes do. 0: not checked; backends without a local
+    # disk ignore it.
+    min_free_bytes: int = 0
+
     # -- committed blobs --------------------------------------------------------------
     @abc.abstractmethod
     async def stat(self, digest: Digest) -> int | None:
@@ -130,11 +174,14 @@ class BlobStore(abc.ABC):
     def iter_uploads(self) -> AsyncIterator[tuple[str, float]]:
         """Every staged upload id with the time (epoch seconds) it was last written."""
 
-    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes],
+                       before_publish: Callable[[], Awaitable[None]] | None = None) -> int:
         """Store a whole blob whose digest is known up front (a monolithic push); returns its size.
 
         The bytes are verified before they become visible: DigestMismatch leaves nothing stored.
-        Backends may override this with something cheaper than an upload session.
+        `before_publish` is awaited once the bytes are verified, right before they are published
+        (the caller coordinates with garbage collection there). Backends may override this with
+        something cheaper than an upload session.
         """
         upload_id = "put-" + secrets.token_urlsafe(18)
         await self.start_upload(upload_id)
@@ -143,6 +190,8 @@ class BlobStore(abc.ABC):
             size = await self.write_upload(upload_id, 0, chunks, hasher)
             if hasher.hexdigest() != digest.hex:
                 raise DigestMismatch(str(digest))
+            if before_publish is not None:
+                await before_publish()
             await self.commit_upload(upload_id, digest)
         except BaseException:
             await self.abort_upload(upload_id)
@@ -159,6 +208,8 @@ class BlobStore(abc.ABC):
 
     async def ping(self, timeout: float) -> None:
         """Raise when the backend cannot serve now (readiness); answer within about `timeout` seconds.
+
+        StorageFull when it has no room for new blobs (below `min_free_bytes` on a local disk).
 
         The default looks up a digest no blob has: any answer, found or not, proves the backend works.
         """

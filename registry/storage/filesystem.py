@@ -3,7 +3,8 @@
 Commits are temp file + fsync + rename + directory fsync, so a crash leaves either no blob or
 the whole verified blob. Blocking calls run in the default executor so the event loop never
 waits on the disk; writing a large chunk and hashing it run in two executor jobs at once,
-overlapping the next network read.
+overlapping the next network read. A full disk (ENOSPC, EDQUOT) anywhere on the write path
+raises StorageFull.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import AsyncIterable, AsyncIterator, Callable
 
 from registry.digest import ALGORITHMS, Digest, parse_digest
 from registry.errors import RegistryError
-from registry.storage.base import BlobStore, Hasher, UploadNotFound, UploadOffsetMismatch
+from registry.storage.base import (BlobStore, Hasher, UploadNotFound, UploadOffsetMismatch,
+                                   full_disk_as_storage_full, require_free_space)
 
 READ_CHUNK = 1024 * 1024
 WRITEBACK_EVERY = 8 * 1024 * 1024
@@ -129,8 +131,9 @@ def _close_when_opened(job: asyncio.Future[_Appender]) -> None:
 
 
 class FilesystemStore(BlobStore):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
+        self.min_free_bytes = min_free_bytes
         self.blobs_dir = self.root / "blobs"
         self.uploads_dir = self.root / "uploads"
         self.quarantine_dir = self.root / "quarantine"
@@ -148,8 +151,11 @@ class FilesystemStore(BlobStore):
         return self.uploads_dir / upload_id
 
     async def ping(self, timeout: float) -> None:
-        """Both directories are there (a lost mount leaves an empty mountpoint) and a file can be made."""
-        await asyncio.to_thread(self._probe)
+        """Both directories are there (a lost mount leaves an empty mountpoint), a file can be made,
+        and the disk has at least `min_free_bytes` free (else StorageFull)."""
+        with full_disk_as_storage_full(self.uploads_dir):  # out of inodes
+            await asyncio.to_thread(self._probe)
+        await asyncio.to_thread(require_free_space, self.root, self.min_free_bytes)
 
     def _probe(self) -> None:
         for directory in (self.blobs_dir, self.uploads_dir):
@@ -275,7 +281,8 @@ class FilesystemStore(BlobStore):
 
     async def start_upload(self, upload_id: str) -> None:
         path = self._upload_path(upload_id)
-        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with full_disk_as_storage_full(path):  # no inode or directory block left
+            fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
 
     async def upload_size(self, upload_id: str) -> int:
@@ -287,6 +294,11 @@ class FilesystemStore(BlobStore):
     async def write_upload(self, upload_id: str, offset: int | None, chunks: AsyncIterable[bytes],
                            hasher: Hasher | None = None) -> int:
         path = self._upload_path(upload_id)
+        with full_disk_as_storage_full(path):
+            return await self._write_upload(path, upload_id, offset, chunks, hasher)
+
+    async def _write_upload(self, path: Path, upload_id: str, offset: int | None, chunks: AsyncIterable[bytes],
+                            hasher: Hasher | None) -> int:
         # The first chunk's job also opens the file and checks the offset (a small upload is one
         # chunk: one thread hop). Each job runs while the loop receives the next chunk.
         opening: asyncio.Future[_Appender] | None = None
@@ -327,7 +339,9 @@ class FilesystemStore(BlobStore):
             yield chunk
 
     async def commit_upload(self, upload_id: str, digest: Digest) -> bool:
-        return await asyncio.to_thread(self._commit, self._upload_path(upload_id), self.blob_path(digest))
+        final = self.blob_path(digest)
+        with full_disk_as_storage_full(final):  # fsync, mkdir and rename can each need room
+            return await asyncio.to_thread(self._commit, self._upload_path(upload_id), final)
 
     def _commit(self, staged: Path, final: Path) -> bool:
         published = self._publish(staged, final, os.rename)
@@ -369,8 +383,10 @@ class FilesystemStore(BlobStore):
 
     async def put_file(self, digest: Digest, path: Path) -> int:
         """Hard-link a verified local file into place (no copy); copy when on another filesystem."""
+        final = self.blob_path(digest)
         try:
-            return await asyncio.to_thread(self._link_in, Path(path), self.blob_path(digest))
+            with full_disk_as_storage_full(final):
+                return await asyncio.to_thread(self._link_in, Path(path), final)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise

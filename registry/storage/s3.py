@@ -22,7 +22,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -30,8 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as B
 
 from registry.digest import Digest, parse_digest
 from registry.errors import RegistryError
-from registry.storage.base import (BlobStore, DigestMismatch, Hasher, StorageUnavailable, UploadNotFound,
-                                   UploadOffsetMismatch)
+from registry.storage.base import (BlobStore, DigestMismatch, Hasher, StorageFull, StorageUnavailable,
+                                   UploadNotFound, UploadOffsetMismatch)
 
 log = logging.getLogger("registry.storage.s3")
 
@@ -41,6 +41,9 @@ MIN_PART = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_COPY = 5 * 1024 ** 3  # CopyObject's limit; larger objects are copied in parts
 READ_CHUNK = 1024 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# What S3 servers answer when a write finds no room: MinIO's full disk (507), a MinIO or Ceph bucket
+# quota, Swift's quota through s3api (413 EntityTooLarge: our single PUTs stay far below 5 GiB).
+FULL_CODES = frozenset({"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "QuotaExceeded", "EntityTooLarge"})
 
 
 def part_size_for(part_number: int, base: int) -> int:
@@ -125,6 +128,8 @@ class S3Store(BlobStore):
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoSuchBucket",
                         "AuthorizationHeaderMalformed", "InvalidToken", "ExpiredToken"):
                 raise StorageUnavailable(f"S3 refused the request ({code}): check bucket and credentials") from exc
+            if code in FULL_CODES:
+                raise StorageFull(f"S3 has no room for the write ({code}): a full disk or a bucket quota") from exc
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
                 raise StorageUnavailable(f"S3 error {code}") from exc
             raise
@@ -318,7 +323,8 @@ class S3Store(BlobStore):
             spool.close()
         return state.size
 
-    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+    async def put_blob(self, digest: Digest, chunks: AsyncIterable[bytes],
+                       before_publish: Callable[[], Awaitable[None]] | None = None) -> int:
         """Spool the first part locally; a blob that fits is verified and PUT straight to its key.
 
         Larger blobs go through a multipart upload session as usual.
@@ -333,9 +339,11 @@ class S3Store(BlobStore):
                 await asyncio.to_thread(_write_and_hash, spool, memoryview(chunk), hasher)
                 size += len(chunk)
                 if size > limit:
-                    return await self._put_blob_in_parts(digest, spool, iterator)
+                    return await self._put_blob_in_parts(digest, spool, iterator, before_publish)
             if hasher.hexdigest() != digest.hex:
                 raise DigestMismatch(str(digest))
+            if before_publish is not None:
+                await before_publish()
             if await self.stat(digest) is None:
                 spool.seek(0)
                 await self._call(self.client.put_object, Bucket=self.bucket, Key=self.blob_key(digest),
@@ -344,7 +352,8 @@ class S3Store(BlobStore):
         finally:
             spool.close()
 
-    async def _put_blob_in_parts(self, digest: Digest, spool: Any, rest: AsyncIterator[bytes]) -> int:
+    async def _put_blob_in_parts(self, digest: Digest, spool: Any, rest: AsyncIterator[bytes],
+                                 before_publish: Callable[[], Awaitable[None]] | None) -> int:
         """Too big for one PUT: replay the spooled start, then the rest, through an upload session."""
 
         async def everything() -> AsyncIterator[bytes]:
@@ -354,7 +363,7 @@ class S3Store(BlobStore):
             async for chunk in rest:
                 yield chunk
 
-        return await super().put_blob(digest, everything())
+        return await super().put_blob(digest, everything(), before_publish)
 
     async def _upload_part(self, upload_id: str, state: _UploadState, spool: Any, size: int) -> None:
         if state.multipart_id is None:

@@ -2,6 +2,9 @@
 
 Real clients only. A missing client is a failure with the way to get it, never a skip: the suite
 is meant to prove the registry works with them.
+
+After every test, the log of every registry process made so far must hold no traceback in what it
+wrote since the previous check (tests/conftest.py, for the whole suite).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.support import host
+from tests.support.clients import require_tool, skopeo  # noqa: F401  (skopeo: a fixture for the e2e tests)
 from tests.support.images import (
     BASE_DOCKERFILE,
     BUSYBOX,
@@ -34,13 +39,6 @@ DOCKERD = "/usr/sbin/dockerd"
 DOCKERD_TIMEOUT = 60
 
 
-def _require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} not found on PATH; install it with: apt-get install -y {package}", pytrace=False)
-    return path
-
-
 def _docker_info_ok() -> bool:
     try:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
@@ -56,8 +54,13 @@ def session_id() -> str:
 
 @pytest.fixture(scope="session")
 def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A usable Docker engine: the running one, or /usr/sbin/dockerd started (and stopped) here."""
-    _require("docker", "docker.io")
+    """A usable Docker engine: the running one, or /usr/sbin/dockerd started (and stopped) here.
+
+    Only a dockerd this fixture started is ever stopped, by its own process handle: one that was running
+    already, or that another test session started meanwhile (ours then exits: the pid file is taken), is
+    used and left running.
+    """
+    require_tool("docker", "docker.io")
     if _docker_info_ok():
         yield
         return
@@ -77,21 +80,7 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     def log_tail() -> str:
         return "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
 
-    deadline = time.monotonic() + DOCKERD_TIMEOUT
-    while not _docker_info_ok():
-        if proc.poll() is not None:
-            pytest.fail(f"dockerd exited with status {proc.returncode} (log {log_path}); is docker.io installed "
-                        f"(apt-get install -y docker.io)?\n{log_tail()}", pytrace=False)
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"dockerd did not answer `docker info` within {DOCKERD_TIMEOUT}s (log {log_path}); "
-                        f"is docker.io installed and working (apt-get install -y docker.io)?\n{log_tail()}",
-                        pytrace=False)
-        time.sleep(0.25)
-    try:
-        yield
-    finally:
+    def stop_ours() -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -99,6 +88,24 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    deadline = time.monotonic() + DOCKERD_TIMEOUT
+    while not _docker_info_ok():
+        other = host.dockerd_pid()
+        if proc.poll() is not None and other in (None, proc.pid):
+            pytest.fail(f"dockerd exited with status {proc.returncode} (log {log_path}); is docker.io installed "
+                        f"(apt-get install -y docker.io)?\n{log_tail()}", pytrace=False)
+        # else ours is starting, or another session's dockerd is (ours exited on its pid file): wait for it.
+        if time.monotonic() > deadline:
+            stop_ours()
+            pytest.fail(f"dockerd did not answer `docker info` within {DOCKERD_TIMEOUT}s (log {log_path}); "
+                        f"is docker.io installed and working (apt-get install -y docker.io)?\n{log_tail()}",
+                        pytrace=False)
+        time.sleep(0.25)
+    try:
+        yield
+    finally:
+        stop_ours()
 
 
 @dataclass
@@ -146,33 +153,9 @@ def docker_images(dockerd: None, session_id: str, tmp_path_factory: pytest.TempP
             run(["docker", "image", "rm", "--force", image.id], check=False)
 
 
-@dataclass
-class Skopeo:
-    """skopeo with a private policy (accept anything) and an empty registries.conf."""
-    base_args: list[str]
-
-    def __call__(self, *args: object, check: bool = True, timeout: float = 120,
-                 text: bool = True) -> subprocess.CompletedProcess:
-        return run([*self.base_args, *args], check=check, timeout=timeout, text=text)
-
-
-@pytest.fixture(scope="session")
-def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
-    binary = _require("skopeo", "skopeo")
-    root = tmp_path_factory.mktemp("skopeo")
-    registries_conf = root / "registries.conf"
-    registries_conf.write_text("")  # no mirrors, no short names: only what the test names
-    policy = root / "policy.json"
-    policy.write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
-    tmp = root / "tmp"
-    tmp.mkdir()
-    return Skopeo([binary, "--policy", str(policy), "--registries-conf", str(registries_conf),
-                   "--tmpdir", str(tmp)])
-
-
 @pytest.fixture(scope="session")
 def oci_image(session_id: str, tmp_path_factory: pytest.TempPathFactory) -> OciLayout:
-    """An OCI layout with two single-arch (linux/amd64) images, tags `v1` and `other`, sharing a layer."""
+    """An OCI layout with two images for this host's platform, tags `v1` and `other`, sharing a layer."""
     return write_single_arch_layout(tmp_path_factory.mktemp("oci-image") / "layout", session_id)
 
 

@@ -8,9 +8,11 @@ with --cert-dir. Anonymous pulls are allowed (--auth-anonymous-pull), anonymous 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +29,7 @@ from tests.auth.conftest import (
     secret,
     token_for,
 )
-from tests.support.images import OCI_MANIFEST, CommandFailed, OciLayout, run
+from tests.support.images import OCI_MANIFEST, CommandFailed, OciLayout
 
 pytestmark = pytest.mark.e2e
 
@@ -51,24 +53,42 @@ def secure_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRe
             shutil.rmtree(cert_dir, ignore_errors=True)
 
 
-def docker(server: AuthRegistry, *args: object, check: bool = True, input: str | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess:
-    """docker CLI; a failure carries the client output and the registry's log tail."""
-    try:
-        if input is None:
-            return run(["docker", *args], check=check, timeout=timeout)
+@dataclass
+class Docker:
+    """The docker CLI with a config directory of the test's own (DOCKER_CONFIG): `docker login` writes there,
+    not to the host's ~/.docker/config.json, and no credsStore or credHelpers of the host's take part."""
+    server: AuthRegistry
+    config_dir: Path
+
+    def __call__(self, *args: object, check: bool = True, input: str | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+        """A failure carries the client output and the registry's log tail."""
+        env = {**os.environ, "DOCKER_CONFIG": str(self.config_dir)}
         result = subprocess.run(["docker", *map(str, args)], input=input, capture_output=True, text=True,
-                                timeout=timeout)
+                                timeout=timeout, env=env)
         if check and result.returncode != 0:
-            raise CommandFailed(result)
+            raise AssertionError(f"{CommandFailed(result)}\n--- registry log {self.server.log_path} (tail)\n"
+                                 f"{self.server.log_tail()}")
         return result
-    except CommandFailed as exc:
-        raise AssertionError(f"{exc}\n--- registry log {server.log_path} (tail)\n{server.log_tail()}") from None
+
+    def login(self, password: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self("login", "--username", USER.name, "--password-stdin", self.server.host, input=password + "\n",
+                    check=check)
+
+    def stored_hosts(self) -> set[str]:
+        """The registries this config holds credentials for."""
+        config = self.config_dir / "config.json"
+        return set(json.loads(config.read_text()).get("auths", {})) if config.exists() else set()
 
 
-def login(server: AuthRegistry, password: str, check: bool = True) -> subprocess.CompletedProcess:
-    return docker(server, "login", "--username", USER.name, "--password-stdin", server.host, input=password + "\n",
-                  check=check)
+@pytest.fixture
+def docker(secure_registry: AuthRegistry, tmp_path: Path) -> Docker:
+    config_dir = tmp_path / "docker-config"
+    config_dir.mkdir()
+    # No credsStore, and an entry in "auths": the CLI then keeps credentials in this file rather than in a
+    # docker-credential-pass/-secretservice it finds on PATH (it looks for one only while a config holds no auth).
+    (config_dir / "config.json").write_text(json.dumps({"auths": {"placeholder.invalid": {}}}) + "\n")
+    return Docker(secure_registry, config_dir)
 
 
 def registry_manifest(server: AuthRegistry, repo: str, reference: str) -> tuple[int, bytes]:
@@ -86,58 +106,58 @@ def output(result: subprocess.CompletedProcess) -> str:
     return f"{result.stdout}\n{result.stderr}"
 
 
-def test_login_push_rmi_pull_logout(secure_registry: AuthRegistry, docker_images) -> None:
+def test_login_push_rmi_pull_logout(secure_registry: AuthRegistry, docker: Docker, docker_images) -> None:
     server = secure_registry
     image = docker_images.app1
     ref = f"{server.host}/auth/app1:v1"
-    refused = login(server, secret("wrong"), check=False)
+    refused = docker.login(secret("wrong"), check=False)
     assert refused.returncode != 0, output(refused)
     assert "unauthorized" in output(refused).lower() or "401" in output(refused), output(refused)
     try:
-        assert "Login Succeeded" in login(server, USER.password).stdout
-        docker(server, "tag", image.id, ref)
-        pushed = docker(server, "push", ref)
+        assert "Login Succeeded" in docker.login(USER.password).stdout
+        assert server.host in docker.stored_hosts(), "docker login stored nothing in its DOCKER_CONFIG"
+        docker("tag", image.id, ref)
+        pushed = docker("push", ref)
         match = re.search(r"^v1: digest: (sha256:[0-9a-f]{64}) size: \d+$", pushed.stdout, re.M)
         assert match, output(pushed)
         status, manifest = registry_manifest(server, "auth/app1", "v1")
         assert status == 200 and json.loads(manifest)["config"]["digest"] == image.id
 
-        docker(server, "rmi", ref)
-        docker(server, "image", "rm", "--force", image.id)  # so the pull really downloads
-        assert docker(server, "image", "inspect", image.id, check=False).returncode != 0
-        pulled = docker(server, "pull", ref)
+        docker("rmi", ref)
+        docker("image", "rm", "--force", image.id)  # so the pull really downloads
+        assert docker("image", "inspect", image.id, check=False).returncode != 0
+        pulled = docker("pull", ref)
         assert f"Digest: {match.group(1)}" in pulled.stdout, output(pulled)
         assert "Pull complete" in pulled.stdout, output(pulled)
-        assert json.loads(docker(server, "image", "inspect", ref).stdout)[0]["Id"] == image.id
+        assert json.loads(docker("image", "inspect", ref).stdout)[0]["Id"] == image.id
     finally:
-        docker(server, "logout", server.host, check=False)
-    config = Path.home() / ".docker" / "config.json"
-    if config.exists():
-        assert server.host not in json.loads(config.read_text()).get("auths", {}), "credentials left after logout"
+        docker("logout", server.host, check=False)
+    assert server.host not in docker.stored_hosts(), "credentials left after logout"
 
 
-def test_anonymous_pull_allowed_and_anonymous_push_refused(secure_registry: AuthRegistry, docker_images) -> None:
+def test_anonymous_pull_allowed_and_anonymous_push_refused(secure_registry: AuthRegistry, docker: Docker,
+                                                           docker_images) -> None:
     server = secure_registry
     image = docker_images.app1
-    docker(server, "logout", server.host, check=False)
+    assert server.host not in docker.stored_hosts()  # a config of its own: nobody logged in
     # Something to pull: pushed as the user (logged in only for that).
     ref = f"{server.host}/auth/public:v1"
-    login(server, USER.password)
+    docker.login(USER.password)
     try:
-        docker(server, "tag", image.id, ref)
-        docker(server, "push", ref)
+        docker("tag", image.id, ref)
+        docker("push", ref)
     finally:
-        docker(server, "logout", server.host)
+        docker("logout", server.host)
 
-    docker(server, "rmi", ref)
-    docker(server, "image", "rm", "--force", image.id)
-    pulled = docker(server, "pull", ref)  # no credentials
+    docker("rmi", ref)
+    docker("image", "rm", "--force", image.id)
+    pulled = docker("pull", ref)  # no credentials
     assert "Pull complete" in pulled.stdout, output(pulled)
-    assert json.loads(docker(server, "image", "inspect", ref).stdout)[0]["Id"] == image.id
+    assert json.loads(docker("image", "inspect", ref).stdout)[0]["Id"] == image.id
 
     denied_ref = f"{server.host}/auth/anonymous-push:v1"
-    docker(server, "tag", image.id, denied_ref)
-    refused = docker(server, "push", denied_ref, check=False)
+    docker("tag", image.id, denied_ref)
+    refused = docker("push", denied_ref, check=False)
     assert refused.returncode != 0, output(refused)
     text = output(refused).lower()
     assert "denied" in text or "unauthorized" in text or "authentication required" in text, output(refused)

@@ -27,7 +27,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.e2e.test_podman_ctr import podman  # noqa: F401  (a fixture: podman with its own store)
+from tests.e2e.test_podman_ctr import containerd_address, podman  # noqa: F401  (podman: a fixture)
 from tests.support.images import (
     CommandFailed,
     DockerImage,
@@ -64,7 +64,6 @@ HUB_TTL = 3.0
 FLAKY_TTL = 2.0
 BIG = 64 * 1024 * 1024
 CLIENTS = 20
-CONTAINERD_SOCKET = Path("/var/run/docker/containerd/containerd.sock")
 HUB_IMAGE = "library/busybox-test"
 
 DOCKERFILE = """\
@@ -306,12 +305,11 @@ def test_docker_registry_mirrors_pulls_through_the_mirror_and_runs(mirror: Regis
 
 
 @pytest.fixture
-def ctr_namespace(dockerd: None) -> Iterator[str]:
-    if not CONTAINERD_SOCKET.is_socket():
-        pytest.fail(f"{CONTAINERD_SOCKET} not found: dockerd runs without its own containerd", pytrace=False)
+def ctr_namespace(dockerd: None) -> Iterator[list[object]]:
+    """`ctr` (its arguments up to the command) for dockerd's containerd in a namespace of its own."""
     namespace = f"e2e-mirror-{uuid.uuid4().hex[:10]}"
-    yield namespace
-    base = ["ctr", "--address", CONTAINERD_SOCKET, "--namespace", namespace]
+    base: list[object] = ["ctr", "--address", containerd_address(), "--namespace", namespace]
+    yield base
     refs = run([*base, "images", "ls", "--quiet"], check=False).stdout.split()
     if refs:
         run([*base, "images", "rm", "--sync", *refs], check=False)
@@ -323,11 +321,11 @@ def ctr_namespace(dockerd: None) -> Iterator[str]:
 
 
 def test_containerd_hosts_toml_pulls_through_the_mirror_with_ns(mirror: RegistryProcess, hub: Hub,
-                                                                 ctr_namespace: str, tmp_path: Path) -> None:
+                                                                 ctr_namespace: list[object], tmp_path: Path) -> None:
     hosts_dir = tmp_path / "certs.d"
     (hosts_dir / "docker.io").mkdir(parents=True)
     (hosts_dir / "docker.io" / "hosts.toml").write_text(deploy_file("hosts.toml", mirror.host))
-    ctr = ["ctr", "--address", CONTAINERD_SOCKET, "--namespace", ctr_namespace]
+    ctr = ctr_namespace
     ref = f"docker.io/{HUB_IMAGE}:1"
     log = mirror_log(mirror)
     mark = log.mark()

@@ -3,7 +3,7 @@
 podman: a docker-built image is loaded into a private podman store, pushed (Docker schema 2 and
 OCI), removed, pulled back by digest and by tag, and run.
 
-ctr: talks to the containerd that dockerd starts, in a namespace of its own per test. It pulls a
+ctr: talks to the containerd dockerd uses (its own or the system's), in a namespace of its own per test. It pulls a
 docker-pushed and a skopeo-pushed image, an OCI image index for one platform and for all of them,
 fetches the missing platform's content later, and pushes images into other repositories, which the
 registry must then serve byte for byte.
@@ -26,6 +26,8 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
+from tests.support import host
+from tests.support.clients import require_tool
 from tests.support.images import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -40,16 +42,8 @@ from tests.support.server import RegistryProcess
 
 pytestmark = pytest.mark.e2e
 
-CONTAINERD_SOCKET = Path("/var/run/docker/containerd/containerd.sock")
 ACCEPT_ALL = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def _require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} not found on PATH; install it with: apt-get install -y {package}", pytrace=False)
-    return path
 
 
 def with_log(registry: RegistryProcess, args: list[object], *, check: bool = True, timeout: float = 120,
@@ -130,8 +124,8 @@ def _unmount_under(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    binary = _require("podman", "podman")
-    _require("runc", "runc")
+    binary = require_tool("podman", "podman")
+    require_tool("runc", "runc")
     top = tmp_path_factory.mktemp("podman")
     root, runroot, tmp, vartmp, net = (top / name for name in ("root", "runroot", "tmp", "vartmp", "net"))
     for directory in (root, runroot, tmp, vartmp, net):
@@ -295,15 +289,26 @@ def test_podman_run(podman: Podman, podman_pushed: PodmanPushed, registry: Regis
 
 # -- containerd's ctr -----------------------------------------------------------------------
 
+def containerd_address() -> Path:
+    """The socket of dockerd's containerd (tests/support/host.py finds it); the test is skipped, saying
+    where it looked, when there is none to find."""
+    require_tool("ctr", "containerd (it comes with docker.io)")
+    try:
+        return host.containerd_socket()
+    except host.HostLacks as exc:
+        pytest.skip(f"ctr has no containerd to talk to: {exc}")
+
+
 @dataclass
 class Ctr:
-    """`ctr` against dockerd's containerd, in a namespace nobody else uses."""
+    """`ctr` against dockerd's containerd (at `address`), in a namespace nobody else uses."""
     namespace: str
     registry: RegistryProcess
+    address: Path
 
     def __call__(self, *args: object, check: bool = True, text: bool = True,
                  timeout: float = 120) -> subprocess.CompletedProcess:
-        return with_log(self.registry, ["ctr", "--address", CONTAINERD_SOCKET, "--namespace", self.namespace, *args],
+        return with_log(self.registry, ["ctr", "--address", self.address, "--namespace", self.namespace, *args],
                         check=check, text=text, timeout=timeout)
 
     def pull(self, ref: str, *extra: str) -> subprocess.CompletedProcess:
@@ -335,14 +340,11 @@ class Ctr:
 @pytest.fixture
 def ctr(dockerd: None, registry: RegistryProcess) -> Iterator[Callable[[], Ctr]]:
     """A factory of ctr clients, each in a new namespace; images, content and namespaces go at the end."""
-    _require("ctr", "containerd (it comes with docker.io)")
-    if not CONTAINERD_SOCKET.is_socket():
-        pytest.fail(f"{CONTAINERD_SOCKET} not found: dockerd runs but not with its own containerd "
-                    f"(is another containerd configured in /etc/docker/daemon.json?)", pytrace=False)
+    address = containerd_address()
     made: list[Ctr] = []
 
     def make() -> Ctr:
-        client = Ctr(f"e2e-{uuid.uuid4().hex[:10]}", registry)
+        client = Ctr(f"e2e-{uuid.uuid4().hex[:10]}", registry, address)
         made.append(client)
         return client
 
@@ -406,7 +408,7 @@ def test_ctr_pull_single_platform(ctr, registry: RegistryProcess, docker_pushed:
         client.pull(ref)
         kind, listed, platforms = client.images()[ref]
         assert listed == digest, f"`ctr images ls` has {ref} at {listed}; the registry serves {digest}"
-        assert (kind, platforms) == (media_type, "linux/amd64")
+        assert (kind, platforms) == (media_type, f"linux/{host.oci_arch()}")  # both built for this host
         client.check_complete(ref)
         # containerd holds exactly the manifest, the config and the layers, as the registry has them.
         expected = {digest} | set(manifest_blobs(manifest))

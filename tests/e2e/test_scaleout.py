@@ -140,7 +140,9 @@ def test_docker_push_and_pull_through_nginx_round_robin(cluster, docker_images, 
         run(["docker", "image", "rm", "--force", image.id])
         run(["docker", "pull", remote], timeout=300)
         assert run(["docker", "image", "inspect", "--format", "{{.Id}}", remote]).stdout.strip() == image.id
-        output = run(["docker", "run", "--rm", remote, "/bin/busybox", "cat", "/app1.txt"]).stdout
+        # --network none: the container only reads a file, so no default bridge is needed.
+        output = run(["docker", "run", "--rm", "--network", "none", remote,
+                      "/bin/busybox", "cat", "/app1.txt"]).stdout
         assert output == image.files["/app1.txt"]
         hits = balancer.upstream_hits()
     assert set(hits) == {server.host for server in cluster}, hits

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.host import oci_arch
 from tests.support.images import OCI_INDEX, OCI_MANIFEST, CommandFailed, OciLayout, read_oci_layout
 from tests.support.server import RegistryProcess
 
@@ -111,7 +112,7 @@ def test_inspect(skopeo, registry, oci_image: OciLayout, image_repo: str, sessio
     for ref in (f"docker://{image_repo}:v1", f"docker://{image_repo}@{digest}"):
         info = json.loads(inspect(skopeo, registry, ref).stdout)
         assert info["Digest"] == digest
-        assert info["Architecture"] == "amd64" and info["Os"] == "linux"
+        assert info["Architecture"] == oci_arch() and info["Os"] == "linux"  # oci_image is built for this host
         assert info["Layers"] == [layer["digest"] for layer in manifest["layers"]]
         assert info["Labels"] == {"e2e.session": session_id, "e2e.tag": "v1"}
         assert "v1" in info["RepoTags"] and "other" in info["RepoTags"]

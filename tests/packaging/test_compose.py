@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from tests.packaging.conftest import BuiltImage
-from tests.packaging.test_image import _inspect, _wait_healthy
+from tests.packaging.test_image import _inspect, _wait_healthy, assert_container_log_clean
 from tests.support.images import BASE_DOCKERFILE, docker_build, make_base_context, run
 from tests.support.server import free_port
 
@@ -71,6 +71,7 @@ def test_single_node_compose_serves_push_and_pull(single_node, session_id: str, 
         run(["docker", "image", "rm", "--force", image.id])
         run(["docker", "pull", ref], timeout=120)
         assert _inspect("image", ref)["Id"] == image.id
+        assert_container_log_clean(container)
     finally:
         run(["docker", "image", "rm", "--force", image.id], check=False)
 

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from tests.packaging.conftest import BuiltImage
+from tests.support import host
+from tests.support.logcheck import assert_clean
 from tests.support.images import BASE_DOCKERFILE, docker_build, make_base_context, run
 from tests.support.server import free_port
 
@@ -26,9 +28,19 @@ def _inspect(kind: str, ref: str) -> dict:
     return json.loads(run(["docker", kind, "inspect", ref]).stdout)[0]
 
 
-def _bridge_gateway() -> str:
-    network = _inspect("network", "bridge")
-    return network["IPAM"]["Config"][0]["Gateway"]
+def _bridge_address() -> str:
+    """Where the host's connections to a published port come from inside the container (docker-proxy on the
+    default bridge): the bridge interface's address; dockerd 20.10 may omit the IPAM Gateway."""
+    try:
+        return host.docker_bridge_address().address
+    except host.HostLacks as exc:
+        pytest.skip(f"no address to allow anonymous pushes from: {exc}")
+
+
+def assert_container_log_clean(container: str) -> None:
+    """The registry inside logged no Python traceback."""
+    logs = run(["docker", "logs", container], check=False)
+    assert_clean(logs.stdout + logs.stderr, f"the log of container {container}")
 
 
 def _wait_healthy(container: str) -> None:
@@ -53,9 +65,9 @@ class Containers:
         self.volume = f"registry-packaging-{session}-{uuid.uuid4().hex[:6]}"
         self.port = free_port()
         self.names: list[str] = []
-        # Pushes reach the container from the bridge's gateway (docker-proxy), not from loopback:
+        # Pushes reach the container from the bridge's address (docker-proxy), not from loopback:
         # allow that one address to push anonymously, as deploy/compose.yaml does.
-        self.push_networks = f"127.0.0.0/8,::1,{_bridge_gateway()}/32"
+        self.push_networks = f"127.0.0.0/8,::1,{_bridge_address()}/32"
 
     def start(self, *extra: str) -> str:
         name = f"{self.volume}-{len(self.names)}"
@@ -66,12 +78,16 @@ class Containers:
         _wait_healthy(name)
         return name
 
-    def remove(self, name: str) -> None:
-        run(["docker", "rm", "--force", name], check=False)
+    def remove(self, name: str, check_log: bool = True) -> None:
+        try:
+            if check_log:
+                assert_container_log_clean(name)
+        finally:
+            run(["docker", "rm", "--force", name], check=False)
 
     def cleanup(self) -> None:
         for name in self.names:
-            self.remove(name)
+            self.remove(name, check_log=False)
         run(["docker", "volume", "rm", "--force", self.volume], check=False)
 
 
@@ -120,8 +136,25 @@ def test_push_pull_and_data_survive_a_new_container(containers: Containers, sess
         run(["docker", "image", "rm", "--force", image.id])
         run(["docker", "pull", ref], timeout=120)
         assert _inspect("image", ref)["Id"] == image.id
-        shown = run(["docker", "run", "--rm", ref, "/bin/cat", "/etc/e2e-session"]).stdout
+        shown = run(["docker", "run", "--rm", "--network", "none", ref, "/bin/cat", "/etc/e2e-session"]).stdout
         assert shown.strip() == session_id
         assert _inspect("container", second)["State"]["Health"]["Status"] == "healthy"
+        assert_container_log_clean(second)
     finally:
         run(["docker", "image", "rm", "--force", image.id], check=False)
+
+
+def test_the_documented_bridge_address_command(dockerd: None):
+    """docs/deployment.md's command for the address to allow prints the address these tests allow, on dockerd
+    versions with and without an IPAM Gateway."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    command = next((line for line in page.splitlines() if line.startswith("ip -4 -o addr show")), None)
+    assert command, "docs/deployment.md no longer shows the `ip -4 -o addr show` command"
+    try:
+        bridge = host.docker_bridge_address()
+    except host.HostLacks as exc:
+        pytest.skip(f"no default bridge here to read: {exc}")
+    if bridge.source != "interface":
+        pytest.skip(f"dockerd's bridge {bridge.interface} is not on this host (found only its IPAM Gateway)")
+    shown = run(["sh", "-c", command]).stdout.split()
+    assert "inet" in shown and shown[shown.index("inet") + 1].split("/")[0] == bridge.address, shown

@@ -1,8 +1,10 @@
 """Fixtures for the runtime tests: the real `registry` CLI as a subprocess, against the session's registry,
 with a store and a cgroup parent of its own, and a check after every test that nothing leaked
-(mounts, cgroups, veths, processes).
+(mounts, cgroups, veths, processes) and that the registry servers it used logged no traceback.
 
-These tests need root, overlayfs and cgroups; a missing prerequisite fails with what to do, never skips.
+These tests need root, overlayfs and cgroups; a missing prerequisite fails with what to do. What varies between
+hosts of this kind (cgroup v1, hybrid or v2; a block I/O weight or none; swap) is detected by tests/support/host.py
+and each test checks what the host has.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from typing import Iterator
 import pytest
 
 from tests.runtime import images as im
+from tests.support import host
 from tests.support.server import RegistryProcess
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_report_header() -> str:
+    """The host facts these tests adapt to, at the top of the run (e.g. "cgroup hybrid: ...; no block I/O
+    weight ...")."""
+    try:
+        return f"host: {host.describe()}"
+    except OSError as exc:  # not root, no /sys: the prerequisites below say what is missing
+        return f"host: not probed ({exc})"
 
 
 def _require_root_prerequisites() -> None:
@@ -66,19 +78,19 @@ class Runtime:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
     # -- what must not outlive a test -----------------------------------------------------
+    def cgroup_parents(self) -> list[Path]:
+        """This runtime's parent cgroup in every hierarchy (v1 mounts, named ones, v2's root) that has one."""
+        return [p for p in (m / self.cgroup_parent for m in host.cgroups().mount_points) if p.is_dir()]
+
     def cgroup_dirs(self) -> list[str]:
-        out = []
-        for hierarchy in Path("/sys/fs/cgroup").iterdir():
-            parent = hierarchy / self.cgroup_parent
-            if parent.is_dir():
-                out += [str(p) for p in parent.iterdir() if p.is_dir()]
-        return sorted(out)
+        return sorted(str(p) for parent in self.cgroup_parents() for p in parent.iterdir() if p.is_dir())
 
     def mounts(self) -> list[str]:
         text = Path("/proc/self/mountinfo").read_text()
         return [line for line in text.splitlines() if str(self.root) in line]
 
     def links(self) -> list[str]:
+        """The host ends of containers' veth pairs (registry.runtime.network.host_names)."""
         return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(("rr", "rp")))
 
     def processes(self) -> list[str]:
@@ -97,8 +109,11 @@ class Runtime:
                 found.append(f"{entry}: {cmdline[:200]}")
         return found
 
-    def leaks(self) -> dict[str, list[str]]:
-        return {k: v for k, v in {"mounts": self.mounts(), "cgroups": self.cgroup_dirs(), "links": self.links(),
+    def leaks(self, links_before: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+        """What is left; links present before the test are not counted (another runtime on this host, e.g. a
+        concurrent test run, has its own)."""
+        links = [n for n in self.links() if n not in links_before]
+        return {k: v for k, v in {"mounts": self.mounts(), "cgroups": self.cgroup_dirs(), "links": links,
                                   "processes": self.processes()}.items() if v}
 
 
@@ -108,13 +123,11 @@ def runtime(registry: RegistryProcess, tmp_path_factory: pytest.TempPathFactory)
     root = tmp_path_factory.mktemp("runtime-root")
     rt = Runtime(root, f"registry-runtime-test-{uuid.uuid4().hex[:8]}", registry)
     yield rt
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        parent = hierarchy / rt.cgroup_parent
-        if parent.is_dir():
-            try:
-                parent.rmdir()
-            except OSError:
-                pass
+    for parent in rt.cgroup_parents():
+        try:
+            parent.rmdir()
+        except OSError:
+            pass
 
 
 @pytest.fixture(autouse=True)
@@ -124,12 +137,13 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     rt: Runtime = request.getfixturevalue("runtime")
+    links_before = frozenset(rt.links())
     yield
     deadline = time.monotonic() + 10
-    leaks = rt.leaks()
+    leaks = rt.leaks(links_before)
     while leaks and time.monotonic() < deadline:  # a monitor may still be tearing down after `rm`
         time.sleep(0.1)
-        leaks = rt.leaks()
+        leaks = rt.leaks(links_before)
     # Exited containers hold nothing; remove them so each test starts clean.
     containers = rt.root / "containers"
     if containers.is_dir():

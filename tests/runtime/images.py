@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.host import oci_arch
+
 BUSYBOX = Path("/bin/busybox")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -109,10 +111,12 @@ class Image:
 
 
 def push(registry_url: str, name: str, tag: str, layers: list[Layer], config: dict[str, Any] | None = None,
-         history: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> Image:
-    """Push blobs, config and an OCI manifest; `config` is the image config's `config` object."""
+         history: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+         architecture: str | None = None) -> Image:
+    """Push blobs, config and an OCI manifest; `config` is the image config's `config` object. The image is for
+    this host's architecture (busybox is the host's) unless `architecture` says otherwise."""
     document = {
-        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "architecture": architecture or oci_arch(), "os": "linux", "created": "2024-01-01T00:00:00Z",
         "config": config or {},
         "rootfs": {"type": "layers", "diff_ids": [lay.diff_id for lay in layers]},
         "history": history or [{"created": "2024-01-01T00:00:00Z", "created_by": f"layer {i}"}

@@ -33,7 +33,9 @@ def test_docker_pushed_image_runs(runtime: Runtime, dockerd: None, tmp_path: Pat
     make_base_context(context, uuid.uuid4().hex)
     (context / "Dockerfile").write_text(DOCKERFILE)
     tag = f"{runtime.registry.host}/rt-docker-{uuid.uuid4().hex[:8]}/app:1"
-    run(["docker", "build", "--quiet", "--tag", tag, str(context)], env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    # --network none: the RUN steps need no network, so the build does not depend on dockerd's bridge.
+    run(["docker", "build", "--quiet", "--network", "none", "--tag", tag, str(context)],
+        env={"DOCKER_BUILDKIT": "0"}, timeout=180)
     try:
         run(["docker", "push", tag], timeout=180)
         out = runtime.cli("run", "--rm", tag, timeout=120).stdout.splitlines()

@@ -118,26 +118,30 @@ def test_pull_picks_this_platform_from_an_index(runtime: Runtime) -> None:
     import httpx
     import json as _json
 
+    from tests.support.host import oci_arch
+
+    ours = oci_arch()
+    other = "arm64" if ours != "arm64" else "amd64"
     name = f"rt-{uuid.uuid4().hex[:8]}/multi"
-    amd64 = im.push(runtime.registry.url, name, "amd64", [im.layer(im.busybox_entries() + [im.file("arch", "amd64\n")])],
-                    {"Cmd": ["cat", "/arch"]})
-    arm64 = im.push(runtime.registry.url, name, "arm64", [im.layer([im.file("arch", "arm64\n")])],
-                    {"Cmd": ["cat", "/arch"]})
+    native = im.push(runtime.registry.url, name, ours, [im.layer(im.busybox_entries() + [im.file("arch", f"{ours}\n")])],
+                     {"Cmd": ["cat", "/arch"]})
+    foreign = im.push(runtime.registry.url, name, other, [im.layer([im.file("arch", f"{other}\n")])],
+                      {"Cmd": ["cat", "/arch"]}, architecture=other)
     with httpx.Client(base_url=runtime.registry.url) as http:
         sizes = {d: len(http.get(f"/v2/{name}/manifests/{d}", headers={"Accept": im.OCI_MANIFEST}).content)
-                 for d in (amd64.digest, arm64.digest)}
+                 for d in (native.digest, foreign.digest)}
         index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
-            {"mediaType": im.OCI_MANIFEST, "digest": arm64.digest, "size": sizes[arm64.digest],
-             "platform": {"architecture": "arm64", "os": "linux"}},
-            {"mediaType": im.OCI_MANIFEST, "digest": amd64.digest, "size": sizes[amd64.digest],
-             "platform": {"architecture": "amd64", "os": "linux"}}]}
+            {"mediaType": im.OCI_MANIFEST, "digest": foreign.digest, "size": sizes[foreign.digest],
+             "platform": {"architecture": other, "os": "linux"}},
+            {"mediaType": im.OCI_MANIFEST, "digest": native.digest, "size": sizes[native.digest],
+             "platform": {"architecture": ours, "os": "linux"}}]}
         resp = http.put(f"/v2/{name}/manifests/multi", content=_json.dumps(index).encode(),
                         headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
         assert resp.status_code == 201, resp.text
     reference = f"{runtime.registry.host}/{name}:multi"
     pulled = runtime.cli("pull", reference).stdout.strip()
-    assert pulled.endswith(amd64.digest)
-    assert runtime.cli("run", "--rm", reference).stdout == "amd64\n"
+    assert pulled.endswith(native.digest)
+    assert runtime.cli("run", "--rm", reference).stdout == f"{ours}\n"
 
 
 def test_docker_hub_names_go_to_the_configured_mirror(runtime: Runtime) -> None:

@@ -7,7 +7,10 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.runtime.conftest import Runtime
+from tests.support import host
 
 
 def inspect(runtime: Runtime, name: str) -> dict:
@@ -23,10 +26,21 @@ def wait_status(runtime: Runtime, name: str, status: str, timeout: float = 20) -
         time.sleep(0.2)
 
 
+def _no_swap_beyond_memory() -> list[str]:
+    """On v1 a memory limit does not bound swap (v2 gets memory.swap.max = memory from the runtime): where the host
+    swaps, hold the container to its memory with --memory-swap, or the hog swaps instead of being killed."""
+    if host.cgroups().place("memory") != "v1" or not host.swap_in_use():
+        return []
+    if not host.swap_accounting():
+        pytest.skip("this host swaps and its v1 memory controller has no swap accounting (memory.memsw.*), so a "
+                    "memory limit cannot stop a container from swapping instead of being OOM-killed")
+    return ["--memory-swap", "32m"]
+
+
 def test_memory_hog_is_oom_killed(runtime: Runtime, pulled_base: str) -> None:
     hog = "a=$(head -c 100000000 /dev/zero | tr '\\0' x); echo survived"
-    result = runtime.cli("run", "--name", "hog", "--memory", "32m", pulled_base, "sh", "-c", hog, check=False,
-                         timeout=120)
+    result = runtime.cli("run", "--name", "hog", "--memory", "32m", *_no_swap_beyond_memory(), pulled_base,
+                         "sh", "-c", hog, check=False, timeout=120)
     assert result.returncode == 137, result
     assert "survived" not in result.stdout
     state = inspect(runtime, "hog")
@@ -34,23 +48,29 @@ def test_memory_hog_is_oom_killed(runtime: Runtime, pulled_base: str) -> None:
 
 
 def test_memory_limit_is_in_the_cgroup(runtime: Runtime, pulled_base: str) -> None:
-    runtime.cli("run", "-d", "--name", "memcg", "--memory", "32m", "--memory-swap", "64m", "--cpus", "0.5",
-                "--cpu-shares", "512", "--pids-limit", "20", pulled_base, "sleep", "30")
+    swap = host.swap_accounting()
+    limits = ["--memory", "32m", "--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "20"]
+    if not swap:  # --memory-swap needs swap accounting: refused where the host has none
+        refused = runtime.cli("run", "--rm", *limits, "--memory-swap", "64m", pulled_base, "true", check=False)
+        assert refused.returncode == 125 and "--memory-swap needs swap accounting" in refused.stderr, refused.stderr
+    runtime.cli("run", "-d", "--name", "memcg", *limits, *(["--memory-swap", "64m"] if swap else []),
+                pulled_base, "sleep", "30")
     try:
         dirs = inspect(runtime, "memcg")["cgroups"]["dirs"]
         memory = Path(dirs["memory"]) / "memory.limit_in_bytes" if "memory" in dirs else Path(dirs["v2"]) / "memory.max"
         assert int(memory.read_text()) == 32 * 1024 * 1024
         pids = Path(dirs.get("pids") or dirs["v2"]) / "pids.max"
         assert pids.read_text().strip() == "20"
-        if "memory" in dirs:
+        if swap and "memory" in dirs:
             assert int((Path(dirs["memory"]) / "memory.memsw.limit_in_bytes").read_text()) == 64 * 1024 * 1024
-        else:
+        elif swap:  # v2: memory.swap.max is the swap beyond memory
             assert int((Path(dirs["v2"]) / "memory.swap.max").read_text()) == 32 * 1024 * 1024
         if "cpu" in dirs:
             assert (Path(dirs["cpu"]) / "cpu.cfs_quota_us").read_text().strip() == "50000"
             assert (Path(dirs["cpu"]) / "cpu.shares").read_text().strip() == "512"
         else:
             assert (Path(dirs["v2"]) / "cpu.max").read_text().split()[0] == "50000"
+            assert (Path(dirs["v2"]) / "cpu.weight").read_text().strip() == "20"  # runc's mapping of 512 shares
     finally:
         runtime.cli("rm", "-f", "memcg")
 

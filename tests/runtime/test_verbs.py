@@ -4,12 +4,16 @@ rm, images, history, inspect, rmi; limits the host cannot honour are errors."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.runtime import images as im
 from tests.runtime.conftest import Runtime
+from tests.support import host
 
 
 def inspect(runtime: Runtime, name: str) -> dict:
@@ -113,34 +117,74 @@ def test_limits_a_host_cannot_honour_are_errors() -> None:
             raise AssertionError(f"{resources} accepted without a controller")
 
 
-def test_blkio_weight_and_bad_combinations(runtime: Runtime, pulled_base: str) -> None:
+def test_blkio_weight_lands_in_the_hosts_weight_file(runtime: Runtime, pulled_base: str) -> None:
+    weight_file = host.io_weight_file()
+    if weight_file is None:
+        pytest.skip(f"no block I/O weight here: {host.io_weight_absence()}; "
+                    "test_blkio_weight_is_refused_where_the_host_has_none checks the refusal")
     runtime.cli("run", "-d", "--name", "weighted", "--blkio-weight", "300", pulled_base, "sleep", "30")
     try:
         dirs = inspect(runtime, "weighted")["cgroups"]["dirs"]
-        if "blkio" in dirs:
-            files = [Path(dirs["blkio"]) / n for n in ("blkio.weight", "blkio.bfq.weight")]
-            assert any(f.exists() and f.read_text().split()[-1] == "300" for f in files)
-        else:
-            assert "300" in (Path(dirs["v2"]) / "io.weight").read_text()
+        leaf = Path(dirs["blkio"] if host.cgroups().place("io") == "v1" else dirs["v2"])
+        assert (leaf / weight_file).read_text().split()[-1] == "300"  # "300" (v1) or "default 300" (v2, BFQ)
     finally:
         runtime.cli("rm", "-f", "weighted")
-    bad = runtime.cli("run", "--rm", "--restart", "always", pulled_base, "true", check=False)
-    assert bad.returncode == 125 and "detached" in bad.stderr
 
 
-def test_device_read_bps_is_set(runtime: Runtime, pulled_base: str) -> None:
-    device = next((f"/dev/{d}" for d in ("vda", "sda", "nvme0n1", "xvda") if Path(f"/dev/{d}").exists()), None)
-    assert device, "no block device found to throttle"
-    runtime.cli("run", "-d", "--name", "io", "--device-read-bps", f"{device}:1m", "--device-write-bps",
-                f"{device}:2m", pulled_base, "sleep", "30")
+def test_blkio_weight_is_refused_where_the_host_has_none(runtime: Runtime, pulled_base: str) -> None:
+    """A limit the host cannot honour is an error (not Docker's warning and a silent drop), and the failed start
+    leaves no cgroup, mount or process behind."""
+    if host.io_weight_file() is not None:
+        pytest.skip(f"this host has {host.io_weight_file()}: test_blkio_weight_lands_in_the_hosts_weight_file "
+                    "checks it is used")
+    expected = "--blkio-weight needs" if host.cgroups().place("io") else "the io cgroup controller is not available"
+    foreground = runtime.cli("run", "--rm", "--blkio-weight", "300", pulled_base, "echo", "RAN", check=False)
+    assert foreground.returncode == 125 and expected in foreground.stderr, foreground.stderr
+    assert "RAN" not in foreground.stdout and "Traceback" not in foreground.stderr
+    assert runtime.cli("ps", "-aq").stdout.strip() == "", "--rm removes the container that could not start"
+    detached = runtime.cli("run", "-d", "--name", "weighted", "--blkio-weight", "300", pulled_base, "sleep", "30",
+                           check=False)
+    assert detached.returncode == 125 and expected in detached.stderr, detached.stderr
+    try:
+        state = inspect(runtime, "weighted")  # kept with its error, as docker keeps one whose start failed
+        assert state["status"] == "exited" and state["exit_code"] == 125 and state["started"] is None
+        assert expected in state["error"] and state["cgroups"] == {}
+        assert runtime.cgroup_dirs() == [] and runtime.processes() == [] and runtime.mounts() == []
+    finally:
+        runtime.cli("rm", "-f", "weighted")
+    assert not (runtime.root / "containers" / state["id"]).exists()
+
+
+def test_bad_combinations_are_refused(runtime: Runtime, pulled_base: str) -> None:
+    for args, message in ((["--rm", "--restart", "always"], "detached"),
+                          (["-d", "--rm", "--restart", "always"], "cannot be combined"),
+                          (["--memory-swap", "64m"], "--memory-swap needs --memory")):
+        bad = runtime.cli("run", *args, pulled_base, "echo", "RAN", check=False)
+        assert bad.returncode == 125 and message in bad.stderr, (args, bad.stderr)
+        assert "RAN" not in bad.stdout
+    assert runtime.cli("ps", "-aq").stdout.strip() == "", "a refused run creates no container"
+
+
+def test_device_read_and_write_bps_are_set(runtime: Runtime, pulled_base: str) -> None:
+    device = host.block_device()
+    if device is None:
+        pytest.skip("no block device on this host to name in a throttle rule (/sys/block lists none with a /dev node)")
+    rates = ["--device-read-bps", f"{device}:1m", "--device-write-bps", f"{device}:2m"]
+    if host.cgroups().place("io") is None:
+        refused = runtime.cli("run", "--rm", *rates, pulled_base, "true", check=False)
+        assert refused.returncode == 125 and "io cgroup controller is not available" in refused.stderr
+        return
+    runtime.cli("run", "-d", "--name", "io", *rates, pulled_base, "sleep", "30")
     try:
         dirs = inspect(runtime, "io")["cgroups"]["dirs"]
-        if "blkio" in dirs:
-            assert str(1 << 20) in (Path(dirs["blkio"]) / "blkio.throttle.read_bps_device").read_text()
-            assert str(2 << 20) in (Path(dirs["blkio"]) / "blkio.throttle.write_bps_device").read_text()
+        major_minor = f"{os.major(os.stat(device).st_rdev)}:{os.minor(os.stat(device).st_rdev)}"
+        if host.cgroups().place("io") == "v1":
+            read = (Path(dirs["blkio"]) / "blkio.throttle.read_bps_device").read_text().split()
+            write = (Path(dirs["blkio"]) / "blkio.throttle.write_bps_device").read_text().split()
+            assert read == [major_minor, str(1 << 20)] and write == [major_minor, str(2 << 20)]
         else:
-            text = (Path(dirs["v2"]) / "io.max").read_text()
-            assert f"rbps={1 << 20}" in text and f"wbps={2 << 20}" in text
+            line = next(x for x in (Path(dirs["v2"]) / "io.max").read_text().splitlines() if x.startswith(major_minor))
+            assert f"rbps={1 << 20}" in line and f"wbps={2 << 20}" in line
     finally:
         runtime.cli("rm", "-f", "io")
 

@@ -302,10 +302,35 @@ def test_put_blob_with_wrong_digest_stores_nothing(store, size):
 
     async def scenario():
         wrong = digest_of(b"something else")
+        hooked = []
+
+        async def before_publish() -> None:
+            hooked.append(True)
+
         with pytest.raises(DigestMismatch):
-            await store.put_blob(wrong, chunks(data))
+            await store.put_blob(wrong, chunks(data), before_publish)
+        assert not hooked, "before_publish runs only for verified bytes"
         assert await store.stat(wrong) is None
         assert await store.stat(digest_of(data)) is None
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("size", [1000, 12 * 1024 * 1024 + 3])
+def test_put_blob_calls_before_publish_once_verified_and_not_yet_visible(store, size):
+    """The caller coordinates with garbage collection there (registry/content/local.py)."""
+    data = os.urandom(size)
+    digest = digest_of(data)
+
+    async def scenario():
+        seen: list[int | None] = []
+
+        async def before_publish() -> None:
+            seen.append(await store.stat(digest))
+
+        assert await store.put_blob(digest, chunks(data[:700], data[700:]), before_publish) == size
+        assert seen == [None]
+        assert await collect(store.read(digest)) == data
 
     run(scenario())
 

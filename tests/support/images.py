@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from tests.support.host import oci_arch
+
 BUSYBOX = Path("/bin/busybox")
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -289,12 +291,13 @@ def file_layer(path: str, content: bytes) -> tuple[bytes, str]:
 
 
 def write_single_arch_layout(root: Path, session: str) -> OciLayout:
-    """Two amd64 images sharing the busybox layer: tags `v1` and `other`."""
+    """Two images for this host's architecture (its busybox runs in them) sharing the busybox layer: tags `v1`
+    and `other`."""
     writer = OciLayoutWriter(root)
     base = busybox_layer()
-    v1 = writer.add_image("amd64", [base, file_layer("/etc/hello.txt", f"hello {session}\n".encode())],
+    v1 = writer.add_image(oci_arch(), [base, file_layer("/etc/hello.txt", f"hello {session}\n".encode())],
                           labels={"e2e.session": session, "e2e.tag": "v1"})
-    other = writer.add_image("amd64", [base, file_layer("/etc/other.txt", f"other {session}\n".encode())],
+    other = writer.add_image(oci_arch(), [base, file_layer("/etc/other.txt", f"other {session}\n".encode())],
                              labels={"e2e.session": session, "e2e.tag": "other"})
     writer.tag(v1, "v1")
     writer.tag(other, "other")
@@ -305,8 +308,9 @@ def write_single_arch_layout(root: Path, session: str) -> OciLayout:
 def write_multi_arch_layout(root: Path, session: str) -> OciLayout:
     """An OCI image index (tag `multi`) over linux/amd64 and linux/arm64 manifests.
 
-    The arm64 image reuses busybox (amd64) bytes: it only has to be valid, not runnable. Both
-    images share a data layer, so the registry sees one blob referenced from two manifests.
+    Deliberately these two platforms on any host: both images hold the host's busybox, so at most one of them
+    runs here; each only has to be valid. Both images share a data layer, so the registry sees one blob
+    referenced from two manifests.
     """
     writer = OciLayoutWriter(root)
     shared = file_layer("/etc/multi.txt", f"multi {session}\n".encode())

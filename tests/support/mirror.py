@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from typing import Iterator, Sequence
 import bcrypt
 import httpx
 
+from tests.support import host
 from tests.support.images import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, file_layer, json_bytes, run, sha256
 from tests.support.process import terminate, wait_until_answers
 from tests.support.server import RegistryProcess, free_port
@@ -122,9 +125,10 @@ class Image:
 
 
 def small_image(label: str) -> Image:
-    """One layer holding /etc/label, and a config naming it; unique for a unique `label`."""
+    """One layer holding /etc/label, and a config naming it; unique for a unique `label`. For this host's
+    architecture, so containerd here pulls and unpacks it."""
     layer, diff_id = file_layer("/etc/label", f"{label}\n".encode())
-    config = json_bytes({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+    config = json_bytes({"architecture": host.oci_arch(), "os": "linux", "config": {"Cmd": ["/bin/sh"]},
                          "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
     manifest = json_bytes({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -135,10 +139,38 @@ def small_image(label: str) -> Image:
     return Image(manifest, {sha256(config): config, sha256(layer): layer})
 
 
-def push_blob(base_url: str, repo: str, data: bytes, auth: tuple[str, str] | None = None) -> str:
-    """Monolithic upload (POST then PUT); returns the digest."""
+def bulky_image(label: str, manifest_bytes: int = 320_000, config_bytes: int = 220_000,
+                noise_bytes: int = 256 * 1024) -> Image:
+    """An image whose manifest (big annotations) and config (many labels) are each far larger than
+    one network read, plus an incompressible layer: what a peer sending in pieces breaks first.
+    Unique for a unique `label`."""
+    rng = random.Random(label)
+
+    def filler(prefix: str, total: int) -> dict[str, str]:
+        return {f"{prefix}.{i:04d}": f"{label} {i} {rng.randbytes(480).hex()}" for i in range(total // 1000 + 1)}
+
+    label_layer, label_diff = file_layer("/etc/label", f"{label}\n".encode())
+    noise_layer, noise_diff = file_layer("/var/noise", rng.randbytes(noise_bytes))
+    config = json_bytes({"architecture": host.oci_arch(), "os": "linux",
+                         "config": {"Cmd": ["/bin/sh"], "Labels": filler("e2e.config", config_bytes)},
+                         "rootfs": {"type": "layers", "diff_ids": [label_diff, noise_diff]}})
+    manifest = json_bytes({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256(layer), "size": len(layer)}
+                   for layer in (label_layer, noise_layer)],
+        "annotations": {"e2e.label": label, **filler("e2e.manifest", manifest_bytes)},
+    })
+    assert len(manifest) > manifest_bytes and len(config) > config_bytes
+    return Image(manifest, {sha256(config): config, sha256(label_layer): label_layer,
+                            sha256(noise_layer): noise_layer})
+
+
+def push_blob(base_url: str, repo: str, data: bytes, auth: tuple[str, str] | None = None,
+              verify: ssl.SSLContext | bool = True) -> str:
+    """Monolithic upload (POST then PUT); returns the digest. `verify`: httpx's, for a TLS server."""
     digest = sha256(data)
-    with httpx.Client(base_url=base_url, auth=auth, timeout=120) as http:
+    with httpx.Client(base_url=base_url, auth=auth, timeout=120, verify=verify) as http:
         started = http.post(f"/v2/{repo}/blobs/uploads/")
         assert started.status_code == 202, f"POST upload to {base_url}/{repo}: {started.status_code} {started.text}"
         location = started.headers["Location"]
@@ -149,18 +181,19 @@ def push_blob(base_url: str, repo: str, data: bytes, auth: tuple[str, str] | Non
 
 
 def push_manifest(base_url: str, repo: str, reference: str, image: Image,
-                  auth: tuple[str, str] | None = None) -> str:
+                  auth: tuple[str, str] | None = None, verify: ssl.SSLContext | bool = True) -> str:
     response = httpx.put(f"{base_url}/v2/{repo}/manifests/{reference}", content=image.manifest, auth=auth,
-                         headers={"Content-Type": image.media_type}, timeout=60)
+                         headers={"Content-Type": image.media_type}, timeout=60, verify=verify)
     assert response.status_code == 201, f"PUT {repo}:{reference} -> {response.status_code} {response.text}"
     assert response.headers["Docker-Content-Digest"] == image.digest
     return image.digest
 
 
-def push_image(base_url: str, repo: str, tag: str, image: Image, auth: tuple[str, str] | None = None) -> str:
+def push_image(base_url: str, repo: str, tag: str, image: Image, auth: tuple[str, str] | None = None,
+               verify: ssl.SSLContext | bool = True) -> str:
     for data in image.blobs.values():
-        push_blob(base_url, repo, data, auth)
-    return push_manifest(base_url, repo, tag, image, auth)
+        push_blob(base_url, repo, data, auth, verify)
+    return push_manifest(base_url, repo, tag, image, auth, verify)
 
 
 def upstream_digest(base_url: str, repo: str, reference: str, auth: tuple[str, str] | None = None) -> str:
@@ -251,26 +284,11 @@ auth:
 # -- dockerd's registry-mirrors ---------------------------------------------------------------
 
 def _dockerd_pid() -> int:
-    for candidate in (Path("/var/run/docker.pid"), Path("/run/docker.pid")):
-        try:
-            return int(candidate.read_text().strip())
-        except (OSError, ValueError):
-            continue
-    found = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()
-    if len(found) != 1:
-        raise AssertionError(f"cannot tell which dockerd to signal (pidof dockerd: {found})")
-    return int(found[0])
-
-
-def _daemon_json(pid: int) -> Path:
-    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    for index, arg in enumerate(args):
-        text = arg.decode()
-        if text == "--config-file" and index + 1 < len(args):
-            return Path(args[index + 1].decode())
-        if text.startswith("--config-file="):
-            return Path(text.split("=", 1)[1])
-    return Path("/etc/docker/daemon.json")
+    pid = host.dockerd_pid()
+    if pid is None:
+        raise AssertionError("cannot tell which dockerd to signal (no live pid in "
+                             f"{' or '.join(map(str, host.DOCKER_PID_FILES))}, and `pidof dockerd` found not one)")
+    return pid
 
 
 def docker_mirrors() -> list[str]:
@@ -297,7 +315,7 @@ def dockerd_settings(settings: dict) -> Iterator[Path]:
     (an absent list key as [], since removing a key does not clear it), SIGHUP, then restore the
     file exactly as it was (or remove it if there was none)."""
     pid = _dockerd_pid()
-    path = _daemon_json(pid)
+    path = host.daemon_json(pid)
     original = path.read_text() if path.exists() else None
     current = json.loads(original) if original and original.strip() else {}
     try:

@@ -1,17 +1,26 @@
-"""Start the registry as a real process on loopback, for tests and benchmarks."""
+"""Start the registry as a real process on loopback, for tests and benchmarks.
+
+Also on another address (`listen_host`), with TLS (`tls`), or through a launcher such as
+`ip netns exec NS` (`wrap`). Every RegistryProcess made is remembered in SERVER_LOGS, so the e2e
+suite can check each server's log for tracebacks after every test.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
-
+from typing import Sequence
 
 from tests.support.process import wait_until_answers
 from tests.support.storage_view import FilesystemView, StorageView
+from tests.support.testca import ServerCert
+
+SERVER_LOGS: list[Path] = []  # the log of every registry process made, in order (see tests/e2e/conftest.py)
 
 
 def free_port() -> int:
@@ -25,35 +34,46 @@ class RegistryProcess:
 
     def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None,
                  args: list[str] | None = None, log_path: Path | None = None,
-                 storage: StorageView | None = None) -> None:
+                 storage: StorageView | None = None, listen_host: str = "127.0.0.1",
+                 tls: ServerCert | None = None, wrap: Sequence[str] = ()) -> None:
         self.data_dir = Path(data_dir)
+        self.listen_host = listen_host
+        self.tls = tls
+        self.wrap = list(wrap)  # e.g. ["ip", "netns", "exec", NS]: where the process runs
         self.storage: StorageView = storage or FilesystemView(self.data_dir)
         self.port = port or free_port()
         self.env = env or {}
         self.args = args or []
         self.log_path = log_path or self.data_dir.parent / f"registry-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        if self.log_path not in SERVER_LOGS:
+            SERVER_LOGS.append(self.log_path)
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.listen_host}:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client needs to trust this server (httpx `verify=`)."""
+        return ssl.create_default_context(cafile=str(self.tls.ca_file)) if self.tls else True
 
     def start(self, timeout: float = 30) -> "RegistryProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")
+        tls = ["--tls-cert-file", str(self.tls.cert_file), "--tls-key-file", str(self.tls.key_file)] if self.tls else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "registry", "serve", "--listen", self.host, "--data-dir", str(self.data_dir),
-             *self.args],
+            [*self.wrap, sys.executable, "-m", "registry", "serve", "--listen", self.host, "--data-dir",
+             str(self.data_dir), *tls, *self.args],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
         wait_until_answers(self.proc, f"{self.url}/v2/", lambda status: status == 200, timeout, "registry",
-                           self.log_tail, self.stop)
+                           self.log_tail, self.stop, verify=self.verify())
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
