@@ -220,8 +220,11 @@ class WriterLock:
         self._transactions = 0  # since acquired
 
     def _file(self) -> int:
-        if self._pid != os.getpid():  # opened after fork: a descriptor shared with the parent would share its lock
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Opened in the process that locks: a descriptor inherited across fork would share its lock.
+        # flock needs no write access, so an account that may write the database but did not
+        # create this (empty) file can still lock it.
+        if self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             self._pid = os.getpid()
         return self._fd
 
