@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import yaml
+
+from registry.numbers import ascii_decimal, ascii_integer
 
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
@@ -103,7 +107,10 @@ class TLSConfig:
 class LimitsConfig:
     manifest_bytes: int = option(4 * 1024 * 1024, "largest manifest accepted, in bytes")
     blob_bytes: int = option(0, "largest blob accepted, in bytes (0: no limit)")
-    header_bytes: int = option(16384, "longest request line or header field, in bytes")
+    header_bytes: int = option(8192, "longest request line, header name or header value, in bytes (longer: "
+                                     "431)")
+    header_total_bytes: int = option(65536, "largest request head (request line and all header fields), in bytes "
+                                            "(larger: 431)")
     rate: float = option(2000.0, "requests per second allowed per client address (0: no limit)")
     burst: int = option(20000, "requests a client may send at once above the rate")
     body_timeout: float = option(120.0, "seconds a request body may stall before the request is aborted")
@@ -182,7 +189,7 @@ class Config:
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
-        return (host.strip("[]") or "0.0.0.0", int(port))
+        return (host.strip("[]") or "0.0.0.0", listen_port(port))
 
     @property
     def database_url(self) -> str:
@@ -233,6 +240,42 @@ def options(cls: type = Config, prefix: tuple[str, ...] = ()) -> Iterator[Option
             yield OptionSpec(prefix + (f.name,), ftype, default, f.metadata.get("help", ""), f.metadata.get("choices"))
 
 
+def listen_port(text: str) -> int:
+    """The port of `listen`: 1 to 5 ASCII digits, below 65536."""
+    port = ascii_decimal(text, 5)
+    if port is None or port > 65535:
+        raise ValueError(f"not a port: {text!r}")
+    return port
+
+
+_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+
+
+def _integer(value: Any) -> int:
+    """An int option: a YAML integer, or ASCII digits with an optional sign (registry/numbers.py)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        result: int | None = value if -2 ** 63 <= value < 2 ** 63 else None
+    else:
+        result = ascii_integer(value.strip(" \t")) if isinstance(value, str) else None
+    if result is None:
+        raise ValueError(f"not an integer (int64, ASCII digits): {str(value)[:40]!r}")
+    return result
+
+
+def _number(value: Any) -> float:
+    """A float option: a finite YAML number, or an ASCII decimal (no NaN, no infinity, no other digits)."""
+    text = value.strip(" \t") if isinstance(value, str) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    elif text is not None and len(text) <= 40 and _FLOAT.fullmatch(text):
+        result = float(text)
+    else:
+        raise ValueError(f"not a number: {str(value)[:40]!r}")
+    if not math.isfinite(result):
+        raise ValueError(f"not a finite number: {str(value)[:40]!r}")
+    return result
+
+
 def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
     try:
         if spec.type is list:
@@ -249,9 +292,13 @@ def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
                 result = False
             else:
                 raise ValueError(f"not a boolean: {value!r}")
+        elif spec.type is int:
+            result = _integer(value)
+        elif spec.type is float:
+            result = _number(value)
         else:
             result = spec.type(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"{source}: {spec.dotted}: {exc}") from None
     if spec.choices and result not in spec.choices:
         raise ConfigError(f"{source}: {spec.dotted}: {result!r} is not one of {', '.join(spec.choices)}")
@@ -305,7 +352,7 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
 def _apply_yaml(config: Config, path: Path) -> None:
     try:
         document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:  # ValueError: an int of 4,300+ digits
         raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
@@ -325,13 +372,16 @@ def _apply_yaml(config: Config, path: Path) -> None:
 
 
 def _validate(config: Config) -> None:
-    host, _, port = config.listen.rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"listen: expected host:port, got {config.listen!r}")
+    try:
+        listen_port(config.listen.rpartition(":")[2])
+    except ValueError:
+        raise ConfigError(f"listen: expected host:port, got {config.listen!r}") from None
     if config.workers < 1:
         raise ConfigError("workers: must be at least 1")
     if config.upload_chunk_bytes < 4096:
         raise ConfigError("upload_chunk_bytes: must be at least 4096")
+    if config.limits.header_bytes < 1024 or config.limits.header_total_bytes < config.limits.header_bytes:
+        raise ConfigError("limits.header_bytes must be at least 1024, and limits.header_total_bytes at least that")
     if config.mirror.upstreams:
         from registry.mirror.upstreams import MirrorConfigError, parse_upstreams
 
