@@ -96,7 +96,21 @@ def manifest_reference(value: str) -> str | Digest:
 
 MAX_PAGE_DIGITS = 9  # n up to 999,999,999: beyond any page a client can use
 MAX_CURSOR_LENGTH = MAX_NAME_LENGTH  # `last` is a repository name, a tag or an upload id: none is longer
-_CURSOR = re.compile(r"[\x21-\x7e]+")
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def is_printable_key(value: str) -> bool:
+    """A name, tag or upload id could be `value`: 1 to 255 printable ASCII characters. Nothing else
+    need reach the database (PostgreSQL raises on NUL in text)."""
+    return len(value) <= MAX_CURSOR_LENGTH and bool(_PRINTABLE_ASCII.fullmatch(value))
+
+
+def upload_id(request: web.Request) -> str:
+    """The upload session in the path; one that no session could have is unknown (404)."""
+    value = request.match_info["uuid"]
+    if not is_printable_key(value):
+        raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": value[:100]})
+    return value
 
 
 def pagination(request: web.Request) -> tuple[int | None, str | None]:
@@ -120,7 +134,7 @@ def pagination_cursor(value: str | None) -> str | None:
     surrogates: PostgreSQL raises on both) must not reach it."""
     if not value:
         return None
-    if len(value) > MAX_CURSOR_LENGTH or not _CURSOR.fullmatch(value):
+    if not is_printable_key(value):
         raise RegistryError("PAGINATION_NUMBER_INVALID",
                             f"last must be a name or tag: at most {MAX_CURSOR_LENGTH} printable ASCII characters",
                             detail={"last": value[:100]})

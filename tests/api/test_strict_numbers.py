@@ -2,8 +2,8 @@
 
 Before: `?n=²` was 500 (`isdigit()` is true for '²', `int()` fails), `?n=٣` meant 3,
 `Range: bytes=٣-٥` got 206 `bytes 3-5/100`, and a Range or Content-Range of more than 4,300
-digits was 500 (`int()` refuses to convert it). On PostgreSQL, `?last=%00` was 500 too
-(PostgreSQL refuses NUL in text). Each case here runs against every set-up (tests/api/conftest.py);
+digits was 500 (`int()` refuses to convert it). On PostgreSQL, `?last=a%00b` and an upload id
+`a%00b` were 500 too (PostgreSQL refuses NUL in text). Each case here runs against every set-up (tests/api/conftest.py);
 the suite's autouse fixture fails any test whose registry logged a traceback.
 """
 
@@ -238,3 +238,16 @@ def test_ascii_content_range_still_uploads(client: httpx.Client) -> None:
     location = start_upload(client, name).headers["Location"]
     resp = client.patch(location, content=b"0123456789", headers={**OCTET, "Content-Range": "0-9"})
     assert resp.status_code == 202 and resp.headers["Range"] == "0-9"
+
+
+# -- upload ids: what no session could have is unknown, and never reaches the database ------------
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "PUT", "DELETE"])
+@pytest.mark.parametrize("upload_id", ["a%00b", "%C3%A9t%C3%A9", "a" * 256], ids=["nul", "non-ascii", "too-long"])
+def test_upload_id_that_no_session_has_is_404(client: httpx.Client, method: str, upload_id: str) -> None:
+    """`a%00b` was 500 on PostgreSQL, which refuses NUL in text."""
+    path = f"/v2/{unique_name('strict-id')}/blobs/uploads/{upload_id}"
+    if method == "PUT":
+        path += "?digest=" + sha256(b"")
+    resp = client.request(method, path, content=b"" if method in ("PATCH", "PUT") else None)
+    assert_error(resp, 404, "BLOB_UPLOAD_UNKNOWN")
