@@ -107,8 +107,8 @@ class TLSConfig:
 class LimitsConfig:
     manifest_bytes: int = option(4 * 1024 * 1024, "largest manifest accepted, in bytes")
     blob_bytes: int = option(0, "largest blob accepted, in bytes (0: no limit)")
-    header_bytes: int = option(8192, "longest request line, header name or header value, in bytes (longer: "
-                                     "431)")
+    header_bytes: int = option(16384, "longest request line, header name or header value, in bytes (longer: "
+                                      "431)")
     header_total_bytes: int = option(65536, "largest request head (request line and all header fields), in bytes "
                                             "(larger: 431)")
     rate: float = option(2000.0, "requests per second allowed per client address (0: no limit)")
