@@ -76,7 +76,8 @@ def _framing_error(request: web.BaseRequest, head_limit: int) -> RegistryError |
 def _parser_error(status: int, exc: BaseException | None) -> RegistryError:
     """The JSON for an answer aiohttp makes itself: 400 from its parser, 500/504 from a handler."""
     if not isinstance(exc, HttpProcessingError):
-        return RegistryError("UNKNOWN", "internal server error" if status == 500 else "error", status=status)
+        message = {500: "internal server error", 504: "the request took too long"}.get(status, "error")
+        return RegistryError("UNKNOWN", message, status=status)
     if isinstance(exc, LineTooLong) or exc.message == "Too many headers received":
         return RegistryError("UNSUPPORTED", "request header fields too large: a line or a field is too long, or "
                              "there are too many fields", status=431)
