@@ -128,19 +128,20 @@ async def get_token(request: web.Request) -> web.Response:
 async def post_token(request: web.Request) -> web.Response:
     gate = _gate(request)
     timeout = request.app[LIMITS_KEY].body_timeout
+    if request.content_type != "application/x-www-form-urlencoded":  # RFC 6749 4.3.2 and 6: a form, nothing else
+        raise RegistryError("UNSUPPORTED", "the token request is a form: Content-Type "
+                            "application/x-www-form-urlencoded", status=400)
     try:
         form = await asyncio.wait_for(request.post(), timeout)
     except asyncio.TimeoutError:
         raise RegistryError("UNAUTHORIZED", f"request body stalled for {timeout:.0f}s", status=408) from None
-    except ValueError:  # not UTF-8 (UnicodeDecodeError), or a multipart body that does not parse
+    except ValueError:  # not UTF-8 (UnicodeDecodeError)
         raise RegistryError("UNSUPPORTED", "the form must be application/x-www-form-urlencoded UTF-8",
                             status=400) from None
 
     def field(key: str) -> str:
         value = form.get(key, "")
-        if not isinstance(value, str):  # a file part of a multipart form
-            raise RegistryError("UNSUPPORTED", f"form field {key} must be text", status=400)
-        return value
+        return value if isinstance(value, str) else ""
 
     _check_service(gate, field("service") or None)
     wanted = requested([field("scope")])
