@@ -134,7 +134,7 @@ class Policy:
         try:
             document = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
-            raise PolicyError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+            raise PolicyError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
         except RecursionError:
             raise PolicyError(f"{path}: nested too deeply") from None
         if document is None:
@@ -150,7 +150,8 @@ class Policy:
             rules_raw = []
         if not isinstance(rules_raw, list):
             raise PolicyError(f"{path}: rules must be a list of rules; got {_kind(rules_raw)}")
-        rules = [_rule(raw, _where(path, i, raw)) for i, raw in enumerate(rules_raw)]
+        lines = getattr(rules_raw, "lines", [])
+        rules = [_rule(raw, _where(path, i, raw, lines[i] if i < len(lines) else 0)) for i, raw in enumerate(rules_raw)]
         admins = _strings(document, "admins", f"{path}: admins", "a user name or group:NAME")
         for admin in admins:
             if admin.startswith("group:") and not admin[len("group:"):].strip():
@@ -165,6 +166,12 @@ class _Located(dict):  # type: ignore[type-arg]
     """A mapping from the policy file that remembers the line it starts on."""
 
     line = 0
+
+
+class _Sequence(list):  # type: ignore[type-arg]
+    """A list from the policy file that remembers the line each item starts on."""
+
+    lines: list[int] = []
 
 
 class _PolicyLoader(yaml.SafeLoader):
@@ -187,7 +194,23 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Loca
     return mapping
 
 
+def _construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> _Sequence:
+    sequence = _Sequence(loader.construct_sequence(node, deep=True))
+    sequence.lines = [item.start_mark.line + 1 for item in node.value]
+    return sequence
+
+
 _PolicyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_PolicyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`line L, column C: what` on one line (PyYAML's own text spans several and quotes the source)."""
+    mark = getattr(exc, "problem_mark", None)
+    what = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
+    if mark is None or not what:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
 
 
 def _show(value: Any) -> str:
@@ -196,14 +219,19 @@ def _show(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {_show(value)}"
+    """`a mapping {...}`, `a number 5`: what was found, in YAML's words."""
+    kinds = ((bool, "a boolean"), (dict, "a mapping"), (list, "a list"), (str, "a string"), (int, "a number"),
+             (float, "a number"))
+    kind = next((name for type_, name in kinds if isinstance(value, type_)), type(value).__name__)
+    shown = _show(dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
+    return f"{kind} {shown}"
 
 
-def _where(path: Path, index: int, raw: Any) -> str:
+def _where(path: Path, index: int, raw: Any, line: int = 0) -> str:
     """`FILE: rules[I] (line N, repositories P)`: enough to find the entry in the file."""
     parts = []
-    if isinstance(raw, _Located) and raw.line:
-        parts.append(f"line {raw.line}")
+    if line:
+        parts.append(f"line {line}")
     if isinstance(raw, dict):
         patterns = raw.get("repositories")
         if isinstance(patterns, str) or (isinstance(patterns, list) and patterns
