@@ -164,7 +164,7 @@ class Gate:
         identity = await self.credentials.check(name, password, address)
         if identity is None:
             self.logins.failed(address, name)
-            log.warning("failed login for %r from %s", name, address)
+            log.warning("failed login for %r from %s", name[:100], address)  # names come from anyone
             raise self.challenge(request, need_of(request), message="invalid username or password")
         self.logins.succeeded(address, name)
         return identity

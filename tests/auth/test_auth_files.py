@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import bcrypt
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -266,8 +267,6 @@ def test_serve_with_malformed_htpasswd_or_keys_exits_with_one_line(tmp_path: Pat
 
 def test_htpasswd_broken_while_running_keeps_the_users_read_before(tmp_path: Path) -> None:
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"hank": "hank-pw"})
-    import httpx
-
     with AuthRegistry(tmp_path / "data", args=["--auth-mode", "basic", "--auth-htpasswd", str(htpasswd)]) as server:
         assert httpx.get(f"{server.url}/v2/", auth=("hank", "hank-pw")).status_code == 200
         time.sleep(0.01)

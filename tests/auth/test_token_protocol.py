@@ -35,6 +35,7 @@ from tests.auth.conftest import (
     assert_insufficient_scope,
     basic,
     bearer,
+    claims_of,
     describe,
     granted,
     post_blob,
@@ -175,8 +176,6 @@ def test_mount_without_pull_on_the_source_is_a_plain_upload_session(world: World
 def test_repeated_scopes_merge_into_one_grant(world: World) -> None:
     token = world.token(DEV, "repository:dst/five:pull", "repository:dst/five:push", "repository:dst/five:pull",
                         "registry:catalog:*", "repository:dst/five:pull,push,fly")
-    from tests.auth.conftest import claims_of
-
     access = claims_of(token)["access"]
     assert access == [{"type": "repository", "name": "dst/five", "actions": ["pull", "push"]}], access
 
