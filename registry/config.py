@@ -362,6 +362,9 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
             parse(value)
         except PolicyError as exc:
             raise ConfigError(f"{sources.get(option, option)}: {exc}") from None
+    from registry.auth.files import check_files
+
+    check_files(config)  # policy, htpasswd and key files: an AuthFileError (a ConfigError) names file and entry
     if config.storage.min_free_bytes < 0:
         raise ConfigError("storage.min_free_bytes: must not be negative (0 turns the check off)")
     if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:
