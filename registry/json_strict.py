@@ -52,9 +52,7 @@ def loads(data: bytes, max_depth: int = MAX_DEPTH) -> Any:
         raise
     except ValueError as exc:  # JSONDecodeError, and anything a hook's conversion raises
         raise StrictJSONError(f"is not valid JSON: {exc}") from None
-    # Cheap bound first: fewer opening brackets than the limit cannot nest deeper than it.
-    if data.count(b"[") + data.count(b"{") > max_depth:
-        _check_depth(value, max_depth)
+    _check_depth(value, max_depth)
     if _SURROGATE_ESCAPE.search(text):  # rare: only then look at every string
         _check_surrogates(value)
     return value

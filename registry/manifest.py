@@ -72,6 +72,8 @@ _DESCRIPTOR_KEYS = _field_names(_DESCRIPTOR_FIELDS)
 
 def _exact_keys(value: dict[str, Any], keys: tuple[frozenset[str], dict[str, str]], where: str) -> None:
     exact, folded = keys
+    if value.keys() <= exact:  # the usual case, checked in C
+        return
     for key in value:
         if key not in exact and (field_name := folded.get(key.casefold())) is not None:
             raise _invalid(f"{where}key {json_strict.show(key)} differs from \"{field_name}\" only in case "
@@ -81,7 +83,7 @@ def _exact_keys(value: dict[str, Any], keys: tuple[frozenset[str], dict[str, str
 def _descriptor(value: Any, where: str) -> Descriptor:
     if not isinstance(value, dict):
         raise _invalid(f"{where}: descriptor must be an object")
-    _exact_keys(value, _DESCRIPTOR_KEYS, f"{where}: ")
+    _exact_keys(value, _DESCRIPTOR_KEYS, where + ": ")
     media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise _invalid(f"{where}: descriptor has no mediaType")
