@@ -20,7 +20,8 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from registry.numbers import ascii_decimal, ascii_integer
+from registry.config_entries import whole_number
+from registry.numbers import ascii_decimal
 
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
@@ -251,17 +252,6 @@ def listen_port(text: str) -> int:
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
 
 
-def _integer(value: Any) -> int:
-    """An int option: a YAML integer, or ASCII digits with an optional sign (registry/numbers.py)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        result: int | None = value if -2 ** 63 <= value < 2 ** 63 else None
-    else:
-        result = ascii_integer(value.strip(" \t")) if isinstance(value, str) else None
-    if result is None:
-        raise ValueError(f"not an integer (int64, ASCII digits): {str(value)[:40]!r}")
-    return result
-
-
 def _number(value: Any) -> float:
     """A float option: a finite YAML number, or an ASCII decimal (no NaN, no infinity, no other digits)."""
     text = value.strip(" \t") if isinstance(value, str) else None
@@ -293,12 +283,12 @@ def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
             else:
                 raise ValueError(f"not a boolean: {value!r}")
         elif spec.type is int:
-            result = _integer(value)
+            result = whole_number(value)
         elif spec.type is float:
             result = _number(value)
         else:
             result = spec.type(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise ConfigError(f"{source}: {spec.dotted}: {exc}") from None
     if spec.choices and result not in spec.choices:
         raise ConfigError(f"{source}: {spec.dotted}: {result!r} is not one of {', '.join(spec.choices)}")
@@ -334,22 +324,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
     config = Config()
+    sources: dict[str, str] = {}  # option -> where its value came from (a file, a variable, a flag)
     config_file = getattr(args, "config", None) or environ.get("REGISTRY_CONFIG")
     if config_file:
-        _apply_yaml(config, Path(config_file))
+        _apply_yaml(config, Path(config_file), sources)
     for spec in options():
         if spec.env in environ:
             _set(config, spec.path, _coerce(spec, environ[spec.env], spec.env))
+            sources[spec.dotted] = spec.env
     if args is not None:
         for spec in options():
             value = getattr(args, spec.dest, None)
             if value is not None:
                 _set(config, spec.path, _coerce(spec, value, spec.flag))
-    _validate(config)
+                sources[spec.dotted] = spec.flag
+    _validate(config, sources)
     return config
 
 
-def _apply_yaml(config: Config, path: Path) -> None:
+def _apply_yaml(config: Config, path: Path, sources: dict[str, str]) -> None:
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:  # ValueError: an int of 4,300+ digits
@@ -365,13 +358,14 @@ def _apply_yaml(config: Config, path: Path) -> None:
                 walk(value, path_)
             elif path_ in known:
                 _set(config, path_, _coerce(known[path_], value, str(path)))
+                sources[known[path_].dotted] = str(path)
             else:
                 raise ConfigError(f"{path}: unknown option {'.'.join(path_)}")
 
     walk(document, ())
 
 
-def _validate(config: Config) -> None:
+def _validate(config: Config, sources: dict[str, str]) -> None:
     try:
         listen_port(config.listen.rpartition(":")[2])
     except ValueError:
@@ -388,14 +382,19 @@ def _validate(config: Config) -> None:
         try:
             parse_upstreams(config.mirror.upstreams)
         except MirrorConfigError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(f"{sources.get('mirror.upstreams', 'mirror.upstreams')}: {exc}") from None
     from registry.gc.policy import PolicyError, parse_quotas, parse_retention
 
-    try:
-        parse_retention(config.retention.policies)
-        parse_quotas(config.quota.namespaces)
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
+    sections = (("retention.policies", parse_retention, config.retention.policies),
+                ("quota.namespaces", parse_quotas, config.quota.namespaces))
+    for option, parse, value in sections:
+        try:
+            parse(value)
+        except PolicyError as exc:
+            raise ConfigError(f"{sources.get(option, option)}: {exc}") from None
+    from registry.auth.files import check_files
+
+    check_files(config)  # policy, htpasswd and key files: an AuthFileError (a ConfigError) names file and entry
     if config.storage.min_free_bytes < 0:
         raise ConfigError("storage.min_free_bytes: must not be negative (0 turns the check off)")
     if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:

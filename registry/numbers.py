@@ -3,8 +3,8 @@
 `str.isdigit()` and `int()` accept far more than HTTP or YAML mean by a number: other scripts'
 digits (`int('٣')` is 3; '²' passes `isdigit()` and then fails `int()`), underscores (`int('1_0')`),
 surrounding whitespace, and thousands of digits (`int()` raises past 4,300 and is slow before).
-A proxy in front reads none of those as we would. Every number read from a request, a header or
-the configuration goes through here.
+A proxy in front reads none of those as we would. Every number read from a request or a header
+goes through here (configuration values: registry/config_entries.py, by the same rule).
 """
 
 from __future__ import annotations
@@ -19,9 +19,3 @@ def ascii_decimal(text: str, max_digits: int) -> int | None:
         return None  # isdigit() is only true for 0-9 once the text is ASCII
     return int(text)
 
-
-def ascii_integer(text: str, max_digits: int = INT64_DIGITS) -> int | None:
-    """`ascii_decimal` with an optional leading minus sign (configuration values)."""
-    negative = text.startswith("-")
-    value = ascii_decimal(text[1:] if negative else text, max_digits)
-    return None if value is None else (-value if negative else value)

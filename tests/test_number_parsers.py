@@ -22,7 +22,7 @@ from registry.api.common import (
 )
 from registry.config import listen_port
 from registry.errors import RegistryError
-from registry.numbers import INT64_DIGITS, ascii_decimal, ascii_integer
+from registry.numbers import INT64_DIGITS, ascii_decimal
 
 EXAMPLES = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -50,16 +50,6 @@ ASCII_NUMBER = re.compile(r"[0-9]+")
 def test_ascii_decimal_reads_exactly_ascii_digits(text: str, width: int) -> None:
     value = ascii_decimal(text, width)
     if ASCII_NUMBER.fullmatch(text) and len(text) <= width:
-        assert value == int(text)
-    else:
-        assert value is None
-
-
-@EXAMPLES
-@given(st.one_of(st.text(), st.text(ALPHABET, max_size=30)))
-def test_ascii_integer_takes_one_minus_sign_at_most(text: str) -> None:
-    value = ascii_integer(text)
-    if re.fullmatch(r"-?[0-9]{1,19}", text):
         assert value == int(text)
     else:
         assert value is None
