@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import yaml
+
+from registry.config_entries import whole_number
 
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
@@ -249,9 +253,15 @@ def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
                 result = False
             else:
                 raise ValueError(f"not a boolean: {value!r}")
+        elif spec.type is int:
+            result = whole_number(value)
+        elif spec.type is float:
+            result = float(value)
+            if not math.isfinite(result):
+                raise ValueError(f"not a finite number: {value!r}")
         else:
             result = spec.type(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{source}: {spec.dotted}: {exc}") from None
     if spec.choices and result not in spec.choices:
         raise ConfigError(f"{source}: {spec.dotted}: {result!r} is not one of {', '.join(spec.choices)}")
@@ -287,22 +297,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
     config = Config()
+    sources: dict[str, str] = {}  # option -> where its value came from (a file, a variable, a flag)
     config_file = getattr(args, "config", None) or environ.get("REGISTRY_CONFIG")
     if config_file:
-        _apply_yaml(config, Path(config_file))
+        _apply_yaml(config, Path(config_file), sources)
     for spec in options():
         if spec.env in environ:
             _set(config, spec.path, _coerce(spec, environ[spec.env], spec.env))
+            sources[spec.dotted] = spec.env
     if args is not None:
         for spec in options():
             value = getattr(args, spec.dest, None)
             if value is not None:
                 _set(config, spec.path, _coerce(spec, value, spec.flag))
-    _validate(config)
+                sources[spec.dotted] = spec.flag
+    _validate(config, sources)
     return config
 
 
-def _apply_yaml(config: Config, path: Path) -> None:
+def _apply_yaml(config: Config, path: Path, sources: dict[str, str]) -> None:
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -318,15 +331,16 @@ def _apply_yaml(config: Config, path: Path) -> None:
                 walk(value, path_)
             elif path_ in known:
                 _set(config, path_, _coerce(known[path_], value, str(path)))
+                sources[known[path_].dotted] = str(path)
             else:
                 raise ConfigError(f"{path}: unknown option {'.'.join(path_)}")
 
     walk(document, ())
 
 
-def _validate(config: Config) -> None:
+def _validate(config: Config, sources: dict[str, str]) -> None:
     host, _, port = config.listen.rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) < 65536:
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) < 65536:
         raise ConfigError(f"listen: expected host:port, got {config.listen!r}")
     if config.workers < 1:
         raise ConfigError("workers: must be at least 1")
@@ -338,14 +352,19 @@ def _validate(config: Config) -> None:
         try:
             parse_upstreams(config.mirror.upstreams)
         except MirrorConfigError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(f"{sources.get('mirror.upstreams', 'mirror.upstreams')}: {exc}") from None
     from registry.gc.policy import PolicyError, parse_quotas, parse_retention
 
-    try:
-        parse_retention(config.retention.policies)
-        parse_quotas(config.quota.namespaces)
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
+    sections = (("retention.policies", parse_retention, config.retention.policies),
+                ("quota.namespaces", parse_quotas, config.quota.namespaces))
+    for option, parse, value in sections:
+        try:
+            parse(value)
+        except PolicyError as exc:
+            raise ConfigError(f"{sources.get(option, option)}: {exc}") from None
+    from registry.auth.files import check_files
+
+    check_files(config)  # policy, htpasswd and key files: an AuthFileError (a ConfigError) names file and entry
     if config.storage.min_free_bytes < 0:
         raise ConfigError("storage.min_free_bytes: must not be negative (0 turns the check off)")
     if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:

@@ -1,15 +1,17 @@
-"""Manifest parsing and validation: media types, descriptors, references, subject, artifactType.
+"""The one manifest reader: strict JSON (registry/json_strict.py), then media types, descriptors,
+references, subject, artifactType.
 
-Pure functions over the exact bytes pushed; no I/O. The content layer checks that what a
-manifest references exists.
+Every path that takes a manifest or index in (push, mirror fill, runtime pull) reads it here, so
+what is stored is what Go clients read the same way. Pure functions over the exact bytes; no I/O.
+The content layer checks that what a manifest references exists.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry import json_strict
 from registry.digest import parse_digest
 from registry.errors import RegistryError
 
@@ -46,15 +48,42 @@ class ParsedManifest:
     subject: str | None = None
     artifact_type: str | None = None  # what the referrers API reports for this manifest
     annotations: dict[str, str] | None = None
+    document: dict[str, Any] = field(default_factory=dict, repr=False)  # the JSON, for platforms and the like
 
 
 def _invalid(message: str, **detail: Any) -> RegistryError:
     return RegistryError("MANIFEST_INVALID", message, detail=detail or None)
 
 
+# Go's encoding/json matches keys to fields case-insensitively ("Layers" fills `layers`), so a key
+# that differs from a field only in case would mean one thing to Go clients and another here.
+_MANIFEST_FIELDS = ("schemaVersion", "mediaType", "artifactType", "config", "layers", "manifests", "subject",
+                    "annotations")
+_DESCRIPTOR_FIELDS = ("mediaType", "digest", "size", "urls", "annotations", "data", "artifactType", "platform")
+
+
+def _field_names(fields: tuple[str, ...]) -> tuple[frozenset[str], dict[str, str]]:
+    return frozenset(fields), {f.casefold(): f for f in fields}
+
+
+_MANIFEST_KEYS = _field_names(_MANIFEST_FIELDS)
+_DESCRIPTOR_KEYS = _field_names(_DESCRIPTOR_FIELDS)
+
+
+def _exact_keys(value: dict[str, Any], keys: tuple[frozenset[str], dict[str, str]], where: str) -> None:
+    exact, folded = keys
+    if value.keys() <= exact:  # the usual case, checked in C
+        return
+    for key in value:
+        if key not in exact and (field_name := folded.get(key.casefold())) is not None:
+            raise _invalid(f"{where}key {json_strict.show(key)} differs from \"{field_name}\" only in case "
+                           f"(Go clients would read it as \"{field_name}\")")
+
+
 def _descriptor(value: Any, where: str) -> Descriptor:
     if not isinstance(value, dict):
         raise _invalid(f"{where}: descriptor must be an object")
+    _exact_keys(value, _DESCRIPTOR_KEYS, where + ": ")
     media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise _invalid(f"{where}: descriptor has no mediaType")
@@ -69,12 +98,18 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     return Descriptor(media_type, digest, size)
 
 
+def _schema_version(document: dict[str, Any]) -> int | None:
+    """schemaVersion when it is an integer: Go's int field refuses 2.0 and true (Python: 2.0 == 2)."""
+    value = document.get("schemaVersion")
+    return value if type(value) is int else None
+
+
 def _media_type(document: dict[str, Any], content_type: str | None) -> str:
     declared = document.get("mediaType")
     header = (content_type or "").split(";")[0].strip().lower() or None
     if declared is not None and not isinstance(declared, str):
         raise _invalid("mediaType must be a string")
-    if header in DOCKER_SCHEMA1 or declared in DOCKER_SCHEMA1 or document.get("schemaVersion") == 1:
+    if header in DOCKER_SCHEMA1 or declared in DOCKER_SCHEMA1 or _schema_version(document) == 1:
         raise RegistryError("MANIFEST_INVALID", "Docker schema 1 manifests are not supported; push schema 2 or OCI")
     if declared and header and header in MANIFEST_MEDIA_TYPES and declared != header:
         raise _invalid("mediaType in the manifest does not match the Content-Type header",
@@ -87,18 +122,25 @@ def _media_type(document: dict[str, Any], content_type: str | None) -> str:
     return media_type
 
 
-def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
+def read_json(payload: bytes) -> dict[str, Any]:
+    """The manifest's JSON object by the strict reader, or MANIFEST_INVALID naming the problem."""
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _invalid(f"manifest is not valid JSON: {exc}") from None
+        document = json_strict.loads(payload)
+    except json_strict.StrictJSONError as exc:
+        raise _invalid(f"manifest {exc}") from None
     if not isinstance(document, dict):
         raise _invalid("manifest must be a JSON object")
-    media_type = _media_type(document, content_type)
-    if document.get("schemaVersion") != 2:
-        raise _invalid("schemaVersion must be 2")
+    return document
 
-    parsed = ParsedManifest(media_type)
+
+def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
+    document = read_json(payload)
+    _exact_keys(document, _MANIFEST_KEYS, "manifest ")
+    media_type = _media_type(document, content_type)
+    if _schema_version(document) != 2:
+        raise _invalid("schemaVersion must be the integer 2")
+
+    parsed = ParsedManifest(media_type, document=document)
     annotations = document.get("annotations")
     if annotations is not None:
         if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):

@@ -86,12 +86,53 @@ def test_mirror_upstream_ca_file_is_checked_at_start(tmp_path):
     def upstream(ca_file: str) -> dict[str, str]:
         return {"REGISTRY_MIRROR_UPSTREAMS": f'[{{"alias": "corp", "url": "https://corp:5000", "ca_file": "{ca_file}"}}]'}
 
-    with pytest.raises(ConfigError, match=r"mirror.upstreams\[0\]: ca_file .*missing.crt"):
+    with pytest.raises(ConfigError, match=r"REGISTRY_MIRROR_UPSTREAMS: mirror.upstreams\[0\]: ca_file: .*missing.crt"):
         load(_args(), environ=upstream(str(tmp_path / "missing.crt")))
     garbage = tmp_path / "garbage.crt"
     garbage.write_text("not a certificate\n")
-    with pytest.raises(ConfigError, match=r"ca_file .*garbage.crt"):
+    with pytest.raises(ConfigError, match=r"ca_file: .*garbage.crt"):
         load(_args(), environ=upstream(str(garbage)))
     from registry.tls import ensure_self_signed
     ensure_self_signed(tmp_path / "tls", ["corp"])
     assert load(_args(), environ=upstream(str(tmp_path / "tls" / "ca.crt"))).mirror.upstreams[0]["ca_file"]
+
+
+@pytest.mark.parametrize("section, message", [
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: abc}\n",
+     r"mirror.upstreams\[0\]: tag_ttl: expected a number, got 'abc'"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: .nan}\n", r"tag_ttl: expected a finite number"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: -5}\n", r"tag_ttl: .* at least 0"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:99999'}\n", r"mirror.upstreams\[0\]: url: Port out of range"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', docker_hub: 'no'}\n",
+     r"docker_hub: expected true or false, got 'no'"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', username: [a]}\n", r"username: expected text"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: " + "9" * 400 + "}\n", r"tag_ttl: too large"),
+    ("mirror:\n  upstreams:\n    - just a string\n", r"mirror.upstreams\[0\]: expected a mapping"),
+    ("retention:\n  policies:\n    - {repositories: 'a/*', keep_last: -1}\n", r"retention.policies\[0\]: keep_last"),
+    ("retention:\n  policies:\n    - {repositories: 'a/*', keep_last: 2.5}\n", r"keep_last: expected a whole number"),
+    ("retention:\n  policies:\n    - {repositories: 'a/*', keep_last: 1, keep_tags: '('}\n",
+     r"keep_tags: not a regular expression"),
+    ("quota:\n  namespaces:\n    - {namespace: team, bytes: " + "9" * 400 + "}\n", r"quota.namespaces\[0\]: bytes"),
+    ("quota:\n  namespaces:\n    - {namespace: team, bytes: '1e999GiB'}\n", r"quota.namespaces\[0\]: bytes: not a size"),
+    ("limits:\n  header_bytes: -.inf\n", r"limits.header_bytes: not a whole number"),
+    ("limits:\n  header_bytes: '٣٣٣٣٣'\n", r"limits.header_bytes: not a whole number"),
+    ("listen: ':٥٠٠٠'\n", r"listen: expected host:port"),
+])
+def test_malformed_entries_name_the_file_the_entry_and_the_reason(tmp_path, section, message):
+    yaml_file = tmp_path / "registry.yml"
+    yaml_file.write_text(section)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load(_args("--config", str(yaml_file)), environ={})
+    assert "\n" not in str(caught.value)
+    if "listen" not in section:
+        assert str(caught.value).startswith(str(yaml_file)), str(caught.value)
+
+
+def test_malformed_entry_stops_serve_with_one_line(tmp_path):
+    yaml_file = tmp_path / "registry.yml"
+    yaml_file.write_text("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: abc}\n")
+    result = subprocess.run([sys.executable, "-m", "registry", "serve", "--config", str(yaml_file)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"{yaml_file}: mirror.upstreams[0]: tag_ttl: expected a number" in result.stderr

@@ -1,4 +1,9 @@
-"""Manifests: GET/HEAD/PUT/DELETE of /v2/<name>/manifests/<tag or digest>."""
+"""Manifests: GET/HEAD/PUT/DELETE of /v2/<name>/manifests/<tag or digest>.
+
+A reference that is neither a valid tag nor a digest names nothing: reading or deleting it is 404
+MANIFEST_UNKNOWN (as in Distribution, whose router matches no route for it, and as the OCI
+conformance suite expects of `.INVALID_MANIFEST_NAME`); storing under it is 400 TAG_INVALID.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,39 @@ import asyncio
 from aiohttp import web
 
 from registry import manifest as mf
-from registry.api.common import LIMITS_KEY, manifest_reference, require_deletes, routed
+from registry.api.common import LIMITS_KEY, require_deletes, routed
 from registry.api.responses import head_response
-from registry.digest import Digest
+from registry.digest import Digest, is_digest, parse_digest
 from registry.errors import RegistryError
+from registry.reference import is_valid_tag, validate_tag
+
+
+def _existing_reference(value: str) -> str | Digest:
+    """The tag or digest to look up (GET, HEAD). A malformed one names no manifest: Distribution
+    reads a string that is not a valid digest as a tag, and finds no such tag."""
+    if is_digest(value):
+        try:
+            return parse_digest(value)
+        except RegistryError:
+            raise _unknown(value) from None
+    if not is_valid_tag(value):
+        raise _unknown(value)
+    return value
+
+
+def _unknown(reference: str) -> RegistryError:
+    return RegistryError("MANIFEST_UNKNOWN", "no manifest can have this reference: it is neither a valid tag "
+                         "nor a digest", detail={"reference": reference[:200]})
+
+
+def _new_reference(value: str) -> str | Digest:
+    """The tag or digest to store under (PUT): a malformed one is the client's error."""
+    return parse_digest(value) if is_digest(value) else validate_tag(value)
+
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
     store, name = await routed(request)
-    reference = manifest_reference(request.match_info["reference"])
+    reference = _existing_reference(request.match_info["reference"])
     found = await store.manifest(name, reference)
     if not isinstance(reference, Digest):
         _negotiate(request, found.media_type)
@@ -38,7 +68,7 @@ def _negotiate(request: web.Request, media_type: str) -> None:
 
 async def put_manifest(request: web.Request) -> web.Response:
     store, name = await routed(request)
-    reference = manifest_reference(request.match_info["reference"])
+    reference = _new_reference(request.match_info["reference"])
     limit = request.app[LIMITS_KEY].manifest_bytes
     if request.content_length is not None and request.content_length > limit:
         raise RegistryError("MANIFEST_INVALID", f"manifest larger than {limit} bytes", status=413)
@@ -70,8 +100,11 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 
 
 async def delete_manifest(request: web.Request) -> web.Response:
+    """An invalid tag is 404 (nothing by that name to delete; Distribution has no route for it).
+    A malformed digest is 400 DIGEST_INVALID, as Distribution 2.8 answers it."""
     store, name = await routed(request)
-    reference = manifest_reference(request.match_info["reference"])
+    value = request.match_info["reference"]
+    reference = parse_digest(value) if is_digest(value) else _existing_reference(value)
     require_deletes(request)
     await store.delete_manifest(name, reference)
     return web.Response(status=202, headers={"Content-Length": "0"})

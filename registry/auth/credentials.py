@@ -11,6 +11,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -18,9 +19,12 @@ from pathlib import Path
 
 import bcrypt
 
+from registry.auth.files import AuthFileError
 from registry.auth.identity import Identity
 from registry.metadata import accounts
 from registry.metadata.db import Database
+
+log = logging.getLogger("registry.auth")
 
 ROBOT_PREFIX = "robot$"
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit: longer passwords are refused, never silently cut
@@ -39,18 +43,40 @@ def new_robot_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+class HtpasswdError(AuthFileError):
+    """An htpasswd file that cannot be used: names the file, the line and why."""
+
+
 def read_htpasswd(path: Path) -> dict[str, str]:
     """user -> bcrypt hash; other hash kinds are refused (they are not safe to keep)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HtpasswdError(f"{path}: cannot read the htpasswd file: {exc}") from None
     entries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    lines: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        user, _, hashed = line.partition(":")
-        if not hashed.startswith(("$2y$", "$2b$", "$2a$")):
-            raise ValueError(f"{path}:{number}: only bcrypt entries are supported (htpasswd -B)")
-        entries[user] = hashed
+        user, sep, hashed = line.partition(":")
+        if not sep or not user:
+            raise HtpasswdError(f"{path}:{number}: expected USER:BCRYPT-HASH (htpasswd -B)")
+        if not hashed.startswith(("$2y$", "$2b$", "$2a$")) or not _is_bcrypt(hashed):
+            raise HtpasswdError(f"{path}:{number}: user {user!r}: only bcrypt entries are supported (htpasswd -B)")
+        if user in lines:
+            raise HtpasswdError(f"{path}:{number}: user {user!r} is already on line {lines[user]}")
+        entries[user], lines[user] = hashed, number
     return entries
+
+
+def _is_bcrypt(hashed: str) -> bool:
+    """`$2y$NN$` + 53 characters of bcrypt's base64: what checkpw accepts without raising."""
+    return len(hashed) == 60 and hashed[4:6].isascii() and hashed[4:6].isdigit() and 4 <= int(hashed[4:6]) <= 31 \
+        and hashed[6] == "$" and all(c in _BCRYPT_ALPHABET for c in hashed[7:])
+
+
+_BCRYPT_ALPHABET = frozenset("./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 
 class CredentialChecker:
@@ -126,11 +152,14 @@ class CredentialChecker:
             return {}
         try:
             mtime = self.htpasswd_path.stat().st_mtime
-        except FileNotFoundError:
+        except OSError:  # removed (or unreadable): no users from it
             return {}
         if mtime != self._htpasswd_mtime:  # edited while running: reload
-            self._htpasswd = read_htpasswd(self.htpasswd_path)
             self._htpasswd_mtime = mtime
+            try:
+                self._htpasswd = read_htpasswd(self.htpasswd_path)
+            except HtpasswdError as exc:  # half written, or a typo: keep serving with what was good
+                log.error("%s; keeping the %d user(s) read before", exc, len(self._htpasswd))
         return self._htpasswd
 
 

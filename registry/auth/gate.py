@@ -5,8 +5,13 @@ POST/PUT/PATCH is `push`; DELETE is `delete`; `/v2/` needs a signed-in caller on
 credentials are configured (that 401 is what starts `docker login`); the catalog needs a
 signed-in caller and lists only what the caller may pull.
 
-Without credentials where they are needed: 401 with the challenge (Basic or Bearer with the
-scope to ask for). With credentials that do not allow the action: 403 DENIED.
+Without credentials where they are needed, or with credentials that do not check out: 401
+with the challenge (Basic, or Bearer with every scope the request needs: for a cross-repository
+mount also `repository:SOURCE:pull`). In token mode a valid token that lacks the scope is 401 with
+`error="insufficient_scope"` too, as Distribution answers (docker and containers/image then
+report "denied: requested access to the resource is denied"). 403 DENIED is for callers who are
+identified without a token (basic credentials, or an address in mode none) and whom the policy
+refuses, and for the admin role.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import binascii
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,6 +34,7 @@ from registry.auth.tokens import (EXTERNAL_LEEWAY_SECONDS, TokenError, TokenIssu
 from registry.config import Config
 from registry.errors import RegistryError
 from registry.metadata.db import Database
+from registry.reference import validate_name
 
 log = logging.getLogger("registry.auth")
 
@@ -43,14 +49,29 @@ class Need:
     kind: str  # "repository" | "signed-in" | "catalog" | "admin" | "open"
     repository: str = ""
     action: str = ""
+    # POST ?mount=DIGEST&from=SOURCE: the source, a valid name other than the target, or "". Reading
+    # it is not required (without it the mount is a plain upload session), but the challenge asks
+    # for it, so a client that takes its scopes from the challenge gets a token that can mount.
+    mount_from: str = ""
+
+    def access(self) -> list[tuple[str, str, str]]:
+        """(type, name, action) for each thing the request needs, as Distribution lists them."""
+        if self.kind == "catalog":
+            return [("registry", "catalog", "*")]
+        if self.kind != "repository":
+            return []
+        actions = ["pull"] if self.action == "pull" else ["pull", self.action]
+        needed = [("repository", self.repository, action) for action in actions]
+        if self.mount_from:
+            needed.append(("repository", self.mount_from, "pull"))
+        return needed
 
     def scope(self) -> str:
-        if self.kind == "repository":
-            actions = "pull" if self.action == "pull" else f"pull,{self.action}"
-            return f"repository:{self.repository}:{actions}"
-        if self.kind == "catalog":
-            return "registry:catalog:*"
-        return ""
+        """The challenge's `scope`: one `type:name:actions` per resource, space separated (RFC 6750)."""
+        by_resource: dict[tuple[str, str], list[str]] = {}
+        for type_, name, action in self.access():
+            by_resource.setdefault((type_, name), []).append(action)
+        return " ".join(f"{type_}:{name}:{','.join(actions)}" for (type_, name), actions in by_resource.items())
 
 
 def need_of(request: web.Request) -> Need:
@@ -65,10 +86,21 @@ def need_of(request: web.Request) -> Need:
         action = "pull" if method in ("GET", "HEAD") else "push"
         if method == "DELETE" and "uuid" not in request.match_info:  # cancelling an upload is part of a push
             action = "delete"
-        return Need("repository", name, action)
+        return Need("repository", name, action, _mount_source(request, name))
     if path.startswith("/v2/_catalog"):
         return Need("catalog")
     return Need("signed-in")
+
+
+def _mount_source(request: web.Request, target: str) -> str:
+    if request.method != "POST" or "mount" not in request.query:
+        return ""
+    source = request.query.get("from", "")
+    try:
+        validate_name(source)
+    except RegistryError:
+        return ""  # an invalid source is the handler's 400 (once the caller may push at all)
+    return "" if source == target else source
 
 
 class Gate:
@@ -103,27 +135,26 @@ class Gate:
 
     # -- identities -------------------------------------------------------------------
     async def identify(self, request: web.Request) -> Identity:
-        """The caller, from the Authorization header; 401 for credentials that do not check out."""
+        """The caller, from the Authorization header; 401 with the challenge for credentials that do
+        not check out, whatever their shape (garbage, non-ASCII, wrong segments): never a 500."""
         address = client_address(request)
         header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
         if not header or self.mode == "none":
             return anonymous(address)
+        scheme, _, value = header.strip().partition(" ")
         if scheme.lower() == "basic":
             try:
                 name, password = parse_basic(value)
             except RegistryError as exc:
-                raise self.challenge(request, need_of(request), "invalid_request", exc.message) from None
+                raise self.challenge(request, need_of(request), message=exc.message) from None
             return await self.login(name, password, address, request)
         if scheme.lower() == "bearer" and self.verifier is not None:
             try:
                 claims = self.verifier.access(value.strip())
             except TokenError as exc:
-                raise self.challenge(request, need_of(request), "invalid_token", f"token rejected: {exc}")
-            groups = claims.get("groups") if isinstance(claims.get("groups"), list) else []
-            return Identity(name=str(claims.get("sub", "")), kind="token", groups=tuple(groups),
-                            granted=TokenVerifier.grants(claims), address=address)
-        raise self.challenge(request, need_of(request), "invalid_request", "unsupported authorization scheme")
+                raise self.challenge(request, need_of(request), "invalid_token", f"token rejected: {exc}") from None
+            return token_identity(claims, address)
+        raise self.challenge(request, need_of(request), message="unsupported authorization scheme")
 
     async def login(self, name: str, password: str, address: str, request: web.Request) -> Identity:
         wait = self.logins.blocked_for(address, name)
@@ -133,8 +164,8 @@ class Gate:
         identity = await self.credentials.check(name, password, address)
         if identity is None:
             self.logins.failed(address, name)
-            log.warning("failed login for %r from %s", name, address)
-            raise self.challenge(request, need_of(request), "invalid_credentials", "invalid username or password")
+            log.warning("failed login for %r from %s", name[:100], address)  # names come from anyone
+            raise self.challenge(request, need_of(request), message="invalid username or password")
         self.logins.succeeded(address, name)
         return identity
 
@@ -172,6 +203,19 @@ class Gate:
             return
         if self.allows(identity, need.repository, need.action):
             return
+        if identity.kind == "token" and identity.name:
+            # A signed-in caller's token does not carry the scope: 401 insufficient_scope with the
+            # scope needed, as Distribution answers (never 403): a token for it may be had (the token
+            # server grants what the policy allows now), and a HEAD has no body, so only the challenge
+            # can say what is missing. docker, skopeo and podman print "denied: requested access to
+            # the resource is denied".
+            raise self.challenge(request, need, "insufficient_scope",
+                                 f"insufficient scope: the token does not allow {need.action} on {need.repository}")
+        if identity.kind == "token":
+            # An anonymous token (no subject) authenticates nobody: the challenge carries no error, as
+            # RFC 6750 3.1 has it for a request without authentication, so clients report
+            # "authentication required" and the user knows to log in.
+            raise self.challenge(request, need)
         if identity.anonymous and self.mode != "none":
             raise self.challenge(request, need)
         message = "requested access to the resource is denied"
@@ -180,22 +224,25 @@ class Gate:
         raise RegistryError("DENIED", message, detail={"repository": need.repository, "action": need.action})
 
     def challenge(self, request: web.Request, need: Need, error: str = "", message: str = "") -> RegistryError:
+        """401 UNAUTHORIZED with WWW-Authenticate. `error` is RFC 6750's: "invalid_token" for a token
+        that is not accepted, "insufficient_scope" for one without the scope; none when no (usable)
+        token came, as Distribution does."""
         # Browsers answer only Basic challenges: the admin page's own files ask for Basic, and the
         # browser then sends those credentials with the page's API calls too (basic works in token mode).
+        # The token endpoint itself takes basic credentials: its challenge is Basic too.
         page = request.path.startswith("/admin") and not request.path.startswith("/admin/api/")
-        if self.mode == "token" and not page:
+        if self.mode == "token" and not page and request.path.startswith(("/v2", "/admin")):
             realm = self.realm or f"{request.scheme}://{request.host}/auth/token"
-            parts = [f'realm="{realm}"', f'service="{self.service}"']
+            parts = [f"realm={quoted(realm)}", f"service={quoted(self.service)}"]
             if need.scope():
-                parts.append(f'scope="{need.scope()}"')
+                parts.append(f"scope={quoted(need.scope())}")
             if error:
-                parts.append(f'error="{error}"')
+                parts.append(f"error={quoted(error)}")
             header = "Bearer " + ",".join(parts)
         else:
-            header = f'Basic realm="{self.service}"'
-        return RegistryError("UNAUTHORIZED", message or "authentication required",
-                             detail=[{"Type": "repository", "Name": need.repository, "Action": need.action}]
-                             if need.kind == "repository" else None,
+            header = f"Basic realm={quoted(self.service)}"
+        detail = [{"Type": type_, "Name": name, "Action": action} for type_, name, action in need.access()]
+        return RegistryError("UNAUTHORIZED", message or "authentication required", detail=detail or None,
                              headers={"WWW-Authenticate": header})
 
     # -- the middleware ---------------------------------------------------------------
@@ -207,6 +254,8 @@ class Gate:
                 raise RegistryError("TOOMANYREQUESTS", "request rate limit exceeded",
                                     headers={"Retry-After": str(int(wait) + 1)})
             need = need_of(request)
+            if need.kind == "repository":
+                validate_name(need.repository)  # 400 NAME_INVALID before any challenge that would carry it
             identity = await self.identify(request) if need.kind != "open" else anonymous(client_address(request))
             self.authorize(request, identity, need)
             request[IDENTITY_KEY] = identity
@@ -223,14 +272,35 @@ def client_address(request: web.Request) -> str:
 
 
 def parse_basic(value: str) -> tuple[str, str]:
+    """(user, password) from a Basic header's value; UNAUTHORIZED for anything but base64 of
+    UTF-8 `user:password` (non-ASCII or stray characters in the header included)."""
+    value = value.strip()
+    if not value.isascii():  # b64decode raises ValueError, not binascii.Error, for these
+        raise RegistryError("UNAUTHORIZED", "malformed basic credentials: not base64")
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
         raise RegistryError("UNAUTHORIZED", "malformed basic credentials") from None
     name, sep, password = decoded.partition(":")
     if not sep or not name:
         raise RegistryError("UNAUTHORIZED", "malformed basic credentials")
     return name, password
+
+
+def token_identity(claims: dict[str, Any], address: str) -> Identity:
+    """The caller a verified token speaks for; claims of the wrong shape count as absent."""
+    subject = claims.get("sub")
+    groups = claims.get("groups")
+    return Identity(name=subject if isinstance(subject, str) else "", kind="token",
+                    groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+                    granted=TokenVerifier.grants(claims), address=address)
+
+
+def quoted(value: str) -> str:
+    """An RFC 9110 quoted-string: `"` and `\\` escaped, control characters dropped (a Host header
+    or a configured realm must never break the header, or make it one aiohttp refuses to send)."""
+    printable = "".join(c for c in value if c >= " " and c != "\x7f")
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def identity_of(request: web.Request) -> Identity:

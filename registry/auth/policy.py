@@ -27,14 +27,15 @@ from typing import Any
 
 import yaml
 
+from registry.auth.files import AuthFileError
 from registry.auth.identity import Identity
 
 ACTIONS = ("pull", "push", "delete")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class PolicyError(Exception):
-    pass
+class PolicyError(AuthFileError):
+    """A policy file (or network list) that cannot be used: names the file, the entry and why."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,20 @@ def _in_networks(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in network for network in networks)
 
 
-def parse_networks(value: str | list[str]) -> tuple[Network, ...]:
+def parse_networks(value: str | list[str], where: str = "networks") -> tuple[Network, ...]:
+    """CIDRs, as a comma-separated string or a list; PolicyError naming `where` and the bad item."""
     items = value.split(",") if isinstance(value, str) else value
-    try:
-        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip())
-    except ValueError as exc:
-        raise PolicyError(f"bad network: {exc}") from None
+    networks = []
+    for item in items:
+        if not isinstance(item, str):
+            raise PolicyError(f"{where}: {_show(item)} is not a network (a CIDR such as 10.0.0.0/8)")
+        if not item.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError as exc:
+            raise PolicyError(f"{where}: {_show(item)} is not a network ({exc})") from None
+    return tuple(networks)
 
 
 class Policy:
@@ -107,9 +116,9 @@ class Policy:
         within their scope), and anonymous callers pull only if allowed."""
         everything = frozenset(ACTIONS)
         if mode == "none":
+            local = parse_networks(anonymous_push_networks, "auth.anonymous_push_networks")
             return cls([Rule(("*",), frozenset({"pull"}), anonymous=True),
-                        Rule(("*",), everything, anonymous=True, networks=parse_networks(anonymous_push_networks))],
-                       admins)
+                        Rule(("*",), everything, anonymous=True, networks=local)], admins)
         rules = [Rule(("*",), everything, authenticated=True)]
         if anonymous_pull:
             rules.append(Rule(("*",), frozenset({"pull"}), anonymous=True))
@@ -117,33 +126,168 @@ class Policy:
 
     @classmethod
     def load(cls, path: Path) -> "Policy":
+        """The policy in `path`; any problem is one PolicyError naming the file, the entry and why."""
         try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise PolicyError(f"{path}: {exc}") from None
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"{path}: cannot read the policy file: {exc}") from None
+        try:
+            document = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+        except RecursionError:
+            raise PolicyError(f"{path}: nested too deeply") from None
+        if document is None:
+            document = {}
         if not isinstance(document, dict):
-            raise PolicyError(f"{path}: expected a mapping with `rules` and `admins`")
-        rules = [_rule(raw, f"{path}: rules[{i}]") for i, raw in enumerate(document.get("rules") or [])]
-        admins = document.get("admins") or []
-        if not isinstance(admins, list):
-            raise PolicyError(f"{path}: admins must be a list")
-        return cls(rules, [str(a) for a in admins])
+            raise PolicyError(f"{path}: the top level must be a mapping with `rules` (and `admins`); "
+                              f"got {_kind(document)}")
+        unknown = sorted(str(k) for k in document if k not in ("rules", "admins"))
+        if unknown:
+            raise PolicyError(f"{path}: unknown top-level key {_show(unknown[0])} (known: admins, rules)")
+        rules_raw = document.get("rules")
+        if rules_raw is None:
+            rules_raw = []
+        if not isinstance(rules_raw, list):
+            raise PolicyError(f"{path}: rules must be a list of rules; got {_kind(rules_raw)}")
+        lines = getattr(rules_raw, "lines", [])
+        rules = [_rule(raw, _where(path, i, raw, lines[i] if i < len(lines) else 0)) for i, raw in enumerate(rules_raw)]
+        admins = _strings(document, "admins", f"{path}: admins", "a user name or group:NAME")
+        for admin in admins:
+            if admin.startswith("group:") and not admin[len("group:"):].strip():
+                raise PolicyError(f"{path}: admins: {_show(admin)} names no group")
+        return cls(rules, admins)
+
+
+RULE_KEYS = ("repositories", "actions", "users", "groups", "anonymous", "authenticated", "networks")
+
+
+class _Located(dict):  # type: ignore[type-arg]
+    """A mapping from the policy file that remembers the line it starts on."""
+
+    line = 0
+
+
+class _Sequence(list):  # type: ignore[type-arg]
+    """A list from the policy file that remembers the line each item starts on."""
+
+    lines: list[int] = []
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (the last one would silently win) and keeps line numbers."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Located:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping below says so
+        if first != key_node.start_mark.line + 1:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {_show(key)} (first on line {first})", key_node.start_mark)
+    mapping = _Located(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+def _construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> _Sequence:
+    sequence = _Sequence(loader.construct_sequence(node, deep=True))
+    sequence.lines = [item.start_mark.line + 1 for item in node.value]
+    return sequence
+
+
+_PolicyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_PolicyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`line L, column C: what` on one line (PyYAML's own text spans several and quotes the source)."""
+    mark = getattr(exc, "problem_mark", None)
+    what = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
+    if mark is None or not what:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _kind(value: Any) -> str:
+    """`a mapping {...}`, `a number 5`: what was found, in YAML's words."""
+    kinds = ((bool, "a boolean"), (dict, "a mapping"), (list, "a list"), (str, "a string"), (int, "a number"),
+             (float, "a number"))
+    kind = next((name for type_, name in kinds if isinstance(value, type_)), type(value).__name__)
+    shown = _show(dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
+    return f"{kind} {shown}"
+
+
+def _where(path: Path, index: int, raw: Any, line: int = 0) -> str:
+    """`FILE: rules[I] (line N, repositories P)`: enough to find the entry in the file."""
+    parts = []
+    if line:
+        parts.append(f"line {line}")
+    if isinstance(raw, dict):
+        patterns = raw.get("repositories")
+        if isinstance(patterns, str) or (isinstance(patterns, list) and patterns
+                                         and all(isinstance(p, str) for p in patterns)):
+            parts.append("repositories " + (patterns if isinstance(patterns, str) else ", ".join(patterns))[:80])
+    return f"{path}: rules[{index}]" + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def _strings(raw: dict[str, Any], key: str, where: str, noun: str) -> list[str]:
+    """A list of non-empty strings (a single string counts as a list of one); [] when absent."""
+    value = raw.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: {key} must be a list (each {noun}); got {_kind(value)}")
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise PolicyError(f"{where}: {key}: {_show(item)} is not {noun}")
+    return value
+
+
+def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
+    value = raw.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):  # "false" in quotes would be true for bool()
+        raise PolicyError(f"{where}: {key} must be true or false; got {_kind(value)}")
+    return value
 
 
 def _rule(raw: Any, where: str) -> Rule:
     if not isinstance(raw, dict):
-        raise PolicyError(f"{where}: a rule is a mapping")
-    unknown = set(raw) - {"repositories", "actions", "users", "groups", "anonymous", "authenticated", "networks"}
+        raise PolicyError(f"{where}: a rule is a mapping with repositories, actions and who; got {_kind(raw)}")
+    unknown = sorted(str(k) for k in raw if k not in RULE_KEYS)
     if unknown:
-        raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
-    repositories = raw.get("repositories")
-    if isinstance(repositories, str):
-        repositories = [repositories]
-    actions = raw.get("actions") or []
-    if not repositories or not all(isinstance(r, str) for r in repositories):
-        raise PolicyError(f"{where}: repositories must list patterns")
-    if not actions or not set(actions) <= set(ACTIONS):
-        raise PolicyError(f"{where}: actions must be among {', '.join(ACTIONS)}")
-    return Rule(tuple(repositories), frozenset(actions), frozenset(raw.get("users") or []),
-                frozenset(raw.get("groups") or []), bool(raw.get("anonymous")), bool(raw.get("authenticated")),
-                parse_networks(raw.get("networks") or []))
+        raise PolicyError(f"{where}: unknown key {_show(unknown[0])} (known: {', '.join(RULE_KEYS)})")
+    repositories = _strings(raw, "repositories", where, "a repository pattern such as team/*")
+    if not repositories:
+        raise PolicyError(f"{where}: repositories must list at least one pattern (such as team/* or *)")
+    actions = _strings(raw, "actions", where, f"an action ({', '.join(ACTIONS)})")
+    if not actions:
+        raise PolicyError(f"{where}: actions must list at least one of {', '.join(ACTIONS)}")
+    for action in actions:
+        if action not in ACTIONS:
+            raise PolicyError(f"{where}: actions: unknown action {_show(action)} (known: {', '.join(ACTIONS)})")
+    users = _strings(raw, "users", where, "a user name")
+    groups = _strings(raw, "groups", where, "a group name")
+    anonymous_, authenticated = _flag(raw, "anonymous", where), _flag(raw, "authenticated", where)
+    if not (users or groups or anonymous_ or authenticated):
+        raise PolicyError(f"{where}: the rule applies to nobody: give users, groups, anonymous: true "
+                          f"or authenticated: true")
+    networks_raw = raw.get("networks")
+    if networks_raw is not None and not isinstance(networks_raw, (str, list)):
+        raise PolicyError(f"{where}: networks must be a list of CIDRs; got {_kind(networks_raw)}")
+    networks = parse_networks(networks_raw or [], f"{where}: networks")
+    return Rule(tuple(repositories), frozenset(actions), frozenset(users), frozenset(groups), anonymous_,
+                authenticated, networks)

@@ -6,7 +6,16 @@ POST /auth/token (form): grant_type=password (username, password) or refresh_tok
      (refresh_token), service, scope (space separated), access_type=offline.
 
 Each scope is granted only as far as the policy allows the caller; a token may so carry fewer
-actions than asked for (the registry then answers DENIED), as the Docker token spec describes.
+actions than asked for (the registry then answers 401 insufficient_scope), as the Docker token
+spec describes. Several scopes come as repeated `scope` parameters (GET), space separated (POST,
+and in a challenge's `scope` that a client passes on as one parameter); repeats are merged into
+one grant per repository.
+
+Bad requests are a 400 with the spec's JSON error, never a 500: a `repository` scope whose name is
+invalid is NAME_INVALID; a scope that is not `type:name:actions`, more than MAX_SCOPES scopes,
+a token that would not fit in a request header, or a form that is not UTF-8 is UNSUPPORTED (the
+code Distribution gives "an invalid set of parameters"). Scopes of other types
+(`registry:catalog:*`, `repository(plugin):...`'s unknown kinds) grant nothing and are no error.
 """
 
 from __future__ import annotations
@@ -26,7 +35,11 @@ from registry.auth.tokens import Grant, TokenError
 from registry.errors import RegistryError
 from registry.reference import validate_name
 
-_SCOPE = re.compile(r"^repository(?:\([a-z0-9]+\))?:(?P<name>[^:]+):(?P<actions>[a-z*,]*)$")
+# type[(class)]:name:actions; the name may hold a colon (host:port/...), so type is up to the first
+# colon and the actions are after the last (the grammar of Docker's token scope documentation).
+_SCOPE = re.compile(r"^(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?:(?P<name>.+):(?P<actions>[a-z*]*(?:,[a-z*]*)*)$")
+MAX_SCOPES = 100  # docker asks for 1-3 (the target and mount sources); any client far fewer than this
+MAX_SCOPE_LENGTH = 512  # a repository name is at most 255 characters
 
 
 def add_routes(app: web.Application) -> None:
@@ -44,33 +57,46 @@ def _gate(request: web.Request) -> Gate:
 
 def _check_service(gate: Gate, service: str | None) -> None:
     if service and service != gate.service:
-        raise RegistryError("DENIED", f"unknown service {service!r}", status=400)
+        raise RegistryError("DENIED", f"unknown service {service[:100]!r}", status=400)
 
 
-def _grants(gate: Gate, identity: Identity, scopes: list[str]) -> list[Grant]:
-    grants: list[Grant] = []
-    for scope in scopes:
-        match = _SCOPE.match(scope)
+def requested(values: list[str]) -> dict[str, set[str]]:
+    """{repository: actions asked for} from `scope` values; RegistryError 400 for a bad request."""
+    items = [item for value in values for item in value.split()]
+    if len(items) > MAX_SCOPES:
+        raise RegistryError("UNSUPPORTED", f"too many scopes: {len(items)} (at most {MAX_SCOPES})", status=400)
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        match = _SCOPE.match(item) if len(item) <= MAX_SCOPE_LENGTH else None
         if not match:
+            raise RegistryError("UNSUPPORTED", "malformed scope: expected type:name:actions such as "
+                                "repository:team/app:pull,push", detail={"scope": item[:300]}, status=400)
+        if match["type"] != "repository":
             continue  # registry:catalog:* and unknown types: nothing to grant in the token
         name = match["name"]
-        try:
-            validate_name(name)
-        except RegistryError:
-            continue
-        wanted = set(match["actions"].split(",")) - {""}
-        if "*" in wanted:
-            wanted = {"pull", "push", "delete"}
-        allowed = sorted(wanted & gate.policy.allowed(identity, name))
-        grants.append(Grant(name, tuple(allowed)))
-    return grants
+        validate_name(name)  # NAME_INVALID (400), naming the name
+        actions = set(match["actions"].split(",")) - {""}
+        if "*" in actions:
+            actions = {"pull", "push", "delete"}
+        wanted.setdefault(name, set()).update(actions)  # unknown actions are simply not granted
+    return wanted
 
 
-def _answer(gate: Gate, identity: Identity, scopes: list[str], offline: bool) -> web.Response:
+def _grants(gate: Gate, identity: Identity, wanted: dict[str, set[str]]) -> list[Grant]:
+    return [Grant(name, tuple(sorted(actions & gate.policy.allowed(identity, name))))
+            for name, actions in wanted.items()]
+
+
+def _answer(request: web.Request, gate: Gate, identity: Identity, wanted: dict[str, set[str]],
+            offline: bool) -> web.Response:
     assert gate.issuer is not None
     subject = identity.name
-    grants = _grants(gate, identity, scopes)
+    grants = _grants(gate, identity, wanted)
     token, expires_in = gate.issuer.access_token(subject, grants, identity.expires_at, identity.groups)
+    header_limit = request.app[LIMITS_KEY].header_bytes
+    if len("Authorization: Bearer ") + len(token) > header_limit:  # the registry would refuse to read it
+        raise RegistryError("UNSUPPORTED", f"a token for these scopes would be {len(token)} bytes, more than "
+                            f"a request header may hold here ({header_limit}); ask for fewer", status=400)
     body: dict[str, Any] = {
         "token": token, "access_token": token, "expires_in": expires_in,
         "issued_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
@@ -84,39 +110,50 @@ def _answer(gate: Gate, identity: Identity, scopes: list[str], offline: bool) ->
 async def get_token(request: web.Request) -> web.Response:
     gate = _gate(request)
     _check_service(gate, request.query.get("service"))
+    wanted = requested(request.query.getall("scope", []))  # a bad request costs no password check
     address = client_address(request)
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("basic "):
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "basic":
         try:
-            name, password = parse_basic(header[6:])
+            name, password = parse_basic(value)
         except RegistryError as exc:
-            raise gate.challenge(request, need_of(request), "invalid_request", exc.message) from None
+            raise gate.challenge(request, need_of(request), message=exc.message) from None
         identity = await gate.login(name, password, address, request)
     else:
         identity = anonymous(address)
-    scopes = request.query.getall("scope", [])
     offline = request.query.get("offline_token", "").lower() == "true"
-    return _answer(gate, identity, scopes, offline)
+    return _answer(request, gate, identity, wanted, offline)
 
 
 async def post_token(request: web.Request) -> web.Response:
     gate = _gate(request)
     timeout = request.app[LIMITS_KEY].body_timeout
+    if request.content_type != "application/x-www-form-urlencoded":  # RFC 6749 4.3.2 and 6: a form, nothing else
+        raise RegistryError("UNSUPPORTED", "the token request is a form: Content-Type "
+                            "application/x-www-form-urlencoded", status=400)
     try:
         form = await asyncio.wait_for(request.post(), timeout)
     except asyncio.TimeoutError:
         raise RegistryError("UNAUTHORIZED", f"request body stalled for {timeout:.0f}s", status=408) from None
-    _check_service(gate, str(form.get("service") or "") or None)
+    except ValueError:  # not UTF-8 (UnicodeDecodeError)
+        raise RegistryError("UNSUPPORTED", "the form must be application/x-www-form-urlencoded UTF-8",
+                            status=400) from None
+
+    def field(key: str) -> str:
+        value = form.get(key, "")
+        return value if isinstance(value, str) else ""
+
+    _check_service(gate, field("service") or None)
+    wanted = requested([field("scope")])
     address = client_address(request)
-    grant_type = form.get("grant_type")
+    grant_type = field("grant_type")
     if grant_type == "password":
-        identity = await gate.login(str(form.get("username", "")), str(form.get("password", "")), address, request)
+        identity = await gate.login(field("username"), field("password"), address, request)
     elif grant_type == "refresh_token":
-        identity = await _from_refresh_token(gate, str(form.get("refresh_token", "")), address)
+        identity = await _from_refresh_token(gate, field("refresh_token"), address)
     else:
         raise RegistryError("UNSUPPORTED", "grant_type must be password or refresh_token", status=400)
-    scopes = str(form.get("scope", "")).split()
-    return _answer(gate, identity, scopes, str(form.get("access_type", "")) == "offline")
+    return _answer(request, gate, identity, wanted, field("access_type") == "offline")
 
 
 async def _from_refresh_token(gate: Gate, token: str, address: str) -> Identity:

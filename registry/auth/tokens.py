@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from registry.auth.files import AuthFileError
 
 EXTERNAL_LEEWAY_SECONDS = 30
 REFRESH_AUDIENCE_SUFFIX = "#refresh"
@@ -30,6 +33,10 @@ class TokenError(Exception):
     """Why a token is not accepted (expired, bad signature, wrong audience, ...)."""
 
 
+class KeyFileError(AuthFileError):
+    """A token key file (signing key, external public key or JWKS) that cannot be used."""
+
+
 def libtrust_key_id(public_key: Any) -> str:
     """The key id format Docker's libtrust uses: base32 of a SHA-256 of the DER key, in groups of 4."""
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -37,9 +44,28 @@ def libtrust_key_id(public_key: Any) -> str:
     return ":".join(encoded[i:i + 4] for i in range(0, 48, 4))
 
 
+def check_signing_key(path: Path, algorithm: str) -> Any:
+    """The private key in `path`, which must fit `algorithm`; KeyFileError saying what is wrong."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the token signing key: {exc}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # not PEM, encrypted, unknown kind
+        raise KeyFileError(f"{path}: not a usable PEM private key (it must be unencrypted): "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+    wanted = ec.EllipticCurvePrivateKey if algorithm == "ES256" else rsa.RSAPrivateKey
+    if not isinstance(key, wanted):
+        kind = "an EC P-256" if algorithm == "ES256" else "an RSA"
+        raise KeyFileError(f"{path}: auth.token.algorithm {algorithm} needs {kind} key; this is "
+                           f"{type(key).__name__.lstrip('_')}")
+    if algorithm == "ES256" and not isinstance(key.curve, ec.SECP256R1):
+        raise KeyFileError(f"{path}: ES256 needs a P-256 key; this one is on {key.curve.name}")
+    return key
+
+
 def load_or_create_key(path: Path, algorithm: str) -> Any:
     if path.exists():
-        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return check_signing_key(path, algorithm)
     key: Any = ec.generate_private_key(ec.SECP256R1()) if algorithm == "ES256" else \
         rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,20 +162,55 @@ class TokenVerifier:
 
     @staticmethod
     def grants(claims: dict[str, Any]) -> dict[str, frozenset[str]]:
+        """{repository: actions} from the `access` claim; entries of any other shape grant nothing."""
         granted: dict[str, frozenset[str]] = {}
-        for entry in claims.get("access") or []:
-            if isinstance(entry, dict) and entry.get("type") == "repository" and isinstance(entry.get("name"), str):
-                actions = {a for a in entry.get("actions") or [] if isinstance(a, str)}
-                if "*" in actions:
-                    actions = {"pull", "push", "delete"}
-                granted[entry["name"]] = granted.get(entry["name"], frozenset()) | frozenset(actions)
+        entries = claims.get("access")
+        for entry in entries if isinstance(entries, list) else []:
+            if not (isinstance(entry, dict) and entry.get("type") == "repository"
+                    and isinstance(entry.get("name"), str)):
+                continue
+            listed = entry.get("actions")
+            actions = {a for a in listed if isinstance(a, str)} if isinstance(listed, list) else set()
+            if "*" in actions:
+                actions = {"pull", "push", "delete"}
+            granted[entry["name"]] = granted.get(entry["name"], frozenset()) | frozenset(actions)
         return granted
 
 
 def external_keys(public_key_file: str, jwks_file: str) -> list[Any]:
+    """The public keys of an external token issuer; KeyFileError naming the file and what is wrong."""
     keys: list[Any] = []
     if public_key_file:
-        keys.append(serialization.load_pem_public_key(Path(public_key_file).read_bytes()))
+        path = Path(public_key_file)
+        try:
+            key = serialization.load_pem_public_key(path.read_bytes())
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read the external issuer's public key: {exc}") from None
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise KeyFileError(f"{path}: not a PEM public key: {' '.join(str(exc).split())[:200]}") from None
+        keys.append(_usable(key, str(path)))
     if jwks_file:
-        keys += [k.key for k in jwt.PyJWKSet.from_dict(json.loads(Path(jwks_file).read_text())).keys]
+        path = Path(jwks_file)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read the JWKS file: {exc}") from None
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
+            raise KeyFileError(f"{path}: not JSON: {exc}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list) or not document["keys"]:
+            raise KeyFileError(f"{path}: a JWKS is an object with a non-empty `keys` list")
+        for index, entry in enumerate(document["keys"]):
+            try:
+                jwk = jwt.PyJWK.from_dict(entry)
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise KeyFileError(f"{path}: keys[{index}]: not a usable key: {exc}") from None
+            keys.append(_usable(jwk.key, f"{path}: keys[{index}]"))
     return keys
+
+
+def _usable(key: Any, where: str) -> Any:
+    try:
+        algorithms_for(key)
+    except ValueError as exc:
+        raise KeyFileError(f"{where}: {exc} (EC or RSA keys only)") from None
+    return key

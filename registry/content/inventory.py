@@ -7,11 +7,11 @@ deletes of tags and manifests reuse LocalContent so they behave exactly like the
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import asdict
 from typing import Any
 
+from registry import json_strict
 from registry import manifest as mf
 from registry.content.local import LocalContent
 from registry.digest import parse_digest
@@ -90,7 +90,7 @@ class Inventory:
             tag_names = await rows.tags_of(conn, repo_id, digest)
             parents = await rows.parents_of(conn, repo_id, digest)
             referrers = await manifest_rows.referrers(conn, name, digest, None)
-        document = json.loads(found.payload)
+        document = _document(found.payload)
         detail: dict[str, Any] = {
             "repository": name, "digest": digest, "media_type": found.media_type,
             "artifact_type": found.artifact_type, "subject": found.subject, "manifest_size": len(found.payload),
@@ -117,7 +117,7 @@ class Inventory:
         """The image config's useful parts, or None (an index, an artifact, or not stored here)."""
         if media_type not in mf.IMAGE_MANIFESTS:
             return None
-        config = json.loads(payload).get("config")
+        config = _document(payload).get("config")
         if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
             return None
         digest = parse_digest(config["digest"])
@@ -161,9 +161,11 @@ class Inventory:
 
 # -- pure helpers over manifest bytes (already validated when pushed) ---------------------
 def _document(payload: bytes) -> dict[str, Any]:
+    """The JSON object in stored bytes by the strict reader; {} when it refuses them (bytes stored
+    before it was strict: too deep for json.loads, or numbers int() refuses)."""
     try:
-        document = json.loads(payload)
-    except ValueError:
+        document = json_strict.loads(payload)
+    except json_strict.StrictJSONError:
         return {}
     return document if isinstance(document, dict) else {}
 

@@ -7,13 +7,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from registry.config_entries import Entry, EntryError
+
 DAY = 86400.0
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
           "t": 1000 ** 4, "tb": 1000 ** 4, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4}
 
 
-class PolicyError(ValueError):
+class PolicyError(EntryError):
     pass
+
+
+_RETENTION_KEYS = {"repositories", "keep_last", "older_than_days", "keep_tags", "keep_pulled_within_days"}
 
 
 @dataclass(frozen=True)
@@ -47,50 +52,51 @@ class Quota:
 
 def parse_retention(items: list[Any]) -> list[RetentionPolicy]:
     policies = []
-    for number, item in enumerate(items, start=1):
-        where = f"retention.policies[{number}]"
-        if not isinstance(item, dict) or not isinstance(item.get("repositories"), str):
-            raise PolicyError(f"{where}: a mapping with `repositories` (a glob such as team/*) is required")
-        unknown = set(item) - {"repositories", "keep_last", "older_than_days", "keep_tags", "keep_pulled_within_days"}
-        if unknown:
-            raise PolicyError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-        try:
-            policy = RetentionPolicy(
-                repositories=item["repositories"],
-                keep_last=_optional(item, "keep_last", int),
-                older_than_days=_optional(item, "older_than_days", float),
-                keep_tags=item.get("keep_tags"),
-                keep_pulled_within_days=_optional(item, "keep_pulled_within_days", float))
-            if policy.keep_tags is not None:
-                re.compile(policy.keep_tags)
-        except (TypeError, ValueError, re.error) as exc:
-            raise PolicyError(f"{where}: {exc}") from None
+    for index, raw in enumerate(items):
+        entry = Entry(raw, f"retention.policies[{index}]", _RETENTION_KEYS, PolicyError)
+        keep_tags = entry.text("keep_tags") or None
+        if keep_tags is not None:
+            try:
+                re.compile(keep_tags)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise entry.fail("keep_tags", f"not a regular expression: {exc}") from None
+        policy = RetentionPolicy(
+            repositories=entry.text("repositories", required=True),
+            keep_last=entry.integer("keep_last"),
+            older_than_days=entry.number("older_than_days"),
+            keep_tags=keep_tags,
+            keep_pulled_within_days=entry.number("keep_pulled_within_days"))
         if policy.keep_last is None and policy.older_than_days is None:
-            raise PolicyError(f"{where}: set keep_last or older_than_days (or both)")
-        if (policy.keep_last or 0) < 0 or (policy.older_than_days or 0) < 0:
-            raise PolicyError(f"{where}: keep_last and older_than_days cannot be negative")
+            raise PolicyError(f"{entry.where}: set keep_last or older_than_days (or both)")
         policies.append(policy)
     return policies
 
 
 def parse_quotas(items: list[Any]) -> list[Quota]:
     quotas = []
-    for number, item in enumerate(items, start=1):
-        where = f"quotas[{number}]"
-        if not isinstance(item, dict) or not isinstance(item.get("namespace"), str) or "bytes" not in item:
-            raise PolicyError(f"{where}: a mapping with `namespace` and `bytes` is required")
-        quotas.append(Quota(item["namespace"].strip("/"), parse_size(item["bytes"], where)))
+    for index, raw in enumerate(items):
+        entry = Entry(raw, f"quota.namespaces[{index}]", {"namespace", "bytes"}, PolicyError)
+        namespace = entry.text("namespace", required=True).strip("/")
+        if not entry.has("bytes"):
+            raise entry.fail("bytes", "required")
+        quotas.append(Quota(namespace, parse_size(entry.raw["bytes"], f"{entry.where}: bytes")))
     return quotas
+
+
+_SIZE = re.compile(r"\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([a-zA-Z]{0,3})\s*")
 
 
 def parse_size(value: Any, where: str = "size") -> int:
     """Bytes from 123, "10GiB", "500 MB"."""
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63:
         return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    match = _SIZE.fullmatch(str(value)) if isinstance(value, (str, int, float)) else None
     if not match or match.group(2).lower() not in _UNITS:
-        raise PolicyError(f"{where}: not a size: {value!r} (use bytes or units like 500MB, 10GiB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+        raise PolicyError(f"{where}: not a size: {str(value)[:60]!r} (use bytes or units like 500MB, 10GiB)")
+    size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size >= 2 ** 63:
+        raise PolicyError(f"{where}: {str(value)[:60]!r} is too large")
+    return size
 
 
 def quota_for(quotas: list[Quota], repository: str) -> Quota | None:
@@ -101,11 +107,6 @@ def quota_for(quotas: list[Quota], repository: str) -> Quota | None:
             if best is None or len(quota.namespace) > len(best.namespace):
                 best = quota
     return best
-
-
-def _optional(item: dict[str, Any], key: str, kind: type) -> Any:
-    value = item.get(key)
-    return None if value is None else kind(value)
 
 
 def format_bytes(size: int) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -152,8 +151,15 @@ class MirrorContent:
         if ":" in reference and digest != reference:
             raise RegistryError("UNAVAILABLE", f"{upstream.alias} sent a manifest that does not match {reference}",
                                 status=502)
-        stored = await self.local.put_manifest(route.cache_name, tag if tag else parse_digest(digest),
-                                               fetched.payload, fetched.media_type, check_references=False)
+        try:
+            stored = await self.local.put_manifest(route.cache_name, tag if tag else parse_digest(digest),
+                                                   fetched.payload, fetched.media_type, check_references=False)
+        except RegistryError as exc:
+            if exc.code != "MANIFEST_INVALID":
+                raise
+            # The upstream's fault, not the client's: nothing is cached, and the client hears 502.
+            raise RegistryError("UNAVAILABLE", f"{upstream.alias} sent a manifest this registry refuses: "
+                                f"{exc.message}", status=502, detail={"reference": reference}) from None
         return stored
 
     def _check_throttle(self, upstream: Upstream) -> None:
@@ -307,7 +313,7 @@ class MirrorContent:
         top = await self.manifest(route.cache_name, ref)
         manifests = [top]
         parsed = parse_manifest(top.payload, top.media_type)
-        for child in _platform_children(top.payload, parsed, platform):
+        for child in _platform_children(parsed, platform):
             manifests.append(await self.manifest(route.cache_name, parse_digest(child)))
         fetched = 0
         for found in manifests:
@@ -396,17 +402,17 @@ def _split_image(image: str) -> tuple[str, str]:
     return name, tag
 
 
-def _platform_children(payload: bytes, parsed: ParsedManifest, platform: str | None) -> list[str]:
-    """An index's children: every one, or those of `os/arch` (manifest.py keeps no platforms)."""
+def _platform_children(parsed: ParsedManifest, platform: str | None) -> list[str]:
+    """An index's children: every one, or those of `os/arch` (from the document the reader kept)."""
     if not parsed.manifests:
         return []
     if platform is None:
         return [d.digest for d in parsed.manifests]
     wanted_os, _, wanted_arch = platform.partition("/")
     chosen = []
-    for entry in json.loads(payload).get("manifests", []):
-        spec = entry.get("platform") or {}
-        if spec.get("os") == wanted_os and spec.get("architecture") == wanted_arch:
+    for entry in parsed.document.get("manifests", []):
+        spec = entry.get("platform")
+        if isinstance(spec, dict) and spec.get("os") == wanted_os and spec.get("architecture") == wanted_arch:
             chosen.append(entry["digest"])
     return chosen
 

@@ -21,13 +21,17 @@ from urllib.parse import urlparse
 
 from registry.client import RegistryClient
 from registry.client.client import trust_context
+from registry.config_entries import Entry, EntryError
 from registry.errors import RegistryError
 
 DOCKER_HUB_HOSTS = ("docker.io", "registry-1.docker.io", "index.docker.io")
 
 
-class MirrorConfigError(Exception):
+class MirrorConfigError(EntryError):
     pass
+
+
+_UPSTREAM_KEYS = {"alias", "url", "host", "docker_hub", "username", "password", "tag_ttl", "ca_file"}
 
 
 @dataclass
@@ -82,27 +86,28 @@ class Upstream:
 def parse_upstreams(entries: list[Any]) -> list[Upstream]:
     upstreams: list[Upstream] = []
     for index, raw in enumerate(entries):
-        where = f"mirror.upstreams[{index}]"
-        if not isinstance(raw, dict):
-            raise MirrorConfigError(f"{where}: expected a mapping")
-        unknown = set(raw) - {"alias", "url", "host", "docker_hub", "username", "password", "tag_ttl", "ca_file"}
-        if unknown:
-            raise MirrorConfigError(f"{where}: unknown keys {sorted(unknown)}")
-        url = str(raw.get("url") or "")
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise MirrorConfigError(f"{where}: url must be http(s)://host[:port]")
-        alias = str(raw.get("alias") or "")
-        if not alias or "/" in alias or alias != alias.lower():
-            raise MirrorConfigError(f"{where}: alias must be one lower-case path component")
-        docker_hub = bool(raw.get("docker_hub"))
-        host = str(raw.get("host") or ("docker.io" if docker_hub else parsed.netloc))
-        ca_file = str(raw.get("ca_file") or "")
+        entry = Entry(raw, f"mirror.upstreams[{index}]", _UPSTREAM_KEYS, MirrorConfigError)
+        url = entry.text("url", required=True)
+        try:
+            parsed = urlparse(url)
+            parsed.port  # a port that is not a number in range raises here
+        except ValueError as exc:
+            raise entry.fail("url", str(exc)) from None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise entry.fail("url", f"expected http(s)://host[:port], got {url!r}")
+        alias = entry.text("alias", required=True)
+        if "/" in alias or alias != alias.lower() or not alias.isascii():
+            raise entry.fail("alias", "must be one lower-case path component")
+        docker_hub = entry.flag("docker_hub")
+        ca_file = entry.text("ca_file")
         if ca_file:
-            _check_ca_file(where, ca_file)
+            _check_ca_file(entry, ca_file)
+        host = entry.text("host") or ("docker.io" if docker_hub else parsed.netloc)
+        tag_ttl = entry.number("tag_ttl", 300.0)
+        assert tag_ttl is not None
         upstreams.append(Upstream(alias=alias, url=url, host=host, docker_hub=docker_hub,
-                                  username=str(raw.get("username") or ""), password=str(raw.get("password") or ""),
-                                  tag_ttl=float(raw.get("tag_ttl", 300)), ca_file=ca_file))
+                                  username=entry.text("username"), password=entry.text("password"),
+                                  tag_ttl=tag_ttl, ca_file=ca_file))
     aliases = [u.alias for u in upstreams]
     if len(set(aliases)) != len(aliases):
         raise MirrorConfigError("mirror.upstreams: aliases must be unique")
@@ -111,12 +116,12 @@ def parse_upstreams(entries: list[Any]) -> list[Upstream]:
     return upstreams
 
 
-def _check_ca_file(where: str, ca_file: str) -> None:
+def _check_ca_file(entry: Entry, ca_file: str) -> None:
     """Refuse at start-up, not at the first pull, a CA file that cannot be read or parsed."""
     try:
         trust_context([Path(ca_file)])
     except (OSError, ssl.SSLError) as exc:
-        raise MirrorConfigError(f"{where}: ca_file {ca_file}: {exc.strerror or exc}") from None
+        raise entry.fail("ca_file", f"{ca_file}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)

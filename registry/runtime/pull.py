@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from registry import json_strict
 from registry.client.client import RegistryClient, trust_context
 from registry.digest import parse_digest
 from registry.manifest import DOCKER_MANIFEST, INDEXES, OCI_MANIFEST, parse_manifest
@@ -155,7 +156,7 @@ class Puller:
             raise PullError(f"manifest digest {digest} is not the {ref.digest} asked for")
         parsed = parse_manifest(response.payload, response.media_type)
         if parsed.media_type in INDEXES:
-            child = choose_platform(json.loads(response.payload))
+            child = choose_platform(parsed.document)
             response = await client.get_manifest(ref.repository, child)
             assert response.payload is not None
             digest = "sha256:" + hashlib.sha256(response.payload).hexdigest()
@@ -164,9 +165,14 @@ class Puller:
             parsed = parse_manifest(response.payload, response.media_type)
         if parsed.media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
             raise PullError(f"{ref} is a {parsed.media_type}, not an image")
-        manifest = json.loads(response.payload)
+        manifest = parsed.document
         config_bytes = await client.small_blob(ref.repository, manifest["config"]["digest"], CONFIG_LIMIT)
-        config = json.loads(config_bytes)
+        try:  # verified against its digest: the image's fault, the same at every endpoint
+            config = json_strict.loads(config_bytes)
+        except json_strict.StrictJSONError as exc:
+            raise PullError(f"the image config of {ref} {exc}") from None
+        if not isinstance(config, dict):
+            raise PullError(f"the image config of {ref} is not a JSON object")
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         layers = manifest.get("layers", [])
         if len(diff_ids) != len(layers):

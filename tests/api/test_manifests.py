@@ -390,10 +390,21 @@ def test_put_by_digest_with_mismatching_body_stores_nothing(client: httpx.Client
     assert_error(get_manifest(client, name, claimed), 404, "MANIFEST_UNKNOWN")
 
 
-@pytest.mark.parametrize("reference", ["-leading-dash", ".leading-dot", "x" * 129, "bad+plus"])
-def test_put_with_invalid_tag_is_400(client: httpx.Client, name: str, reference: str) -> None:
+INVALID_TAGS = [".INVALID_MANIFEST_NAME", "-leading-dash", ".leading-dot", "x" * 129, "bad+plus"]
+MALFORMED_DIGESTS = ["sha256:xyz", "sha256:abc123", "sha256:zz", "sha256:" + "A" * 64, "md5:" + "a" * 32, "sha256:"]
+
+
+@pytest.mark.parametrize("reference", INVALID_TAGS)
+def test_put_with_invalid_tag_is_400_tag_invalid(client: httpx.Client, name: str, reference: str) -> None:
     body, _ = image_manifest(client, name)
-    assert_error(put_manifest(client, name, reference, body), 400)
+    assert_error(put_manifest(client, name, reference, body), 400, "TAG_INVALID")
+    assert client.get(f"/v2/{name}/tags/list").json()["tags"] in ([], None)
+
+
+@pytest.mark.parametrize("reference", MALFORMED_DIGESTS)
+def test_put_with_malformed_digest_is_400_digest_invalid(client: httpx.Client, name: str, reference: str) -> None:
+    body, _ = image_manifest(client, name)
+    assert_error(put_manifest(client, name, reference, body), 400, "DIGEST_INVALID")
 
 
 def test_put_tag_of_128_characters_is_accepted(client: httpx.Client, name: str) -> None:
@@ -438,11 +449,27 @@ def test_manifest_of_one_repository_is_unknown_in_another(client: httpx.Client, 
     assert_error(get_manifest(client, other, pushed.digest), 404, "MANIFEST_UNKNOWN")
 
 
-@pytest.mark.parametrize("reference", ["sha256:xyz", "sha256:abc123"])
-def test_get_manifest_with_malformed_digest_is_400(client: httpx.Client, name: str, reference: str) -> None:
+@pytest.mark.parametrize("reference", INVALID_TAGS)
+def test_get_and_head_by_invalid_tag_are_404_manifest_unknown(client: httpx.Client, name: str,
+                                                              reference: str) -> None:
+    """Nothing can have that name: 404, as Distribution and the OCI conformance suite (which asks for
+    `.INVALID_MANIFEST_NAME` as its "nonexistent manifest") expect; not a 400 a client might retry."""
     push_image(client, name, "v1")
-    resp = get_manifest(client, name, reference)
-    assert_error(resp, 400, "DIGEST_INVALID", "MANIFEST_INVALID", "TAG_INVALID")
+    assert_error(get_manifest(client, name, reference), 404, "MANIFEST_UNKNOWN")
+    assert_head_error(get_manifest(client, name, reference, method="HEAD"), 404)
+
+
+def test_get_by_invalid_tag_in_unknown_repository_is_404(client: httpx.Client) -> None:
+    assert_error(get_manifest(client, unique_name("nowhere"), ".INVALID_MANIFEST_NAME"), 404, "MANIFEST_UNKNOWN")
+
+
+@pytest.mark.parametrize("reference", MALFORMED_DIGESTS)
+def test_get_and_head_by_malformed_digest_are_404_manifest_unknown(client: httpx.Client, name: str,
+                                                                   reference: str) -> None:
+    """Distribution reads a reference that is not a valid digest as a tag, and finds no such tag."""
+    push_image(client, name, "v1")
+    assert_error(get_manifest(client, name, reference), 404, "MANIFEST_UNKNOWN")
+    assert_head_error(get_manifest(client, name, reference, method="HEAD"), 404)
 
 
 # -- DELETE ----------------------------------------------------------------------------------
@@ -511,6 +538,22 @@ def test_delete_tag_keeps_other_tags_of_same_manifest(client: httpx.Client, name
     assert client.delete(f"/v2/{name}/manifests/v1").status_code == 202
     assert get_manifest(client, name, "v2").content == pushed.body
     assert client.get(f"/v2/{name}/tags/list").json()["tags"] == ["v2"]
+
+
+@pytest.mark.parametrize("reference", INVALID_TAGS)
+def test_delete_by_invalid_tag_is_404_manifest_unknown(client: httpx.Client, name: str, reference: str) -> None:
+    """Distribution has no route for such a reference (404): there is nothing by that name to delete."""
+    pushed = push_image(client, name, "v1")
+    assert_error(client.delete(f"/v2/{name}/manifests/{reference}"), 404, "MANIFEST_UNKNOWN")
+    assert get_manifest(client, name, "v1").content == pushed.body
+
+
+@pytest.mark.parametrize("reference", MALFORMED_DIGESTS)
+def test_delete_by_malformed_digest_is_400_digest_invalid(client: httpx.Client, name: str, reference: str) -> None:
+    """As Distribution 2.8 answers it: the client named a digest, and it is not one."""
+    pushed = push_image(client, name, "v1")
+    assert_error(client.delete(f"/v2/{name}/manifests/{reference}"), 400, "DIGEST_INVALID")
+    assert get_manifest(client, name, "v1").content == pushed.body
 
 
 def test_delete_unknown_tag_is_404(client: httpx.Client, name: str) -> None:

@@ -330,6 +330,14 @@ def assert_bearer_challenge(response: httpx.Response, server: AuthRegistry, scop
     return params
 
 
+def assert_insufficient_scope(response: httpx.Response, server: AuthRegistry, scope_: str) -> dict[str, str]:
+    """A valid token without the scope the request needs: 401 with error="insufficient_scope" and
+    the full scope to ask for, as Distribution answers (docker prints "denied: ...")."""
+    params = assert_bearer_challenge(response, server, scope_)
+    assert params.get("error") == "insufficient_scope", describe(response, server)
+    return params
+
+
 # -- content -------------------------------------------------------------------------------------
 
 def sha256(data: bytes) -> str:

@@ -37,6 +37,7 @@ from tests.auth.conftest import (
     add_accounts,
     assert_bearer_challenge,
     assert_error,
+    assert_insufficient_scope,
     basic,
     bearer,
     challenge,
@@ -177,10 +178,16 @@ def test_anonymous_token_grants_nothing_without_anonymous_rules(world: World) ->
     assert granted(body["token"]) == {"team-a/app": []}
     assert "refresh_token" not in body
     image = make_image()
-    for response in (world.client.get("/v2/team-a/app/tags/list", headers=bearer(body["token"])),
-                     post_blob(world.client, "team-a/app", image.layer, bearer(body["token"]))):
-        assert response.status_code in (401, 403), describe(response, world.server)
-        assert_error(response, response.status_code, "DENIED" if response.status_code == 403 else "UNAUTHORIZED")
+    # An anonymous token authenticates nobody: the plain challenge (no error, RFC 6750 3.1), so
+    # clients say "authentication required" and the user logs in; never a bare 403.
+    for response, scope_ in ((world.client.get("/v2/team-a/app/tags/list", headers=bearer(body["token"])),
+                              "repository:team-a/app:pull"),
+                             (world.client.head(f"/v2/team-a/app/blobs/{world.app.blobs[1]}",
+                                                headers=bearer(body["token"])), "repository:team-a/app:pull"),
+                             (post_blob(world.client, "team-a/app", image.layer, bearer(body["token"])),
+                              "repository:team-a/app:pull,push")):
+        params = assert_bearer_challenge(response, world.server, scope_)
+        assert "error" not in params, params
     world.store.assert_nothing_written("team-a/app", [sha256(image.layer)], repository_existed=True)
 
 
@@ -322,26 +329,34 @@ def test_refresh_and_access_tokens_are_not_interchangeable(world: World) -> None
     assert granted(response.json()["token"]) == {"team-a/app": ["pull"]}
 
 
-# -- tokens used beyond what they carry: 403 DENIED ----------------------------------------------
+# -- tokens used beyond what they carry: 401 insufficient_scope ----------------------------------
+# Distribution answers a valid token without the scope with 401 and error="insufficient_scope",
+# whether or not a token with the scope could be had (registry/auth/token/accesscontroller.go);
+# docker and containers/image turn that into "denied: requested access to the resource is denied".
 
 def test_token_for_one_repository_is_denied_on_another(world: World) -> None:
     token = world.token(ALICE, scope("team-a/app", "pull,push"))
     assert granted(token) == {"team-a/app": ["pull", "push"]}
     image = make_image()
-    # The policy would let alice into team-a/other, but this token is for team-a/app only.
+    # The policy would let alice into team-a/other (a new token would do), not into team-b/secret
+    # (no token would): the answer is the same, as Distribution's.
     for repo in ("team-a/other", "team-b/secret"):
         response = world.client.get(f"/v2/{repo}/tags/list", headers=bearer(token))
-        assert_error(response, 403, "DENIED", world.server)
+        assert_insufficient_scope(response, world.server, f"repository:{repo}:pull")
+        response = world.client.head(f"/v2/{repo}/manifests/v1", headers=bearer(token))
+        assert_insufficient_scope(response, world.server, f"repository:{repo}:pull")  # a HEAD: the header says it
         response = post_blob(world.client, repo, image.layer, bearer(token))
-        assert_error(response, 403, "DENIED", world.server)
+        assert_insufficient_scope(response, world.server, f"repository:{repo}:pull,push")
         response = world.client.post(f"/v2/{repo}/blobs/uploads/", headers=bearer(token))
-        assert_error(response, 403, "DENIED", world.server)
+        assert_insufficient_scope(response, world.server, f"repository:{repo}:pull,push")
         response = put_manifest(world.client, repo, "v1", image.manifest, bearer(token))
-        assert_error(response, 403, "DENIED", world.server)
+        assert_insufficient_scope(response, world.server, f"repository:{repo}:pull,push")
     world.store.assert_nothing_written("team-a/other", [sha256(image.layer), image.digest])
     world.store.assert_nothing_written("team-b/secret", [sha256(image.layer)], tag="v1", repository_existed=True)
     response = world.client.get(f"/v2/team-b/secret/blobs/{sha256(world.team_b_blob)}", headers=bearer(token))
-    assert_error(response, 403, "DENIED", world.server)
+    assert_insufficient_scope(response, world.server, "repository:team-b/secret:pull")
+    assert response.json()["errors"][0]["detail"] == [{"Type": "repository", "Name": "team-b/secret",
+                                                       "Action": "pull"}]
 
 
 def test_pull_only_token_cannot_push_or_delete(world: World) -> None:
@@ -352,17 +367,18 @@ def test_pull_only_token_cannot_push_or_delete(world: World) -> None:
     assert response.status_code == 200, describe(response, world.server)  # control: pull works
 
     image = make_image()
+    push, delete = "repository:team-a/app:pull,push", "repository:team-a/app:pull,delete"
     refused = [
-        post_blob(world.client, "team-a/app", image.layer, headers),
-        world.client.post("/v2/team-a/app/blobs/uploads/", headers=headers),
-        put_manifest(world.client, "team-a/app", "pushed-with-pull-token", image.manifest, headers),
-        put_manifest(world.client, "team-a/app", "v1", image.manifest, headers),  # overwrite a tag
-        world.client.delete(f"/v2/team-a/app/manifests/{world.app.digest}", headers=headers),
-        world.client.delete("/v2/team-a/app/manifests/v1", headers=headers),
-        world.client.delete(f"/v2/team-a/app/blobs/{world.app.blobs[1]}", headers=headers),
+        (post_blob(world.client, "team-a/app", image.layer, headers), push),
+        (world.client.post("/v2/team-a/app/blobs/uploads/", headers=headers), push),
+        (put_manifest(world.client, "team-a/app", "pushed-with-pull-token", image.manifest, headers), push),
+        (put_manifest(world.client, "team-a/app", "v1", image.manifest, headers), push),  # overwrite a tag
+        (world.client.delete(f"/v2/team-a/app/manifests/{world.app.digest}", headers=headers), delete),
+        (world.client.delete("/v2/team-a/app/manifests/v1", headers=headers), delete),
+        (world.client.delete(f"/v2/team-a/app/blobs/{world.app.blobs[1]}", headers=headers), delete),
     ]
-    for response in refused:
-        assert_error(response, 403, "DENIED", world.server)
+    for response, needed in refused:
+        assert_insufficient_scope(response, world.server, needed)
     world.store.assert_nothing_written("team-a/app", [sha256(image.layer)], tag="pushed-with-pull-token",
                                        repository_existed=True)
     alice_can_still_read_app(world)
@@ -374,11 +390,17 @@ def test_policy_caps_what_a_token_carries(world: World) -> None:
     assert granted(token) == {"team-a/app": ["pull"], "team-b/img": []}
     image = make_image()
     response = post_blob(world.client, "team-a/app", image.layer, bearer(token))
-    assert_error(response, 403, "DENIED", world.server)
+    assert_insufficient_scope(response, world.server, "repository:team-a/app:pull,push")
     response = world.client.delete(f"/v2/team-a/app/manifests/{world.app.digest}", headers=bearer(token))
-    assert_error(response, 403, "DENIED", world.server)
+    assert_insufficient_scope(response, world.server, "repository:team-a/app:pull,delete")
     response = world.client.get("/v2/team-b/img/manifests/v1", headers=bearer(token))
+    assert_insufficient_scope(response, world.server, "repository:team-b/img:pull")
+    # Asking again gets the same token: the policy, not the token, is what says no.
+    assert granted(world.token(CAROL, scope("team-a/app", "pull,push"))) == {"team-a/app": ["pull"]}
+    # The same caller with basic credentials (no token involved): the policy's answer, 403 DENIED.
+    response = post_blob(world.client, "team-a/app", image.layer, basic(CAROL.name, CAROL.password))
     assert_error(response, 403, "DENIED", world.server)
+    assert "www-authenticate" not in response.headers
     world.store.assert_nothing_written("team-a/app", [sha256(image.layer)], repository_existed=True)
     alice_can_still_read_app(world)
 
@@ -463,15 +485,20 @@ def test_robot_outside_its_repository_pattern_is_denied(world: World) -> None:
     assert response.status_code == 200, describe(response, world.server)  # control
 
     image = make_image()
+    # With its token: 401 insufficient_scope (the token lacks the scope); with its secret as basic
+    # credentials: 403 DENIED (signed in, and the policy with its own scope says no).
     for headers in (bearer(token), basic(robot, robot_secret)):
-        response = world.client.get("/v2/team-a/app/manifests/v1", headers=headers)
-        assert_error(response, 403, "DENIED", world.server)
-        response = post_blob(world.client, "ci/app", image.layer, headers)
-        assert_error(response, 403, "DENIED", world.server)
-        response = put_manifest(world.client, "ci/app", "robot-push", image.manifest, headers)
-        assert_error(response, 403, "DENIED", world.server)
-        response = post_blob(world.client, "ci/new-repo", image.layer, headers)
-        assert_error(response, 403, "DENIED", world.server)
+        def refused(response: httpx.Response, scope_: str) -> None:
+            if headers["Authorization"].startswith("Bearer"):
+                assert_insufficient_scope(response, world.server, scope_)
+            else:
+                assert_error(response, 403, "DENIED", world.server)
+
+        refused(world.client.get("/v2/team-a/app/manifests/v1", headers=headers), "repository:team-a/app:pull")
+        refused(post_blob(world.client, "ci/app", image.layer, headers), "repository:ci/app:pull,push")
+        refused(put_manifest(world.client, "ci/app", "robot-push", image.manifest, headers),
+                "repository:ci/app:pull,push")
+        refused(post_blob(world.client, "ci/new-repo", image.layer, headers), "repository:ci/new-repo:pull,push")
     world.store.assert_nothing_written("ci/app", [sha256(image.layer)], tag="robot-push", repository_existed=True)
     world.store.assert_nothing_written("ci/new-repo", [sha256(image.layer)])
 

@@ -89,17 +89,21 @@ NAMES = [
     ("POST", f"/v2/ok/name/blobs/uploads/?mount={VALID_DIGEST}&from=..%2F..%2Fetc", None),
     ("POST", f"/v2/ok/name/blobs/uploads/?mount={VALID_DIGEST}&from=../../etc", None),
 ]
-TAGS = [
-    ("GET", "/v2/ok/name/manifests/..", None),
+TAGS = [  # storing under an invalid tag is the client's error
     ("PUT", "/v2/ok/name/manifests/..", MANIFEST),
     ("PUT", "/v2/ok/name/manifests/%2e%2e", MANIFEST),
     ("PUT", "/v2/ok/name/manifests/.hidden", MANIFEST),
     ("PUT", "/v2/ok/name/manifests/..%5c..%5cpwned", MANIFEST),
-    ("DELETE", "/v2/ok/name/manifests/..", None),
-    ("GET", "/v2/ok/name/manifests/" + "t" * 129, None),
     # An encoded slash in the tag: the name is fine, the tag is not.
     ("PUT", "/v2/ok/name/manifests/..%2f..%2fpwned", MANIFEST),
+]
+UNKNOWN_REFERENCES = [  # reading or deleting by a reference nothing can have: 404, as Distribution
+    ("GET", "/v2/ok/name/manifests/..", None),
+    ("DELETE", "/v2/ok/name/manifests/..", None),
+    ("GET", "/v2/ok/name/manifests/" + "t" * 129, None),
     ("GET", "/v2/ok/name/manifests/..%2F..%2Fetc%2Fpasswd", None),
+    ("GET", "/v2/ok/name/manifests/sha256:..", None),
+    ("GET", "/v2/ok/name/manifests/sha256:" + "a" * 63, None),
 ]
 DIGESTS = [
     ("GET", "/v2/ok/name/blobs/sha256:..", None),
@@ -107,9 +111,7 @@ DIGESTS = [
     ("GET", "/v2/ok/name/blobs/..", None),
     ("GET", "/v2/ok/name/blobs/sha256:%2e%2e%5c%2e%2e%5cetc", None),
     ("DELETE", "/v2/ok/name/blobs/sha256:..", None),
-    ("GET", "/v2/ok/name/manifests/sha256:..", None),
     ("GET", "/v2/ok/name/referrers/sha256:..", None),
-    ("GET", "/v2/ok/name/manifests/sha256:" + "a" * 63, None),
     ("POST", "/v2/ok/name/blobs/uploads/?digest=sha256:..%2F..%2Fpwned", BLOB),
     ("POST", "/v2/ok/name/blobs/uploads/?digest=sha256:../../pwned", BLOB),
     ("POST", "/v2/ok/name/blobs/uploads/?mount=sha256:..%2F..%2Fpwned&from=ok/other", None),
@@ -127,6 +129,7 @@ UPLOAD_IDS = [  # unknown sessions, whatever the id looks like: 404, and no file
 ]
 CASES = ([(*case, 400, "NAME_INVALID") for case in NAMES] + [(*case, 400, "TAG_INVALID") for case in TAGS]
          + [(*case, 400, "DIGEST_INVALID") for case in DIGESTS]
+         + [(*case, 404, "MANIFEST_UNKNOWN") for case in UNKNOWN_REFERENCES]
          + [(*case, 404, "BLOB_UPLOAD_UNKNOWN") for case in UPLOAD_IDS])
 
 

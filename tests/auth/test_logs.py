@@ -107,8 +107,8 @@ def exercised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exercised]:
                 push_image(c, repo, "v1", bearer(token))
                 _ok(c.get(f"/v2/{repo}/tags/list", headers=bearer(token)), server)
                 _ok(c.get(f"/v2/{repo}/tags/list", headers=bearer(token[:-4] + "AAAA")), server, 401)
-                # A token used where it gives no access: the 403 path.
-                _ok(post_blob(c, "nobody/else", make_image().layer, bearer(token)), server, 403)
+                # A token used where it gives no access: the insufficient_scope path.
+                _ok(post_blob(c, "nobody/else", make_image().layer, bearer(token)), server, 401)
             # A password typed where a token goes, and a token typed where a password goes.
             _ok(c.get("/v2/", headers=bearer(ALICE.password)), server, 401)
             # (Over 72 bytes; a 500 today, see test_denied.py::test_overlong_password_is_401_not_500: the

@@ -1,0 +1,124 @@
+"""Reading one entry of a configuration list (a mirror upstream, a retention policy, a quota, a
+policy rule): every field typed and bounded, every mistake one clear error that names the entry.
+
+YAML and JSON hand over whatever was written: a string where a number belongs, `.inf`, a list
+where a string belongs, a number with 400 digits. Each read here either returns a clean value or
+raises the caller's error class with `where: key: reason`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: int() would also take '٣' or '1_000'
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{1,18})?")
+
+
+class EntryError(ValueError):
+    """A malformed entry; callers subclass it (MirrorConfigError, PolicyError)."""
+
+
+class Entry:
+    def __init__(self, raw: Any, where: str, allowed: set[str], error: type[EntryError] = EntryError) -> None:
+        self.where = where
+        self.error = error
+        if not isinstance(raw, dict):
+            raise error(f"{where}: expected a mapping, got {_shown(raw)}")
+        unknown = sorted(str(key) for key in raw if key not in allowed)
+        if unknown:
+            raise error(f"{where}: unknown keys {unknown} (known: {', '.join(sorted(allowed))})")
+        self.raw = raw
+
+    def fail(self, key: str, reason: str) -> EntryError:
+        return self.error(f"{self.where}: {key}: {reason}")
+
+    def has(self, key: str) -> bool:
+        return self.raw.get(key) is not None
+
+    def text(self, key: str, default: str = "", required: bool = False, max_length: int = 4096) -> str:
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                raise self.fail(key, "required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.fail(key, f"expected text, got {_shown(value)}")
+        text = str(value)
+        if required and not text:
+            raise self.fail(key, "must not be empty")
+        if len(text) > max_length:
+            raise self.fail(key, f"longer than {max_length} characters")
+        return text
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {_shown(value)}")
+        return value
+
+    def number(self, key: str, default: float | None = None, minimum: float = 0.0) -> float | None:
+        """A finite number >= minimum (seconds, days)."""
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            value = float(value)  # quoted in YAML: "30"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(key, f"expected a number, got {_shown(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.fail(key, "too large") from None
+        if not math.isfinite(number) or number < minimum:
+            raise self.fail(key, f"expected a finite number of at least {minimum:g}, got {_shown(value)}")
+        return number
+
+    def integer(self, key: str, default: int | None = None, minimum: int = 0,
+                maximum: int = 2 ** 63 - 1) -> int | None:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        try:
+            value = whole_number(value)
+        except ValueError:
+            raise self.fail(key, f"expected a whole number, got {_shown(value)}") from None
+        if not minimum <= value <= maximum:
+            raise self.fail(key, f"expected a whole number from {minimum} to {maximum}, got {_shown(value)}")
+        return value
+
+    def text_list(self, key: str, required: bool = False) -> list[str]:
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                raise self.fail(key, "required")
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.fail(key, f"expected a list of text, got {_shown(value)}")
+        return value
+
+
+def whole_number(value: Any) -> int:
+    """An integer from YAML or JSON (an int, or a float with no fraction) or from text of ASCII digits
+    (quoted in YAML, or from the environment); ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a whole number: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value)
+    raise ValueError(f"not a whole number: {_shown(value)}")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as the error shows it: its repr, cut short (a 400-digit number, a huge list)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for repr
+        return f"a number of {value.bit_length()} bits"
+    return text if len(text) <= limit else text[:limit] + "..."
