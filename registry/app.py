@@ -119,7 +119,8 @@ def create_app(config: Config) -> web.Application:
     app[LIMITS_KEY] = config.limits
     redirect_expiry = config.storage.s3.redirect_expiry if config.storage.s3.redirect else None
     local = app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry,
-                                            quotas=parse_quotas(config.quota.namespaces))
+                                            quotas=parse_quotas(config.quota.namespaces),
+                                            grace_seconds=config.gc.grace_period)
     maintenance = app[MAINTENANCE_KEY] = Maintenance(db, store, MaintenanceSettings.from_config(config))
     mirror = None
     if config.mirror.upstreams:

@@ -131,7 +131,8 @@ class MirrorConfig:
 @dataclass
 class GCConfig:
     grace_period: float = option(3600.0, "seconds an unreferenced blob link is kept (a layer whose manifest is "
-                                         "not pushed yet); older unreferenced links and blobs are collected")
+                                         "not pushed yet); a HEAD, GET or mount of the blob in that repository "
+                                         "restarts it; older unreferenced links and blobs are collected")
     untagged_days: float = option(-1.0, "days after which untagged manifests (not needed by a tagged index or "
                                         "as a referrer of a kept manifest) are collected; negative: keep them")
     upload_expiry: float = option(86400.0, "seconds an upload session may sit idle before gc purges it and its "

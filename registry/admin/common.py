@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any, Callable
 
 from aiohttp import web
 
+from registry import json_strict
 from registry.api.common import MAX_PAGE_DIGITS, pagination_cursor
 from registry.content.inventory import Inventory
 from registry.errors import RegistryError
@@ -57,10 +57,9 @@ def name_param(request: web.Request) -> str:
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read() or b"{}")
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors; so is
-        # the error for an integer of more than 4,300 digits; RecursionError: nesting thousands deep
-        raise RegistryError("UNSUPPORTED", "the body must be a JSON object", status=400) from None
+        body = json_strict.loads(await request.read() or b"{}")
+    except json_strict.StrictJSONError as exc:
+        raise RegistryError("UNSUPPORTED", f"the body must be a JSON object; it {exc}", status=400) from None
     if not isinstance(body, dict):
         raise RegistryError("UNSUPPORTED", "the body must be a JSON object", status=400)
     return body

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import json
 import re
 import ssl
 import time
@@ -28,6 +27,7 @@ from typing import Any, AsyncIterator, Iterable, Mapping
 
 import aiohttp
 
+from registry import json_strict
 from registry.digest import parse_digest
 
 log = logging.getLogger("registry.client")
@@ -109,9 +109,9 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str = 
 async def read_json(response: aiohttp.ClientResponse, limit: int, what: str) -> Any:
     raw = await read_capped(response, limit, what)
     try:
-        return json.loads(raw)
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise UpstreamError(502, f"{what} is not valid JSON: {exc}") from None
+        return json_strict.loads(raw)
+    except json_strict.StrictJSONError as exc:
+        raise UpstreamError(502, f"{what} {exc}") from None
 
 
 def trust_context(ca_files: Iterable[Path]) -> ssl.SSLContext | None:

@@ -41,6 +41,9 @@ MAX_HASH_STATES = 10_000
 LEASE_SECONDS = 30.0
 PUBLISH_WAIT_SECONDS = 30.0  # for a garbage collection deleting a blob's old copy (a batch takes seconds)
 PROCESS_TAG = secrets.token_hex(6)
+# A HEAD or GET restarts a link's grace period only once half of it has passed: a hot blob costs
+# one write per half-period, and a client that saw 200 has at least half the period to reference it.
+GRACE_RESTART_FRACTION = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +102,12 @@ class _HashState:
 
 class LocalContent:
     def __init__(self, db: Database, store: BlobStore, redirect_expiry: int | None = None,
-                 quotas: list[Quota] | None = None) -> None:
+                 quotas: list[Quota] | None = None, grace_seconds: float = 3600.0) -> None:
         self.db = db
         self.store = store
         self.redirect_expiry = redirect_expiry
         self.quotas = quotas or []
+        self.grace_seconds = grace_seconds  # gc.grace_period: how long gc spares an unreferenced link
         self.pulls = PullRecorder(db)
         self._upload_locks = KeyedLocks()
         self._hash_states: OrderedDict[str, _HashState] = OrderedDict()
@@ -118,16 +122,29 @@ class LocalContent:
                            redirect=redirect)
 
     async def blob_head(self, repository: str, digest: Digest) -> BlobContent:
-        """What a HEAD needs: the blob's size (a manifest's bytes when asked for one through /blobs/)."""
+        """What a HEAD needs: the blob's size (a manifest's bytes when asked for one through /blobs/).
+
+        A client told that a blob exists may reference it in a manifest next, without uploading
+        it: the link's grace period restarts (before the answer), so gc spares it meanwhile.
+        """
         async with self.db.read() as conn:
-            size = await blob_rows.linked_blob_size(conn, repository, str(digest))
-            if size is None:
+            link = await blob_rows.linked_blob(conn, repository, str(digest))
+            if link is None:
                 # Some clients fetch manifests through /blobs/: serve the exact manifest bytes.
                 row = await manifest_rows.manifest_by_digest(conn, repository, str(digest))
                 if row is not None:
                     return BlobContent(row.digest, len(row.payload), data=row.payload)
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
-        return BlobContent(str(digest), size)
+        if self.grace_seconds > 0 and link.linked_at < time.time() - self.grace_seconds * GRACE_RESTART_FRACTION:
+            await self._restart_grace(link.repository_id, digest)
+        return BlobContent(str(digest), link.size)
+
+    async def _restart_grace(self, repository_id: int, digest: Digest) -> None:
+        """Restart the link's grace period; BLOB_UNKNOWN if gc took it since we looked (the client
+        uploads it again rather than push a manifest that would be refused)."""
+        async with self.db.write(durable=False) as conn:  # only a database host's crash loses it
+            if not await blob_rows.restart_grace(conn, repository_id, str(digest)):
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
 
     async def delete_blob(self, repository: str, digest: Digest) -> None:
         async with self.db.write() as conn:
@@ -136,7 +153,11 @@ class LocalContent:
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
 
     async def mount_blob(self, repository: str, digest: Digest, source: str) -> BlobContent | None:
-        """Link a blob from `source` without copying; None when the source does not hold it."""
+        """Link a blob from `source` without copying; None when the source does not hold it.
+
+        The new (or re-made) link starts its own grace period, which is what the client's manifest
+        in `repository` needs; the source's link is held only for this transaction, not refreshed.
+        """
         async with self.db.write() as conn:
             size = await blob_rows.linked_blob_size(conn, source, str(digest), lock=True)
             if size is None:

@@ -7,8 +7,10 @@ kept rather than lost.
 Roots are tagged manifests (after retention) and untagged manifests the untagged policy keeps.
 Everything a root needs survives: index children, and referrers (signatures, SBOMs) of a
 surviving manifest. A repository link survives while a surviving manifest of that repository
-references the blob or while it is younger than the grace period (a layer whose manifest is
-not pushed yet). A blob survives while any link, any surviving manifest or a mirror fill needs it.
+references the blob or while its grace period runs (a layer whose manifest is not pushed yet): the
+period starts when the blob is linked and restarts when a client HEADs, GETs or mounts it (see
+LocalContent.blob_head), so a layer a client was just told exists stays for its manifest. A blob
+survives while any link, any surviving manifest or a mirror fill needs it.
 """
 
 from __future__ import annotations

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, select
+from sqlalchemy import and_, bindparam, delete, select, update
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import blobs, repositories, repository_blobs
 
 
-_LINKED_SIZE = (select(blobs.c.size)
-                .select_from(repository_blobs
-                             .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
-                             .join(blobs, blobs.c.digest == repository_blobs.c.digest))
-                .where(repositories.c.name == bindparam("repository"), repository_blobs.c.digest == bindparam("digest")))
+_LINKED = (repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+           .join(blobs, blobs.c.digest == repository_blobs.c.digest))
+_IN_REPOSITORY = (repositories.c.name == bindparam("repository"), repository_blobs.c.digest == bindparam("digest"))
+_LINKED_SIZE = select(blobs.c.size).select_from(_LINKED).where(*_IN_REPOSITORY)
 
 
 # Writers lock what they rely on FOR SHARE (PostgreSQL; SQLite writes are exclusive anyway), so
@@ -26,6 +26,38 @@ async def linked_blob_size(conn: Connection, repository: str, digest: str, lock:
     """Size of a blob if it is linked into the named repository (`lock`: hold it for this transaction)."""
     statement = _LINKED_SIZE_LOCKED if lock else _LINKED_SIZE
     return (await conn.execute(statement, {"repository": repository, "digest": digest})).scalar()
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    repository_id: int
+    size: int
+    linked_at: float  # when its garbage-collection grace period last (re)started
+
+
+_LINK = (select(repository_blobs.c.repository_id, blobs.c.size, repository_blobs.c.created_at)
+         .select_from(_LINKED).where(*_IN_REPOSITORY))
+
+
+async def linked_blob(conn: Connection, repository: str, digest: str) -> Link | None:
+    """The blob's link into the named repository, if any: what a HEAD or GET needs."""
+    row = (await conn.execute(_LINK, {"repository": repository, "digest": digest})).first()
+    return Link(row.repository_id, row.size, row.created_at) if row is not None else None
+
+
+_RESTART_GRACE = (update(repository_blobs)
+                  .where(repository_blobs.c.repository_id == bindparam("link_repository"),
+                         repository_blobs.c.digest == bindparam("link_digest"))
+                  .values(created_at=bindparam("now")))  # names of their own: UPDATE reserves the columns'.
+
+
+async def restart_grace(conn: Connection, repository_id: int, digest: str) -> bool:
+    """Restart a link's garbage-collection grace period, as re-linking it would; False when the
+    link is gone (collected meanwhile). Garbage collection re-checks a link's time under its row
+    lock, so once this commits, the link stays for the grace period."""
+    result = await conn.execute(_RESTART_GRACE, {"link_repository": repository_id, "link_digest": digest,
+                                                 "now": time.time()})
+    return result.rowcount > 0
 
 
 _SIZE = select(blobs.c.size).where(blobs.c.digest == bindparam("digest"))

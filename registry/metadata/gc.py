@@ -47,7 +47,7 @@ class Snapshot:
     repositories: dict[int, str]
     manifests: dict[int, ManifestNode]
     tags: list[TagRow]
-    links: dict[tuple[int, str], float]  # (repository id, digest) -> linked at
+    links: dict[tuple[int, str], float]  # (repository id, digest) -> its grace period's start
     blobs: dict[str, int]  # digest -> size
     filling: set[str]  # blobs a mirror is fetching right now
 
@@ -150,7 +150,9 @@ _REFERENCED_IN_REPOSITORY = exists().where(
 
 
 async def delete_stale_links(conn: Connection, links: list[tuple[int, str]], cutoff: float) -> list[tuple[int, str]]:
-    """Unlink blobs linked before `cutoff` that no manifest of their repository references."""
+    """Unlink blobs whose grace period started before `cutoff` and that no manifest of their
+    repository references. The time is read again under the row lock: a client's HEAD, GET or
+    mount that restarted it since the mark keeps the link (blobs.restart_grace)."""
     key = tuple_(repository_blobs.c.repository_id, repository_blobs.c.digest)
     locked = [(r.repository_id, r.digest) for r in await conn.execute(
         select(repository_blobs.c.repository_id, repository_blobs.c.digest)

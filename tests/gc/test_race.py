@@ -1,10 +1,12 @@
 """Acceptance 1: pushes of images sharing layers run while gc runs continuously.
 
-The pushers behave like docker: HEAD each blob, upload what is missing, PUT the manifest; a
-manifest refused with MANIFEST_BLOB_UNKNOWN (gc took a shared layer whose grace had passed) is
-pushed again, as a client retrying would. Afterwards every image that was pushed and not
-deleted pulls and verifies, and the store holds exactly the blobs those images use: everything
-deleted or unreferenced past the grace period is gone from the store and the database.
+The pushers behave like docker: HEAD each blob, upload what is missing, PUT the manifest. A HEAD
+200 or an upload protects the blob for at least half the grace period (a HEAD restarts the link's
+grace period once half of it has passed), so a manifest refused with MANIFEST_BLOB_UNKNOWN within
+that time fails the test; one refused later (the host stalled that long) is pushed again, as a
+client retrying would. Afterwards every image that was pushed and not deleted pulls and verifies,
+and the store holds exactly the blobs those images use: everything deleted or unreferenced past
+the grace period is gone from the store and the database.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from tests.gc.conftest import run_job
 GRACE = 2.0
 
 
-def _pusher(url: str, worker: int, iterations: int, pool: list[bytes], results: dict, errors: list) -> None:
+def _pusher(url: str, worker: int, iterations: int, pool: list[bytes], grace: float, results: dict,
+            errors: list) -> None:
     rng = random.Random(worker)
     kept: dict[tuple[str, str], tuple[str, list[str]]] = {}
     deleted: list[tuple[str, str]] = []
@@ -38,7 +41,9 @@ def _pusher(url: str, worker: int, iterations: int, pool: list[bytes], results: 
                                    "config": descriptor(OCI_CONFIG, config),
                                    "layers": [descriptor(OCI_LAYER, layer) for layer in layers]})
                 for _attempt in range(10):
+                    asked: dict[str, float] = {}  # digest -> when we asked for it (before the registry said yes)
                     for blob in (config, *layers):
+                        asked[sha256(blob)] = time.monotonic()
                         if http.head(f"/v2/{repo}/blobs/{sha256(blob)}").status_code != 200:
                             push_blob(http, repo, blob)
                     response = put_manifest(http, repo, tag, manifest)
@@ -46,6 +51,9 @@ def _pusher(url: str, worker: int, iterations: int, pool: list[bytes], results: 
                         break
                     assert response.status_code == 400 and error_codes(response) == ["MANIFEST_BLOB_UNKNOWN"], \
                         response.text
+                    refused = response.json()["errors"][0]["detail"]["digest"]
+                    age = time.monotonic() - asked[refused]
+                    assert age > grace / 2, f"{refused} was collected {age:.2f}s after the registry confirmed it"
                     retries += 1
                 else:
                     raise AssertionError(f"{repo}:{tag} could not be pushed in 10 attempts")
@@ -108,7 +116,7 @@ def test_pushes_while_gc_runs_continuously(make_registry):
     errors: list[BaseException] = []
     stop = threading.Event()
     collector = threading.Thread(target=_collector, args=(server.url, stop, runs, errors))
-    pushers = [threading.Thread(target=_pusher, args=(server.url, w, iterations, pool, results, errors))
+    pushers = [threading.Thread(target=_pusher, args=(server.url, w, iterations, pool, grace, results, errors))
                for w in range(2)]
     collector.start()
     for thread in pushers:
@@ -143,4 +151,5 @@ def test_pushes_while_gc_runs_continuously(make_registry):
         assert check["problems"] == [] and check["checked"] == len(needed)
     retries = sum(r["retries"] for r in results.values())
     print(f"{len(kept)} images kept, {sum(len(r['deleted']) for r in results.values())} deleted, "
-          f"{len(runs)} gc runs, {retries} manifest pushes retried after gc took a layer")
+          f"{len(runs)} gc runs, {retries} manifest pushes retried after gc took a layer (each over half the grace "
+          f"period after it was confirmed)")
