@@ -105,9 +105,9 @@ def is_printable_key(value: str) -> bool:
     return len(value) <= MAX_CURSOR_LENGTH and bool(_PRINTABLE_ASCII.fullmatch(value))
 
 
-def upload_id(request: web.Request) -> str:
+def upload_id(request: web.Request, key: str = "uuid") -> str:
     """The upload session in the path; one that no session could have is unknown (404)."""
-    value = request.match_info["uuid"]
+    value = request.match_info[key]
     if not is_printable_key(value):
         raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": value[:100]})
     return value
