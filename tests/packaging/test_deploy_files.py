@@ -209,10 +209,17 @@ def test_every_registry_variable_is_a_real_option():
     assert not unknown, f"not options of registry/config.py: {unknown}"
 
 
-def _configmap_config(tmp_path: Path) -> Path:
+def _configmap_config(tmp_path: Path, auth_mount: str) -> Path:
+    """The ConfigMap's file, with the auth Secret "mounted" under tmp_path: the configuration is
+    checked at load, files named in it included, so the htpasswd file must exist as in the pod."""
     (configmap,) = _by_kind("ConfigMap")
+    (secret,) = [s for s in _by_kind("Secret") if s["metadata"]["name"] == "registry-auth"]
+    mounted = tmp_path / auth_mount.strip("/")
+    mounted.mkdir(parents=True)
+    for key, value in secret["stringData"].items():
+        (mounted / key).write_text(value)
     path = tmp_path / "registry.yaml"
-    path.write_text(configmap["data"]["registry.yaml"])
+    path.write_text(configmap["data"]["registry.yaml"].replace(auth_mount + "/", f"{mounted}/"))
     return path
 
 
@@ -222,14 +229,14 @@ def test_the_configmap_loads_as_each_deployment_runs_it(name: str, tmp_path: Pat
     environ = {item["name"]: item["value"] for item in container.get("env", [])}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert environ["REGISTRY_CONFIG"] == f"{mounts['config']}/registry.yaml"
-    environ["REGISTRY_CONFIG"] = str(_configmap_config(tmp_path))
+    environ["REGISTRY_CONFIG"] = str(_configmap_config(tmp_path, mounts["auth"]))
     if any(source["secretRef"]["name"] == "registry-backends" for source in container.get("envFrom", [])):
         (backends,) = [s for s in _by_kind("Secret") if s["metadata"]["name"] == "registry-backends"]
         environ.update(backends["stringData"])
     config = load(environ=environ)
     assert config.host_port[1] == container["ports"][0]["containerPort"]
     assert config.auth.mode != "none", "through an Ingress nobody is on loopback: anonymous pushes never work"
-    assert config.auth.htpasswd.startswith(mounts["auth"] + "/")
+    assert config.auth.htpasswd.startswith(f"{tmp_path}{mounts['auth']}/")
 
 
 def test_scale_config_file_loads():

@@ -88,7 +88,17 @@ async def serve(listen: str, target: str, link: Link) -> None:
     target_host, target_port = _split(target)
     totals = Totals()
 
+    open_connections: set[asyncio.Task] = set()
+
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        open_connections.add(task)
+        try:
+            await relay(client_reader, client_writer)
+        finally:
+            open_connections.discard(task)
+
+    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         totals.connections += 1
         number = totals.connections
         try:
@@ -99,10 +109,12 @@ async def serve(listen: str, target: str, link: Link) -> None:
             return
         for writer in (client_writer, upstream_writer):
             writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(_pump(client_reader, upstream_writer, link, totals.up),
-                             _pump(upstream_reader, client_writer, link, totals.down))
-        for writer in (client_writer, upstream_writer):
-            writer.close()
+        try:
+            await asyncio.gather(_pump(client_reader, upstream_writer, link, totals.up),
+                                 _pump(upstream_reader, client_writer, link, totals.down))
+        finally:
+            for writer in (client_writer, upstream_writer):
+                writer.close()
 
     host, port = _split(listen)
     server = await asyncio.start_server(handle, host, port, reuse_address=True)
@@ -114,6 +126,11 @@ async def serve(listen: str, target: str, link: Link) -> None:
     reporter = asyncio.create_task(_report(totals))
     async with server:
         await stop.wait()
+    # Connections still open when told to stop are cut, and their tasks awaited: left pending,
+    # asyncio.run would log "Task was destroyed but it is pending" for each.
+    for task in list(open_connections):
+        task.cancel()
+    await asyncio.gather(*open_connections, return_exceptions=True)
     reporter.cancel()
 
 
