@@ -9,21 +9,22 @@ from registry.errors import RegistryError
 
 MAX_NAME_LENGTH = 255
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+# fullmatch, never match with `$`: `$` also matches before a final newline ("v1\n" would pass).
+_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 
 
 def validate_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise RegistryError("NAME_INVALID", f"repository name longer than {MAX_NAME_LENGTH} characters",
                             detail={"name": name[:MAX_NAME_LENGTH] + "..."})
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise RegistryError("NAME_INVALID", "invalid repository name", detail={"name": name})
     return name
 
 
 def is_valid_tag(tag: str) -> bool:
-    return bool(_TAG.match(tag))
+    return bool(_TAG.fullmatch(tag))
 
 
 def validate_tag(tag: str) -> str:
@@ -72,6 +73,6 @@ def parse_image_reference(value: str) -> ImageReference:
     validate_name(name)
     if colon:
         validate_tag(tag)
-    if digest and not re.match(r"^[a-z0-9]+:[a-f0-9]{32,}$", digest):
+    if digest and not re.fullmatch(r"[a-z0-9]+:[a-f0-9]{32,}", digest):
         raise RegistryError("DIGEST_INVALID", "invalid digest in image reference", detail={"reference": value})
     return ImageReference(registry, name, tag or (None if digest else "latest"), digest or None)

@@ -29,6 +29,7 @@ import yaml
 
 from registry.auth.files import AuthFileError
 from registry.auth.identity import Identity
+from registry.config_entries import shown
 
 ACTIONS = ("pull", "push", "delete")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -135,6 +136,8 @@ class Policy:
             document = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             raise PolicyError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+        except ValueError as exc:  # from PyYAML's constructors: an int of 4,300+ digits, a 30th of February
+            raise PolicyError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:200]}") from None
         except RecursionError:
             raise PolicyError(f"{path}: nested too deeply") from None
         if document is None:
@@ -214,8 +217,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shown(value, 77)
 
 
 def _kind(value: Any) -> str:
