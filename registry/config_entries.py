@@ -27,7 +27,7 @@ class Entry:
         self.error = error
         if not isinstance(raw, dict):
             raise error(f"{where}: expected a mapping, got {shown(raw)}")
-        unknown = sorted(str(key) for key in raw if key not in allowed)
+        unknown = sorted(key if isinstance(key, str) else shown(key) for key in raw if key not in allowed)
         if unknown:
             raise error(f"{where}: unknown keys {unknown} (known: {', '.join(sorted(allowed))})")
         self.raw = raw
@@ -46,7 +46,10 @@ class Entry:
             return default
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise self.fail(key, f"expected text, got {shown(value)}")
-        text = str(value)
+        try:
+            text = str(value)
+        except ValueError:  # an int too wide for str() (YAML's hex integers are not bound by its limit)
+            raise self.fail(key, f"longer than {max_length} characters") from None
         if required and not text:
             raise self.fail(key, "must not be empty")
         if len(text) > max_length:

@@ -114,3 +114,31 @@ def values(draw: st.DrawFn, scalars: st.SearchStrategy[Any] = SCALARS, max_leave
         if step in (2, 3):
             stack.append(child)
     return root[0] if len(root) == 1 and draw(st.booleans()) else root
+
+
+# -- YAML files ---------------------------------------------------------------------------------
+
+def laughs(depth: int, fan: int) -> str:
+    """YAML anchors that expand to fan**depth strings ("billion laughs"): PyYAML shares the objects,
+    so only what walks them in full (a repr or str() for an error message) ever sees the size."""
+    anchors = ["&a0 [" + ", ".join(["lol"] * fan) + "]"]
+    anchors += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]" for i in range(1, depth)]
+    return "[" + ", ".join(anchors) + "]"
+
+
+# Pieces of YAML text, for documents PyYAML's dumper would never write: what its constructors raise
+# on (a 5,000-digit int, the 30th of February), unsafe tags, aliases, merge keys, duplicate keys.
+YAML_PIECES = ["\n", "  - ", "    ", ": ", "[", "]", "{", "}", ", ", "'*'", "team/*", "true", "~", "0x" + "f" * 4000,
+               "1" * 5000, "2001-02-30", "2001-02-03 04:05:06", "!!binary aGk=", "!!set {a}", "!!python/object:os.system",
+               "&a [x]", "*a", "*b", "<<: *a", "? [a]", "a: 1\na: 2", "%YAML 1.1\n---\n", "---\n", "...", "\t", "\ufeff",
+               "\x00", "\udc80", "é", '"\\ud800"', ".inf", ".nan", "-.inf", "0o17", "1_000", "٣", "[" * 300, "{a: " * 50]
+
+
+def dumped_yaml(document: Any) -> bytes:
+    """`document` as PyYAML writes it, UTF-8 (lone surrogates kept as they are)."""
+    import yaml
+
+    try:
+        return yaml.safe_dump(document, allow_unicode=True).encode("utf-8", "surrogatepass")
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):  # what it cannot write
+        return b"{}\n"

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from registry.auth.credentials import HtpasswdError, read_htpasswd
 from registry.auth.policy import RULE_KEYS, Policy, PolicyError, parse_networks
 from tests.fuzz.conftest import fuzz
-from tests.fuzz.strategies import SCALARS, any_text, mutated, values
+from tests.fuzz.strategies import SCALARS, YAML_PIECES, any_text, dumped_yaml, laughs, mutated, values
 
 GOOD_POLICY = """admins: [alice, "group:ops"]
 rules:
@@ -33,23 +32,6 @@ rules:
 """
 
 
-def laughs(depth: int, fan: int) -> str:
-    """YAML anchors that expand to fan**depth strings ("billion laughs"): PyYAML shares the objects,
-    so only what walks them in full (a repr for an error message) ever sees the size."""
-    anchors = ["&a0 [" + ", ".join(["lol"] * fan) + "]"]
-    anchors += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]" for i in range(1, depth)]
-    return "[" + ", ".join(anchors) + "]"
-
-
-# Parts of a policy file as text, for documents YAML's dumper would never write.
-_YAML_PIECES = ["rules:", "admins:", "\n", "  - ", "    ", "repositories: ", "actions: ", "users: ", "groups: ",
-                "networks: ", "anonymous: ", "authenticated: ", "[", "]", "{", "}", ", ", "pull", "push", "delete",
-                "'*'", "team/*", "true", "~", "0x" + "f" * 4000, "1" * 5000, "2001-02-30", "2001-02-03 04:05:06",
-                "!!binary aGk=", "!!set {a}", "!!python/object:os.system", "&a [x]", "*a", "*b", "<<: *a", "? [a]",
-                "a: 1\na: 2", "%YAML 1.1\n---\n", "---\n", "...", "\t", "\ufeff", "\x00", "\udc80", "é", '"\\ud800"',
-                "10.0.0.0/33", "::1/129", "10.0.0.1/8", "group:", "[" * 300, "{a: " * 50]
-YAML_TEXT = st.lists(st.sampled_from(_YAML_PIECES), max_size=24).map("".join)
-
 _RULE_VALUES = st.one_of(st.sampled_from([["*"], ["team/*"], [], "team/*", ["pull"], ["pull", "push"], ["fly"],
                                           ["10.0.0.0/8"], "10.0.0.0/8,::1", [""], ["group:"], True, False, None]),
                          SCALARS, st.lists(SCALARS, max_size=3))
@@ -61,17 +43,12 @@ DOCUMENTS = st.one_of(
     values(max_leaves=8))
 
 
-def _dumped(document: Any) -> bytes:
-    try:
-        return yaml.safe_dump(document, allow_unicode=True).encode("utf-8", "surrogatepass")
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError):  # what the dumper cannot write
-        return b"rules: []\n"
-
-
 FILES = st.one_of(
-    DOCUMENTS.map(_dumped),
+    DOCUMENTS.map(dumped_yaml),
     mutated(st.just(GOOD_POLICY), max_edits=4).map(lambda t: t.encode("utf-8", "surrogatepass")),
-    YAML_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.lists(st.sampled_from(YAML_PIECES + ["rules:", "admins:", "repositories: ", "actions: ", "users: ", "groups: ",
+                                            "networks: ", "anonymous: ", "authenticated: ", "10.0.0.0/33", "group:"]),
+             max_size=24).map(lambda t: "".join(t).encode("utf-8", "surrogatepass")),
     st.binary(max_size=200),
     st.sampled_from([GOOD_POLICY.encode("utf-16"), b"\xef\xbb\xbf" + GOOD_POLICY.encode(), b"\xff\xfe", b""]))
 
