@@ -20,8 +20,8 @@ from registry.config import add_arguments, load
 from registry.metadata import accounts
 from registry.metadata.db import Database, migrate
 
-_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace, work: Callable[[Database], Awaitable[int]]) -
 
 
 def _name(value: str) -> str:
-    if not _ACCOUNT_NAME.match(value):
+    if not _ACCOUNT_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError("names are letters, digits and . _ @ - (up to 128)")
     return value
 
@@ -124,7 +124,7 @@ def user_list(args: argparse.Namespace) -> int:
 def _expiry(value: str) -> float | None:
     if value in ("never", ""):
         return None
-    match = _DURATION.match(value)
+    match = _DURATION.fullmatch(value)
     if not match:
         raise argparse.ArgumentTypeError("a duration like 30d, 12h, 90m, or never")
     return time.time() + int(match[1]) * _UNITS[match[2]]

@@ -24,6 +24,7 @@ from registry.content.local import LocalContent
 from registry.errors import RegistryError, disk_full_error, error_response, is_database_full
 from registry.gc.jobs import Maintenance, Settings as MaintenanceSettings
 from registry.gc.policy import parse_quotas
+from registry.http_edges import framing_middleware
 from registry.metadata.db import Database, DatabaseUnavailable
 from registry.mirror.content import MirrorContent
 from registry.mirror.upstreams import Router, parse_upstreams
@@ -104,10 +105,15 @@ def _from_http_exception(exc: web.HTTPException) -> RegistryError:
 def create_app(config: Config) -> web.Application:
     db = Database(config.database_url, pool_size=config.database.pool_size)
     gate = Gate(config, db)
-    app = web.Application(middlewares=[request_context, gate.middleware()], client_max_size=1024 ** 2,
+    # handler_args: aiohttp's parser limits (registry/http_edges.py answers what they refuse), and
+    # request bodies taken as sent: a blob is the bytes the client hashed, whatever its
+    # Content-Encoding says (Distribution does the same), and no gzip bomb is inflated here.
+    app = web.Application(middlewares=[request_context, framing_middleware(config.limits), gate.middleware()],
+                          client_max_size=1024 ** 2,
                           handler_args={"read_bufsize": config.upload_chunk_bytes,
                                         "max_line_size": config.limits.header_bytes,
-                                        "max_field_size": config.limits.header_bytes})
+                                        "max_field_size": config.limits.header_bytes,
+                                        "auto_decompress": False})
     store = create_store(config)
     app[GATE_KEY] = gate
     app[LIMITS_KEY] = config.limits

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from registry.config_entries import whole_number
+from registry.numbers import ascii_decimal
 
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
@@ -107,7 +108,10 @@ class TLSConfig:
 class LimitsConfig:
     manifest_bytes: int = option(4 * 1024 * 1024, "largest manifest accepted, in bytes")
     blob_bytes: int = option(0, "largest blob accepted, in bytes (0: no limit)")
-    header_bytes: int = option(16384, "longest request line or header field, in bytes")
+    header_bytes: int = option(16384, "longest request line, header name or header value, in bytes (longer: "
+                                      "431)")
+    header_total_bytes: int = option(65536, "largest request head (request line and all header fields), in bytes "
+                                            "(larger: 431)")
     rate: float = option(2000.0, "requests per second allowed per client address (0: no limit)")
     burst: int = option(20000, "requests a client may send at once above the rate")
     body_timeout: float = option(120.0, "seconds a request body may stall before the request is aborted")
@@ -187,7 +191,7 @@ class Config:
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
-        return (host.strip("[]") or "0.0.0.0", int(port))
+        return (host.strip("[]") or "0.0.0.0", listen_port(port))
 
     @property
     def database_url(self) -> str:
@@ -238,6 +242,31 @@ def options(cls: type = Config, prefix: tuple[str, ...] = ()) -> Iterator[Option
             yield OptionSpec(prefix + (f.name,), ftype, default, f.metadata.get("help", ""), f.metadata.get("choices"))
 
 
+def listen_port(text: str) -> int:
+    """The port of `listen`: 1 to 5 ASCII digits, below 65536."""
+    port = ascii_decimal(text, 5)
+    if port is None or port > 65535:
+        raise ValueError(f"not a port: {text!r}")
+    return port
+
+
+_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+
+
+def _number(value: Any) -> float:
+    """A float option: a finite YAML number, or an ASCII decimal (no NaN, no infinity, no other digits)."""
+    text = value.strip(" \t") if isinstance(value, str) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    elif text is not None and len(text) <= 40 and _FLOAT.fullmatch(text):
+        result = float(text)
+    else:
+        raise ValueError(f"not a number: {str(value)[:40]!r}")
+    if not math.isfinite(result):
+        raise ValueError(f"not a finite number: {str(value)[:40]!r}")
+    return result
+
+
 def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
     try:
         if spec.type is list:
@@ -257,12 +286,10 @@ def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
         elif spec.type is int:
             result = whole_number(value)
         elif spec.type is float:
-            result = float(value)
-            if not math.isfinite(result):
-                raise ValueError(f"not a finite number: {value!r}")
+            result = _number(value)
         else:
             result = spec.type(value)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise ConfigError(f"{source}: {spec.dotted}: {exc}") from None
     if spec.choices and result not in spec.choices:
         raise ConfigError(f"{source}: {spec.dotted}: {result!r} is not one of {', '.join(spec.choices)}")
@@ -319,7 +346,7 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
 def _apply_yaml(config: Config, path: Path, sources: dict[str, str]) -> None:
     try:
         document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:  # ValueError: an int of 4,300+ digits
         raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
@@ -340,13 +367,16 @@ def _apply_yaml(config: Config, path: Path, sources: dict[str, str]) -> None:
 
 
 def _validate(config: Config, sources: dict[str, str]) -> None:
-    host, _, port = config.listen.rpartition(":")
-    if not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) < 65536:
-        raise ConfigError(f"listen: expected host:port, got {config.listen!r}")
+    try:
+        listen_port(config.listen.rpartition(":")[2])
+    except ValueError:
+        raise ConfigError(f"listen: expected host:port, got {config.listen!r}") from None
     if config.workers < 1:
         raise ConfigError("workers: must be at least 1")
     if config.upload_chunk_bytes < 4096:
         raise ConfigError("upload_chunk_bytes: must be at least 4096")
+    if config.limits.header_bytes < 1024 or config.limits.header_total_bytes < config.limits.header_bytes:
+        raise ConfigError("limits.header_bytes must be at least 1024, and limits.header_total_bytes at least that")
     if config.mirror.upstreams:
         from registry.mirror.upstreams import MirrorConfigError, parse_upstreams
 

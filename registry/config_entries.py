@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import reprlib
-from typing import Any
+from typing import Any, Callable, Iterable
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: int() would also take '٣' or '1_000'
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{1,18})?")
@@ -22,17 +22,21 @@ class EntryError(ValueError):
 
 
 class Entry:
-    def __init__(self, raw: Any, where: str, allowed: set[str], error: type[EntryError] = EntryError) -> None:
+    """One mapping of a configuration list. `error`: the exception class to raise (a message argument)."""
+
+    def __init__(self, raw: Any, where: str, allowed: Iterable[str], error: Callable[[str], Exception] = EntryError,
+                 what: str = "an entry is a mapping") -> None:
         self.where = where
         self.error = error
         if not isinstance(raw, dict):
-            raise error(f"{where}: expected a mapping, got {shown(raw)}")
-        unknown = sorted(key if isinstance(key, str) else shown(key) for key in raw if key not in allowed)
+            raise error(f"{where}: {what}; got {described(raw)}")
+        known = list(allowed)
+        unknown = sorted(key if isinstance(key, str) else shown(key) for key in raw if key not in known)
         if unknown:
-            raise error(f"{where}: unknown keys {unknown} (known: {', '.join(sorted(allowed))})")
+            raise error(f"{where}: unknown key {shown(unknown[0])} (known: {', '.join(known)})")
         self.raw = raw
 
-    def fail(self, key: str, reason: str) -> EntryError:
+    def fail(self, key: str, reason: str) -> Exception:
         return self.error(f"{self.where}: {key}: {reason}")
 
     def has(self, key: str) -> bool:
@@ -45,7 +49,7 @@ class Entry:
                 raise self.fail(key, "required")
             return default
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise self.fail(key, f"expected text, got {shown(value)}")
+            raise self.error(f"{self.where}: {key} must be text; got {described(value)}")
         try:
             text = str(value)
         except ValueError:  # an int too wide for str() (YAML's hex integers are not bound by its limit)
@@ -60,8 +64,8 @@ class Entry:
         value = self.raw.get(key)
         if value is None:
             return default
-        if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {shown(value)}")
+        if not isinstance(value, bool):  # "false" in quotes would be true for bool()
+            raise self.error(f"{self.where}: {key} must be true or false; got {described(value)}")
         return value
 
     def number(self, key: str, default: float | None = None, minimum: float = 0.0) -> float | None:
@@ -72,13 +76,14 @@ class Entry:
         if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
             value = float(value)  # quoted in YAML: "30"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(key, f"expected a number, got {shown(value)}")
+            raise self.error(f"{self.where}: {key} must be a number; got {described(value)}")
         try:
             number = float(value)
         except OverflowError:
             raise self.fail(key, "too large") from None
         if not math.isfinite(number) or number < minimum:
-            raise self.fail(key, f"expected a finite number of at least {minimum:g}, got {shown(value)}")
+            raise self.error(f"{self.where}: {key} must be a finite number of at least {minimum:g}; "
+                             f"got {described(value)}")
         return number
 
     def integer(self, key: str, default: int | None = None, minimum: int = 0,
@@ -89,19 +94,25 @@ class Entry:
         try:
             value = whole_number(value)
         except ValueError:
-            raise self.fail(key, f"expected a whole number, got {shown(value)}") from None
+            raise self.error(f"{self.where}: {key} must be a whole number; got {described(value)}") from None
         if not minimum <= value <= maximum:
-            raise self.fail(key, f"expected a whole number from {minimum} to {maximum}, got {shown(value)}")
+            raise self.error(f"{self.where}: {key} must be a whole number from {minimum} to {maximum}; "
+                             f"got {described(value)}")
         return value
 
-    def text_list(self, key: str, required: bool = False) -> list[str]:
+    def names(self, key: str, noun: str) -> list[str]:
+        """A list of non-empty strings (a single string counts as a list of one); [] when absent.
+        `noun` says what each is, for the errors ("a user name")."""
         value = self.raw.get(key)
         if value is None:
-            if required:
-                raise self.fail(key, "required")
             return []
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.fail(key, f"expected a list of text, got {shown(value)}")
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise self.error(f"{self.where}: {key} must be a list (each {noun}); got {described(value)}")
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise self.error(f"{self.where}: {key}: {shown(item)} is not {noun}")
         return value
 
 
@@ -120,15 +131,15 @@ def whole_number(value: Any) -> int:
 
 
 class _BoundedRepr(reprlib.Repr):
-    """repr() for error messages about values from YAML or JSON, whatever they hold: bounded in depth
-    and width, so a "billion laughs" of YAML aliases (shared lists, 9**9 strings in all) is shown in
-    microseconds instead of hanging, and an integer too wide for repr() (YAML's hex ones are not
-    bound by int()'s 4,300-digit limit) is shown by its size."""
+    """repr() for values from YAML or JSON, whatever they hold: bounded in depth and width, so a
+    "billion laughs" of YAML aliases (shared lists, 9**9 strings in all) is shown in microseconds
+    instead of hanging, and an integer too wide for repr() (YAML's hex ones are not bound by int()'s
+    4,300-digit limit), at any depth, by its size."""
 
     def __init__(self) -> None:
         super().__init__()
         self.maxlevel, self.maxlist, self.maxdict, self.maxset, self.maxfrozenset = 3, 6, 6, 6, 6
-        self.maxstring, self.maxother, self.maxlong = 80, 80, 40
+        self.maxstring, self.maxother, self.maxlong = 100, 100, 40
 
     def repr1(self, x: Any, level: int) -> str:
         if isinstance(x, dict) and type(x) is not dict:  # the policy loader's line-keeping subclasses
@@ -139,14 +150,23 @@ class _BoundedRepr(reprlib.Repr):
 
     def repr_int(self, x: int, level: int) -> str:
         if x.bit_length() > 1000:
-            return f"<a number of {x.bit_length()} bits>"
+            return f"a number of {x.bit_length()} bits"
         return super().repr_int(x, level)
 
 
 _BOUNDED = _BoundedRepr()
 
 
-def shown(value: Any, limit: int = 60) -> str:
+def shown(value: Any, limit: int = 80) -> str:
     """A value as an error shows it: its repr, bounded, cut short (a 400-digit number, a huge list)."""
     text = _BOUNDED.repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def described(value: Any) -> str:
+    """`a mapping {...}`, `a string 'no'`: what was found, in YAML's words."""
+    kinds = ((bool, "a boolean"), (dict, "a mapping"), (list, "a list"), (str, "a string"), (int, "a number"),
+             (float, "a number"))
+    kind = next((name for type_, name in kinds if isinstance(value, type_)), type(value).__name__)
+    plain = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+    return f"{kind} {shown(plain)}"

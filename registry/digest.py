@@ -12,7 +12,7 @@ from registry.errors import RegistryError
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 DEFAULT_ALGORITHM = "sha256"
 
-_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class Digest:
 
 def parse_digest(value: str) -> Digest:
     """Parse `algorithm:hex`, raising DIGEST_INVALID for anything malformed or unsupported."""
-    if not value or len(value) > 256 or not _GRAMMAR.match(value):
+    if not value or len(value) > 256 or not _GRAMMAR.fullmatch(value):
         raise RegistryError("DIGEST_INVALID", "invalid digest format", detail={"digest": value[:256]})
     algorithm, _, encoded = value.partition(":")
     expected_length = ALGORITHMS.get(algorithm)

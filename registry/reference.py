@@ -9,7 +9,6 @@ from registry.errors import RegistryError
 
 MAX_NAME_LENGTH = 255
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-# fullmatch, never match with `$`: `$` also matches before a final newline ("v1\n" would pass).
 _NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from aiohttp import web
 
 from registry import __version__
 from registry.config import Config
@@ -32,11 +31,12 @@ def bind(config: Config) -> socket.socket:
 def run_worker(config: Config, sock: socket.socket) -> None:
     from registry.admin.access import ACCESS_LOGGER, AccessLogger
     from registry.app import create_app
+    from registry.http_edges import run_app
     from registry.tls import ssl_context
 
-    web.run_app(create_app(config), sock=sock, ssl_context=ssl_context(config), print=None,
-                access_log_class=AccessLogger, access_log=ACCESS_LOGGER, handle_signals=True, shutdown_timeout=5,
-                keepalive_timeout=config.limits.idle_timeout)
+    # web.run_app, with the spec's JSON also for requests aiohttp's parser refuses (registry/http_edges.py)
+    run_app(create_app(config), sock, ssl_context(config), access_log_class=AccessLogger, access_log=ACCESS_LOGGER,
+            shutdown_timeout=5, keepalive_timeout=config.limits.idle_timeout)
 
 
 def serve(config: Config) -> int:

@@ -99,17 +99,17 @@ def test_mirror_upstream_ca_file_is_checked_at_start(tmp_path):
 
 @pytest.mark.parametrize("section, message", [
     ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: abc}\n",
-     r"mirror.upstreams\[0\]: tag_ttl: expected a number, got 'abc'"),
-    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: .nan}\n", r"tag_ttl: expected a finite number"),
-    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: -5}\n", r"tag_ttl: .* at least 0"),
+     r"mirror.upstreams\[0\]: tag_ttl must be a number; got a string 'abc'"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: .nan}\n", r"tag_ttl must be a finite number"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: -5}\n", r"tag_ttl must be .* at least 0"),
     ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:99999'}\n", r"mirror.upstreams\[0\]: url: Port out of range"),
     ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', docker_hub: 'no'}\n",
-     r"docker_hub: expected true or false, got 'no'"),
-    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', username: [a]}\n", r"username: expected text"),
+     r"docker_hub must be true or false; got a string 'no'"),
+    ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', username: [a]}\n", r"username must be text; got a list"),
     ("mirror:\n  upstreams:\n    - {alias: up, url: 'http://x:1', tag_ttl: " + "9" * 400 + "}\n", r"tag_ttl: too large"),
-    ("mirror:\n  upstreams:\n    - just a string\n", r"mirror.upstreams\[0\]: expected a mapping"),
+    ("mirror:\n  upstreams:\n    - just a string\n", r"mirror.upstreams\[0\]: an entry is a mapping; got a string"),
     ("retention:\n  policies:\n    - {repositories: 'a/*', keep_last: -1}\n", r"retention.policies\[0\]: keep_last"),
-    ("retention:\n  policies:\n    - {repositories: 'a/*', keep_last: 2.5}\n", r"keep_last: expected a whole number"),
+    ("retention:\n  policies:\n    - {repositories: 'a/*', keep_last: 2.5}\n", r"keep_last must be a whole number; got a number 2.5"),
     ("retention:\n  policies:\n    - {repositories: 'a/*', keep_last: 1, keep_tags: '('}\n",
      r"keep_tags: not a regular expression"),
     ("quota:\n  namespaces:\n    - {namespace: team, bytes: " + "9" * 400 + "}\n", r"quota.namespaces\[0\]: bytes"),
@@ -135,4 +135,4 @@ def test_malformed_entry_stops_serve_with_one_line(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert f"{yaml_file}: mirror.upstreams[0]: tag_ttl: expected a number" in result.stderr
+    assert f"{yaml_file}: mirror.upstreams[0]: tag_ttl must be a number" in result.stderr

@@ -9,8 +9,10 @@ from typing import Any, Callable
 from aiohttp import web
 
 from registry import json_strict
+from registry.api.common import MAX_PAGE_DIGITS, pagination_cursor
 from registry.content.inventory import Inventory
 from registry.errors import RegistryError
+from registry.numbers import ascii_decimal
 from registry.reference import validate_name
 
 log = logging.getLogger("registry.admin")
@@ -26,14 +28,20 @@ def inventory(request: web.Request) -> Inventory:
 
 def page_params(request: web.Request) -> tuple[int, str | None]:
     """`limit` (1..1000, default 100) and `last` (the cursor: the last key of the previous page)."""
-    raw = request.query.get("limit") or None  # empty: the default
-    limit = DEFAULT_LIMIT
-    if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw[:5]) <= MAX_LIMIT:
-            raise RegistryError("PAGINATION_NUMBER_INVALID", f"limit must be an integer from 1 to {MAX_LIMIT}",
-                                detail={"limit": raw[:20]})
-        limit = int(raw)
-    return limit, request.query.get("last") or None
+    limit = bounded_number(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    return limit, pagination_cursor(request.query.get("last"))
+
+
+def bounded_number(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """A query number in [low, high] in ASCII digits (registry/numbers.py); empty or absent: the default."""
+    raw = request.query.get(name) or None
+    if raw is None:
+        return default
+    value = ascii_decimal(raw, MAX_PAGE_DIGITS)
+    if value is None or not low <= value <= high:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", f"{name} must be an integer from {low} to {high}",
+                            detail={name: raw[:20]})
+    return value
 
 
 def paged(key: str, items: list[dict[str, Any]], limit: int, cursor: str) -> web.Response:

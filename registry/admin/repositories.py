@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.admin.common import inventory, name_param, page_params, paged
-from registry.api.common import require_deletes
+from registry.api.common import is_printable_key, require_deletes
+from registry.errors import RegistryError
 from registry.reference import validate_tag
 
 NAME = "{name:.+}"
@@ -14,6 +15,9 @@ NAME = "{name:.+}"
 async def list_repositories(request: web.Request) -> web.Response:
     limit, last = page_params(request)
     search = request.query.get("q", "").strip() or None
+    if search is not None and not is_printable_key(search):  # names are printable ASCII; NUL breaks PostgreSQL
+        raise RegistryError("UNSUPPORTED", "q: at most 255 printable ASCII characters", status=400,
+                            detail={"q": search[:100]})
     found = await inventory(request).repositories(search, limit + 1, last)
     return paged("repositories", found, limit, "name")
 

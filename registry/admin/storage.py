@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.admin.common import inventory
-from registry.errors import RegistryError
+from registry.admin.common import bounded_number, inventory
 
 MAX_POINTS = 500
 
@@ -15,11 +14,8 @@ async def storage(request: web.Request) -> web.Response:
 
 
 async def storage_history(request: web.Request) -> web.Response:
-    raw = request.query.get("points") or "30"
-    if not raw.isdigit() or not 2 <= int(raw[:5]) <= MAX_POINTS:
-        raise RegistryError("PAGINATION_NUMBER_INVALID", f"points must be an integer from 2 to {MAX_POINTS}",
-                            detail={"points": raw[:20]})
-    return web.json_response({"points": await inventory(request).growth(int(raw))})
+    points = bounded_number(request, "points", 30, 2, MAX_POINTS)
+    return web.json_response({"points": await inventory(request).growth(points)})
 
 
 def add_routes(app: web.Application) -> None:

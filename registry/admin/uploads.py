@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.admin.common import inventory, page_params, paged
+from registry.api.common import upload_id
 
 
 async def list_uploads(request: web.Request) -> web.Response:
@@ -13,9 +14,9 @@ async def list_uploads(request: web.Request) -> web.Response:
 
 
 async def cancel_upload(request: web.Request) -> web.Response:
-    upload_id = request.match_info["id"]
-    await inventory(request).cancel_upload(upload_id)
-    return web.json_response({"cancelled": upload_id})
+    session = upload_id(request, "id")
+    await inventory(request).cancel_upload(session)
+    return web.json_response({"cancelled": session})
 
 
 def add_routes(app: web.Application) -> None:

@@ -14,7 +14,8 @@ from registry.config import LimitsConfig
 from registry.content.local import LocalContent
 from registry.digest import Digest, is_digest, parse_digest
 from registry.errors import RegistryError
-from registry.reference import validate_name, validate_tag
+from registry.numbers import INT64_DIGITS, ascii_decimal
+from registry.reference import MAX_NAME_LENGTH, validate_name, validate_tag
 
 CONTENT_KEY = web.AppKey("content", LocalContent)
 CHUNK_BYTES_KEY = web.AppKey("chunk_bytes", int)
@@ -93,14 +94,51 @@ def manifest_reference(value: str) -> str | Digest:
     return parse_digest(value) if is_digest(value) else validate_tag(value)
 
 
+MAX_PAGE_DIGITS = 9  # n up to 999,999,999: beyond any page a client can use
+MAX_CURSOR_LENGTH = MAX_NAME_LENGTH  # `last` is a repository name, a tag or an upload id: none is longer
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def is_printable_key(value: str) -> bool:
+    """A name, tag or upload id could be `value`: 1 to 255 printable ASCII characters. Nothing else
+    need reach the database (PostgreSQL raises on NUL in text)."""
+    return len(value) <= MAX_CURSOR_LENGTH and bool(_PRINTABLE_ASCII.fullmatch(value))
+
+
+def upload_id(request: web.Request, key: str = "uuid") -> str:
+    """The upload session in the path; one that no session could have is unknown (404)."""
+    value = request.match_info[key]
+    if not is_printable_key(value):
+        raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": value[:100]})
+    return value
+
+
 def pagination(request: web.Request) -> tuple[int | None, str | None]:
-    raw_n = request.query.get("n")
-    limit: int | None = None
-    if raw_n is not None:
-        if not raw_n.isdigit() or len(raw_n) > 9:
-            raise RegistryError("PAGINATION_NUMBER_INVALID", detail={"n": raw_n[:20]})
-        limit = int(raw_n)
-    return limit, request.query.get("last") or None
+    return page_size(request.query.get("n")), pagination_cursor(request.query.get("last"))
+
+
+def page_size(raw: str | None) -> int | None:
+    """`n`: 1 to 9 ASCII digits; None when absent."""
+    if raw is None:
+        return None
+    limit = ascii_decimal(raw, MAX_PAGE_DIGITS)
+    if limit is None:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", f"n must be 1 to {MAX_PAGE_DIGITS} ASCII digits",
+                            detail={"n": raw[:20]})
+    return limit
+
+
+def pagination_cursor(value: str | None) -> str | None:
+    """`last`: where the previous page ended. Names, tags and upload ids are printable ASCII of at most
+    255 characters, so no page ever ends at anything else; and text the database refuses (NUL, lone
+    surrogates: PostgreSQL raises on both) must not reach it."""
+    if not value:
+        return None
+    if not is_printable_key(value):
+        raise RegistryError("PAGINATION_NUMBER_INVALID",
+                            f"last must be a name or tag: at most {MAX_CURSOR_LENGTH} printable ASCII characters",
+                            detail={"last": value[:100]})
+    return value
 
 
 def page(path: str, limit: int | None, rows: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -163,7 +201,8 @@ def _check_received(received: int, declared: int | None, limits: Any) -> None:
         raise RegistryError("SIZE_INVALID", f"blob larger than the limit of {limits.blob_bytes} bytes", status=413)
 
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
+# The spec's Content-Range is `^[0-9]+-[0-9]+$`; a `bytes=` or `bytes ` prefix is taken too, as it always was.
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)")
 
 
 def content_range(request: web.Request) -> tuple[int | None, int | None]:
@@ -171,45 +210,63 @@ def content_range(request: web.Request) -> tuple[int | None, int | None]:
     header = request.headers.get("Content-Range")
     if header is None:
         return None, None
-    match = _CONTENT_RANGE.match(header.strip())
-    if not match:
-        raise RegistryError("BLOB_UPLOAD_INVALID", "malformed Content-Range", detail={"Content-Range": header[:100]})
-    start, end = int(match[1]), int(match[2])
+    return parse_content_range(header, request.content_length)
+
+
+def parse_content_range(header: str, content_length: int | None) -> tuple[int, int]:
+    """(start, length) of `<start>-<end>`.
+
+    Malformed (anything but ASCII digits, or a number wider than int64's 19 digits) is 400
+    BLOB_UPLOAD_INVALID; an end before its start is 416, as a chunk out of order is.
+    """
+    match = _CONTENT_RANGE.fullmatch(header.strip(" \t"))
+    start = end = None
+    if match:
+        start, end = ascii_decimal(match[1], INT64_DIGITS), ascii_decimal(match[2], INT64_DIGITS)
+    if start is None or end is None:
+        raise RegistryError("BLOB_UPLOAD_INVALID", "malformed Content-Range: expected <start>-<end> in ASCII digits",
+                            detail={"Content-Range": header[:100]})
     if end < start:
         raise RegistryError("RANGE_INVALID", "Content-Range ends before it starts",
                             detail={"Content-Range": header[:100]})
     length = end - start + 1
-    if request.content_length is not None and request.content_length != length:
+    if content_length is not None and content_length != length:
         raise RegistryError("SIZE_INVALID", "Content-Length does not match Content-Range",
-                            detail={"Content-Range": header[:100], "Content-Length": request.content_length})
+                            detail={"Content-Range": header[:100], "Content-Length": content_length})
     return start, length
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# One byte range, ASCII digits; the unit is case-insensitive (RFC 9110 14.1).
+_RANGE = re.compile(r"(?i:bytes)=([0-9]*)-([0-9]*)")
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(offset, length) for a satisfiable single Range; None to serve the whole body.
 
-    Raises RANGE_INVALID (416) when unsatisfiable; an unparsable or multi-range header is
-    ignored, as RFC 9110 allows.
+    RFC 9110 14.2 lets a server ignore a Range it cannot read; an invalid or multi-range header
+    (other digits than ASCII, "bytes=9-3", "bytes=0-1,5-6", another unit) is ignored, as nginx does.
+    416 RANGE_INVALID with `Content-Range: bytes */SIZE` when it is unsatisfiable: it starts at or
+    past the end, asks for a zero-length suffix or any range of an empty blob, or holds a number
+    wider than int64 (nginx and Go's net/http answer an overflowing range with 416 too).
     """
     if not header:
         return None
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip(" \t"))
     if not match or (not match[1] and not match[2]):
         return None
     unsatisfiable = RegistryError("RANGE_INVALID", detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
-    if not match[1]:  # suffix: the last N bytes
-        suffix = int(match[2])
-        if suffix == 0 or size == 0:
+    first = ascii_decimal(match[1], INT64_DIGITS) if match[1] else None
+    last = ascii_decimal(match[2], INT64_DIGITS) if match[2] else None
+    if (match[1] and first is None) or (match[2] and last is None):
+        raise unsatisfiable  # wider than int64: not read as a number at all
+    if first is None:  # suffix: the last N bytes (`last` is set: both empty was ignored above)
+        if not last or size == 0:
             raise unsatisfiable
-        suffix = min(suffix, size)
+        suffix = min(last, size)
         return size - suffix, suffix
-    start = int(match[1])
-    if match[2] and int(match[2]) < start:
+    if last is not None and last < first:
         return None  # "bytes=9-3" is invalid, and an invalid Range is ignored
-    if start >= size:
+    if first >= size:
         raise unsatisfiable
-    end = min(int(match[2]) if match[2] else size - 1, size - 1)
-    return start, end - start + 1
+    end = min(last if last is not None else size - 1, size - 1)
+    return first, end - first + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api.common import body_chunks, content_range, digest_param, may_pull, routed
+from registry.api.common import body_chunks, content_range, digest_param, may_pull, routed, upload_id
 from registry.content.local import BlobContent, Upload
 from registry.reference import validate_name
 
@@ -50,7 +50,7 @@ async def start_upload(request: web.Request) -> web.Response:
 
 async def upload_status(request: web.Request) -> web.Response:
     store, name = await routed(request)
-    upload = await store.upload_status(name, request.match_info["uuid"])
+    upload = await store.upload_status(name, upload_id(request))
     return _session_response(upload, 204)
 
 
@@ -58,7 +58,7 @@ async def patch_upload(request: web.Request) -> web.Response:
     store, name = await routed(request)
     start, length = content_range(request)
     declared = length if length is not None else request.content_length
-    upload = await store.append_upload(name, request.match_info["uuid"],
+    upload = await store.append_upload(name, upload_id(request),
                                                   body_chunks(request, declared), start)
     return _session_response(upload, 202)
 
@@ -70,11 +70,11 @@ async def finish_upload(request: web.Request) -> web.Response:
     declared = length if length is not None else request.content_length
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding", "").lower() == "chunked"
     body = body_chunks(request, declared) if has_body else None
-    blob = await store.finish_upload(name, request.match_info["uuid"], digest, body, start)
+    blob = await store.finish_upload(name, upload_id(request), digest, body, start)
     return _created_response(name, blob)
 
 
 async def cancel_upload(request: web.Request) -> web.Response:
     store, name = await routed(request)
-    await store.cancel_upload(name, request.match_info["uuid"])
+    await store.cancel_upload(name, upload_id(request))
     return web.Response(status=204)

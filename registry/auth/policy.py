@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 
 from registry.auth.files import AuthFileError
+from registry.config_entries import Entry, described, shown
 from registry.auth.identity import Identity
-from registry.config_entries import shown
 
 ACTIONS = ("pull", "push", "delete")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -76,13 +76,13 @@ def parse_networks(value: str | list[str], where: str = "networks") -> tuple[Net
     networks = []
     for item in items:
         if not isinstance(item, str):
-            raise PolicyError(f"{where}: {_show(item)} is not a network (a CIDR such as 10.0.0.0/8)")
+            raise PolicyError(f"{where}: {shown(item)} is not a network (a CIDR such as 10.0.0.0/8)")
         if not item.strip():
             continue
         try:
             networks.append(ipaddress.ip_network(item.strip(), strict=False))
         except ValueError as exc:
-            raise PolicyError(f"{where}: {_show(item)} is not a network ({exc})") from None
+            raise PolicyError(f"{where}: {shown(item)} is not a network ({exc})") from None
     return tuple(networks)
 
 
@@ -140,25 +140,19 @@ class Policy:
             raise PolicyError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:200]}") from None
         except RecursionError:
             raise PolicyError(f"{path}: nested too deeply") from None
-        if document is None:
-            document = {}
-        if not isinstance(document, dict):
-            raise PolicyError(f"{path}: the top level must be a mapping with `rules` (and `admins`); "
-                              f"got {_kind(document)}")
-        unknown = sorted(str(k) for k in document if k not in ("rules", "admins"))
-        if unknown:
-            raise PolicyError(f"{path}: unknown top-level key {_show(unknown[0])} (known: admins, rules)")
-        rules_raw = document.get("rules")
+        top = Entry({} if document is None else document, str(path), ("rules", "admins"), PolicyError,
+                    what="the top level must be a mapping with `rules` (and `admins`)")
+        rules_raw = top.raw.get("rules")
         if rules_raw is None:
             rules_raw = []
         if not isinstance(rules_raw, list):
-            raise PolicyError(f"{path}: rules must be a list of rules; got {_kind(rules_raw)}")
+            raise PolicyError(f"{path}: rules must be a list of rules; got {described(rules_raw)}")
         lines = getattr(rules_raw, "lines", [])
         rules = [_rule(raw, _where(path, i, raw, lines[i] if i < len(lines) else 0)) for i, raw in enumerate(rules_raw)]
-        admins = _strings(document, "admins", f"{path}: admins", "a user name or group:NAME")
+        admins = top.names("admins", "a user name or group:NAME")
         for admin in admins:
             if admin.startswith("group:") and not admin[len("group:"):].strip():
-                raise PolicyError(f"{path}: admins: {_show(admin)} names no group")
+                raise PolicyError(f"{path}: admins: {shown(admin)} names no group")
         return cls(rules, admins)
 
 
@@ -191,7 +185,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Loca
             continue  # an unhashable key: construct_mapping below says so
         if first != key_node.start_mark.line + 1:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {_show(key)} (first on line {first})", key_node.start_mark)
+                None, None, f"duplicate key {shown(key)} (first on line {first})", key_node.start_mark)
     mapping = _Located(loader.construct_mapping(node, deep=True))
     mapping.line = node.start_mark.line + 1
     return mapping
@@ -216,19 +210,6 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
 
 
-def _show(value: Any) -> str:
-    return shown(value, 77)
-
-
-def _kind(value: Any) -> str:
-    """`a mapping {...}`, `a number 5`: what was found, in YAML's words."""
-    kinds = ((bool, "a boolean"), (dict, "a mapping"), (list, "a list"), (str, "a string"), (int, "a number"),
-             (float, "a number"))
-    kind = next((name for type_, name in kinds if isinstance(value, type_)), type(value).__name__)
-    shown = _show(dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
-    return f"{kind} {shown}"
-
-
 def _where(path: Path, index: int, raw: Any, line: int = 0) -> str:
     """`FILE: rules[I] (line N, repositories P)`: enough to find the entry in the file."""
     parts = []
@@ -242,54 +223,25 @@ def _where(path: Path, index: int, raw: Any, line: int = 0) -> str:
     return f"{path}: rules[{index}]" + (f" ({'; '.join(parts)})" if parts else "")
 
 
-def _strings(raw: dict[str, Any], key: str, where: str, noun: str) -> list[str]:
-    """A list of non-empty strings (a single string counts as a list of one); [] when absent."""
-    value = raw.get(key)
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise PolicyError(f"{where}: {key} must be a list (each {noun}); got {_kind(value)}")
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise PolicyError(f"{where}: {key}: {_show(item)} is not {noun}")
-    return value
-
-
-def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
-    value = raw.get(key, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):  # "false" in quotes would be true for bool()
-        raise PolicyError(f"{where}: {key} must be true or false; got {_kind(value)}")
-    return value
-
-
 def _rule(raw: Any, where: str) -> Rule:
-    if not isinstance(raw, dict):
-        raise PolicyError(f"{where}: a rule is a mapping with repositories, actions and who; got {_kind(raw)}")
-    unknown = sorted(str(k) for k in raw if k not in RULE_KEYS)
-    if unknown:
-        raise PolicyError(f"{where}: unknown key {_show(unknown[0])} (known: {', '.join(RULE_KEYS)})")
-    repositories = _strings(raw, "repositories", where, "a repository pattern such as team/*")
+    entry = Entry(raw, where, RULE_KEYS, PolicyError, what="a rule is a mapping with repositories, actions and who")
+    repositories = entry.names("repositories", "a repository pattern such as team/*")
     if not repositories:
         raise PolicyError(f"{where}: repositories must list at least one pattern (such as team/* or *)")
-    actions = _strings(raw, "actions", where, f"an action ({', '.join(ACTIONS)})")
+    actions = entry.names("actions", f"an action ({', '.join(ACTIONS)})")
     if not actions:
         raise PolicyError(f"{where}: actions must list at least one of {', '.join(ACTIONS)}")
     for action in actions:
         if action not in ACTIONS:
-            raise PolicyError(f"{where}: actions: unknown action {_show(action)} (known: {', '.join(ACTIONS)})")
-    users = _strings(raw, "users", where, "a user name")
-    groups = _strings(raw, "groups", where, "a group name")
-    anonymous_, authenticated = _flag(raw, "anonymous", where), _flag(raw, "authenticated", where)
+            raise PolicyError(f"{where}: actions: unknown action {shown(action)} (known: {', '.join(ACTIONS)})")
+    users, groups = entry.names("users", "a user name"), entry.names("groups", "a group name")
+    anonymous_, authenticated = entry.flag("anonymous"), entry.flag("authenticated")
     if not (users or groups or anonymous_ or authenticated):
         raise PolicyError(f"{where}: the rule applies to nobody: give users, groups, anonymous: true "
                           f"or authenticated: true")
     networks_raw = raw.get("networks")
     if networks_raw is not None and not isinstance(networks_raw, (str, list)):
-        raise PolicyError(f"{where}: networks must be a list of CIDRs; got {_kind(networks_raw)}")
+        raise PolicyError(f"{where}: networks must be a list of CIDRs; got {described(networks_raw)}")
     networks = parse_networks(networks_raw or [], f"{where}: networks")
     return Rule(tuple(repositories), frozenset(actions), frozenset(users), frozenset(groups), anonymous_,
                 authenticated, networks)

@@ -37,7 +37,7 @@ from registry.reference import validate_name
 
 # type[(class)]:name:actions; the name may hold a colon (host:port/...), so type is up to the first
 # colon and the actions are after the last (the grammar of Docker's token scope documentation).
-_SCOPE = re.compile(r"^(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?:(?P<name>.+):(?P<actions>[a-z*]*(?:,[a-z*]*)*)$")
+_SCOPE = re.compile(r"(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?:(?P<name>.+):(?P<actions>[a-z*]*(?:,[a-z*]*)*)")
 MAX_SCOPES = 100  # docker asks for 1-3 (the target and mount sources); any client far fewer than this
 MAX_SCOPE_LENGTH = 512  # a repository name is at most 255 characters
 
@@ -67,7 +67,7 @@ def requested(values: list[str]) -> dict[str, set[str]]:
         raise RegistryError("UNSUPPORTED", f"too many scopes: {len(items)} (at most {MAX_SCOPES})", status=400)
     wanted: dict[str, set[str]] = {}
     for item in items:
-        match = _SCOPE.match(item) if len(item) <= MAX_SCOPE_LENGTH else None
+        match = _SCOPE.fullmatch(item) if len(item) <= MAX_SCOPE_LENGTH else None
         if not match:
             raise RegistryError("UNSUPPORTED", "malformed scope: expected type:name:actions such as "
                                 "repository:team/app:pull,push", detail={"scope": item[:300]}, status=400)

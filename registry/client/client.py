@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
+import email.utils
 import logging
 import re
 import ssl
@@ -29,6 +31,7 @@ import aiohttp
 
 from registry import json_strict
 from registry.digest import parse_digest
+from registry.numbers import ascii_decimal
 
 log = logging.getLogger("registry.client")
 
@@ -78,12 +81,20 @@ class ManifestResponse:
     payload: bytes | None = None  # None for HEAD
 
 
+MAX_RETRY_AFTER = 3600.0  # an upstream asking for longer is asked again within the hour
+
+
 def _retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
-    value = headers.get("Retry-After", "")
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return default
+    """Seconds from Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3); `default` for
+    anything else (a peer's "nan" or 400 digits must not become our schedule)."""
+    value = headers.get("Retry-After", "").strip()
+    seconds = ascii_decimal(value, 9)
+    if seconds is None:
+        try:
+            seconds = (email.utils.parsedate_to_datetime(value) - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        except (TypeError, ValueError, OverflowError):
+            return default
+    return min(max(float(seconds), 0.0), MAX_RETRY_AFTER)
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str = "body") -> bytes:
@@ -204,11 +215,10 @@ class RegistryClient:
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not token or not isinstance(token, str):
             raise UpstreamError(502, "token server answered without a token")
-        try:
-            expires_in = float(body.get("expires_in") or 60)
-        except (TypeError, ValueError):
-            expires_in = 60.0
-        self._tokens[scope] = (token, time.monotonic() + max(expires_in - 10, 5))
+        expires_in = body.get("expires_in")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+            expires_in = 60  # the token spec's default; a float, a string or 1e400 is not a lifetime
+        self._tokens[scope] = (token, time.monotonic() + max(min(expires_in, 86400) - 10, 5))
         return True
 
     # -- requests ---------------------------------------------------------------------

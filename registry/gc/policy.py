@@ -18,7 +18,7 @@ class PolicyError(EntryError):
     pass
 
 
-_RETENTION_KEYS = {"repositories", "keep_last", "older_than_days", "keep_tags", "keep_pulled_within_days"}
+_RETENTION_KEYS = ("repositories", "keep_last", "older_than_days", "keep_tags", "keep_pulled_within_days")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def parse_retention(items: list[Any]) -> list[RetentionPolicy]:
 def parse_quotas(items: list[Any]) -> list[Quota]:
     quotas = []
     for index, raw in enumerate(items):
-        entry = Entry(raw, f"quota.namespaces[{index}]", {"namespace", "bytes"}, PolicyError)
+        entry = Entry(raw, f"quota.namespaces[{index}]", ("namespace", "bytes"), PolicyError)
         namespace = entry.text("namespace", required=True).strip("/")
         if not entry.has("bytes"):
             raise entry.fail("bytes", "required")

@@ -31,7 +31,7 @@ class MirrorConfigError(EntryError):
     pass
 
 
-_UPSTREAM_KEYS = {"alias", "url", "host", "docker_hub", "username", "password", "tag_ttl", "ca_file"}
+_UPSTREAM_KEYS = ("alias", "url", "host", "docker_hub", "username", "password", "tag_ttl", "ca_file")
 
 
 @dataclass

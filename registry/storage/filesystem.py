@@ -30,7 +30,7 @@ WRITEBACK_EVERY = 8 * 1024 * 1024
 # From this chunk size on, hashing runs in its own thread beside the write; below it, a second
 # thread hop costs more than the overlap saves.
 PARALLEL_HASH_BYTES = 1024 * 1024
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -146,7 +146,7 @@ class FilesystemStore(BlobStore):
 
     def _upload_path(self, upload_id: str) -> Path:
         # Upload ids come from URLs; refuse anything that could leave the uploads directory.
-        if not _UPLOAD_ID.match(upload_id):
+        if not _UPLOAD_ID.fullmatch(upload_id):
             raise UploadNotFound(upload_id)
         return self.uploads_dir / upload_id
 
@@ -272,7 +272,7 @@ class FilesystemStore(BlobStore):
             with os.scandir(self.uploads_dir) as entries:
                 for entry in entries:
                     with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
-                        if _UPLOAD_ID.match(entry.name):
+                        if _UPLOAD_ID.fullmatch(entry.name):
                             found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
             return found
 

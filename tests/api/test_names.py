@@ -47,6 +47,7 @@ INVALID_NAMES = {
     "too-long-256": "b" * 256,
     "space": "abc%20def",
     "colon": "abc:def",
+    "nul": "abc%00def",
 }
 
 
@@ -158,3 +159,39 @@ def test_name_invalid_body_is_json(client: httpx.Client) -> None:
 
 def test_unknown_valid_name_is_not_name_invalid(client: httpx.Client) -> None:
     assert_error(client.get(f"/v2/{unique_name('names')}/tags/list"), 404, "NAME_UNKNOWN")
+
+
+def test_tag_with_trailing_newline_is_400_tag_invalid_and_stores_nothing(client: httpx.Client) -> None:
+    name = unique_name("nl")
+    push_image(client, name, "v1")
+    manifest = client.get(f"/v2/{name}/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    response = client.put(f"/v2/{name}/manifests/v1%0A", content=manifest.content,
+                          headers={"Content-Type": manifest.headers["Content-Type"]})
+    assert_error(response, 400, "TAG_INVALID")
+    assert client.get(f"/v2/{name}/tags/list").json()["tags"] == ["v1"]
+
+
+def test_mount_from_a_name_with_a_trailing_newline_mounts_nothing(client: httpx.Client) -> None:
+    name = unique_name("nlmount")
+    digest = push_blob(client, name, random_bytes(100))
+    response = client.post(f"/v2/{name}-b/blobs/uploads/", params={"mount": digest, "from": f"{name}\n"})
+    assert response.status_code in (202, 400), response.text  # an upload session instead, or NAME_INVALID
+    assert response.status_code != 201
+
+
+@pytest.mark.parametrize("path", [
+    "/admin/api/uploads/a%00b",
+    "/admin/api/repositories?q=a%00b",
+    "/v2/nul/repo/referrers/sha256:" + "a" * 64 + "?artifactType=a%00b",
+])
+def test_nul_in_text_never_reaches_the_database(client: httpx.Client, path: str) -> None:
+    """PostgreSQL refuses NUL in text: a 4xx, never a 500, on both set-ups."""
+    method = "DELETE" if path.startswith("/admin/api/uploads/") else "GET"
+    response = client.request(method, path)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.json()["errors"][0]["code"] in ("BLOB_UPLOAD_UNKNOWN", "UNSUPPORTED")
+
+
+def test_name_with_a_trailing_newline_matches_no_route(client: httpx.Client) -> None:
+    """The router's `.+` stops at a newline: 404 NOT_FOUND in JSON, as Distribution's router answers."""
+    assert_error(client.get("/v2/abc%0A/tags/list"), 404, "NOT_FOUND")

@@ -33,7 +33,7 @@ GOOD_RULE = "  - repositories: [team/*]\n    users: [alice]\n    actions: [pull]
 # (policy text, fragments the one error line must hold besides the file's path)
 BAD_POLICIES = {
     "not-a-mapping": ("- rules\n", ["top level must be a mapping"]),
-    "unknown-top-key": ("rule:\n" + GOOD_RULE, ["unknown top-level key 'rule'"]),
+    "unknown-top-key": ("rule:\n" + GOOD_RULE, ["unknown key 'rule'"]),
     "rules-a-mapping": ("rules:\n  repositories: [x]\n", ["rules must be a list", "got a mapping"]),
     "rules-a-string": ("rules: everything\n", ["rules must be a list", "got a string"]),
     "rule-a-string": ("rules:\n" + GOOD_RULE + "  - just text\n", ["rules[1]", "line 5", "a rule is a mapping"]),
