@@ -56,7 +56,8 @@ def mutated(draw: st.DrawFn, valid: st.SearchStrategy[str], max_edits: int = 3) 
             text = text[:at]
         elif edit == 4:  # repeat a piece
             end = draw(st.integers(at, len(text)))
-            text = text[:end] + text[at:end] * draw(st.integers(1, 300)) + text[end:]
+            times = min(draw(st.integers(1, 300)), 1 + 65536 // max(1, end - at))  # stays small: 300**3 pieces would not
+            text = text[:end] + text[at:end] * times + text[end:]
         elif edit == 5:
             text = text.upper() if draw(st.booleans()) else text.swapcase()
         elif edit == 6:  # a digit of another script for an ASCII one

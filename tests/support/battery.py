@@ -90,7 +90,7 @@ def send(port: int, data: bytes, timeout: float = 30, tls: ssl.SSLContext | None
 
 def parse_answer(received: bytes) -> Answer:
     head, separator, rest = received.partition(b"\r\n\r\n")
-    assert separator and head.startswith(b"HTTP/1."), f"no HTTP answer: {received[:300]!r}"
+    assert separator and head.startswith((b"HTTP/1.", b"HTTP/0.9 ")), f"no HTTP answer: {received[:300]!r}"
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     headers: dict[str, str] = {}
