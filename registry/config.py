@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from registry.config_entries import whole_number
+from registry.config_entries import described, whole_number
 from registry.numbers import ascii_decimal
 
 
@@ -287,10 +287,14 @@ def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
             result = whole_number(value)
         elif spec.type is float:
             result = _number(value)
-        else:
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
             result = spec.type(value)
+        else:  # never str() of a list or mapping: YAML aliases can make one of 9**9 strings
+            raise ValueError(f"must be text; got {described(value)}")
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise ConfigError(f"{source}: {spec.dotted}: {exc}") from None
+    if isinstance(result, str) and "\0" in result:  # no path, URL or name holds one; open() would raise
+        raise ConfigError(f"{source}: {spec.dotted}: contains a NUL character")
     if spec.choices and result not in spec.choices:
         raise ConfigError(f"{source}: {spec.dotted}: {result!r} is not one of {', '.join(spec.choices)}")
     return result

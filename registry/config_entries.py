@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from typing import Any, Callable, Iterable
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: int() would also take '٣' or '1_000'
@@ -30,7 +31,7 @@ class Entry:
         if not isinstance(raw, dict):
             raise error(f"{where}: {what}; got {described(raw)}")
         known = list(allowed)
-        unknown = sorted(str(key) for key in raw if key not in known)
+        unknown = sorted(key if isinstance(key, str) else shown(key) for key in raw if key not in known)
         if unknown:
             raise error(f"{where}: unknown key {shown(unknown[0])} (known: {', '.join(known)})")
         self.raw = raw
@@ -49,7 +50,10 @@ class Entry:
             return default
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise self.error(f"{self.where}: {key} must be text; got {described(value)}")
-        text = str(value)
+        try:
+            text = str(value)
+        except ValueError:  # an int too wide for str() (YAML's hex integers are not bound by its limit)
+            raise self.fail(key, f"longer than {max_length} characters") from None
         if required and not text:
             raise self.fail(key, "must not be empty")
         if len(text) > max_length:
@@ -126,12 +130,36 @@ def whole_number(value: Any) -> int:
     raise ValueError(f"not a whole number: {shown(value)}")
 
 
+class _BoundedRepr(reprlib.Repr):
+    """repr() for values from YAML or JSON, whatever they hold: bounded in depth and width, so a
+    "billion laughs" of YAML aliases (shared lists, 9**9 strings in all) is shown in microseconds
+    instead of hanging, and an integer too wide for repr() (YAML's hex ones are not bound by int()'s
+    4,300-digit limit), at any depth, by its size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxdict, self.maxset, self.maxfrozenset = 3, 6, 6, 6, 6
+        self.maxstring, self.maxother, self.maxlong = 100, 100, 40
+
+    def repr1(self, x: Any, level: int) -> str:
+        if isinstance(x, dict) and type(x) is not dict:  # the policy loader's line-keeping subclasses
+            x = dict(x)
+        elif isinstance(x, list) and type(x) is not list:
+            x = list(x)
+        return super().repr1(x, level)
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 1000:
+            return f"a number of {x.bit_length()} bits"
+        return super().repr_int(x, level)
+
+
+_BOUNDED = _BoundedRepr()
+
+
 def shown(value: Any, limit: int = 80) -> str:
-    """A value as an error shows it: its repr, cut short (a 400-digit number, a huge list)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long for repr
-        return f"a number of {value.bit_length()} bits"
+    """A value as an error shows it: its repr, bounded, cut short (a 400-digit number, a huge list)."""
+    text = _BOUNDED.repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from registry.config_entries import Entry, EntryError
+from registry.config_entries import Entry, EntryError, shown
 
 DAY = 86400.0
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
@@ -88,14 +88,16 @@ _SIZE = re.compile(r"\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([a-zA-Z]{0,3})\s*")
 
 def parse_size(value: Any, where: str = "size") -> int:
     """Bytes from 123, "10GiB", "500 MB"."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63:
-        return value
-    match = _SIZE.fullmatch(str(value)) if isinstance(value, (str, int, float)) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < 2 ** 63:
+            return value  # beyond, never str(): it raises past 4,300 digits (YAML's hex integers get there)
+        raise PolicyError(f"{where}: {shown(value)} is not a size from 0 to 2**63-1 bytes")
+    match = _SIZE.fullmatch(str(value)) if isinstance(value, (str, float)) else None
     if not match or match.group(2).lower() not in _UNITS:
-        raise PolicyError(f"{where}: not a size: {str(value)[:60]!r} (use bytes or units like 500MB, 10GiB)")
+        raise PolicyError(f"{where}: not a size: {shown(value)} (use bytes or units like 500MB, 10GiB)")
     size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
     if size >= 2 ** 63:
-        raise PolicyError(f"{where}: {str(value)[:60]!r} is too large")
+        raise PolicyError(f"{where}: {shown(value)} is too large")
     return size
 
 

@@ -122,6 +122,8 @@ def _check_ca_file(entry: Entry, ca_file: str) -> None:
         trust_context([Path(ca_file)])
     except (OSError, ssl.SSLError) as exc:
         raise entry.fail("ca_file", f"{ca_file}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the path: "embedded null byte"
+        raise entry.fail("ca_file", f"{ca_file!r}: {exc}") from None
 
 
 @dataclass(frozen=True)

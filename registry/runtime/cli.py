@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -22,28 +23,26 @@ class UsageError(Exception):
     pass
 
 
+_SIZE = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,9})?)([kmg]?b?)")  # ASCII digits, bounded: no '٣', no 1e400
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
+
+
 def parse_size(value: str) -> int:
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = value.strip().lower()
     if text == "-1":
         return -1
-    if text and text[-1] in units:
-        number, unit = text[:-1], units[text[-1]]
-    elif text.endswith("kb") or text.endswith("mb") or text.endswith("gb"):
-        number, unit = text[:-2], units[text[-2]]
-    else:
-        number, unit = text, 1
-    try:
-        return int(float(number) * unit)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {value!r} (e.g. 32m, 1g)") from None
+    match = _SIZE.fullmatch(text) if text.isascii() else None
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid size {value!r} (e.g. 32m, 1g)")
+    return int(float(match[1]) * _SIZE_UNITS[match[2]])
 
 
 def parse_port(value: str) -> tuple[int, int]:
     parts = value.split(":")
     if len(parts) == 3 and parts[0] in ("127.0.0.1", "localhost"):
         parts = parts[1:]
-    if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) < 65536 for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 5 and 0 < int(p) < 65536
+                                  for p in parts):
         raise argparse.ArgumentTypeError(f"invalid port mapping {value!r}: use HOST:CTR (published on 127.0.0.1)")
     return int(parts[0]), int(parts[1])
 
@@ -69,7 +68,8 @@ def parse_device_rate(value: str) -> tuple[str, int]:
 
 def parse_restart(value: str) -> str:
     policy, _, limit = value.partition(":")
-    if policy not in ("no", "always", "on-failure", "unless-stopped") or (limit and not limit.isdigit()):
+    if policy not in ("no", "always", "on-failure", "unless-stopped") or \
+            (limit and not (limit.isascii() and limit.isdigit() and len(limit) <= 9)):
         raise argparse.ArgumentTypeError(f"invalid restart policy {value!r}: no, on-failure[:N], always")
     return "always" if policy == "unless-stopped" else value
 

@@ -1,8 +1,9 @@
 """The one manifest reader (registry/manifest.py over registry/json_strict.py), as pure functions:
-its rules and bounds one by one, and two properties over generated input: any bytes at all give a
+its rules and bounds one by one, and properties over generated input: any bytes at all give a
 parsed manifest or MANIFEST_INVALID (never another exception), and every valid manifest, however
 it is formatted, is read back as the document it is. The same cases through a real registry process
-are in tests/test_manifest_strict.py."""
+are in tests/test_manifest_strict.py. (Moved here from tests/test_manifest_reader.py with the fuzz
+suite; the properties run with its profile, tests/fuzz/conftest.py.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from registry import json_strict
 from registry.errors import RegistryError
 from registry.manifest import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IMAGE_MANIFESTS, OCI_INDEX, OCI_MANIFEST,
-                               ParsedManifest, parse_manifest)
+                               ParsedManifest, accepts, parse_manifest)
+from tests.fuzz.conftest import fuzz
+from tests.fuzz.strategies import any_text
 
 CONFIG = {"mediaType": "application/vnd.oci.image.config.v1+json",
           "digest": "sha256:" + hashlib.sha256(b"config").hexdigest(), "size": 6}
@@ -189,7 +192,7 @@ def _only_clean_outcomes(payload: bytes, content_type: str | None) -> None:
     assert isinstance(parsed, ParsedManifest) and isinstance(parsed.document, dict)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz
 @given(payload=st.one_of(st.binary(max_size=300), _JSONISH),
        content_type=st.sampled_from([None, OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, "text/plain"]))
 @example(payload=b"[" * 100_000, content_type=None)
@@ -199,19 +202,45 @@ def test_any_bytes_give_a_manifest_or_manifest_invalid(payload: bytes, content_t
     _only_clean_outcomes(payload, content_type)
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz
 @given(data=st.data())
 def test_any_mutated_manifest_gives_a_manifest_or_manifest_invalid(data: st.DataObject) -> None:
     _only_clean_outcomes(_mutated_manifest(data), OCI_MANIFEST)
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz
 @given(payload=st.one_of(st.binary(max_size=300), _JSONISH))
 def test_strict_json_gives_a_value_or_its_own_error(payload: bytes) -> None:
     try:
         json_strict.loads(payload)
     except json_strict.StrictJSONError as exc:
         assert str(exc)
+
+
+_MEDIA_TYPES = st.sampled_from([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+                                 "application/vnd.docker.distribution.manifest.v1+prettyjws", "*/*", "application/*"])
+_CONTENT_TYPES = st.one_of(st.none(), _MEDIA_TYPES, any_text(),
+                           st.builds(lambda t, p: t + p, _MEDIA_TYPES,
+                                     st.sampled_from(["; charset=utf-8", ";", " ", "\n", ";q=0", "\x00", "+json"])),
+                           _MEDIA_TYPES.map(str.upper))
+
+
+@fuzz
+@given(content_type=_CONTENT_TYPES, index=st.booleans())
+@example(content_type="application/vnd.docker.distribution.manifest.v1+json", index=False)
+def test_any_content_type_with_a_valid_manifest(content_type: str | None, index: bool) -> None:
+    """The Content-Type header against the body's own mediaType."""
+    document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [dict(CONFIG, mediaType=OCI_MANIFEST)]} \
+        if index else _manifest()
+    _only_clean_outcomes(json.dumps(document).encode(), content_type)
+
+
+@fuzz
+@given(headers=st.lists(st.one_of(any_text(), st.lists(_MEDIA_TYPES, max_size=4).map(", ".join)), max_size=4),
+       media_type=_MEDIA_TYPES)
+def test_accept_headers(headers: list[str], media_type: str) -> None:
+    """Accept on a manifest GET: a yes or a no for any header values."""
+    assert accepts(headers, media_type) in (True, False)
 
 
 # -- valid manifests round-trip ----------------------------------------------------------------
@@ -270,7 +299,7 @@ def _formatted(document: dict[str, Any], style: int, seed: int) -> bytes:
     return json.dumps(shuffled, ensure_ascii=True).replace("/", "\\/").encode()  # \/ is a valid escape
 
 
-@settings(max_examples=500, deadline=None)
+@fuzz
 @given(document=valid_manifests(), style=st.integers(0, 3), seed=st.integers(0, 2**32))
 def test_valid_manifests_round_trip(document: dict[str, Any], style: int, seed: int) -> None:
     payload = _formatted(document, style, seed)
