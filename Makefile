@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench docs system-deps swift-venv clean
+.PHONY: serve test fuzz bench docs system-deps swift-venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/system-deps python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -27,6 +27,10 @@ swift-venv:
 
 test: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The fuzz suite's long profile: 200,000 examples per property (make test runs 2,000 of each).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest -q tests/fuzz $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
