@@ -37,14 +37,25 @@ def parse_size(value: str) -> int:
     return int(float(match[1]) * _SIZE_UNITS[match[2]])
 
 
-def parse_port(value: str) -> tuple[int, int]:
-    parts = value.split(":")
-    if len(parts) == 3 and parts[0] in ("127.0.0.1", "localhost"):
+def parse_port(value: str) -> tuple[int, int, str]:
+    """`HOST:CTR` (published on every host address) or `IP:HOST:CTR`, Docker's forms for TCP."""
+    import ipaddress
+
+    parts = value.removesuffix("/tcp").split(":")
+    address = ""
+    if len(parts) == 3:
+        address = "127.0.0.1" if parts[0] == "localhost" else parts[0]
+        try:
+            if ipaddress.ip_address(address).version != 4:
+                raise ValueError(address)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid port mapping {value!r}: {parts[0]!r} is no IPv4 address") \
+                from None
         parts = parts[1:]
     if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 5 and 0 < int(p) < 65536
                                   for p in parts):
-        raise argparse.ArgumentTypeError(f"invalid port mapping {value!r}: use HOST:CTR (published on 127.0.0.1)")
-    return int(parts[0]), int(parts[1])
+        raise argparse.ArgumentTypeError(f"invalid port mapping {value!r}: use [IP:]HOST:CTR")
+    return int(parts[0]), int(parts[1]), address
 
 
 def parse_volume(value: str) -> tuple[str, str, bool]:
@@ -246,7 +257,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
             shown = "Created"
         else:
             shown = f"Up {_age(now - (state.started or now))}" + (" (Paused)" if status == "paused" else "")
-        ports = ", ".join(f"127.0.0.1:{h}->{c}/tcp" for h, c in state.spec.ports)
+        ports = ", ".join(f"{(p[2] if len(p) > 2 else '127.0.0.1') or '0.0.0.0'}:{p[0]}->{p[1]}/tcp"
+                          for p in state.spec.ports)  # records of old versions: (host, ctr) on 127.0.0.1
         command = " ".join(state.spec.args)
         rows.append((state.id[:12], state.spec.image, (command[:30] + "…") if len(command) > 31 else command,
                      shown, ports, state.name))

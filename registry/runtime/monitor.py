@@ -94,11 +94,14 @@ class Run:
                     import fcntl
 
                     from registry.runtime import network
-                    with open(runtime_root() / ".network.lock", "a") as lock:  # one subnet pick at a time
+                    with open(runtime_root() / ".network.lock", "a") as lock:  # one address pick at a time
                         fcntl.flock(lock, fcntl.LOCK_EX)
-                        net = network.setup_host_side(state.id, pid, _taken_subnets(state.id))
+                        states = all_states()
+                        net = network.setup_host_side(state.id, pid, [s.network for s in states if s.id != state.id],
+                                                      known_ids=[s.id for s in states])
                         state.network = net
                         state.save()
+                        network.refresh_hosts(all_states())  # ours first: init bind-mounts it
                 state.network = net
                 os.write(from_monitor_w, json.dumps(net).encode() + b"\n")
                 state.init_pid = int(process.read_line(to_monitor_r))
@@ -164,8 +167,14 @@ class Run:
             finally:
                 self.cgroups.remove()
         if self.state.network.get("mode") == "bridge":
+            import fcntl
+
             from registry.runtime import network
-            network.teardown_host_side(self.state.id)
+            with open(runtime_root() / ".network.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                states = all_states()
+                network.teardown_host_side(self.state.id, known_ids=[s.id for s in states])
+                network.refresh_hosts(states)  # the others' /etc/hosts no longer list this one
 
 
 def read_all(fd: int) -> str:

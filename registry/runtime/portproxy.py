@@ -1,5 +1,6 @@
-"""`-p HOST:CTR`: the monitor listens on 127.0.0.1:HOST and relays each connection to the container's
-address (a userspace proxy like docker-proxy; nothing is left in the host's firewall)."""
+"""`-p [IP:]HOST:CTR`: the monitor listens on IP:HOST (0.0.0.0, every host address, without an IP) and relays
+each connection to the container's address: a userspace proxy like docker-proxy, so nothing is left in the
+host's firewall, and the container sees connections come from its gateway (as with docker-proxy)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,22 @@ import threading
 class PortProxy:
     """Binds at once (so a taken port fails the start before anything runs); relays once started."""
 
-    def __init__(self, ports: list[tuple[int, int]]) -> None:
+    def __init__(self, ports: list[tuple]) -> None:
+        """`ports` holds (host port, container port[, host address]); no address means 0.0.0.0."""
         self.listeners: list[tuple[socket.socket, int]] = []
         self.container_ip = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        for host_port, container_port in ports:
+        for host_port, container_port, *address in ports:
+            host = address[0] if address and address[0] else "0.0.0.0"
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind(("127.0.0.1", host_port))
+                sock.bind((host, host_port))
             except OSError as exc:
                 sock.close()
                 self.close()
-                raise OSError(exc.errno, f"cannot publish 127.0.0.1:{host_port}: {exc.strerror}") from None
+                raise OSError(exc.errno, f"cannot publish {host}:{host_port}: {exc.strerror}") from None
             sock.listen(128)
             sock.setblocking(False)
             self.listeners.append((sock, container_port))

@@ -135,23 +135,76 @@ def mount_cgroups(rootfs: Path) -> None:
     sc.mount(None, str(target), None, sc.MS_REMOUNT | sc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
 
 
-def write_etc(rootfs: Path, hostname: str, ip: str | None, resolv: bool) -> None:
-    """/etc/hostname, /etc/hosts and (with a network) /etc/resolv.conf, in the container's upper dir."""
+FALLBACK_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]  # Docker's, when the host has none a container can reach
+RESOLV_SOURCES = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]
+
+
+def _nameservers(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            out.append(words[1])
+    return out
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def container_resolv_conf(sources: list[str] | None = None) -> str:
+    """What Docker gives a container on a bridge: the host's resolv.conf without loopback nameservers (they
+    are the container's own loopback there). Where the host has only loopback ones (systemd-resolved's
+    127.0.0.53, a local dnsmasq), the upstream list systemd-resolved keeps; failing that, 8.8.8.8 and 8.8.4.4.
+    Search and options lines come from the host's file."""
+    paths = RESOLV_SOURCES if sources is None else sources
+    texts = []
+    for path in paths:
+        try:
+            texts.append(Path(path).read_text())
+        except OSError:
+            texts.append("")
+    host = texts[0] if texts else ""
+    others = [line for line in host.splitlines()
+              if line.split()[:1] and line.split()[0] in ("search", "domain", "options")]
+    servers = [ns for ns in _nameservers(host) if not _is_loopback(ns)]
+    for text in texts[1:]:
+        if servers:
+            break
+        servers = [ns for ns in _nameservers(text) if not _is_loopback(ns)]
+    if not servers:
+        servers = FALLBACK_NAMESERVERS
+    return "".join(f"nameserver {ns}\n" for ns in servers) + "".join(line + "\n" for line in others)
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o644)  # whatever the umask: Docker's are 0644
+
+
+def write_etc(rootfs: Path, hostname: str, ip: str | None, resolv: bool, host_network: bool = False) -> None:
+    """/etc/hostname, /etc/hosts and (with a network) /etc/resolv.conf, in the container's upper dir; on the
+    host's network the host's resolv.conf as it is (its loopback resolvers are reachable there)."""
     etc = inside(rootfs, "/etc")
     etc.mkdir(parents=True, exist_ok=True)
     for name in ("hostname", "hosts", "resolv.conf"):
         path = etc / name
         if path.is_symlink():
             path.unlink()
-    (etc / "hostname").write_text(hostname + "\n")
+    _write(etc / "hostname", hostname + "\n")
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     hosts += f"{ip or '127.0.1.1'}\t{hostname}\n"
-    (etc / "hosts").write_text(hosts)
+    _write(etc / "hosts", hosts)
     if resolv:
         try:
-            (etc / "resolv.conf").write_text(Path("/etc/resolv.conf").read_text())
+            text = Path("/etc/resolv.conf").read_text() if host_network else container_resolv_conf()
         except OSError:
-            pass
+            text = ""
+        _write(etc / "resolv.conf", text)
 
 
 def pivot(rootfs: Path) -> None:
@@ -182,7 +235,10 @@ def build(store_root: Path, lowers: list[str], upper: Path, work: Path, rootfs: 
     """Everything from a private / to the pivoted root; runs as the container's PID 1 before exec."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)  # nothing we do propagates to the host
     mount_overlay(store_root, lowers, upper, work, rootfs)
-    write_etc(rootfs, hostname, ip, resolv=True)
+    write_etc(rootfs, hostname, ip, resolv=True, host_network=not new_netns)
+    shared_hosts = upper.parent / "hosts"  # a bridge container's, kept current by the host (network.refresh_hosts)
+    if ip and shared_hosts.is_file():
+        _bind(str(shared_hosts), inside(rootfs, "/etc/hosts"), readonly=False, recursive=False)
     for host, container, readonly in volumes:
         mount_volume(rootfs, host, container, readonly)
     proc = rootfs / "proc"
