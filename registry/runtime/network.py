@@ -222,23 +222,22 @@ def setup_host_side(container_id: str, netns_pid: int, others: list[dict[str, An
     with host_lock(), IPRoute() as ipr:
         if known_ids is not None:
             _sweep(ipr, bridge, [*known_ids, container_id])
-        found = _bridge_subnet(ipr, bridge)
-        gateway, prefix = found if found else _create_bridge(ipr, bridge)
-        subnet = ipaddress.ip_network(f"{gateway}/{prefix}", strict=False)
-        nat_up(bridge, str(subnet))
-        ports = set(_bridge_ports(ipr, bridge))
-        taken = {gateway} | {o["ip"] for o in others if o.get("ip") and o.get("host_if") in ports}
-        ip = next((str(h) for h in subnet.hosts() if str(h) not in taken), None)
-        if ip is None:
-            raise NetworkError(f"no free address left in {subnet}")
-        ipr.link("add", ifname=host_if, kind="veth", peer={"ifname": peer_if, "net_ns_pid": netns_pid})
         try:
+            found = _bridge_subnet(ipr, bridge)
+            gateway, prefix = found if found else _create_bridge(ipr, bridge)
+            subnet = ipaddress.ip_network(f"{gateway}/{prefix}", strict=False)
+            nat_up(bridge, str(subnet))
+            ports = set(_bridge_ports(ipr, bridge))
+            taken = {gateway} | {o["ip"] for o in others if o.get("ip") and o.get("host_if") in ports}
+            ip = next((str(h) for h in subnet.hosts() if str(h) not in taken), None)
+            if ip is None:
+                raise NetworkError(f"no free address left in {subnet}")
+            ipr.link("add", ifname=host_if, kind="veth", peer={"ifname": peer_if, "net_ns_pid": netns_pid})
             index = ipr.link_lookup(ifname=host_if)[0]
             ipr.link("set", index=index, master=ipr.link_lookup(ifname=bridge)[0])
             ipr.link("set", index=index, state="up")
         except BaseException:
-            with contextlib.suppress(Exception):
-                ipr.link("del", index=ipr.link_lookup(ifname=host_if)[0])
+            _remove(ipr, bridge, host_if)
             raise
     return {"mode": "bridge", "bridge": bridge, "host_if": host_if, "peer_if": peer_if, "subnet": str(subnet),
             "gateway": gateway, "host_ip": gateway, "ip": ip, "prefixlen": prefix}
@@ -262,21 +261,27 @@ def teardown_host_side(container_id: str, known_ids: Iterable[str] | None = None
     """Delete the container's veth (it also goes by itself when the namespace dies) and any leftover ones;
     the bridge and its NAT go with the last container."""
     from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
 
     bridge = bridge_name()
     host_if, _ = host_names(container_id)
     with host_lock(), IPRoute() as ipr:
-        for index in ipr.link_lookup(ifname=host_if):
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=index)
         if known_ids is not None:
             _sweep(ipr, bridge, [i for i in known_ids if i != container_id])
-        if not _bridge_ports(ipr, bridge):
-            for index in ipr.link_lookup(ifname=bridge):
-                with contextlib.suppress(NetlinkError):
-                    ipr.link("del", index=index)
-            nat_down(bridge)
+        _remove(ipr, bridge, host_if)
+
+
+def _remove(ipr: Any, bridge: str, host_if: str) -> None:
+    """The container's veth; the bridge and its NAT too if no other container is on it."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    for index in ipr.link_lookup(ifname=host_if):
+        with contextlib.suppress(NetlinkError):
+            ipr.link("del", index=index)
+    if not _bridge_ports(ipr, bridge):
+        for index in ipr.link_lookup(ifname=bridge):
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index)
+        nat_down(bridge)
 
 
 # -- /etc/hosts of the bridge's containers ----------------------------------------------------------
