@@ -149,9 +149,11 @@ def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def nat_up(bridge: str, subnet: str) -> None:
-    """Masquerade the subnet out of every other interface; let its traffic be forwarded both ways."""
-    if firewall() == "nft":
+def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
+    """Masquerade the subnet out of every other interface; let its traffic be forwarded both ways.
+
+    `tool` ("nft" or "iptables") only for tests: otherwise detected."""
+    if (tool or firewall()) == "nft":
         table = nft_table(bridge)
         # add+delete+define in one transaction: our own table only, replaced atomically, never others'.
         script = (f"add table inet {table}\ndelete table inet {table}\n"

@@ -262,3 +262,39 @@ def test_a_killed_monitor_is_cleaned_by_rm_alone(runtime: Runtime, image: str) -
     time.sleep(0.5)
     runtime.cli("rm", "-f", "crash3")
     _assert_clean(state["network"]["bridge"])
+
+
+@pytest.mark.parametrize("tool", ["nft", "iptables"])
+def test_nat_rules_of_either_tool_come_and_go(tool: str) -> None:
+    """Both NAT back ends, whichever this host would pick: our own table or chain, nothing of anyone else's."""
+    import shutil
+    import uuid
+
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed on this host")
+    bridge = f"rrbrt{uuid.uuid4().hex[:7]}"
+    def others() -> set[str]:  # tables of docker and the like (other runtimes' tests may come and go meanwhile)
+        if shutil.which("nft") is None:
+            return set()
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+        return {line for line in out.splitlines() if "registry_runtime_" not in line}
+
+    others_before = others()
+    network.nat_up(bridge, "10.213.254.0/24", tool=tool)
+    try:
+        if tool == "nft":
+            table = subprocess.run(["nft", "list", "table", "inet", network.nft_table(bridge)], capture_output=True,
+                                   text=True, check=True).stdout
+            assert f'ip saddr 10.213.254.0/24 oifname != "{bridge}" masquerade' in table, table
+        else:
+            nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
+            chain = network.iptables_chain(bridge)
+            assert f"-A POSTROUTING -j {chain}" in nat, nat
+            assert f"-A {chain} -s 10.213.254.0/24 ! -o {bridge} -j MASQUERADE" in nat, nat
+        network.nat_up(bridge, "10.213.254.0/24", tool=tool)  # again (a start after a crash): still one of each
+        assert len(_rules_left(bridge)) == (1 if tool == "nft" else 3), _rules_left(bridge)
+        assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+    finally:
+        network.nat_down(bridge)
+    assert not _rules_left(bridge)
+    assert others() == others_before
