@@ -184,8 +184,9 @@ def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
 
 def nat_down(bridge: str) -> None:
     """Remove our table or chain (each tool's, whichever is there), nothing else."""
-    if _run(["nft", "list", "table", "inet", nft_table(bridge)], check=False).returncode == 0:
-        _run(["nft", "delete", "table", "inet", nft_table(bridge)], check=False)
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # a host without nft has no table of ours
+        if _run(["nft", "list", "table", "inet", nft_table(bridge)], check=False).returncode == 0:
+            _run(["nft", "delete", "table", "inet", nft_table(bridge)], check=False)
     chain = iptables_chain(bridge)
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         while _run(["iptables", "-t", "nat", "-D", "POSTROUTING", "-j", chain], check=False).returncode == 0:

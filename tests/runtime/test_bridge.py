@@ -92,12 +92,16 @@ def _inspect(runtime: Runtime, name: str) -> dict:
 
 
 def _rules_left(bridge: str) -> list[str]:
+    """The runtime's NAT table (nft) and chain lines (iptables) for the bridge, whichever tool the host has."""
+    import shutil
+
     left = []
-    if subprocess.run(["nft", "list", "table", "inet", network.nft_table(bridge)], capture_output=True,
-                      check=False).returncode == 0:
+    if shutil.which("nft") and subprocess.run(["nft", "list", "table", "inet", network.nft_table(bridge)],
+                                              capture_output=True, check=False).returncode == 0:
         left.append(f"nft table inet {network.nft_table(bridge)}")
-    nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=False).stdout
-    left += [line for line in nat.splitlines() if network.iptables_chain(bridge) in line]
+    if shutil.which("iptables"):
+        nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=False).stdout
+        left += [line for line in nat.splitlines() if network.iptables_chain(bridge) in line]
     return left
 
 
@@ -206,7 +210,8 @@ def _fetch_from_remote(remote: netlab.Namespace, url: str) -> subprocess.Complet
                           timeout=60, check=False)
 
 
-def test_published_ports_from_the_remote_namespace(runtime: Runtime, image: str, remote: netlab.Namespace, www: Path) -> None:
+def test_published_ports_from_the_remote_namespace(runtime: Runtime, image: str, remote: netlab.Namespace,
+                                                   www: Path) -> None:
     from tests.support.server import free_port
 
     everywhere, loopback = free_port(), free_port()

@@ -1,4 +1,5 @@
-"""Acceptance 4: bridge networking with -p (on every host address by default), `none` with only loopback, `host`; and volumes."""
+"""Acceptance 4: bridge networking with -p (every host address by default), `none` with only loopback, `host`;
+and volumes. The bridge network itself (NAT, names, a remote namespace) is tests/runtime/test_bridge.py."""
 
 from __future__ import annotations
 
