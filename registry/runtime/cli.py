@@ -222,6 +222,71 @@ def cmd_exec(args: argparse.Namespace) -> int:
                              user=args.user, tty=args.tty, interactive=args.interactive)
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+
+    def restart(state: Any) -> None:
+        lifecycle.stop(state, args.time)
+        lifecycle.start(state.reload())
+    return _each(args.containers, restart)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import wait_exit
+    from registry.runtime.state import NotFound, find
+
+    code = 0
+    for name in args.containers:
+        try:
+            print(wait_exit(find(name)), flush=True)
+        except NotFound as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _answers(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A verb that only looks: no such container, or not running, is exit 1 with one line, as docker."""
+    def run(args: argparse.Namespace) -> int:
+        from registry.runtime.observe import ObserveError
+        from registry.runtime.state import NotFound
+        try:
+            return func(args)
+        except (ObserveError, NotFound) as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+@_answers
+def cmd_top(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import top
+    from registry.runtime.state import find
+    sys.stdout.write(top(find(args.container), args.ps_args))
+    return 0
+
+
+@_answers
+def cmd_stats(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import stats
+    from registry.runtime.state import all_states, find
+    if args.containers:
+        states = [find(name) for name in args.containers]
+    else:
+        states = [s for s in all_states() if s.status in ("running", "paused") and s.monitor_alive()]
+    stats(states, stream=not args.no_stream)
+    return 0
+
+
+@_answers
+def cmd_port(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import port_lines
+    from registry.runtime.state import find
+    for line in port_lines(find(args.container), args.port):
+        print(line)
+    return 0
+
+
 def _age(seconds: float) -> str:
     for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
         if seconds >= size:
@@ -413,6 +478,20 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
+    p = add("restart", cmd_restart, "stop (SIGTERM, then SIGKILL after -t seconds) and start containers again")
+    p.add_argument("-t", "--time", type=float, default=10.0)
+    p.add_argument("containers", nargs="+")
+    p = add("wait", cmd_wait, "block until containers stop, then print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p = add("top", cmd_top, "the processes of a running container (host ps, default -ef)")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p = add("stats", cmd_stats, "CPU, memory, network, block I/O and processes of running containers")
+    p.add_argument("--no-stream", action="store_true", help="print one table and exit")
+    p.add_argument("containers", nargs="*")
+    p = add("port", cmd_port, "the published ports of a container, or where one port is published")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
     p = add("ps", cmd_ps, "list containers")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
