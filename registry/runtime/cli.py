@@ -287,6 +287,24 @@ def cmd_port(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cp(args: argparse.Namespace) -> int:
+    from registry.runtime.copy import CopyError, copy_in, copy_out, split_target
+    from registry.runtime.state import NotFound, find
+
+    (source_name, source_path), (dest_name, dest_path) = split_target(args.source), split_target(args.dest)
+    if (source_name is None) == (dest_name is None):
+        raise UsageError("cp copies between a container and the host: one of SRC and DEST is CONTAINER:PATH")
+    try:
+        if source_name is not None:
+            copy_out(find(source_name), source_path, dest_path, follow=args.follow_link)
+        else:
+            copy_in(find(dest_name or ""), source_path, dest_path, archive=args.archive, follow=args.follow_link)
+    except (CopyError, NotFound) as exc:
+        print(f"registry: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _age(seconds: float) -> str:
     for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
         if seconds >= size:
@@ -492,6 +510,12 @@ def add_commands(subparsers: Any) -> None:
     p = add("port", cmd_port, "the published ports of a container, or where one port is published")
     p.add_argument("container")
     p.add_argument("port", nargs="?")
+    p = add("cp", cmd_cp, "copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST "
+            "(- for a tar stream on stdin or stdout)")
+    p.add_argument("-a", "--archive", action="store_true", help="keep owners (default: root in the container)")
+    p.add_argument("-L", "--follow-link", action="store_true", help="copy what a symlink SRC points to")
+    p.add_argument("source")
+    p.add_argument("dest")
     p = add("ps", cmd_ps, "list containers")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -7,10 +7,14 @@ container that is missing or not running, as docker's client."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from registry.runtime.observe import binary_size, decimal_size
 from tests.runtime.conftest import REPO, Runtime
@@ -131,3 +135,106 @@ def test_restart_gives_a_new_process_in_the_same_container(runtime: Runtime, pul
 def test_sizes_as_docker_stats_prints_them() -> None:
     assert binary_size(0) == "0B" and binary_size(1536) == "1.5KiB" and binary_size(64 * 2 ** 20) == "64MiB"
     assert decimal_size(999) == "999B" and decimal_size(1200) == "1.2kB" and decimal_size(3.5e9) == "3.5GB"
+
+
+# -- cp ---------------------------------------------------------------------------------------------
+
+def test_cp_out_of_and_into_a_running_container(runtime: Runtime, pulled_base: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runtime.cli("run", "-d", "--name", "copied", pulled_base, "sh", "-c",
+                "mkdir -p /data/sub && echo one > /data/a && echo two > /data/sub/b && ln -s /etc /data/etc-link && "
+                "sleep 1000")
+    try:
+        deadline = time.monotonic() + 15
+        while runtime.cli("exec", "copied", "test", "-L", "/data/etc-link", check=False).returncode != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # a file onto a missing name, then into a directory under its own name
+        runtime.cli("cp", "copied:/data/a", tmp_path / "a-copy")
+        assert (tmp_path / "a-copy").read_text() == "one\n"
+        (tmp_path / "into").mkdir()
+        runtime.cli("cp", "copied:/data/a", tmp_path / "into")
+        assert (tmp_path / "into" / "a").read_text() == "one\n"
+        # a directory onto a missing name becomes it; into an existing one, a subdirectory; /. its contents
+        runtime.cli("cp", "copied:/data", tmp_path / "tree")
+        assert (tmp_path / "tree" / "sub" / "b").read_text() == "two\n"
+        assert os.readlink(tmp_path / "tree" / "etc-link") == "/etc"  # a link, as it is, never followed
+        runtime.cli("cp", "copied:/data", tmp_path / "into")
+        assert (tmp_path / "into" / "data" / "a").exists()
+        runtime.cli("cp", "copied:/data/sub/.", tmp_path / "into")
+        assert (tmp_path / "into" / "b").read_text() == "two\n"
+        # a symlink in the container resolves inside it: /data/etc-link/hostname is the container's
+        runtime.cli("cp", "copied:/data/etc-link/hostname", tmp_path / "hostname")
+        assert (tmp_path / "hostname").read_text().strip() == _inspect(runtime, "copied")["spec"]["hostname"]
+        # into the container: root-owned unless -a
+        source = tmp_path / "in.txt"
+        source.write_text("from the host\n")
+        os.chown(source, 1234, 1234)
+        runtime.cli("cp", source, "copied:/data/")
+        runtime.cli("cp", "-a", source, "copied:/data/kept.txt")
+        shown = runtime.cli("exec", "copied", "sh", "-c", "cat /data/in.txt; stat -c '%u %g' /data/in.txt "
+                            "/data/kept.txt").stdout.splitlines()
+        assert shown == ["from the host", "0 0", "1234 1234"]
+        # a tar stream both ways
+        tar = runtime.cli_bytes("cp", "copied:/data/sub", "-")
+        assert tar[257:262] == b"ustar"
+        runtime.cli_bytes("cp", "-", "copied:/tmp", stdin=tar)
+        assert runtime.cli("exec", "copied", "cat", "/tmp/sub/b").stdout == "two\n"
+        # errors: exit 1 and one line
+        missing = runtime.cli("cp", "copied:/nope", tmp_path / "x", check=False)
+        assert missing.returncode == 1 and "no such file or directory" in missing.stderr and "Traceback" not in missing.stderr
+        nowhere = runtime.cli("cp", "copied:/data/a", tmp_path / "no" / "such" / "dir", check=False)
+        assert nowhere.returncode == 1 and "no such directory" in nowhere.stderr
+        both = runtime.cli("cp", tmp_path / "a-copy", tmp_path / "b", check=False)
+        assert both.returncode != 0 and "CONTAINER:PATH" in both.stderr
+    finally:
+        runtime.cli("rm", "-f", "copied", check=False)
+
+
+def test_cp_with_a_stopped_container(runtime: Runtime, pulled_base: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runtime.cli("run", "--name", "done", pulled_base, "sh", "-c", "echo kept > /result")
+    try:
+        runtime.cli("cp", "done:/result", tmp_path / "result")
+        assert (tmp_path / "result").read_text() == "kept\n"
+        (tmp_path / "config").write_text("set\n")
+        runtime.cli("cp", tmp_path / "config", "done:/config")
+        runtime.cli("start", "done")
+        assert runtime.cli("wait", "done").stdout == "0\n"
+        runtime.cli("cp", "done:/config", tmp_path / "back")
+        assert (tmp_path / "back").read_text() == "set\n"
+        assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if "done" in line]
+    finally:
+        runtime.cli("rm", "-f", "done", check=False)
+
+
+def test_cp_refuses_a_hostile_archive_on_the_host(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What a container sends is checked before it lands: no link or name leaves the destination."""
+    import io
+    import tarfile
+
+    from registry.runtime.copy import CopyError, _receive
+
+    def archive(*members: tarfile.TarInfo) -> int:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for member in members:
+                tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isreg() else None)
+        read_fd, write_fd = os.pipe()
+        os.write(write_fd, buffer.getvalue())
+        os.close(write_fd)
+        return read_fd
+
+    victim = tmp_path / "victim"
+    victim.write_text("safe\n")
+    link = tarfile.TarInfo("evil")
+    link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
+    through = tarfile.TarInfo("evil/victim")
+    through.size = 1
+    hard = tarfile.TarInfo("hard")
+    hard.type, hard.linkname = tarfile.LNKTYPE, str(victim)
+    dotdot = tarfile.TarInfo("../victim")
+    dotdot.size = 1
+    (tmp_path / "out").mkdir()
+    for members in ((link, through), (hard,), (dotdot,)):
+        with pytest.raises((CopyError, tarfile.TarError)):
+            _receive(archive(*members), str(tmp_path / "out" / "x"), (0, 0), raw=False)
+        assert victim.read_text() == "safe\n"
