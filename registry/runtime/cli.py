@@ -134,6 +134,7 @@ def _create(args: argparse.Namespace) -> Any:
                                      network=args.network, ports=args.publish, volumes=args.volume,
                                      resources=resources, restart=args.restart, auto_remove=args.rm,
                                      tty=args.tty, interactive=args.interactive)
+    spec.image = args.image  # as typed, as docker ps shows it: the store's record names the digest's latest pull
     return lifecycle.create(spec, args.name)
 
 

@@ -238,3 +238,20 @@ def test_cp_refuses_a_hostile_archive_on_the_host(tmp_path) -> None:  # type: ig
         with pytest.raises((CopyError, tarfile.TarError)):
             _receive(archive(*members), str(tmp_path / "out" / "x"), (0, 0), raw=False)
         assert victim.read_text() == "safe\n"
+
+
+def test_ps_shows_the_reference_a_container_was_started_from(runtime: Runtime, base_image) -> None:  # type: ignore[no-untyped-def]
+    """The same digest pulled under two names: ps shows the one the container was started from."""
+    from tests.runtime import images as im
+
+    twin = im.push(runtime.registry.url, base_image.reference.split("/", 1)[1].rsplit("/", 1)[0] + "/twin", "v1",
+                   [im.layer(im.busybox_entries())], {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]})
+    assert twin.digest == base_image.digest, "the same layers and config make the same manifest"
+    runtime.cli("pull", base_image.reference)
+    runtime.cli("pull", twin.reference)
+    runtime.cli("run", "-d", "--name", "first-name", base_image.reference, "sleep", "1000")
+    try:
+        row = [line for line in runtime.cli("ps").stdout.splitlines() if "first-name" in line]
+        assert row and base_image.reference in row[0] and twin.reference not in row[0]
+    finally:
+        runtime.cli("rm", "-f", "first-name", check=False)
