@@ -37,8 +37,9 @@ def parse_size(value: str) -> int:
     return int(float(match[1]) * _SIZE_UNITS[match[2]])
 
 
-def parse_port(value: str) -> tuple[int, int, str]:
-    """`HOST:CTR` (published on every host address) or `IP:HOST:CTR`, Docker's forms for TCP."""
+def parse_port(value: str) -> tuple[str, int, int]:
+    """`HOST:CTR` (published on every host address: "" for 0.0.0.0) or `IP:HOST:CTR`, Docker's forms for TCP;
+    (host address, host port, container port)."""
     import ipaddress
 
     parts = value.removesuffix("/tcp").split(":")
@@ -55,7 +56,7 @@ def parse_port(value: str) -> tuple[int, int, str]:
     if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 5 and 0 < int(p) < 65536
                                   for p in parts):
         raise argparse.ArgumentTypeError(f"invalid port mapping {value!r}: use [IP:]HOST:CTR")
-    return int(parts[0]), int(parts[1]), address
+    return address, int(parts[0]), int(parts[1])
 
 
 def parse_volume(value: str) -> tuple[str, str, bool]:
@@ -145,6 +146,7 @@ def _create(args: argparse.Namespace) -> Any:
                                      network=args.network, ports=args.publish, volumes=args.volume,
                                      resources=resources, restart=args.restart, auto_remove=args.rm,
                                      tty=args.tty, interactive=args.interactive)
+    spec.image = args.image  # as typed, as docker ps shows it: the store's record names the digest's latest pull
     return lifecycle.create(spec, args.name)
 
 
@@ -233,6 +235,89 @@ def cmd_exec(args: argparse.Namespace) -> int:
                              user=args.user, tty=args.tty, interactive=args.interactive)
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    from registry.runtime import lifecycle
+
+    def restart(state: Any) -> None:
+        lifecycle.stop(state, args.time)
+        lifecycle.start(state.reload())
+    return _each(args.containers, restart)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import wait_exit
+    from registry.runtime.state import NotFound, find
+
+    code = 0
+    for name in args.containers:
+        try:
+            print(wait_exit(find(name)), flush=True)
+        except NotFound as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _answers(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A verb that only looks: no such container, or not running, is exit 1 with one line, as docker."""
+    def run(args: argparse.Namespace) -> int:
+        from registry.runtime.observe import ObserveError
+        from registry.runtime.state import NotFound
+        try:
+            return func(args)
+        except (ObserveError, NotFound) as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+@_answers
+def cmd_top(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import top
+    from registry.runtime.state import find
+    sys.stdout.write(top(find(args.container), args.ps_args))
+    return 0
+
+
+@_answers
+def cmd_stats(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import stats
+    from registry.runtime.state import all_states, find
+    if args.containers:
+        states = [find(name) for name in args.containers]
+    else:
+        states = [s for s in all_states() if s.status in ("running", "paused") and s.monitor_alive()]
+    stats(states, stream=not args.no_stream)
+    return 0
+
+
+@_answers
+def cmd_port(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import port_lines
+    from registry.runtime.state import find
+    for line in port_lines(find(args.container), args.port):
+        print(line)
+    return 0
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    from registry.runtime.copy import CopyError, copy_in, copy_out, split_target
+    from registry.runtime.state import NotFound, find
+
+    (source_name, source_path), (dest_name, dest_path) = split_target(args.source), split_target(args.dest)
+    if (source_name is None) == (dest_name is None):
+        raise UsageError("cp copies between a container and the host: one of SRC and DEST is CONTAINER:PATH")
+    try:
+        if source_name is not None:
+            copy_out(find(source_name), source_path, dest_path, follow=args.follow_link)
+        else:
+            copy_in(find(dest_name or ""), source_path, dest_path, archive=args.archive, follow=args.follow_link)
+    except (CopyError, NotFound) as exc:
+        print(f"registry: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _age(seconds: float) -> str:
     for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
         if seconds >= size:
@@ -257,8 +342,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
             shown = "Created"
         else:
             shown = f"Up {_age(now - (state.started or now))}" + (" (Paused)" if status == "paused" else "")
-        ports = ", ".join(f"{(p[2] if len(p) > 2 else '127.0.0.1') or '0.0.0.0'}:{p[0]}->{p[1]}/tcp"
-                          for p in state.spec.ports)  # records of old versions: (host, ctr) on 127.0.0.1
+        ports = ", ".join(f"{ip or '0.0.0.0'}:{h}->{c}/tcp" for ip, h, c in  # old records: (HOST, CTR) on lo
+                          (p if len(p) == 3 else ("127.0.0.1", *p) for p in state.spec.ports))
         command = " ".join(state.spec.args)
         rows.append((state.id[:12], state.spec.image, (command[:30] + "…") if len(command) > 31 else command,
                      shown, ports, state.name))
@@ -425,6 +510,26 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
+    p = add("restart", cmd_restart, "stop (SIGTERM, then SIGKILL after -t seconds) and start containers again")
+    p.add_argument("-t", "--time", type=float, default=10.0)
+    p.add_argument("containers", nargs="+")
+    p = add("wait", cmd_wait, "block until containers stop, then print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p = add("top", cmd_top, "the processes of a running container (host ps, default -ef)")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p = add("stats", cmd_stats, "CPU, memory, network, block I/O and processes of running containers")
+    p.add_argument("--no-stream", action="store_true", help="print one table and exit")
+    p.add_argument("containers", nargs="*")
+    p = add("port", cmd_port, "the published ports of a container, or where one port is published")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
+    p = add("cp", cmd_cp, "copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST "
+            "(- for a tar stream on stdin or stdout)")
+    p.add_argument("-a", "--archive", action="store_true", help="keep owners (default: root in the container)")
+    p.add_argument("-L", "--follow-link", action="store_true", help="copy what a symlink SRC points to")
+    p.add_argument("source")
+    p.add_argument("dest")
     p = add("ps", cmd_ps, "list containers")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -107,6 +107,7 @@ def _create_bridge(ipr: Any, bridge: str) -> tuple[str, int]:
     gateway = str(next(subnet.hosts()))
     for index in ipr.link_lookup(ifname=bridge):  # there without an address: a half-made one
         ipr.link("del", index=index)
+    nat_up(bridge, str(subnet))  # first: a bridge with an address always has its rules (a start skips them)
     ipr.link("add", ifname=bridge, kind="bridge")
     index = ipr.link_lookup(ifname=bridge)[0]
     ipr.addr("add", index=index, address=gateway, prefixlen=PREFIX)
@@ -229,7 +230,6 @@ def setup_host_side(container_id: str, netns_pid: int, others: list[dict[str, An
             found = _bridge_subnet(ipr, bridge)
             gateway, prefix = found if found else _create_bridge(ipr, bridge)
             subnet = ipaddress.ip_network(f"{gateway}/{prefix}", strict=False)
-            nat_up(bridge, str(subnet))
             ports = set(_bridge_ports(ipr, bridge))
             taken = {gateway} | {o["ip"] for o in others if o.get("ip") and o.get("host_if") in ports}
             ip = next((str(h) for h in subnet.hosts() if str(h) not in taken), None)

@@ -13,13 +13,15 @@ class PortProxy:
     """Binds at once (so a taken port fails the start before anything runs); relays once started."""
 
     def __init__(self, ports: list[tuple]) -> None:
-        """`ports` holds (host port, container port[, host address]); no address means 0.0.0.0."""
+        """`ports` holds (host address, host port, container port), "" for 0.0.0.0; or, in records of
+        older versions, (host port, container port) on 127.0.0.1."""
         self.listeners: list[tuple[socket.socket, int]] = []
         self.container_ip = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        for host_port, container_port, *address in ports:
-            host = address[0] if address and address[0] else "0.0.0.0"
+        for mapping in ports:
+            address, host_port, container_port = mapping if len(mapping) == 3 else ("127.0.0.1", *mapping)
+            host = address or "0.0.0.0"
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:

@@ -73,6 +73,15 @@ class Runtime:
                                  f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
         return result
 
+    def cli_bytes(self, *args: object, stdin: bytes = b"", timeout: float = 60) -> bytes:
+        """The CLI with bytes in and out (tar streams); its stdout, or AssertionError with stderr."""
+        result = subprocess.run([sys.executable, "-m", "registry", *[str(a) for a in args]], input=stdin,
+                                capture_output=True, timeout=timeout, env=self.env, cwd=REPO)
+        if result.returncode != 0:
+            raise AssertionError(f"$ registry {' '.join(map(str, args))}\nexit {result.returncode}\n"
+                                 f"{result.stderr.decode(errors='replace')}")
+        return result.stdout
+
     def popen(self, *args: object) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "registry", *[str(a) for a in args]], env=self.env, cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
