@@ -238,27 +238,43 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
         if ns == "net" and state.spec.network == "host":
             continue
         fds.append(os.open(f"/proc/{state.init_pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+    cgroup_ns = fds.pop(NAMESPACES.index("cgroup"))  # entered by the exec'd process once in the cgroups
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    spec = Spec(**{**state.spec.__dict__, "env": state.spec.env + env})
+    spec = Spec(**{**state.spec.__dict__, "env": state.spec.env + env, "tty": tty})
     tty_parent, tty_child = socket.socketpair() if tty else (None, None)
     pid = os.fork()
     if pid == 0:
         try:
+            # This helper stays outside the cgroups (limits count only the container's processes): it
+            # writes its child's pid in, from files opened before /sys/fs/cgroup is the container's view.
             os.close(err_r)
             slave = None
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            ContainerCgroups.from_json(state.cgroups).join_self()
+            cgroups = ContainerCgroups.from_json(state.cgroups)
+            join_files = cgroups.open_join_files()
             for fd in fds:
                 sc.setns(fd)
             if tty_child is not None:  # a terminal from the container's own devpts
                 master, slave = terminal.open_pty()
                 terminal.send_master(tty_child.fileno(), master)
                 os.close(master)
+            joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
             child = os.fork()  # only children enter the pid namespace
             if child == 0:
+                os.close(joined_w)
+                if os.read(joined_r, 1) != b"j":
+                    os._exit(process.EXIT_SETUP_FAILED)
+                sc.setns(cgroup_ns)  # after the move: the namespace's root is then where we are
                 if slave is not None:
                     terminal.become_controlling(slave)
                 process.prepare_and_exec(spec, args, workdir or spec.cwd or "/", user or spec.user, err_w)
+            os.close(joined_r)
+            cgroups.join_by_files(join_files, child)
+            os.write(joined_w, b"j")
+            for fd in [joined_w, cgroup_ns] + [fd for _, fd in join_files]:
+                os.close(fd)
+            if slave is not None:
+                os.close(slave)
             os.close(err_w)
             for sig in process.FORWARDED:
                 signal.signal(sig, lambda s, _f: os.kill(child, s))
@@ -266,7 +282,7 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
             os._exit(process.status_code(status))
         except BaseException as exc:  # noqa: BLE001
             process.fail(err_w, f"exec failed: {exc}")
-    for fd in fds:
+    for fd in fds + [cgroup_ns]:
         os.close(fd)
     os.close(err_w)
     relay = None

@@ -39,6 +39,7 @@ class Spec:
     auto_remove: bool = False
     tty: bool = False                 # a pseudo-terminal from the container's devpts as stdio
     interactive: bool = False         # the caller's stdin goes to the container
+    init: bool = False                # --init: tini-static as PID 1, confined like the workload, reaps
     mknod: bool = True                # CAP_MKNOD only where a devices cgroup limits what nodes can be opened
 
 
