@@ -3,8 +3,9 @@
 Each controller is used where the kernel offers it: the v2 hierarchy when its root lists the
 controller (pure v2 at /sys/fs/cgroup, or hybrid at /sys/fs/cgroup/unified), else a v1 hierarchy
 mounted for it. A limit no hierarchy can honour is an error, never silently dropped. The runtime's own
-processes stay outside: the helper that forks a container's first process (process.stage, exec's
-helper) writes that pid in (join), so limits count only the workload.
+processes stay outside: the container's first process (process.init, exec's child) moves itself in
+(join) right after the fork from its helper (process.stage, exec's helper), so limits count only the
+workload.
 """
 
 from __future__ import annotations
@@ -269,9 +270,11 @@ class ContainerCgroups:
                     _write(d / "blkio.throttle.write_bps_device", f"{_device_numbers(dev)} {rate}")
 
     # -- use ---------------------------------------------------------------------------------
-    def join(self, pid: int) -> None:
-        """Move another (single-threaded) process in: the container's first process, placed by the runtime
-        helper that forked it and stays outside the cgroups itself."""
+    def join(self, pid: int = 0) -> None:
+        """Move a single-threaded process in: `pid`, or with 0 the caller. The container's first process joins
+        itself this way, so the runtime helper that forked it stays outside: on v1 a move of the caller's
+        own thread spares the kernel's global threadgroup lock, whose RCU sync costs ~10 ms a start, where
+        a move by pid takes it."""
         files = self.open_join_files()
         try:
             self.join_by_files(files, pid)
@@ -280,9 +283,9 @@ class ContainerCgroups:
                 os.close(fd)
 
     def open_join_files(self) -> list[tuple[str, int]]:
-        """The files join() writes, opened: for a helper about to enter the container's mount namespace (where
-        /sys/fs/cgroup is the container's read-only view). On v1 a pid goes to `tasks` (that one thread,
-        without the kernel's global threadgroup lock and its ~15 ms RCU sync); on v2 to cgroup.procs."""
+        """The files join() writes (v1: `tasks`, one thread; v2: cgroup.procs), opened: for a helper about to
+        enter the container's mount namespace, where /sys/fs/cgroup is the container's read-only view; its
+        child joins with join_by_files(files, 0)."""
         files: list[tuple[str, int]] = []
         try:
             for name, d in self.dirs.items():

@@ -245,8 +245,8 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
     pid = os.fork()
     if pid == 0:
         try:
-            # This helper stays outside the cgroups (limits count only the container's processes): it
-            # writes its child's pid in, from files opened before /sys/fs/cgroup is the container's view.
+            # This helper stays outside the cgroups (limits count only the container's processes); its child
+            # moves itself in through files opened before /sys/fs/cgroup is the container's view.
             os.close(err_r)
             slave = None
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -258,20 +258,14 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
                 master, slave = terminal.open_pty()
                 terminal.send_master(tty_child.fileno(), master)
                 os.close(master)
-            joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
             child = os.fork()  # only children enter the pid namespace
             if child == 0:
-                os.close(joined_w)
-                if os.read(joined_r, 1) != b"j":
-                    os._exit(process.EXIT_SETUP_FAILED)
-                sc.setns(cgroup_ns)  # after the move: the namespace's root is then where we are
+                cgroups.join_by_files(join_files, 0)
+                sc.setns(cgroup_ns)  # after the move, as a member of the namespace's root
                 if slave is not None:
                     terminal.become_controlling(slave)
                 process.prepare_and_exec(spec, args, workdir or spec.cwd or "/", user or spec.user, err_w)
-            os.close(joined_r)
-            cgroups.join_by_files(join_files, child)
-            os.write(joined_w, b"j")
-            for fd in [joined_w, cgroup_ns] + [fd for _, fd in join_files]:
+            for fd in [cgroup_ns] + [fd for _, fd in join_files]:
                 os.close(fd)
             if slave is not None:
                 os.close(slave)

@@ -1,10 +1,10 @@
 """The processes of a container, from the monitor's fork to execve.
 
     monitor (outside the cgroups)
-      └─ stage (outside the cgroups: unshares the namespaces, forks init, writes init's pid into the
-         cgroups, reports the pid, waits for it and exits with its status, 128+signal if killed)
-           └─ init: PID 1 of the new pid namespace; once in the cgroups, unshares the cgroup namespace
-                (its root is the container's cgroup), builds the rootfs, pivots, then becomes the workload
+      └─ stage (outside the cgroups: unshares the namespaces, forks init, reports its pid, waits for it
+         and exits with its status, 128+signal if killed)
+           └─ init: PID 1 of the new pid namespace; moves itself into the cgroups, unshares the cgroup
+                namespace (its root is then the container's cgroup), builds the rootfs, pivots, becomes the workload
                 in place: user, capabilities, no_new_privs, seccomp, execve of the command, as runc does.
                 With --init it execs /sbin/docker-init (tini-static, bind-mounted read-only) -- CMD
                 instead, after the same steps: the reaper holds no more than the workload.
@@ -89,17 +89,11 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
         sc.unshare(flags)
         os.write(to_monitor, b"unshared\n")
         net: dict[str, Any] = json.loads(read_line(from_monitor))
-        joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             os.close(to_monitor)
             os.close(from_monitor)
-            os.close(joined_w)
-            init(spec, state_dir, store_root, net, err_fd, joined_r, tty_fd)
-        os.close(joined_r)
-        cgroups.join(pid)  # init waits for this before it does anything that counts against the limits
-        os.write(joined_w, b"j")
-        os.close(joined_w)
+            init(spec, state_dir, store_root, net, err_fd, cgroups, tty_fd)
         if tty_fd is not None:
             os.close(tty_fd)
         os.write(to_monitor, f"{pid}\n".encode())
@@ -117,16 +111,14 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
         fail(err_fd, f"container setup failed: {exc}")
 
 
-def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err_fd: int, joined_fd: int,
+def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err_fd: int, cgroups: ContainerCgroups,
          tty_fd: int | None = None) -> None:
     """PID 1 of the container: sets it up, then execs the workload (or the confined reaper). Never returns."""
     try:
         # Signals that come before execve wait in the mask; prepare_and_exec clears it.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + [signal.SIGCHLD])
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.read(joined_fd, 1) != b"j":  # stage has written our pid into the cgroups (or died)
-            os._exit(EXIT_SETUP_FAILED)
-        os.close(joined_fd)
+        cgroups.join()  # first: what follows counts against the limits; stage, outside, does not
         sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup, which we are in now
         if tty_fd is None:
             os.setsid()  # with -t, become_controlling makes the session, with the terminal
