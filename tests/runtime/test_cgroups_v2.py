@@ -177,8 +177,8 @@ def test_device_rules_as_an_ebpf_program_on_the_real_v2_hierarchy(monkeypatch: p
 
 def test_join_places_another_process_by_its_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 kernel_files: Callable[..., None]) -> None:
-    """The runtime's helper writes its child's pid in and stays outside: cgroup.procs on v2; on v1 `tasks` (one
-    thread: the child is single-threaded, and the kernel skips its global threadgroup lock)."""
+    """A pid (or 0, the caller) goes to cgroup.procs on v2 and on v1 to `tasks` (one thread: the container's
+    first process is single-threaded, and for the caller's own thread the kernel skips its global lock)."""
     monkeypatch.setenv("REGISTRY_RUNTIME_CGROUP", "registry-runtime")
     kernel_files("cgroup.procs", "tasks")
     (tmp_path / "unified").mkdir()
@@ -198,4 +198,6 @@ def test_join_places_another_process_by_its_pid(tmp_path: Path, monkeypatch: pyt
             os.close(fd)
     assert (tmp_path / "pids" / "registry-runtime" / CID / "tasks").read_text() == "4343"
     assert (tmp_path / "unified" / "registry-runtime" / CID / "cgroup.procs").read_text() == "4343"
+    cg.join()  # the caller itself, as the container's first process joins
+    assert (tmp_path / "pids" / "registry-runtime" / CID / "tasks").read_text() == "0"
 
