@@ -198,6 +198,7 @@ def test_join_places_another_process_by_its_pid(tmp_path: Path, monkeypatch: pyt
             os.close(fd)
     assert (tmp_path / "pids" / "registry-runtime" / CID / "tasks").read_text() == "4343"
     assert (tmp_path / "unified" / "registry-runtime" / CID / "cgroup.procs").read_text() == "4343"
+    (tmp_path / "pids" / "registry-runtime" / CID / "tasks").write_text("")  # a real file takes each write anew
     cg.join()  # the caller itself, as the container's first process joins
     assert (tmp_path / "pids" / "registry-runtime" / CID / "tasks").read_text() == "0"
 
