@@ -235,10 +235,11 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
         raise LifecycleError(f"container {state.name} is not running")
     fds = []
     for ns in NAMESPACES:
-        if ns == "net" and state.spec.network == "host":
+        if ns in ("cgroup", "net" if state.spec.network == "host" else ""):
             continue
         fds.append(os.open(f"/proc/{state.init_pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
-    cgroup_ns = fds.pop(NAMESPACES.index("cgroup"))  # entered by the exec'd process once in the cgroups
+    # Entered by the exec'd process itself, once it is in the cgroups.
+    cgroup_ns = os.open(f"/proc/{state.init_pid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     spec = Spec(**{**state.spec.__dict__, "env": state.spec.env + env, "tty": tty})
     tty_parent, tty_child = socket.socketpair() if tty else (None, None)

@@ -290,13 +290,15 @@ def test_pids_limit_counts_only_the_workload(runtime: Runtime, pulled_base: str,
     assert "can't fork" in result.stderr or "Resource temporarily unavailable" in result.stderr, result.stderr
 
 
-def test_exec_is_not_counted_beyond_its_own_process(runtime: Runtime, pulled_base: str) -> None:
-    runtime.cli("run", "-d", "--name", "tight", "--pids-limit", "3", pulled_base, "sh", "-c",
+@pytest.mark.parametrize("network", ["none", "host"])
+def test_exec_is_not_counted_beyond_its_own_process(runtime: Runtime, pulled_base: str, network: str) -> None:
+    runtime.cli("run", "-d", "--name", "tight", "--pids-limit", "3", "--network", network, pulled_base, "sh", "-c",
                 "echo ready; sleep 60; true")
     try:
         wait_ready(runtime, "tight")
         out = runtime.cli("exec", "tight", "cat", "/proc/self/cgroup").stdout
         assert runtime.cli("exec", "tight", "echo", "third").stdout.strip() == "third"
+        assert runtime.cli("exec", "tight", "cat", "/proc/1/comm").stdout.strip() == "sh", "the container's pid ns"
         # The exec'd process is in the container's cgroups and cgroup namespace, whose root they are.
         lines = [line for line in out.splitlines() if ":pids:" in line or ":memory:" in line or line.startswith("0::")]
         assert lines and all(line.endswith(":/") for line in lines), out
