@@ -100,6 +100,17 @@ def test_pid1_is_the_command_or_a_confined_init(runtime: Runtime, pulled_base: s
     assert_confined(status, "PID 1")
 
 
+def test_init_of_a_non_root_workload_has_no_capabilities(runtime: Runtime, pulled_base: str) -> None:
+    out = runtime.cli("run", "--rm", "--init", "-u", "1000:1000", pulled_base, "sh", "-c",
+                      f"id -u; tr '\\0' ' ' < /proc/1/cmdline; echo; {SECURITY}; stat -c %u /proc/1").stdout
+    lines = out.splitlines()
+    assert lines[0] == "1000" and lines[1].startswith("/sbin/docker-init -- sh"), out
+    status = fields("\n".join(lines[2:-1]))
+    assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 0, status
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2", status
+    assert lines[-1] == "1000", "the reaper runs as the workload's user"
+
+
 def test_init_is_read_only_and_static(runtime: Runtime, pulled_base: str) -> None:
     out = runtime.cli("run", "--rm", "--init", pulled_base, "sh", "-c",
                       "echo x > /sbin/docker-init 2>&1 || echo refused; cat /proc/1/comm").stdout
