@@ -19,7 +19,7 @@ serve: $(STAMP)
 # registry). Missing ones are installed with apt-get.
 system-deps:
 	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql nginx-light chromium \
-		debootstrap systemd docker-compose runc
+		debootstrap systemd docker-compose runc tini
 
 # OpenStack Swift, the S3 server the tests use, in its own virtualenv (see scripts/swift-venv).
 swift-venv:

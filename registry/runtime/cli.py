@@ -97,6 +97,9 @@ def _container_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--interactive", action="store_true",
                         help="with -t, the caller's input goes to the terminal (without -t stdin is always passed)")
     parser.add_argument("-t", "--tty", action="store_true", help="a pseudo-terminal as the command's stdio")
+    parser.add_argument("--init", action="store_true",
+                        help="a small init (tini) as PID 1 that reaps zombies and forwards signals, confined "
+                             "like the command")
     parser.add_argument("--memory", "-m", type=parse_size)
     parser.add_argument("--memory-swap", type=parse_size)
     parser.add_argument("--cpus", type=float)
@@ -137,6 +140,10 @@ def _create(args: argparse.Namespace) -> Any:
         raise UsageError("--restart and --rm cannot be combined")
     if args.memory_swap is not None and args.memory is None:
         raise UsageError("--memory-swap needs --memory")
+    if args.init:
+        from registry.runtime.process import TINI
+        if not os.access(TINI, os.X_OK):
+            raise UsageError(f"--init needs {TINI}: apt-get install -y tini")
     store, image = _image(args.image, args.pull)
     resources = Resources(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
                           cpu_shares=args.cpu_shares, pids_limit=args.pids_limit, blkio_weight=args.blkio_weight,
@@ -145,7 +152,7 @@ def _create(args: argparse.Namespace) -> Any:
                                      workdir=args.workdir, user=args.user, hostname=args.hostname,
                                      network=args.network, ports=args.publish, volumes=args.volume,
                                      resources=resources, restart=args.restart, auto_remove=args.rm,
-                                     tty=args.tty, interactive=args.interactive)
+                                     tty=args.tty, interactive=args.interactive, init=args.init)
     spec.image = args.image  # as typed, as docker ps shows it: the store's record names the digest's latest pull
     return lifecycle.create(spec, args.name)
 

@@ -235,19 +235,24 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
         raise LifecycleError(f"container {state.name} is not running")
     fds = []
     for ns in NAMESPACES:
-        if ns == "net" and state.spec.network == "host":
+        if ns in ("cgroup", "net" if state.spec.network == "host" else ""):
             continue
         fds.append(os.open(f"/proc/{state.init_pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+    # Entered by the exec'd process itself, once it is in the cgroups.
+    cgroup_ns = os.open(f"/proc/{state.init_pid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    spec = Spec(**{**state.spec.__dict__, "env": state.spec.env + env})
+    spec = Spec(**{**state.spec.__dict__, "env": state.spec.env + env, "tty": tty})
     tty_parent, tty_child = socket.socketpair() if tty else (None, None)
     pid = os.fork()
     if pid == 0:
         try:
+            # This helper stays outside the cgroups (limits count only the container's processes); its child
+            # moves itself in through files opened before /sys/fs/cgroup is the container's view.
             os.close(err_r)
             slave = None
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            ContainerCgroups.from_json(state.cgroups).join_self()
+            cgroups = ContainerCgroups.from_json(state.cgroups)
+            join_files = cgroups.open_join_files()
             for fd in fds:
                 sc.setns(fd)
             if tty_child is not None:  # a terminal from the container's own devpts
@@ -256,9 +261,15 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
                 os.close(master)
             child = os.fork()  # only children enter the pid namespace
             if child == 0:
+                cgroups.join_by_files(join_files, 0)
+                sc.setns(cgroup_ns)  # after the move, as a member of the namespace's root
                 if slave is not None:
                     terminal.become_controlling(slave)
                 process.prepare_and_exec(spec, args, workdir or spec.cwd or "/", user or spec.user, err_w)
+            for fd in [cgroup_ns] + [fd for _, fd in join_files]:
+                os.close(fd)
+            if slave is not None:
+                os.close(slave)
             os.close(err_w)
             for sig in process.FORWARDED:
                 signal.signal(sig, lambda s, _f: os.kill(child, s))
@@ -266,7 +277,7 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
             os._exit(process.status_code(status))
         except BaseException as exc:  # noqa: BLE001
             process.fail(err_w, f"exec failed: {exc}")
-    for fd in fds:
+    for fd in fds + [cgroup_ns]:
         os.close(fd)
     os.close(err_w)
     relay = None

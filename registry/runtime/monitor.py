@@ -30,10 +30,6 @@ class StartError(Exception):
         self.code = code
 
 
-def _taken_subnets(me: str) -> set[str]:
-    return {s.network["subnet"] for s in all_states() if s.id != me and s.network.get("subnet")}
-
-
 def stop_requested(state: State) -> bool:
     return (state.dir / "stop-requested").exists()
 
@@ -104,7 +100,7 @@ class Run:
                         network.refresh_hosts(all_states())  # ours first: init bind-mounts it
                 state.network = net
                 os.write(from_monitor_w, json.dumps(net).encode() + b"\n")
-                state.init_pid = int(process.read_line(to_monitor_r))
+                init_pid = int(process.read_line(to_monitor_r))
                 master = None
                 if tty_parent is not None:
                     from registry.runtime.terminal import receive_master
@@ -117,6 +113,7 @@ class Run:
                 _, status = os.waitpid(pid, 0)
                 self.stage_pid = None
                 raise StartError(message, process.status_code(status))
+            state.init_pid = init_pid  # after execve: signals for the container go to the workload itself
             if master is not None:
                 stdin = (0 if spec.interactive else None) if self.stdio is None else None
                 from registry.runtime.terminal import Relay
@@ -236,7 +233,7 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
             if on_started is not None:
                 on_started(state)
                 on_started = None
-            while pending:  # init blocks signals until it can forward them, so these are not lost
+            while pending:  # signals that came during set-up, for the workload now that it runs
                 forward(pending.pop(0), None)
             try:
                 code = run.wait()

@@ -1,12 +1,16 @@
 """The processes of a container, from the monitor's fork to execve.
 
     monitor (outside the cgroups)
-      └─ stage (joins the cgroups, unshares the namespaces, forks init, reports its pid, waits for it)
-           └─ init: PID 1 of the new pid namespace; builds the rootfs, pivots, forks the workload,
-                forwards signals to it and reaps zombies; exits with its status (128+signal if killed)
-                └─ workload: user, capabilities, no_new_privs, seccomp, execve
+      └─ stage (outside the cgroups: unshares the namespaces, forks init, reports its pid, waits for it
+         and exits with its status, 128+signal if killed)
+           └─ init: PID 1 of the new pid namespace; moves itself into the cgroups, unshares the cgroup
+                namespace (its root is then the container's cgroup), builds the rootfs, pivots, becomes the workload
+                in place: user, capabilities, no_new_privs, seccomp, execve of the command, as runc does.
+                With --init it execs /sbin/docker-init (tini-static, bind-mounted read-only) -- CMD
+                instead, after the same steps: the reaper holds no more than the workload.
 
-Errors before execve travel back on a close-on-exec pipe: EOF there means execve succeeded.
+So the only processes in the container (and in its cgroups) are the workload's. Errors before execve
+travel back on a close-on-exec pipe: EOF there means execve succeeded.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
@@ -30,6 +33,8 @@ FORWARDED = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 EXIT_SETUP_FAILED = 125
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
+TINI = "/usr/bin/tini-static"        # Debian's tini, static: it needs nothing from the image
+INIT_PATH = "/sbin/docker-init"      # where Docker mounts its init, and where ours shows in the container
 
 
 def status_code(status: int) -> int:
@@ -77,8 +82,8 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
                 os.dup2(fd, target)
         keep = [to_monitor, from_monitor, err_fd] + ([tty_fd] if tty_fd is not None else [])
         _close_all_but(3, *keep)  # nothing of the monitor's reaches the container
-        cgroups.join_self()  # before the cgroup namespace, whose root is where we are when it is made
-        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
+        # The cgroup namespace is init's to make: its root is where its maker is, and stage stays outside.
+        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
         if spec.network != "host":
             flags |= sc.CLONE_NEWNET
         sc.unshare(flags)
@@ -88,7 +93,7 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
         if pid == 0:
             os.close(to_monitor)
             os.close(from_monitor)
-            init(spec, state_dir, store_root, net, err_fd, tty_fd)
+            init(spec, state_dir, store_root, net, err_fd, cgroups, tty_fd)
         if tty_fd is not None:
             os.close(tty_fd)
         os.write(to_monitor, f"{pid}\n".encode())
@@ -106,22 +111,17 @@ def stage(spec: Spec, state_dir: Path, store_root: Path, to_monitor: int, from_m
         fail(err_fd, f"container setup failed: {exc}")
 
 
-def _rename_init() -> None:
-    """`registry-init` as PID 1's name (comm) inside the container."""
-    import ctypes
-    name = ctypes.create_string_buffer(b"registry-init")
-    sc.prctl(15, ctypes.addressof(name))  # PR_SET_NAME
-
-
-def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err_fd: int,
+def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err_fd: int, cgroups: ContainerCgroups,
          tty_fd: int | None = None) -> None:
-    """PID 1 of the container. Never returns."""
+    """PID 1 of the container: sets it up, then execs the workload (or the confined reaper). Never returns."""
     try:
-        # Held until the handlers that forward them are in place (ignored ones would be lost meanwhile).
+        # Signals that come before execve wait in the mask; prepare_and_exec clears it.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + [signal.SIGCHLD])
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        _rename_init()
-        os.setsid()
+        cgroups.join()  # first: what follows counts against the limits; stage, outside, does not
+        sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup, which we are in now
+        if tty_fd is None:
+            os.setsid()  # with -t, become_controlling makes the session, with the terminal
         if net.get("mode") == "bridge":
             network.setup_container_side(net)
         elif spec.network == "none":
@@ -132,46 +132,23 @@ def init(spec: Spec, state_dir: Path, store_root: Path, net: dict[str, Any], err
             sc.sethostname(os.uname().nodename)
         if tty_fd is not None:  # imported before pivot_root: the host's files are out of reach after it
             from registry.runtime import terminal
+        volumes = list(spec.volumes)
+        if spec.init:
+            volumes.append((TINI, INIT_PATH, True))  # read-only, as Docker mounts docker-init
         rootfs.build(store_root, spec.lowers, state_dir / "upper", state_dir / "work", state_dir / "rootfs",
-                     hostname=spec.hostname, volumes=spec.volumes, new_netns=spec.network != "host",
+                     hostname=spec.hostname, volumes=volumes, new_netns=spec.network != "host",
                      ip=net.get("ip"))
-        slave = None
         if tty_fd is not None:
             master, slave = terminal.open_pty()
             terminal.send_master(tty_fd, master)
             os.close(master)
             os.close(tty_fd)
-        child = os.fork()
-        if child == 0:
-            if slave is not None:
-                terminal.become_controlling(slave)
-            workload(spec, err_fd)
-        os.close(err_fd)
-        if slave is not None:
-            os.close(slave)
+            terminal.become_controlling(slave)
+        prepare_and_exec(spec, spec.args, spec.cwd or "/", spec.user, err_fd, with_init=spec.init,
+                         keep_parent_death_signal=True)
     except BaseException as exc:  # noqa: BLE001
         fail(err_fd, f"container setup failed: {exc}")
-    _reap(child)
-
-
-def _reap(child: int) -> None:
-    """Forward signals to the workload and reap every child; exit with the workload's status."""
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED + [signal.SIGCHLD])
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(EXIT_SETUP_FAILED)
-        if pid == child:
-            os._exit(status_code(status))
+    os._exit(EXIT_SETUP_FAILED)  # not reached
 
 
 def environment(spec: Spec, home: str) -> dict[str, str]:
@@ -182,6 +159,8 @@ def environment(spec: Spec, home: str) -> dict[str, str]:
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     env.setdefault("HOSTNAME", spec.hostname)
     env.setdefault("HOME", home)
+    if spec.tty:
+        env.setdefault("TERM", "xterm")  # as Docker does for -t
     return env
 
 
@@ -195,8 +174,11 @@ def find_executable(name: str, env: dict[str, str]) -> str:
     raise FileNotFoundError(f"{name}: executable file not found in $PATH")
 
 
-def prepare_and_exec(spec: Spec, args: list[str], cwd: str, user: str, err_fd: int) -> None:
-    """In the container's filesystem: user, environment, cwd, privileges dropped, then execve."""
+def prepare_and_exec(spec: Spec, args: list[str], cwd: str, user: str, err_fd: int, *, with_init: bool = False,
+                     keep_parent_death_signal: bool = False) -> None:
+    """In the container's filesystem: user, environment, cwd, privileges dropped, then execve of `args`, or
+    with `with_init` of the reaper at INIT_PATH with `-- args`, which then has exactly the workload's
+    privileges. `keep_parent_death_signal`: still die with the parent (a new uid clears that setting)."""
     for sig in FORWARDED + [signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD]:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -213,15 +195,19 @@ def prepare_and_exec(spec: Spec, args: list[str], cwd: str, user: str, err_fd: i
     except OSError as exc:
         fail(err_fd, f"cannot use working directory {cwd}: {exc.strerror}")
     try:
-        path = find_executable(args[0], env)
+        path = find_executable(args[0], env)  # with the reaper too: a missing command is our 127, as without
     except FileNotFoundError as exc:
         fail(err_fd, f"exec: {exc}", EXIT_NOT_FOUND)
+    if with_init:
+        path, args = INIT_PATH, [INIT_PATH, "--", *args]
     _close_all_but(3, err_fd)
     try:
         caps = security.DEFAULT_CAP_MASK
         if not spec.mknod:
             caps &= ~(1 << security.DEFAULT_CAPS["CAP_MKNOD"])
         security.drop_privileges(uid, gid, groups, caps)
+        if keep_parent_death_signal:
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError as exc:
         fail(err_fd, f"cannot drop privileges: {exc}")
     try:
@@ -230,11 +216,3 @@ def prepare_and_exec(spec: Spec, args: list[str], cwd: str, user: str, err_fd: i
         fail(err_fd, f"exec {path}: no such file or directory", EXIT_NOT_FOUND)
     except OSError as exc:
         fail(err_fd, f"exec {path}: {exc.strerror}", EXIT_NOT_EXECUTABLE)
-
-
-def workload(spec: Spec, err_fd: int) -> None:
-    try:
-        prepare_and_exec(spec, spec.args, spec.cwd or "/", spec.user, err_fd)
-    except BaseException as exc:  # noqa: BLE001
-        fail(err_fd, f"container setup failed: {exc}")
-    sys.exit(EXIT_SETUP_FAILED)  # not reached

@@ -32,13 +32,14 @@ class Spec:
     user: str
     hostname: str
     network: str = "none"             # none | host | bridge
-    ports: list[tuple[int, int]] = field(default_factory=list)   # (host port on 127.0.0.1, container port)
+    ports: list[tuple[str, int, int]] = field(default_factory=list)  # (host address, host port, container port)
     volumes: list[tuple[str, str, bool]] = field(default_factory=list)
     resources: Resources = field(default_factory=Resources)
     restart: str = "no"               # no | on-failure[:N] | always
     auto_remove: bool = False
     tty: bool = False                 # a pseudo-terminal from the container's devpts as stdio
     interactive: bool = False         # the caller's stdin goes to the container
+    init: bool = False                # --init: tini-static as PID 1, confined like the workload, reaps
     mknod: bool = True                # CAP_MKNOD only where a devices cgroup limits what nodes can be opened
 
 

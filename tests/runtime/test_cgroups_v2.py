@@ -153,7 +153,7 @@ def test_device_rules_as_an_ebpf_program_on_the_real_v2_hierarchy(monkeypatch: p
         if pid == 0:
             code = 1
             try:
-                cg.add(os.getpid())
+                cg.join(os.getpid())
                 os.close(os.open("/dev/null", os.O_RDWR))
                 try:
                     os.open(disk, os.O_RDONLY)
@@ -173,3 +173,32 @@ def test_device_rules_as_an_ebpf_program_on_the_real_v2_hierarchy(monkeypatch: p
                 os.rmdir(os.path.dirname(d))
             except OSError:
                 pass
+
+
+def test_join_places_another_process_by_its_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                kernel_files: Callable[..., None]) -> None:
+    """A pid (or 0, the caller) goes to cgroup.procs on v2 and on v1 to `tasks` (one thread: the container's
+    first process is single-threaded, and for the caller's own thread the kernel skips its global lock)."""
+    monkeypatch.setenv("REGISTRY_RUNTIME_CGROUP", "registry-runtime")
+    kernel_files("cgroup.procs", "tasks")
+    (tmp_path / "unified").mkdir()
+    (tmp_path / "pids").mkdir()
+    hybrid = Hierarchies(v2_root=tmp_path / "unified", v2_controllers={"memory"}, v1={"pids": tmp_path / "pids"})
+    cg = ContainerCgroups.create(CID, Resources(memory=32 << 20, pids_limit=8), hybrid)
+    assert cg.where["memory"] == "v2" and cg.where["pids"] == "v1"
+    cg.join(4242)
+    assert (tmp_path / "unified" / "registry-runtime" / CID / "cgroup.procs").read_text() == "4242"
+    assert (tmp_path / "pids" / "registry-runtime" / CID / "tasks").read_text() == "4242"
+    assert (tmp_path / "pids" / "registry-runtime" / CID / "cgroup.procs").read_text() == ""
+    files = cg.open_join_files()  # as exec's helper does before it enters the container's mount namespace
+    try:
+        cg.join_by_files(files, 4343)
+    finally:
+        for _, fd in files:
+            os.close(fd)
+    assert (tmp_path / "pids" / "registry-runtime" / CID / "tasks").read_text() == "4343"
+    assert (tmp_path / "unified" / "registry-runtime" / CID / "cgroup.procs").read_text() == "4343"
+    (tmp_path / "pids" / "registry-runtime" / CID / "tasks").write_text("")  # a real file takes each write anew
+    cg.join()  # the caller itself, as the container's first process joins
+    assert (tmp_path / "pids" / "registry-runtime" / CID / "tasks").read_text() == "0"
+

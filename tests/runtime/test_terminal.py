@@ -17,6 +17,16 @@ def test_run_t_gives_a_container_terminal(runtime: Runtime, pulled_base: str) ->
     assert out.replace("\r", "").split() == ["/dev/pts/0", "/dev/pts/0"]
 
 
+def test_term_is_set_with_t_unless_given(runtime: Runtime, pulled_base: str) -> None:
+    """As Docker: TERM=xterm with -t, the caller's -e TERM wins, and without -t there is none."""
+    def term(*flags: str) -> str:
+        return runtime.cli("run", "--rm", *flags, pulled_base, "sh", "-c", 'echo "[$TERM]"').stdout.strip()
+
+    assert term("-t") == "[xterm]"
+    assert term("-t", "-e", "TERM=vt100") == "[vt100]"
+    assert term() == "[]"
+
+
 def test_run_it_is_interactive(runtime: Runtime, pulled_base: str) -> None:
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "registry", "run", "--rm", "-it", pulled_base, "sh"],
@@ -52,8 +62,10 @@ def test_detached_t_logs_and_exec_t(runtime: Runtime, pulled_base: str) -> None:
         while "/dev/pts/0" not in runtime.cli("logs", "term").stdout and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "/dev/pts/0" in runtime.cli("logs", "term").stdout
-        out = runtime.cli("exec", "-t", "term", "sh", "-c", "tty; exit 5", check=False)
+        out = runtime.cli("exec", "-t", "term", "sh", "-c", "tty; echo TERM=$TERM; exit 5", check=False)
         assert out.returncode == 5
-        assert out.stdout.strip().startswith("/dev/pts/") and out.stdout.strip() != "/dev/pts/0"
+        lines = out.stdout.replace("\r", "").split()
+        assert lines[0].startswith("/dev/pts/") and lines[0] != "/dev/pts/0"
+        assert lines[1] == "TERM=xterm"
     finally:
         runtime.cli("rm", "-f", "term")
