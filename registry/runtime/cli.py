@@ -78,6 +78,14 @@ def parse_device_rate(value: str) -> tuple[str, int]:
     return device, parse_size(rate)
 
 
+def parse_device_iops(value: str) -> tuple[str, int]:
+    """/dev/DEVICE:N, N operations a second (a whole number, as docker takes it)."""
+    device, _, rate = value.rpartition(":")
+    if not device.startswith("/dev/") or not (rate.isascii() and rate.isdigit() and len(rate) <= 12):
+        raise argparse.ArgumentTypeError(f"invalid device rate {value!r}: use /dev/DEVICE:N (operations a second)")
+    return device, int(rate)
+
+
 def parse_restart(value: str) -> str:
     policy, _, limit = value.partition(":")
     if policy not in ("no", "always", "on-failure", "unless-stopped") or \
@@ -108,6 +116,8 @@ def _container_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blkio-weight", type=int)
     parser.add_argument("--device-read-bps", type=parse_device_rate, action="append", default=[])
     parser.add_argument("--device-write-bps", type=parse_device_rate, action="append", default=[])
+    parser.add_argument("--device-read-iops", type=parse_device_iops, action="append", default=[])
+    parser.add_argument("--device-write-iops", type=parse_device_iops, action="append", default=[])
     parser.add_argument("--network", "--net", choices=["none", "host", "bridge"], default="none")
     parser.add_argument("-p", "--publish", type=parse_port, action="append", default=[])
     parser.add_argument("-v", "--volume", type=parse_volume, action="append", default=[])
@@ -147,7 +157,8 @@ def _create(args: argparse.Namespace) -> Any:
     store, image = _image(args.image, args.pull)
     resources = Resources(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
                           cpu_shares=args.cpu_shares, pids_limit=args.pids_limit, blkio_weight=args.blkio_weight,
-                          device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps)
+                          device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps,
+                          device_read_iops=args.device_read_iops, device_write_iops=args.device_write_iops)
     spec = lifecycle.spec_from_image(image, store, command=args.command, entrypoint=args.entrypoint, env=args.env,
                                      workdir=args.workdir, user=args.user, hostname=args.hostname,
                                      network=args.network, ports=args.publish, volumes=args.volume,
