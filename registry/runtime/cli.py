@@ -4,9 +4,11 @@ logs, exec, images, rmi, history, inspect. Imports stay lazy: `run` of a local i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -60,12 +62,15 @@ def parse_port(value: str) -> tuple[str, int, int]:
 
 
 def parse_volume(value: str) -> tuple[str, str, bool]:
+    """/HOST:/CTR[:ro|rw], or /CTR alone for an anonymous volume (host part empty until it is made)."""
+    if value.startswith("/") and ":" not in value:
+        return "", value, False
     parts = value.split(":")
     mode = "rw"
     if len(parts) == 3:
         mode = parts.pop()
     if len(parts) != 2 or mode not in ("ro", "rw") or not parts[0].startswith("/") or not parts[1].startswith("/"):
-        raise argparse.ArgumentTypeError(f"invalid volume {value!r}: use /HOST:/CTR[:ro]")
+        raise argparse.ArgumentTypeError(f"invalid volume {value!r}: use /HOST:/CTR[:ro], or /CTR for an anonymous volume")
     if not os.path.exists(parts[0]):
         raise argparse.ArgumentTypeError(f"volume source {parts[0]} does not exist")
     return os.path.realpath(parts[0]), parts[1], mode == "ro"
@@ -165,7 +170,42 @@ def _create(args: argparse.Namespace) -> Any:
                                      resources=resources, restart=args.restart, auto_remove=args.rm,
                                      tty=args.tty, interactive=args.interactive, init=args.init)
     spec.image = args.image  # as typed, as docker ps shows it: the store's record names the digest's latest pull
-    return lifecycle.create(spec, args.name)
+    return _with_anonymous_volumes(spec, image, args.name)
+
+
+def _with_anonymous_volumes(spec: Any, image: Any, name: str | None) -> Any:
+    """Create the container with a new volume for each `-v /CTR` and each path the image declares in
+    `Volumes` (unless something is mounted there already), filled from the image as Docker does."""
+    from registry.runtime import lifecycle, volumes
+    from registry.runtime.copy import CopyError, copy_out
+
+    declared = sorted((image.config.get("config") or {}).get("Volumes") or {})
+    taken = {container.rstrip("/") or "/" for host, container, _ in spec.volumes if host}
+    wanted = [c for h, c, _ in spec.volumes if not h] + [p for p in declared if p.rstrip("/") not in taken]
+    spec.volumes = [v for v in spec.volumes if v[0]]
+    made: dict[str, str] = {}
+    for container in wanted:
+        if container.rstrip("/") not in made:
+            made[container.rstrip("/")] = str(volumes.create())
+    spec.volumes += [(data, path, False) for path, data in made.items()]
+    try:
+        state = lifecycle.create(spec, name)
+    except BaseException:
+        for data in made.values():
+            shutil.rmtree(os.path.dirname(data), ignore_errors=True)
+        raise
+    for path, data in made.items():
+        volumes.claim(data, state.id)
+        os.rmdir(data)  # the image's directory (owner and mode too) becomes the volume, as Docker fills it
+        try:
+            copy_out(state, path, data, follow=True, archive=True)  # a symlink resolved inside the container
+        except CopyError:
+            pass  # nothing at that path in the image: the volume starts empty
+        if os.path.islink(data) or not os.path.exists(data):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(data)
+            os.mkdir(data)
+    return state
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -233,8 +273,13 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from registry.runtime import lifecycle
-    return _each(args.containers, lambda s: lifecycle.remove(s, args.force))
+    from registry.runtime import lifecycle, volumes
+
+    def remove(state: Any) -> None:
+        lifecycle.remove(state, args.force)
+        if args.volumes:
+            volumes.remove_for(state.id)
+    return _each(args.containers, remove)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -516,6 +561,7 @@ def add_commands(subparsers: Any) -> None:
         p.add_argument("containers", nargs="+")
     p = add("rm", cmd_rm, "remove containers and everything they hold")
     p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true", help="also remove the container's anonymous volumes")
     p.add_argument("containers", nargs="+")
     p = add("logs", cmd_logs, "the output of a detached container")
     p.add_argument("-f", "--follow", action="store_true")
