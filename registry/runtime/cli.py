@@ -155,6 +155,8 @@ def _create(args: argparse.Namespace) -> Any:
         raise UsageError("--restart and --rm cannot be combined")
     if args.memory_swap is not None and args.memory is None:
         raise UsageError("--memory-swap needs --memory")
+    if args.memory_swap is not None and args.memory_swap != -1 and args.memory_swap < args.memory:
+        raise UsageError("--memory-swap is memory plus swap: it must be at least --memory (or -1 for unlimited swap)")
     if args.init:
         from registry.runtime.process import TINI
         if not os.access(TINI, os.X_OK):

@@ -158,7 +158,8 @@ def test_blkio_weight_is_refused_where_the_host_has_none(runtime: Runtime, pulle
 def test_bad_combinations_are_refused(runtime: Runtime, pulled_base: str) -> None:
     for args, message in ((["--rm", "--restart", "always"], "detached"),
                           (["-d", "--rm", "--restart", "always"], "cannot be combined"),
-                          (["--memory-swap", "64m"], "--memory-swap needs --memory")):
+                          (["--memory-swap", "64m"], "--memory-swap needs --memory"),
+                          (["--memory", "64mb", "--memory-swap", "32mb"], "must be at least --memory")):
         bad = runtime.cli("run", *args, pulled_base, "echo", "RAN", check=False)
         assert bad.returncode == 125 and message in bad.stderr, (args, bad.stderr)
         assert "RAN" not in bad.stdout
