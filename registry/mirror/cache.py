@@ -32,6 +32,7 @@ class CacheKeeper:
         self.cap_bytes = cap_bytes
         self._touched: dict[tuple[str, str], float] = {}
         self._wake = asyncio.Event()
+        self._enforcing = asyncio.Lock()  # one pass at a time: "evict now" waits for a running one
         self._task: asyncio.Task[None] | None = None
         self.last_report: dict[str, int] = {}
 
@@ -85,7 +86,12 @@ class CacheKeeper:
             return await mirror_cache.usage(conn, self.prefixes)
 
     async def enforce(self) -> dict[str, int]:
-        """One eviction pass; returns what it freed."""
+        """One eviction pass; returns what it freed. A pass already running (the background one) is
+        waited for first, so when this returns every eviction so far has deleted its bytes."""
+        async with self._enforcing:
+            return await self._enforce()
+
+    async def _enforce(self) -> dict[str, int]:
         await self.flush()
         used = await self.usage()
         report = {"usage_before": used, "evicted_links": 0, "deleted_blobs": 0, "freed_bytes": 0}
