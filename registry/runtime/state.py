@@ -48,13 +48,14 @@ class State:
     id: str
     name: str
     spec: Spec
-    status: str = "created"           # created | running | paused | exited
+    status: str = "created"           # created | running | paused | restarting | exited
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
     oom_killed: bool = False
     monitor_pid: int | None = None
+    keeper_pid: int | None = None     # a detached monitor's parent, which restarts it if it is killed
     init_pid: int | None = None       # the container's PID 1, as the host sees it
     cgroups: dict[str, Any] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)   # veth, addresses
@@ -86,7 +87,9 @@ class State:
         return State.load(self.id)
 
     def monitor_alive(self) -> bool:
-        return self.monitor_pid is not None and _alive(self.monitor_pid)
+        """Whether someone still answers for the container: its monitor, or the keeper that restarts it."""
+        return (self.monitor_pid is not None and _alive(self.monitor_pid)) or \
+            (self.keeper_pid is not None and _alive(self.keeper_pid))
 
 
 def _alive(pid: int) -> bool:
