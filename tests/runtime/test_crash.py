@@ -91,6 +91,13 @@ def test_sigkill_monitor_and_keeper_is_reconciled_by_the_next_command(runtime: R
     assert runtime.cli("wait", "crash-both").stdout.strip() == "137"
     runtime.cli("start", "crash-both")  # no EEXIST on the old cgroups
     assert inspect(runtime, "crash-both")["status"] == "running"
+    again = inspect(runtime, "crash-both")
+    os.kill(again["keeper_pid"], signal.SIGKILL)
+    os.kill(again["monitor_pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(again["init_pid"]), what="the container to die with its monitor")
+    runtime.cli("restart", "-t", "1", "crash-both")  # restart too: reconciled, then started
+    restarted = inspect(runtime, "crash-both")
+    assert restarted["status"] == "running" and alive(restarted["init_pid"]) and restarted["error"] == ""
     runtime.cli("rm", "-f", "crash-both")
 
 
