@@ -195,7 +195,7 @@ def remove(state: State, force: bool = False) -> None:
             raise LifecycleError(f"container {state.name} did not stop")
     current = _current(state)
     if current is not None and not current.monitor_alive():
-        with locked(current):
+        with contextlib.suppress(FileNotFoundError), locked(current):
             tear_down(current)  # what a crash may have left: cgroups of its id, its veth
     remove_dir(state)
 

@@ -325,31 +325,44 @@ def _keep(state: State, ready_w: int | None) -> None:
         _, status = os.waitpid(pid, 0)
         if not os.WIFSIGNALED(status):
             return
-        from registry.runtime.recovery import locked, record_crash
-        with locked(state):
-            try:
-                state = state.reload()
-            except (OSError, ValueError):
-                return  # removed meanwhile (rm -f)
-            started = state.status in ("running", "paused", "restarting") and state.monitor_pid == pid
-            reason = (f"the container's monitor was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-                      + ("; the container was killed with it" if started else " while starting the container"))
-            state = record_crash(state, reason)
-            if not started or not _restart_wanted(state, state.exit_code or 0):
-                if state.spec.auto_remove:
-                    from registry.runtime.state import remove_dir
-                    remove_dir(state)
-                return
-            state.restarts += 1
-            state.status = "restarting"
-            state.save()
-        print(f"keeper: {reason}; restarting it ({state.spec.restart})", file=sys.stderr)
+        try:
+            again = _after_crash(state, pid, status)
+        except FileNotFoundError:  # removed meanwhile (rm -f)
+            return
+        if again is None:
+            return
+        state = again
+        print(f"keeper: {state.error}; restarting it ({state.spec.restart})", file=sys.stderr)
         time.sleep(delay)
         delay = min(delay * 2, 10)
         if stop_requested(state):
             state.status = "exited"
             state.save()
             return
+
+
+def _after_crash(state: State, pid: int, status: int) -> State | None:
+    """The keeper's record of a monitor killed by a signal; the state to start again by policy, or None."""
+    from registry.runtime.recovery import locked, record_crash
+
+    with locked(state):
+        try:
+            state = state.reload()
+        except (OSError, ValueError):
+            return None
+        started = state.status in ("running", "paused", "restarting") and state.monitor_pid == pid
+        reason = (f"the container's monitor was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+                  + ("; the container was killed with it" if started else " while starting the container"))
+        state = record_crash(state, reason)
+        if not started or not _restart_wanted(state, state.exit_code or 0):
+            if state.spec.auto_remove:
+                from registry.runtime.state import remove_dir
+                remove_dir(state)
+            return None
+        state.restarts += 1
+        state.status = "restarting"
+        state.save()
+        return state
 
 
 def _daemon(state: State, devnull: int, ready_w: int | None) -> None:

@@ -29,8 +29,8 @@ KILLED_WITH_MONITOR = 128 + signal.SIGKILL  # 137: what the container got when i
 
 @contextlib.contextmanager
 def locked(state: State) -> Iterator[None]:
-    """One reconciler at a time per container (two `ps` at once, or `ps` and the keeper)."""
-    state.dir.mkdir(parents=True, exist_ok=True)
+    """One reconciler at a time per container (two `ps` at once, or `ps` and the keeper). FileNotFoundError
+    once the container is removed (its directory is never made again here)."""
     with open(state.dir / "recovery.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -41,14 +41,17 @@ def reconcile(state: State) -> State:
     alive, clean up what is left and record it as exited (137) with the reason; else the state as it is."""
     if state.status not in ACTIVE or state.monitor_alive():
         return state
-    with locked(state):
-        try:
-            current = state.reload()
-        except (OSError, ValueError):
-            return state  # removed meanwhile
-        if current.status not in ACTIVE or current.monitor_alive():
-            return current
-        return record_crash(current, "the container's monitor was killed; the container was killed with it")
+    try:
+        with locked(state):
+            try:
+                current = state.reload()
+            except (OSError, ValueError):
+                return state  # being removed
+            if current.status not in ACTIVE or current.monitor_alive():
+                return current
+            return record_crash(current, "the container's monitor was killed; the container was killed with it")
+    except FileNotFoundError:
+        return state  # removed meanwhile
 
 
 def record_crash(state: State, reason: str) -> State:
