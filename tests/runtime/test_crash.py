@@ -247,3 +247,23 @@ def test_exec_into_a_paused_container(runtime: Runtime, pulled_base: str) -> Non
     runtime.cli("unpause", "crash-paused")
     assert runtime.cli("exec", "crash-paused", "true", check=False).returncode == 0
     runtime.cli("rm", "-f", "crash-paused")
+
+
+def test_sigkill_monitor_and_keeper_of_a_bridged_container(runtime: Runtime, pulled_base: str) -> None:
+    """The veth goes with the namespace; the bridge, its NAT and the published port are reconciled away."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runtime.cli("run", "-d", "--name", "crash-net", "--network", "bridge", "-p", f"127.0.0.1:{port}:8080",
+                pulled_base, "sleep", "60")
+    before = inspect(runtime, "crash-net")
+    bridge = before["network"]["bridge"]
+    os.kill(before["keeper_pid"], signal.SIGKILL)
+    os.kill(before["monitor_pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(before["init_pid"]), what="the container to die with its monitor")
+    assert_crashed_and_agreed(runtime, "crash-net")
+    assert not os.path.exists(f"/sys/class/net/{bridge}"), "the bridge outlived its last container"
+    runtime.cli("start", "crash-net")  # the port is free again, the bridge comes back
+    assert inspect(runtime, "crash-net")["status"] == "running"
+    runtime.cli("rm", "-f", "crash-net")
