@@ -240,7 +240,7 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
                 state.save()
                 raise
             state.status, state.started, state.error, state.exit_code = "running", time.time(), "", None
-            state.monitor_pid = os.getpid()
+            state.set_monitor()
             state.save()
             if on_started is not None:
                 on_started(state)
@@ -310,7 +310,7 @@ def _keep(state: State, ready_w: int | None) -> None:
     os.dup2(monitor_log, 2)
     os.close(monitor_log)
     os.chdir("/")
-    state.keeper_pid = os.getpid()
+    state.set_keeper()
     delay = 0.1
     while True:
         pid = os.fork()
@@ -380,7 +380,7 @@ def _daemon(state: State, devnull: int, ready_w: int | None) -> None:
                 pass
             os.close(ready_w)
 
-    state.monitor_pid = os.getpid()
+    state.set_monitor()
     try:
         supervise(state, (devnull, log, log), on_started=started)
     except BaseException as exc:  # noqa: BLE001

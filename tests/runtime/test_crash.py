@@ -267,3 +267,18 @@ def test_sigkill_monitor_and_keeper_of_a_bridged_container(runtime: Runtime, pul
     runtime.cli("start", "crash-net")  # the port is free again, the bridge comes back
     assert inspect(runtime, "crash-net")["status"] == "running"
     runtime.cli("rm", "-f", "crash-net")
+
+
+def test_a_reused_pid_is_not_the_monitor() -> None:
+    """After a reboot the recorded pids may belong to other processes: the start time tells them apart."""
+    from registry.runtime.state import Spec, State, started_at
+
+    state = State(id="0" * 64, name="x", spec=Spec(image="i", image_digest="d", lowers=[], args=["true"], env=[],
+                                                    cwd="/", user="0", hostname="h"))
+    assert not state.monitor_alive()
+    state.set_monitor()
+    assert state.monitor_alive() and state.monitor_since == started_at(os.getpid())
+    state.monitor_since = (state.monitor_since or 0) + 1  # this pid, but not the process that was the monitor
+    assert not state.monitor_alive()
+    state.keeper_pid, state.keeper_since = os.getpid(), None  # records from before the start times: pid only
+    assert state.monitor_alive()
