@@ -2,7 +2,8 @@
 applies the restart policy, and tears everything down (cgroups, veth) when it ends.
 
 It stays outside the container's cgroups (the kernel's cgroup.kill and the OOM killer must not take
-it). For `run` it is the CLI process itself; for `run -d`/`start` a daemonized process of its own.
+it). For `run` it is the CLI process itself; for `run -d`/`start` a daemonized process of its own, the
+child of a keeper that restarts it if it is killed (see _keep and recovery.py).
 """
 
 from __future__ import annotations
