@@ -9,7 +9,6 @@ and `wait` tell the same story. The keeper (monitor.py) calls `record_crash` its
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import time
@@ -31,6 +30,8 @@ KILLED_WITH_MONITOR = 128 + signal.SIGKILL  # 137: what the container got when i
 def locked(state: State) -> Iterator[None]:
     """One reconciler at a time per container (two `ps` at once, or `ps` and the keeper). FileNotFoundError
     once the container is removed (its directory is never made again here)."""
+    import fcntl  # not at import time: `run` loads this module and never locks
+
     with open(state.dir / "recovery.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
