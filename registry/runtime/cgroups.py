@@ -92,6 +92,18 @@ class Resources:
     blkio_weight: int | None = None
     device_read_bps: list[tuple[str, int]] = field(default_factory=list)   # (device path, bytes/s)
     device_write_bps: list[tuple[str, int]] = field(default_factory=list)
+    device_read_iops: list[tuple[str, int]] = field(default_factory=list)  # (device path, operations/s)
+    device_write_iops: list[tuple[str, int]] = field(default_factory=list)
+
+    def throttles(self) -> list[tuple[str, str, str, int]]:
+        """Every device limit as (device path, v1 file, v2 io.max key, value)."""
+        out = []
+        for limits, v1_file, v2_key in ((self.device_read_bps, "blkio.throttle.read_bps_device", "rbps"),
+                                        (self.device_write_bps, "blkio.throttle.write_bps_device", "wbps"),
+                                        (self.device_read_iops, "blkio.throttle.read_iops_device", "riops"),
+                                        (self.device_write_iops, "blkio.throttle.write_iops_device", "wiops")):
+            out += [(device, v1_file, v2_key, value) for device, value in limits]
+        return out
 
     def controllers(self) -> set[str]:
         wanted = set()
@@ -101,7 +113,7 @@ class Resources:
             wanted.add("cpu")
         if self.pids_limit is not None:
             wanted.add("pids")
-        if self.blkio_weight is not None or self.device_read_bps or self.device_write_bps:
+        if self.blkio_weight is not None or self.throttles():
             wanted.add("io")
         return wanted
 
@@ -246,13 +258,11 @@ class ContainerCgroups:
                 if r.blkio_weight is not None:
                     if not (d / "io.weight").exists():
                         raise CgroupError("--blkio-weight needs io.weight (the io.cost controller) on cgroup v2, "
-                                          "which this host does not offer; --device-read-bps and "
-                                          "--device-write-bps work without it")
+                                          "which this host does not offer; the --device-read/write-bps "
+                                          "and -iops limits work without it")
                     _write(d / "io.weight", f"default {r.blkio_weight}")
-                for dev, rate in r.device_read_bps:
-                    _write(d / "io.max", f"{_device_numbers(dev)} rbps={rate}")
-                for dev, rate in r.device_write_bps:
-                    _write(d / "io.max", f"{_device_numbers(dev)} wbps={rate}")
+                for dev, _, key, value in r.throttles():
+                    _write(d / "io.max", f"{_device_numbers(dev)} {key}={value}")
             else:
                 if r.blkio_weight is not None:
                     for name in ("blkio.weight", "blkio.bfq.weight"):
@@ -262,12 +272,10 @@ class ContainerCgroups:
                     else:
                         raise CgroupError("--blkio-weight needs blkio.bfq.weight (the BFQ I/O scheduler on the "
                                           "disks) or blkio.weight (CFQ, before Linux 5.0), which this host's blkio "
-                                          "controller does not offer; --device-read-bps and --device-write-bps "
-                                          "work without it")
-                for dev, rate in r.device_read_bps:
-                    _write(d / "blkio.throttle.read_bps_device", f"{_device_numbers(dev)} {rate}")
-                for dev, rate in r.device_write_bps:
-                    _write(d / "blkio.throttle.write_bps_device", f"{_device_numbers(dev)} {rate}")
+                                          "controller does not offer; the --device-read/write-bps and -iops "
+                                          "limits work without it")
+                for dev, v1_file, _, value in r.throttles():
+                    _write(d / v1_file, f"{_device_numbers(dev)} {value}")
 
     # -- use ---------------------------------------------------------------------------------
     def join(self, pid: int = 0) -> None:

@@ -4,9 +4,11 @@ logs, exec, images, rmi, history, inspect. Imports stay lazy: `run` of a local i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -60,12 +62,15 @@ def parse_port(value: str) -> tuple[str, int, int]:
 
 
 def parse_volume(value: str) -> tuple[str, str, bool]:
+    """/HOST:/CTR[:ro|rw], or /CTR alone for an anonymous volume (host part empty until it is made)."""
+    if value.startswith("/") and ":" not in value:
+        return "", value, False
     parts = value.split(":")
     mode = "rw"
     if len(parts) == 3:
         mode = parts.pop()
     if len(parts) != 2 or mode not in ("ro", "rw") or not parts[0].startswith("/") or not parts[1].startswith("/"):
-        raise argparse.ArgumentTypeError(f"invalid volume {value!r}: use /HOST:/CTR[:ro]")
+        raise argparse.ArgumentTypeError(f"invalid volume {value!r}: use /HOST:/CTR[:ro], or /CTR for an anonymous volume")
     if not os.path.exists(parts[0]):
         raise argparse.ArgumentTypeError(f"volume source {parts[0]} does not exist")
     return os.path.realpath(parts[0]), parts[1], mode == "ro"
@@ -76,6 +81,14 @@ def parse_device_rate(value: str) -> tuple[str, int]:
     if not device.startswith("/dev/"):
         raise argparse.ArgumentTypeError(f"invalid device rate {value!r}: use /dev/DEVICE:RATE")
     return device, parse_size(rate)
+
+
+def parse_device_iops(value: str) -> tuple[str, int]:
+    """/dev/DEVICE:N, N operations a second (a whole number, as docker takes it)."""
+    device, _, rate = value.rpartition(":")
+    if not device.startswith("/dev/") or not (rate.isascii() and rate.isdigit() and len(rate) <= 12):
+        raise argparse.ArgumentTypeError(f"invalid device rate {value!r}: use /dev/DEVICE:N (operations a second)")
+    return device, int(rate)
 
 
 def parse_restart(value: str) -> str:
@@ -108,6 +121,8 @@ def _container_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blkio-weight", type=int)
     parser.add_argument("--device-read-bps", type=parse_device_rate, action="append", default=[])
     parser.add_argument("--device-write-bps", type=parse_device_rate, action="append", default=[])
+    parser.add_argument("--device-read-iops", type=parse_device_iops, action="append", default=[])
+    parser.add_argument("--device-write-iops", type=parse_device_iops, action="append", default=[])
     parser.add_argument("--network", "--net", choices=["none", "host", "bridge"], default="none")
     parser.add_argument("-p", "--publish", type=parse_port, action="append", default=[])
     parser.add_argument("-v", "--volume", type=parse_volume, action="append", default=[])
@@ -140,6 +155,8 @@ def _create(args: argparse.Namespace) -> Any:
         raise UsageError("--restart and --rm cannot be combined")
     if args.memory_swap is not None and args.memory is None:
         raise UsageError("--memory-swap needs --memory")
+    if args.memory_swap is not None and args.memory_swap != -1 and args.memory_swap < args.memory:
+        raise UsageError("--memory-swap is memory plus swap: it must be at least --memory (or -1 for unlimited swap)")
     if args.init:
         from registry.runtime.process import TINI
         if not os.access(TINI, os.X_OK):
@@ -147,14 +164,50 @@ def _create(args: argparse.Namespace) -> Any:
     store, image = _image(args.image, args.pull)
     resources = Resources(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
                           cpu_shares=args.cpu_shares, pids_limit=args.pids_limit, blkio_weight=args.blkio_weight,
-                          device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps)
+                          device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps,
+                          device_read_iops=args.device_read_iops, device_write_iops=args.device_write_iops)
     spec = lifecycle.spec_from_image(image, store, command=args.command, entrypoint=args.entrypoint, env=args.env,
                                      workdir=args.workdir, user=args.user, hostname=args.hostname,
                                      network=args.network, ports=args.publish, volumes=args.volume,
                                      resources=resources, restart=args.restart, auto_remove=args.rm,
                                      tty=args.tty, interactive=args.interactive, init=args.init)
     spec.image = args.image  # as typed, as docker ps shows it: the store's record names the digest's latest pull
-    return lifecycle.create(spec, args.name)
+    return _with_anonymous_volumes(spec, image, args.name)
+
+
+def _with_anonymous_volumes(spec: Any, image: Any, name: str | None) -> Any:
+    """Create the container with a new volume for each `-v /CTR` and each path the image declares in
+    `Volumes` (unless something is mounted there already), filled from the image as Docker does."""
+    from registry.runtime import lifecycle, volumes
+    from registry.runtime.copy import CopyError, copy_out
+
+    declared = sorted((image.config.get("config") or {}).get("Volumes") or {})
+    taken = {container.rstrip("/") or "/" for host, container, _ in spec.volumes if host}
+    wanted = [c for h, c, _ in spec.volumes if not h] + [p for p in declared if p.rstrip("/") not in taken]
+    spec.volumes = [v for v in spec.volumes if v[0]]
+    made: dict[str, str] = {}
+    for container in wanted:
+        if container.rstrip("/") not in made:
+            made[container.rstrip("/")] = str(volumes.create())
+    spec.volumes += [(data, path, False) for path, data in made.items()]
+    try:
+        state = lifecycle.create(spec, name)
+    except BaseException:
+        for data in made.values():
+            shutil.rmtree(os.path.dirname(data), ignore_errors=True)
+        raise
+    for path, data in made.items():
+        volumes.claim(data, state.id)
+        os.rmdir(data)  # the image's directory (owner and mode too) becomes the volume, as Docker fills it
+        try:
+            copy_out(state, path, data, follow=True, archive=True)  # a symlink resolved inside the container
+        except CopyError:
+            pass  # nothing at that path in the image: the volume starts empty
+        if os.path.islink(data) or not os.path.exists(data):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(data)
+            os.mkdir(data)
+    return state
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -222,8 +275,13 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from registry.runtime import lifecycle
-    return _each(args.containers, lambda s: lifecycle.remove(s, args.force))
+    from registry.runtime import lifecycle, volumes
+
+    def remove(state: Any) -> None:
+        lifecycle.remove(state, args.force)
+        if args.volumes:
+            volumes.remove_for(state.id)
+    return _each(args.containers, remove)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -514,6 +572,7 @@ def add_commands(subparsers: Any) -> None:
         p.add_argument("containers", nargs="+")
     p = add("rm", cmd_rm, "remove containers and everything they hold")
     p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true", help="also remove the container's anonymous volumes")
     p.add_argument("containers", nargs="+")
     p = add("logs", cmd_logs, "the output of a detached container")
     p.add_argument("-f", "--follow", action="store_true")

@@ -204,8 +204,9 @@ def _run(state: State, work: Callable[[], None], host_side: Callable[[], None], 
         raise CopyError(str(failure)) from None
 
 
-def copy_out(state: State, path: str, dest: str, follow: bool = False) -> None:
-    """CONTAINER:path -> dest on the host ('-': a tar stream on stdout)."""
+def copy_out(state: State, path: str, dest: str, follow: bool = False, archive: bool = False) -> None:
+    """CONTAINER:path -> dest on the host ('-': a tar stream on stdout). Entries belong to the caller
+    unless `archive` keeps their owners."""
     read_fd, write_fd = os.pipe()
 
     def host_side() -> None:
@@ -214,7 +215,7 @@ def copy_out(state: State, path: str, dest: str, follow: bool = False) -> None:
                 shutil.copyfileobj(stream, sys.stdout.buffer, 1 << 20)
             sys.stdout.flush()
         else:
-            _receive(read_fd, dest, (os.getuid(), os.getgid()), raw=False)
+            _receive(read_fd, dest, None if archive else (os.getuid(), os.getgid()), raw=False)
 
     def work() -> None:
         os.close(read_fd)

@@ -81,6 +81,12 @@ def test_device_rates_go_to_io_max(v2: Hierarchies, tmp_path: Path) -> None:
     assert text.endswith(f"rbps={1 << 20}") and ":" in text.split()[0]
 
 
+def test_device_iops_go_to_io_max(v2: Hierarchies, tmp_path: Path) -> None:
+    ContainerCgroups.create(CID, Resources(device_read_iops=[(device(), 300)], device_write_iops=[(device(), 400)]), v2)
+    text = (tmp_path / "registry-runtime" / CID / "io.max").read_text()
+    assert text.endswith("wiops=400")  # the fake file keeps the last write; the kernel merges keys per device
+
+
 def test_blkio_weight_goes_to_io_weight_where_io_cost_offers_it(v2: Hierarchies, tmp_path: Path,
                                                                kernel_files: Callable[..., None]) -> None:
     kernel_files("io.weight", "io.max")

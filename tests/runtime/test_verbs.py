@@ -158,18 +158,24 @@ def test_blkio_weight_is_refused_where_the_host_has_none(runtime: Runtime, pulle
 def test_bad_combinations_are_refused(runtime: Runtime, pulled_base: str) -> None:
     for args, message in ((["--rm", "--restart", "always"], "detached"),
                           (["-d", "--rm", "--restart", "always"], "cannot be combined"),
-                          (["--memory-swap", "64m"], "--memory-swap needs --memory")):
+                          (["--memory-swap", "64m"], "--memory-swap needs --memory"),
+                          (["--memory", "64mb", "--memory-swap", "32mb"], "must be at least --memory")):
         bad = runtime.cli("run", *args, pulled_base, "echo", "RAN", check=False)
         assert bad.returncode == 125 and message in bad.stderr, (args, bad.stderr)
         assert "RAN" not in bad.stdout
     assert runtime.cli("ps", "-aq").stdout.strip() == "", "a refused run creates no container"
 
 
-def test_device_read_and_write_bps_are_set(runtime: Runtime, pulled_base: str) -> None:
+def test_device_read_and_write_rates_are_set(runtime: Runtime, pulled_base: str) -> None:
+    """--device-read/write-bps (sizes) and --device-read/write-iops (operations a second), as docker's."""
     device = host.block_device()
     if device is None:
         pytest.skip("no block device on this host to name in a throttle rule (/sys/block lists none with a /dev node)")
-    rates = ["--device-read-bps", f"{device}:1m", "--device-write-bps", f"{device}:2m"]
+    for bad in (f"{device}:1m", f"{device}:-5", f"{device}:٣", "sda:100", f"{device}:"):
+        refused = runtime.cli("run", "--rm", "--device-read-iops", bad, pulled_base, "true", check=False)
+        assert refused.returncode == 2 and "invalid device rate" in refused.stderr, bad
+    rates = ["--device-read-bps", f"{device}:1m", "--device-write-bps", f"{device}:2m",
+             "--device-read-iops", f"{device}:300", "--device-write-iops", f"{device}:400"]
     if host.cgroups().place("io") is None:
         refused = runtime.cli("run", "--rm", *rates, pulled_base, "true", check=False)
         assert refused.returncode == 125 and "io cgroup controller is not available" in refused.stderr
@@ -182,9 +188,13 @@ def test_device_read_and_write_bps_are_set(runtime: Runtime, pulled_base: str) -
             read = (Path(dirs["blkio"]) / "blkio.throttle.read_bps_device").read_text().split()
             write = (Path(dirs["blkio"]) / "blkio.throttle.write_bps_device").read_text().split()
             assert read == [major_minor, str(1 << 20)] and write == [major_minor, str(2 << 20)]
+            read_iops = (Path(dirs["blkio"]) / "blkio.throttle.read_iops_device").read_text().split()
+            write_iops = (Path(dirs["blkio"]) / "blkio.throttle.write_iops_device").read_text().split()
+            assert read_iops == [major_minor, "300"] and write_iops == [major_minor, "400"]
         else:
             line = next(x for x in (Path(dirs["v2"]) / "io.max").read_text().splitlines() if x.startswith(major_minor))
             assert f"rbps={1 << 20}" in line and f"wbps={2 << 20}" in line
+            assert "riops=300" in line and "wiops=400" in line
     finally:
         runtime.cli("rm", "-f", "io")
 
