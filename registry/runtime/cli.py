@@ -304,6 +304,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     from registry.runtime import lifecycle
 
     def restart(state: Any) -> None:
+        state = lifecycle.reconcile(state)
         lifecycle.stop(state, args.time)
         lifecycle.start(state.reload())
     return _each(args.containers, restart)
@@ -316,7 +317,12 @@ def cmd_wait(args: argparse.Namespace) -> int:
     code = 0
     for name in args.containers:
         try:
-            print(wait_exit(find(name)), flush=True)
+            from registry.runtime.recovery import reconcile
+            state = reconcile(find(name))
+            waited = wait_exit(state)  # then reconciled: a monitor that died meanwhile is recorded as 137
+            after = reconcile(state.reload()) if (state.dir / "state.json").exists() else state
+            print(after.exit_code if after.status == "exited" and after.exit_code is not None else waited,
+                  flush=True)
         except NotFound as exc:
             print(f"registry: {exc}", file=sys.stderr)
             code = 1
@@ -391,20 +397,22 @@ def _age(seconds: float) -> str:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from registry.runtime.recovery import reconcile
     from registry.runtime.state import all_states
 
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "PORTS", "NAMES")]
     now = time.time()
     for state in all_states():
+        state = reconcile(state)  # a dead monitor's container is recorded as exited (137), as inspect shows it
         status = state.status
-        if status in ("running", "paused") and not state.monitor_alive():
-            status = "exited"  # its monitor died; rm cleans up
         if status == "exited" and not args.all:
             continue
         if status == "exited":
             shown = f"Exited ({state.exit_code}) {_age(now - (state.finished or now))} ago"
         elif status == "created":
             shown = "Created"
+        elif status == "restarting":
+            shown = f"Restarting ({state.exit_code}) {_age(now - (state.finished or now))} ago"
         else:
             shown = f"Up {_age(now - (state.started or now))}" + (" (Paused)" if status == "paused" else "")
         ports = ", ".join(f"{ip or '0.0.0.0'}:{h}->{c}/tcp" for ip, h, c in  # old records: (HOST, CTR) on lo
@@ -505,7 +513,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out = []
     for name in args.names:
         try:
-            out.append(asdict(find(name)))
+            from registry.runtime.recovery import reconcile
+            out.append(asdict(reconcile(find(name))))
             continue
         except NotFound:
             pass

@@ -14,13 +14,21 @@ if TYPE_CHECKING:
 
 from registry.runtime import process
 from registry.runtime.cgroups import ContainerCgroups
-from registry.runtime.monitor import Run, StartError, start_detached, supervise
+from registry.runtime.monitor import StartError, start_detached, supervise
+from registry.runtime.recovery import locked, reconcile, tear_down
 from registry.runtime.state import Spec, State, all_states, new_id, remove_dir
 from registry.runtime.store import ImageRecord, ImageStore
 
 
 class LifecycleError(Exception):
     pass
+
+
+class NotRunning(StartError):
+    """exec into a container that is not running (or paused): one line and exit 1, as docker's client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 1)
 
 
 def spec_from_image(image: ImageRecord, store: ImageStore, *, command: list[str], entrypoint: str | None,
@@ -83,6 +91,7 @@ def _nothing() -> Iterator[None]:
 
 
 def start(state: State) -> None:
+    state = reconcile(state)
     if state.status in ("running", "paused", "restarting") and state.monitor_alive():
         raise LifecycleError(f"container {state.name} is already running")
     (state.dir / "stop-requested").unlink(missing_ok=True)
@@ -119,6 +128,7 @@ def signal_container(state: State, sig: int) -> None:
 
 def stop(state: State, timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds; returns once the monitor has cleaned up."""
+    state = reconcile(state)
     if state.status not in ("running", "paused", "restarting"):
         return
     (state.dir / "stop-requested").touch()
@@ -142,6 +152,7 @@ def stop(state: State, timeout: float = 10.0) -> None:
 
 
 def kill(state: State, sig: int = signal.SIGKILL) -> None:
+    state = reconcile(state)
     if sig in (signal.SIGKILL, signal.SIGTERM):
         (state.dir / "stop-requested").touch()  # an explicit kill is not a failure to restart from
     if state.status == "paused" and sig == signal.SIGKILL:
@@ -150,6 +161,7 @@ def kill(state: State, sig: int = signal.SIGKILL) -> None:
 
 
 def pause(state: State) -> None:
+    state = reconcile(state)
     if state.status != "running":
         raise LifecycleError(f"container {state.name} is not running")
     ContainerCgroups.from_json(state.cgroups).freeze(True)
@@ -158,6 +170,7 @@ def pause(state: State) -> None:
 
 
 def unpause(state: State) -> None:
+    state = reconcile(state)
     if state.status != "paused":
         raise LifecycleError(f"container {state.name} is not paused")
     ContainerCgroups.from_json(state.cgroups).freeze(False)
@@ -165,20 +178,8 @@ def unpause(state: State) -> None:
     state.save()
 
 
-def cleanup_stale(state: State) -> None:
-    """A monitor that died (kill -9, reboot) leaves its cgroups and veth: remove them here."""
-    if state.monitor_alive():
-        return
-    if state.cgroups:
-        run = Run(state, None)
-        run.cgroups = ContainerCgroups.from_json(state.cgroups)
-        run.teardown()
-    if state.status != "exited":
-        state.status, state.init_pid = "exited", None
-        state.save()
-
-
 def remove(state: State, force: bool = False) -> None:
+    state = reconcile(state)
     if state.monitor_alive() and state.status != "exited":
         if not force:
             raise LifecycleError(f"container {state.name} is running: stop it first or use rm -f")
@@ -193,8 +194,9 @@ def remove(state: State, force: bool = False) -> None:
         if not _wait_monitor(state, 10):
             raise LifecycleError(f"container {state.name} did not stop")
     current = _current(state)
-    if current is not None:
-        cleanup_stale(current)
+    if current is not None and not current.monitor_alive():
+        with contextlib.suppress(FileNotFoundError), locked(current):
+            tear_down(current)  # what a crash may have left: cgroups of its id, its veth
     remove_dir(state)
 
 
@@ -213,6 +215,7 @@ def logs(state: State, follow: bool, out: int = 1) -> None:
             if not follow:
                 return
             current = _current(state)
+            current = reconcile(current) if current is not None else None
             if current is None or (current.status == "exited" and not current.monitor_alive()):
                 while chunk := os.read(fd, 65536):
                     os.write(out, chunk)
@@ -231,8 +234,11 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
     from registry.runtime import syscalls as sc
     from registry.runtime import terminal
 
+    state = reconcile(state)
+    if state.status == "paused":
+        raise NotRunning(f"container {state.name} is paused, unpause it first")
     if state.status != "running" or not state.init_pid:
-        raise LifecycleError(f"container {state.name} is not running")
+        raise NotRunning(f"container {state.name} is not running")
     fds = []
     for ns in NAMESPACES:
         if ns in ("cgroup", "net" if state.spec.network == "host" else ""):

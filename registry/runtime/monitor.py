@@ -2,11 +2,13 @@
 applies the restart policy, and tears everything down (cgroups, veth) when it ends.
 
 It stays outside the container's cgroups (the kernel's cgroup.kill and the OOM killer must not take
-it). For `run` it is the CLI process itself; for `run -d`/`start` a daemonized process of its own.
+it). For `run` it is the CLI process itself; for `run -d`/`start` a daemonized process of its own, the
+child of a keeper that restarts it if it is killed (see _keep and recovery.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +24,9 @@ from registry.runtime import process
 from registry.runtime.cgroups import CgroupError, ContainerCgroups
 from registry.runtime.paths import runtime_root
 from registry.runtime.state import State, all_states
+
+
+_KILL_POINTS = "REGISTRY_RUNTIME_KILL_POINT" in os.environ  # tests' crash hooks (recovery.kill_point)
 
 
 class StartError(Exception):
@@ -57,11 +62,19 @@ class Run:
             except OSError as exc:
                 raise StartError(str(exc)) from None
         try:
-            self.cgroups = ContainerCgroups.create(state.id, spec.resources)
+            try:
+                self.cgroups = ContainerCgroups.create(state.id, spec.resources)
+            except FileExistsError:  # left by a monitor killed before it could remove them: ours, by the id
+                from registry.runtime.recovery import remove_stale_cgroups
+                remove_stale_cgroups(state.id)
+                self.cgroups = ContainerCgroups.create(state.id, spec.resources)
         except CgroupError as exc:
             self.teardown()
             raise StartError(str(exc)) from None
         state.cgroups = self.cgroups.to_json()
+        if _KILL_POINTS:
+            from registry.runtime.recovery import kill_point
+            kill_point("cgroups-created")
         spec.mknod = self.cgroups.guards_devices
         to_monitor_r, to_monitor_w = os.pipe2(os.O_CLOEXEC)
         from_monitor_r, from_monitor_w = os.pipe2(os.O_CLOEXEC)
@@ -228,7 +241,7 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
                 state.save()
                 raise
             state.status, state.started, state.error, state.exit_code = "running", time.time(), "", None
-            state.monitor_pid = os.getpid()
+            state.set_monitor()
             state.save()
             if on_started is not None:
                 on_started(state)
@@ -262,7 +275,8 @@ def supervise(state: State, stdio: tuple[int, int, int] | None,
 
 
 def start_detached(state: State) -> None:
-    """Daemonize a monitor for the container; return once it has started it (or raise why not)."""
+    """Daemonize a keeper and under it a monitor for the container; return once the monitor has started it
+    (or raise why not)."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -271,10 +285,13 @@ def start_detached(state: State) -> None:
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
-            _daemon(state, ready_w)
+            _keep(state, ready_w)
         finally:
             os._exit(0)
     os.close(ready_w)
+    if _KILL_POINTS:
+        from registry.runtime.recovery import kill_point
+        kill_point("start-forked")
     os.waitpid(pid, 0)
     answer = read_all(ready_r)
     os.close(ready_r)
@@ -282,30 +299,96 @@ def start_detached(state: State) -> None:
         raise StartError(answer or "the monitor died while starting the container")
 
 
-def _daemon(state: State, ready_w: int) -> None:
+def _keep(state: State, ready_w: int | None) -> None:
+    """The keeper: the monitor's parent, detached and outside the cgroups, and idle (in waitpid) but for this.
+    A monitor that ends by itself ends the keeper. One killed by a signal (SIGKILL, the OOM killer) took the
+    container with it: the keeper cleans up, records exit 137 and restarts the monitor, which starts the
+    container again, if the restart policy says so (as it would have for a container killed by SIGKILL)."""
     devnull = os.open(os.devnull, os.O_RDWR)
-    log = os.open(state.dir / "container.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     monitor_log = os.open(state.dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     os.dup2(devnull, 0)
     os.dup2(monitor_log, 1)
     os.dup2(monitor_log, 2)
+    os.close(monitor_log)
     os.chdir("/")
+    state.set_keeper()
+    delay = 0.1
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _daemon(state, devnull, ready_w)
+            finally:
+                os._exit(0)
+        if ready_w is not None:  # the monitor tells the starter; EOF if it dies first
+            os.close(ready_w)
+            ready_w = None
+        _, status = os.waitpid(pid, 0)
+        if not os.WIFSIGNALED(status):
+            return
+        try:
+            again = _after_crash(state, pid, status)
+        except FileNotFoundError:  # removed meanwhile (rm -f)
+            return
+        if again is None:
+            return
+        state = again
+        print(f"keeper: {state.error}; restarting it ({state.spec.restart})", file=sys.stderr)
+        time.sleep(delay)
+        delay = min(delay * 2, 10)
+        if stop_requested(state):
+            state.status = "exited"
+            state.save()
+            return
 
-    told = False
+
+def _after_crash(state: State, pid: int, status: int) -> State | None:
+    """The keeper's record of a monitor killed by a signal; the state to start again by policy, or None."""
+    from registry.runtime.recovery import locked, record_crash
+
+    with locked(state):
+        try:
+            state = state.reload()
+        except (OSError, ValueError):
+            return None
+        started = state.status in ("running", "paused", "restarting") and state.monitor_pid == pid
+        reason = (f"the container's monitor was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+                  + ("; the container was killed with it" if started else " while starting the container"))
+        state = record_crash(state, reason)
+        if not started or not _restart_wanted(state, state.exit_code or 0):
+            if state.spec.auto_remove:
+                from registry.runtime.state import remove_dir
+                remove_dir(state)
+            return None
+        state.restarts += 1
+        state.status = "restarting"
+        state.save()
+        return state
+
+
+def _daemon(state: State, devnull: int, ready_w: int | None) -> None:
+    log = os.open(state.dir / "container.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+
+    told = ready_w is None
 
     def started(_: State) -> None:
         nonlocal told
-        os.write(ready_w, b"ok")
-        os.close(ready_w)
         told = True
+        if ready_w is not None:
+            try:
+                os.write(ready_w, b"ok")
+            except BrokenPipeError:  # the starter is gone (killed): the container runs on regardless
+                pass
+            os.close(ready_w)
 
-    state.monitor_pid = os.getpid()
+    state.set_monitor()
     try:
         supervise(state, (devnull, log, log), on_started=started)
     except BaseException as exc:  # noqa: BLE001
         print(f"monitor: {exc!r}", file=sys.stderr)
-        if not told:
-            os.write(ready_w, str(exc).encode() if isinstance(exc, StartError) else f"monitor failed: {exc}".encode())
+        if not told and ready_w is not None:
+            with contextlib.suppress(BrokenPipeError):
+                os.write(ready_w, str(exc).encode() if isinstance(exc, StartError) else f"monitor failed: {exc}".encode())
     finally:
         state = state.reload() if (state.dir / "state.json").exists() else state
         if state.spec.auto_remove and state.status == "exited":

@@ -48,13 +48,16 @@ class State:
     id: str
     name: str
     spec: Spec
-    status: str = "created"           # created | running | paused | exited
+    status: str = "created"           # created | running | paused | restarting | exited
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
     oom_killed: bool = False
     monitor_pid: int | None = None
+    keeper_pid: int | None = None     # a detached monitor's parent, which restarts it if it is killed
+    monitor_since: int | None = None  # their start times (clock ticks after boot): a reused pid has another
+    keeper_since: int | None = None
     init_pid: int | None = None       # the container's PID 1, as the host sees it
     cgroups: dict[str, Any] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)   # veth, addresses
@@ -86,21 +89,41 @@ class State:
         return State.load(self.id)
 
     def monitor_alive(self) -> bool:
-        return self.monitor_pid is not None and _alive(self.monitor_pid)
+        """Whether someone still answers for the container: its monitor, or the keeper that restarts it."""
+        return _alive(self.monitor_pid, self.monitor_since) or _alive(self.keeper_pid, self.keeper_since)
+
+    def set_monitor(self) -> None:
+        """This process is the container's monitor."""
+        self.monitor_pid, self.monitor_since = os.getpid(), started_at(os.getpid())
+
+    def set_keeper(self) -> None:
+        """This process is the container's keeper."""
+        self.keeper_pid, self.keeper_since = os.getpid(), started_at(os.getpid())
 
 
-def _alive(pid: int) -> bool:
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (field 3, the state, first), or None if there is no such pid."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie counts as gone
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def started_at(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None  # field 22, starttime
+
+
+def _alive(pid: int | None, since: int | None = None) -> bool:
+    """Whether the process runs: not a zombie, and (if `since` is known) not another one under a reused pid
+    (after a reboot, say)."""
+    if pid is None:
         return False
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return False
+    return since is None or int(fields[19]) == since
 
 
 def new_id() -> str:
