@@ -81,7 +81,8 @@ def run_foreground(state: State) -> int:
             code = supervise(state, None)
     finally:
         if state.spec.auto_remove:
-            remove_dir(state)
+            from registry.runtime.volumes import remove_auto_removed
+            remove_auto_removed(state)
     return code
 
 

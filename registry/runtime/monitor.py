@@ -357,8 +357,8 @@ def _after_crash(state: State, pid: int, status: int) -> State | None:
         state = record_crash(state, reason)
         if not started or not _restart_wanted(state, state.exit_code or 0):
             if state.spec.auto_remove:
-                from registry.runtime.state import remove_dir
-                remove_dir(state)
+                from registry.runtime.volumes import remove_auto_removed
+                remove_auto_removed(state)
             return None
         state.restarts += 1
         state.status = "restarting"
@@ -392,5 +392,5 @@ def _daemon(state: State, devnull: int, ready_w: int | None) -> None:
     finally:
         state = state.reload() if (state.dir / "state.json").exists() else state
         if state.spec.auto_remove and state.status == "exited":
-            from registry.runtime.state import remove_dir
-            remove_dir(state)
+            from registry.runtime.volumes import remove_auto_removed
+            remove_auto_removed(state)

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from registry.runtime.paths import runtime_root
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from registry.runtime.state import State
+
 
 def volumes_dir() -> Path:
     return runtime_root() / "volumes"
@@ -53,3 +57,11 @@ def remove_for(container_id: str) -> list[str]:
         shutil.rmtree(volume, ignore_errors=True)
         removed.append(volume.name)
     return removed
+
+
+def remove_auto_removed(state: "State") -> None:
+    """A --rm container's end: its directory and, as docker run --rm, its anonymous volumes."""
+    from registry.runtime.state import remove_dir
+
+    remove_dir(state)
+    remove_for(state.id)

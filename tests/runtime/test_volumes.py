@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -81,3 +82,16 @@ def test_bad_volume_arguments(runtime: Runtime, pulled_base: str) -> None:
     for bad in ("relative", "/a:/b:rx", "/a:b", ""):
         refused = runtime.cli("run", "--rm", "-v", bad, pulled_base, "true", check=False)
         assert refused.returncode == 2 and "invalid volume" in refused.stderr, bad
+
+
+def test_run_rm_removes_its_anonymous_volumes(runtime: Runtime, pulled_base: str) -> None:
+    """docker run --rm: the container and its anonymous volumes go when it ends (foreground and -d)."""
+    volumes = runtime.root / "volumes"
+    before = set(volumes.iterdir()) if volumes.is_dir() else set()
+    runtime.cli("run", "--rm", "-v", "/scratch", pulled_base, "sh", "-c", "echo x > /scratch/f")
+    runtime.cli("run", "-d", "--rm", "--name", "vol-rm", "-v", "/scratch", pulled_base, "true")
+    deadline = time.monotonic() + 15
+    while "vol-rm" in runtime.cli("ps", "-a").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "vol-rm" not in runtime.cli("ps", "-a").stdout
+    assert (set(volumes.iterdir()) if volumes.is_dir() else set()) == before
