@@ -310,6 +310,31 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return _each(args.containers, restart)
 
 
+def _boolean(value: str) -> bool:
+    """docker's --flag=false form."""
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: true or false")
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from registry.runtime import terminal
+    from registry.runtime.attach import attach
+    from registry.runtime.lifecycle import LifecycleError
+    from registry.runtime.state import NotFound, find
+
+    try:
+        state = find(args.container)
+        raw = state.spec.tty and state.spec.interactive and not args.no_stdin
+        with terminal.raw_mode(0) if raw else contextlib.nullcontext():
+            return attach(state, no_stdin=args.no_stdin, sig_proxy=args.sig_proxy)
+    except (LifecycleError, NotFound) as exc:
+        print(f"registry: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_wait(args: argparse.Namespace) -> int:
     from registry.runtime.observe import wait_exit
     from registry.runtime.state import NotFound, find
@@ -588,6 +613,11 @@ def add_commands(subparsers: Any) -> None:
     p = add("restart", cmd_restart, "stop (SIGTERM, then SIGKILL after -t seconds) and start containers again")
     p.add_argument("-t", "--time", type=float, default=10.0)
     p.add_argument("containers", nargs="+")
+    p = add("attach", cmd_attach, "the terminal on a running container: its output, its stdin (-i), signals passed on")
+    p.add_argument("--no-stdin", action="store_true", help="do not send the terminal's input")
+    p.add_argument("--sig-proxy", type=_boolean, nargs="?", const=True, default=True, metavar="true|false",
+                   help="pass the signals this command gets to the container (default: true)")
+    p.add_argument("container")
     p = add("wait", cmd_wait, "block until containers stop, then print their exit codes")
     p.add_argument("containers", nargs="+")
     p = add("top", cmd_top, "the processes of a running container (host ps, default -ef)")

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
@@ -127,8 +128,9 @@ class Run:
                 self.stage_pid = None
                 raise StartError(message, process.status_code(status))
             state.init_pid = init_pid  # after execve: signals for the container go to the workload itself
-            if master is not None:
-                stdin = (0 if spec.interactive else None) if self.stdio is None else None
+            if master is not None:  # detached with -i: the stdin FIFO `attach` writes to (see _daemon)
+                stdin = (0 if spec.interactive else None) if self.stdio is None else \
+                    (self.stdio[0] if spec.interactive else None)
                 from registry.runtime.terminal import Relay
                 self.relay = Relay(master, stdin, 1 if self.stdio is None else self.stdio[1])
                 self.relay.start()
@@ -366,8 +368,21 @@ def _after_crash(state: State, pid: int, status: int) -> State | None:
         return state
 
 
+def stdin_fifo(state: State) -> Path:
+    """A detached `-i` container's stdin: a FIFO in its state directory that `registry attach` writes to."""
+    return state.dir / "stdin"
+
+
 def _daemon(state: State, devnull: int, ready_w: int | None) -> None:
     log = os.open(state.dir / "container.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    stdin = devnull
+    if state.spec.interactive:
+        fifo = stdin_fifo(state)
+        if not fifo.exists():
+            os.mkfifo(fifo, 0o600)
+        # Opened for reading and writing: the container never sees end-of-file while its monitor lives,
+        # however many attaches come and go (Docker keeps an -i container's stdin open the same way).
+        stdin = os.open(fifo, os.O_RDWR)
 
     told = ready_w is None
 
@@ -383,7 +398,7 @@ def _daemon(state: State, devnull: int, ready_w: int | None) -> None:
 
     state.set_monitor()
     try:
-        supervise(state, (devnull, log, log), on_started=started)
+        supervise(state, (stdin, log, log), on_started=started)
     except BaseException as exc:  # noqa: BLE001
         print(f"monitor: {exc!r}", file=sys.stderr)
         if not told and ready_w is not None:
