@@ -167,6 +167,8 @@ def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
                   f"  type filter hook forward priority filter; policy accept;\n"
                   f"  iifname \"{bridge}\" accept\n"
                   f"  oifname \"{bridge}\" ct state established,related accept\n"
+                  # Nothing else reaches a container from outside: only -p publishes a port (as Docker).
+                  f"  oifname \"{bridge}\" drop\n"
                   f" }}\n"
                   f"}}\n")
         result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
@@ -179,6 +181,14 @@ def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
         _run(["iptables", "-t", "nat", "-A", chain, "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"])
         if _run(["iptables", "-t", "nat", "-C", "POSTROUTING", "-j", chain], check=False).returncode != 0:
             _run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-j", chain])
+        # Nothing reaches a container from outside but replies: only -p publishes a port (as Docker).
+        _run(["iptables", "-t", "filter", "-N", chain], check=False)
+        _run(["iptables", "-t", "filter", "-F", chain])
+        _run(["iptables", "-t", "filter", "-A", chain, "-o", bridge, "-m", "conntrack", "--ctstate",
+              "RELATED,ESTABLISHED", "-j", "RETURN"])
+        _run(["iptables", "-t", "filter", "-A", chain, "-o", bridge, "!", "-i", bridge, "-j", "DROP"])
+        if _run(["iptables", "-t", "filter", "-C", "FORWARD", "-j", chain], check=False).returncode != 0:
+            _run(["iptables", "-t", "filter", "-I", "FORWARD", "1", "-j", chain])
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # Docker turns it on too, and leaves it on
         f.write("1")
 
@@ -190,10 +200,11 @@ def nat_down(bridge: str) -> None:
             _run(["nft", "delete", "table", "inet", nft_table(bridge)], check=False)
     chain = iptables_chain(bridge)
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        while _run(["iptables", "-t", "nat", "-D", "POSTROUTING", "-j", chain], check=False).returncode == 0:
-            pass
-        _run(["iptables", "-t", "nat", "-F", chain], check=False)
-        _run(["iptables", "-t", "nat", "-X", chain], check=False)
+        for table, hook in (("nat", "POSTROUTING"), ("filter", "FORWARD")):
+            while _run(["iptables", "-t", table, "-D", hook, "-j", chain], check=False).returncode == 0:
+                pass
+            _run(["iptables", "-t", table, "-F", chain], check=False)
+            _run(["iptables", "-t", table, "-X", chain], check=False)
 
 
 # -- containers -------------------------------------------------------------------------------------

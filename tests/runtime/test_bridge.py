@@ -100,8 +100,9 @@ def _rules_left(bridge: str) -> list[str]:
                                               capture_output=True, check=False).returncode == 0:
         left.append(f"nft table inet {network.nft_table(bridge)}")
     if shutil.which("iptables"):
-        nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=False).stdout
-        left += [line for line in nat.splitlines() if network.iptables_chain(bridge) in line]
+        for table in ("nat", "filter"):
+            rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True, check=False).stdout
+            left += [line for line in rules.splitlines() if network.iptables_chain(bridge) in line]
     return left
 
 
@@ -234,6 +235,25 @@ def test_published_ports_from_the_remote_namespace(runtime: Runtime, image: str,
     _assert_clean(bridge)
 
 
+def test_unpublished_ports_are_not_reachable_from_outside(runtime: Runtime, image: str, remote: netlab.Namespace,
+                                                        www: Path) -> None:
+    """A host on the network with a route to the bridge's subnet through this one reaches no container
+    port that -p did not publish (the host forwards, with ip_forward on, but drops new connections in)."""
+    served = _serve(runtime, image, "hidden", www)
+    address, subnet = served["network"]["ip"], served["network"]["subnet"]
+    try:
+        subprocess.run([*remote.wrap, "ip", "route", "add", subnet, "via", remote.client_address], check=True)
+        outbound = runtime.cli("exec", "hidden", "sh", "-c", HTTP_GET.format(host="127.0.0.1"))
+        assert "served by the container" in outbound.stdout  # it serves: the port is open inside
+        blocked = subprocess.run([*remote.wrap, sys.executable, "-c",
+                                  f"import socket; socket.create_connection(('{address}', 8080), timeout=3)"],
+                                 capture_output=True, text=True, timeout=30, check=False)
+        assert blocked.returncode != 0 and ("timed out" in blocked.stderr or "refused" in blocked.stderr), blocked
+    finally:
+        runtime.cli("rm", "-f", "hidden", check=False)
+    _assert_clean(served["network"]["bridge"])
+
+
 def test_bad_publish_addresses_are_refused(runtime: Runtime, image: str) -> None:
     for bad in ("nohost:80:80", "::1:80:80", "1.2.3:80:80", "80", "0:80"):
         result = runtime.cli("run", "--rm", "--network", "bridge", "-p", bad, image, "true", check=False)
@@ -299,7 +319,7 @@ def test_nat_rules_of_either_tool_come_and_go(tool: str) -> None:
             assert f"-A POSTROUTING -j {chain}" in nat, nat
             assert f"-A {chain} -s 10.213.254.0/24 ! -o {bridge} -j MASQUERADE" in nat, nat
         network.nat_up(bridge, "10.213.254.0/24", tool=tool)  # again (a start after a crash): still one of each
-        assert len(_rules_left(bridge)) == (1 if tool == "nft" else 3), _rules_left(bridge)
+        assert len(_rules_left(bridge)) == (1 if tool == "nft" else 7), _rules_left(bridge)
         assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
     finally:
         network.nat_down(bridge)
