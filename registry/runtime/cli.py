@@ -405,7 +405,7 @@ def cmd_cp(args: argparse.Namespace) -> int:
         raise UsageError("cp copies between a container and the host: one of SRC and DEST is CONTAINER:PATH")
     try:
         if source_name is not None:
-            copy_out(find(source_name), source_path, dest_path, follow=args.follow_link)
+            copy_out(find(source_name), source_path, dest_path, follow=args.follow_link, archive=args.archive)
         else:
             copy_in(find(dest_name or ""), source_path, dest_path, archive=args.archive, follow=args.follow_link)
     except (CopyError, NotFound) as exc:
@@ -631,7 +631,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("port", nargs="?")
     p = add("cp", cmd_cp, "copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST "
             "(- for a tar stream on stdin or stdout)")
-    p.add_argument("-a", "--archive", action="store_true", help="keep owners (default: root in the container)")
+    p.add_argument("-a", "--archive", action="store_true", help="keep owners and setuid/setgid bits (default: the copier's owner on the host, root in the container)")
     p.add_argument("-L", "--follow-link", action="store_true", help="copy what a symlink SRC points to")
     p.add_argument("source")
     p.add_argument("dest")

@@ -58,10 +58,13 @@ def _send(path: str, out_fd: int, follow: bool) -> None:
         tar.add(source if not contents else source[:-2] or "/", arcname=name if name != "/" else ".")
 
 
-def _checked(owner: tuple[int, int] | None) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
-    """tarfile's "tar" filter, plus: hard links stay inside the destination, device nodes and FIFOs are
-    skipped, and, given `owner`, every entry belongs to it."""
+def _checked(owner: tuple[int, int] | None, strip_setid: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+    """tarfile's "tar" filter for names (nothing outside the destination), plus: hard links stay inside
+    it, device nodes and FIFOs are skipped, modes are kept as they were (the filter's would drop sticky
+    and group-write bits), setuid/setgid dropped with `strip_setid`, and, given `owner`, every entry
+    belongs to it."""
     def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        mode = member.mode
         member = tarfile.tar_filter(member, dest)
         if member.isdev():
             return None
@@ -70,9 +73,10 @@ def _checked(owner: tuple[int, int] | None) -> Callable[[tarfile.TarInfo, str], 
             target = os.path.realpath(os.path.join(root, member.linkname))
             if os.path.commonpath([target, root]) != root:
                 raise tarfile.LinkOutsideDestinationError(member, target)
+        changes: dict[str, object] = {"mode": mode & ~0o6000 if strip_setid else mode}
         if owner is not None:
-            member = member.replace(uid=owner[0], gid=owner[1], uname="", gname="", deep=False)
-        return member
+            changes.update(uid=owner[0], gid=owner[1], uname="", gname="")
+        return member.replace(**changes, deep=False)
     return check
 
 
@@ -113,16 +117,17 @@ def _place(staged: Path, dest: str, contents: bool) -> None:
     os.replace(entry, target)
 
 
-def _receive(in_fd: int, dest: str, owner: tuple[int, int] | None, raw: bool) -> None:
+def _receive(in_fd: int, dest: str, owner: tuple[int, int] | None, raw: bool, strip_setid: bool = False) -> None:
     """Read a tar stream from `in_fd` and put it at `dest` (docker cp's rules). `raw`: the stream is the
-    caller's own tar (`cp - NAME:DIR`), extracted into the existing directory `dest` as it is."""
-    check = _checked(owner)
+    caller's own tar (`cp - NAME:DIR`), extracted into the existing directory `dest` as it is. Owners are
+    numbers, never names looked up where the bytes land."""
+    check = _checked(owner, strip_setid)
     with os.fdopen(in_fd, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         if raw:
             if not os.path.isdir(dest):
                 raise CopyError(f"extraction point is not a directory: {dest}")
             for member in tar:
-                tar.extract(member, dest, filter=check)
+                tar.extract(member, dest, filter=check, numeric_owner=True)
             return
         parent = os.path.dirname(dest.rstrip("/")) or "/"
         if dest.endswith("/") and not os.path.isdir(dest):
@@ -135,7 +140,7 @@ def _receive(in_fd: int, dest: str, owner: tuple[int, int] | None, raw: bool) ->
             for member in tar:  # a stream: each member's bytes are read right after its header
                 if contents is None:
                     contents = member.name in (".", "./")
-                tar.extract(member, staged, filter=check)
+                tar.extract(member, staged, filter=check, numeric_owner=True)
             if contents is None:
                 raise CopyError("nothing to copy")
             _place(staged, dest, contents)
@@ -170,6 +175,10 @@ def _in_container(state: State, work: Callable[[], None], err_w: int) -> None:
     """The child: enter, work, exit 0; any failure is one line on `err_w` and exit 1."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # No user or group name is ever looked up inside the container: glibc would read the image's
+        # nsswitch.conf and load its libnss_*.so, the image's code in this privileged process
+        # (CVE-2019-14271 in docker cp). Entries carry numbers only.
+        tarfile.pwd = tarfile.grp = None  # type: ignore[attr-defined]
         _enter(state)
         work()
         os._exit(0)
@@ -215,7 +224,8 @@ def copy_out(state: State, path: str, dest: str, follow: bool = False, archive: 
                 shutil.copyfileobj(stream, sys.stdout.buffer, 1 << 20)
             sys.stdout.flush()
         else:
-            _receive(read_fd, dest, None if archive else (os.getuid(), os.getgid()), raw=False)
+            _receive(read_fd, dest, None if archive else (os.getuid(), os.getgid()), raw=False,
+                     strip_setid=not archive)  # no setuid file of the container's becomes the caller's
 
     def work() -> None:
         os.close(read_fd)
