@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import time
@@ -172,42 +171,8 @@ def _create(args: argparse.Namespace) -> Any:
                                      resources=resources, restart=args.restart, auto_remove=args.rm,
                                      tty=args.tty, interactive=args.interactive, init=args.init)
     spec.image = args.image  # as typed, as docker ps shows it: the store's record names the digest's latest pull
-    return _with_anonymous_volumes(spec, image, args.name)
-
-
-def _with_anonymous_volumes(spec: Any, image: Any, name: str | None) -> Any:
-    """Create the container with a new volume for each `-v /CTR` and each path the image declares in
-    `Volumes` (unless something is mounted there already), filled from the image as Docker does."""
-    from registry.runtime import lifecycle, volumes
-    from registry.runtime.copy import CopyError, copy_out
-
-    declared = sorted((image.config.get("config") or {}).get("Volumes") or {})
-    taken = {container.rstrip("/") or "/" for host, container, _ in spec.volumes if host}
-    wanted = [c for h, c, _ in spec.volumes if not h] + [p for p in declared if p.rstrip("/") not in taken]
-    spec.volumes = [v for v in spec.volumes if v[0]]
-    made: dict[str, str] = {}
-    for container in wanted:
-        if container.rstrip("/") not in made:
-            made[container.rstrip("/")] = str(volumes.create())
-    spec.volumes += [(data, path, False) for path, data in made.items()]
-    try:
-        state = lifecycle.create(spec, name)
-    except BaseException:
-        for data in made.values():
-            shutil.rmtree(os.path.dirname(data), ignore_errors=True)
-        raise
-    for path, data in made.items():
-        volumes.claim(data, state.id)
-        os.rmdir(data)  # the image's directory (owner and mode too) becomes the volume, as Docker fills it
-        try:
-            copy_out(state, path, data, follow=True, archive=True)  # a symlink resolved inside the container
-        except CopyError:
-            pass  # nothing at that path in the image: the volume starts empty
-        if os.path.islink(data) or not os.path.exists(data):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(data)
-            os.mkdir(data)
-    return state
+    from registry.runtime.volumes import create_with_volumes
+    return create_with_volumes(spec, image, args.name)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -429,6 +394,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     now = time.time()
     for state in all_states():
         state = reconcile(state)  # a dead monitor's container is recorded as exited (137), as inspect shows it
+        if not (state.dir / "state.json").exists():
+            continue  # a --rm container that reconcile removed
         status = state.status
         if status == "exited" and not args.all:
             continue
@@ -440,8 +407,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             shown = f"Restarting ({state.exit_code}) {_age(now - (state.finished or now))} ago"
         else:
             shown = f"Up {_age(now - (state.started or now))}" + (" (Paused)" if status == "paused" else "")
-        ports = ", ".join(f"{ip or '0.0.0.0'}:{h}->{c}/tcp" for ip, h, c in  # old records: (HOST, CTR) on lo
-                          (p if len(p) == 3 else ("127.0.0.1", *p) for p in state.spec.ports))
+        ports = ", ".join(f"{ip or '0.0.0.0'}:{h}->{c}/tcp" for ip, h, c in state.spec.published())
         command = " ".join(state.spec.args)
         rows.append((state.id[:12], state.spec.image, (command[:30] + "…") if len(command) > 31 else command,
                      shown, ports, state.name))

@@ -152,6 +152,8 @@ def _receive(in_fd: int, dest: str, owner: tuple[int, int] | None, raw: bool, st
 
 def _enter(state: State) -> None:
     """Make the container's filesystem this process's root (called in a forked child)."""
+    if state.status == "restarting":  # its overlay is about to be mounted by a start: never mount it twice
+        raise CopyError(f"container {state.name} is restarting: try again once it runs")
     running = state.status in ("running", "paused") and state.init_pid and state.monitor_alive()
     if running:
         fd = os.open(f"/proc/{state.init_pid}/ns/mnt", os.O_RDONLY)

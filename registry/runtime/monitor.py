@@ -59,7 +59,7 @@ class Run:
         if spec.ports:
             from registry.runtime.portproxy import PortProxy
             try:
-                self.proxy = PortProxy(spec.ports)
+                self.proxy = PortProxy(spec.published())
             except OSError as exc:
                 raise StartError(str(exc)) from None
         try:

@@ -280,8 +280,7 @@ def port_lines(state: State, wanted: str | None = None) -> list[str]:
     """docker port: `80/tcp -> 0.0.0.0:8080` for each published port; with `wanted` (80 or 80/tcp),
     only the host addresses of that port, `0.0.0.0:8080`. ObserveError when it is not published."""
     lines = []
-    for mapping in state.spec.ports:
-        host_ip, host_port, container_port = (("127.0.0.1", *mapping) if len(mapping) == 2 else tuple(mapping))
+    for host_ip, host_port, container_port in state.spec.published():
         address = f"{host_ip or '0.0.0.0'}:{host_port}"
         if wanted is None:
             lines.append(f"{container_port}/tcp -> {address}")

@@ -12,15 +12,13 @@ import threading
 class PortProxy:
     """Binds at once (so a taken port fails the start before anything runs); relays once started."""
 
-    def __init__(self, ports: list[tuple]) -> None:
-        """`ports` holds (host address, host port, container port), "" for 0.0.0.0; or, in records of
-        older versions, (host port, container port) on 127.0.0.1."""
+    def __init__(self, ports: list[tuple[str, int, int]]) -> None:
+        """`ports`: (host address, host port, container port), "" for 0.0.0.0 (Spec.published())."""
         self.listeners: list[tuple[socket.socket, int]] = []
         self.container_ip = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        for mapping in ports:
-            address, host_port, container_port = mapping if len(mapping) == 3 else ("127.0.0.1", *mapping)
+        for address, host_port, container_port in ports:
             host = address or "0.0.0.0"
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

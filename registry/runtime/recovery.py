@@ -50,7 +50,11 @@ def reconcile(state: State) -> State:
                 return state  # being removed
             if current.status not in ACTIVE or current.monitor_alive():
                 return current
-            return record_crash(current, "the container's monitor was killed; the container was killed with it")
+            current = record_crash(current, "the container's monitor was killed; the container was killed with it")
+            if current.spec.auto_remove:  # --rm holds after a crash too: the container and its volumes go
+                from registry.runtime.volumes import remove_auto_removed
+                remove_auto_removed(current)
+            return current
     except FileNotFoundError:
         return state  # removed meanwhile
 

@@ -42,6 +42,11 @@ class Spec:
     init: bool = False                # --init: tini-static as PID 1, confined like the workload, reaps
     mknod: bool = True                # CAP_MKNOD only where a devices cgroup limits what nodes can be opened
 
+    def published(self) -> list[tuple[str, int, int]]:
+        """-p mappings as (host address, host port, container port), "" meaning 0.0.0.0; records from
+        before addresses were kept hold (host port, container port) on 127.0.0.1."""
+        return [tuple(p) if len(p) == 3 else ("127.0.0.1", *p) for p in self.ports]  # type: ignore[misc]
+
 
 @dataclass
 class State:

@@ -8,6 +8,7 @@ outlives `rm` unless `rm -v` (or `--rm`) removes it with its container, as in Do
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +17,8 @@ from registry.runtime.paths import runtime_root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from registry.runtime.state import State
+    from registry.runtime.state import Spec, State
+    from registry.runtime.store import ImageRecord
 
 
 def volumes_dir() -> Path:
@@ -28,11 +30,6 @@ def create() -> Path:
     volume = volumes_dir() / os.urandom(32).hex()
     (volume / "_data").mkdir(parents=True)
     return volume / "_data"
-
-
-def is_anonymous(data: str) -> bool:
-    path = Path(data)
-    return path.name == "_data" and path.parent.parent == volumes_dir()
 
 
 def claim(data: str, container_id: str) -> None:
@@ -65,3 +62,38 @@ def remove_auto_removed(state: "State") -> None:
 
     remove_dir(state)
     remove_for(state.id)
+
+
+def create_with_volumes(spec: Spec, image: ImageRecord, name: str | None) -> State:
+    """Create the container with a new volume for each `-v /CTR` and each path the image declares in
+    `Volumes` (unless something is mounted there already), filled from the image as Docker does."""
+    from registry.runtime import lifecycle
+    from registry.runtime.copy import CopyError, copy_out
+
+    declared = sorted((image.config.get("config") or {}).get("Volumes") or {})
+    taken = {container.rstrip("/") or "/" for host, container, _ in spec.volumes if host}
+    wanted = [c for h, c, _ in spec.volumes if not h] + [p for p in declared if p.rstrip("/") not in taken]
+    spec.volumes = [v for v in spec.volumes if v[0]]
+    made: dict[str, str] = {}
+    for container in wanted:
+        if container.rstrip("/") not in made:
+            made[container.rstrip("/")] = str(create())
+    spec.volumes += [(data, path, False) for path, data in made.items()]
+    try:
+        state = lifecycle.create(spec, name)
+    except BaseException:
+        for data in made.values():
+            shutil.rmtree(os.path.dirname(data), ignore_errors=True)
+        raise
+    for path, data in made.items():
+        claim(data, state.id)
+        os.rmdir(data)  # the image's directory (owner and mode too) becomes the volume, as Docker fills it
+        try:
+            copy_out(state, path, data, follow=True, archive=True)  # a symlink resolved inside the container
+        except CopyError:
+            pass  # nothing at that path in the image: the volume starts empty
+        if os.path.islink(data) or not os.path.exists(data):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(data)
+            os.mkdir(data)
+    return state

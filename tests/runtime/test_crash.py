@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.runtime.conftest import REPO, Runtime
 
@@ -183,6 +184,23 @@ def test_sigkill_foreground_run_takes_the_container(runtime: Runtime, pulled_bas
     assert_crashed_and_agreed(runtime, "crash-fg")
     assert not runtime.cgroup_dirs()
     runtime.cli("rm", "crash-fg")
+
+
+def test_sigkill_foreground_run_rm_removes_it_at_the_next_look(runtime: Runtime, pulled_base: str) -> None:
+    """--rm holds after a crash: the next command that looks removes the container and its volumes."""
+    cli = runtime.popen("run", "--rm", "--name", "crash-rm", "-v", "/scratch", pulled_base, "sleep", "60")
+    try:
+        wait_for(lambda: (runtime.root / "containers").is_dir() and "Up " in ps_line(runtime, "crash-rm"),
+                 what="the foreground container to run")
+        volume = Path(inspect(runtime, "crash-rm")["spec"]["volumes"][0][0]).parent
+        cli.kill()
+        cli.wait(10)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        cli.communicate()
+    wait_for(lambda: "crash-rm" not in runtime.cli("ps", "-a").stdout, what="ps to remove it")
+    assert not volume.exists() and not runtime.cgroup_dirs()
 
 
 def test_sigkill_registry_start_right_after_fork(runtime: Runtime, pulled_base: str) -> None:
