@@ -92,11 +92,18 @@ def _nothing() -> Iterator[None]:
 
 
 def start(state: State) -> None:
-    state = reconcile(state)
-    if state.status in ("running", "paused", "restarting") and state.monitor_alive():
-        raise LifecycleError(f"container {state.name} is already running")
-    (state.dir / "stop-requested").unlink(missing_ok=True)
-    start_detached(state)
+    import fcntl
+
+    # One start at a time: until this one's monitor says it runs (or failed), a second start would see
+    # nobody alive, take this one's new cgroups for a dead run's and remove them. A POSIX record lock:
+    # the keeper and monitor forked below do not inherit it, so it ends with this call.
+    with open(state.dir / "start.lock", "a") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        state = reconcile(state)
+        if state.status in ("running", "paused", "restarting") and state.monitor_alive():
+            raise LifecycleError(f"container {state.name} is already running")
+        (state.dir / "stop-requested").unlink(missing_ok=True)
+        start_detached(state)
 
 
 def _wait_monitor(state: State, timeout: float) -> bool:

@@ -300,3 +300,19 @@ def test_a_reused_pid_is_not_the_monitor() -> None:
     assert not state.monitor_alive()
     state.keeper_pid, state.keeper_since = os.getpid(), None  # records from before the start times: pid only
     assert state.monitor_alive()
+
+
+def test_two_starts_at_once_start_it_once(runtime: Runtime, pulled_base: str) -> None:
+    """The second start waits for the first and then finds it running: it never removes the first's cgroups."""
+    runtime.cli("create", "--name", "twice", pulled_base, "sleep", "60")
+    try:
+        starts = [runtime.popen("start", "twice") for _ in range(2)]
+        results = [(p.wait(60), p.communicate()) for p in starts]
+        codes = sorted(code for code, _ in results)
+        assert codes == [0, 1], results
+        assert any("already running" in err for _, (_, err) in results), results
+        state = inspect(runtime, "twice")
+        assert state["status"] == "running" and alive(state["init_pid"])
+        assert "Up " in ps_line(runtime, "twice", all_=False)
+    finally:
+        runtime.cli("rm", "-f", "twice", check=False)
