@@ -16,7 +16,7 @@ from registry.runtime import process
 from registry.runtime.cgroups import ContainerCgroups
 from registry.runtime.monitor import StartError, start_detached, supervise
 from registry.runtime.recovery import locked, reconcile, tear_down
-from registry.runtime.state import Spec, State, all_states, new_id, remove_dir
+from registry.runtime.state import ACTIVE, Spec, State, all_states, new_id, remove_dir
 from registry.runtime.store import ImageRecord, ImageStore
 
 
@@ -99,8 +99,8 @@ def start(state: State) -> None:
     # the keeper and monitor forked below do not inherit it, so it ends with this call.
     with open(state.dir / "start.lock", "a") as lock:
         fcntl.lockf(lock, fcntl.LOCK_EX)
-        state = reconcile(state)
-        if state.status in ("running", "paused", "restarting") and state.monitor_alive():
+        state = reconcile(state.reload())  # as the start before this one left it
+        if state.status in ACTIVE and state.monitor_alive():
             raise LifecycleError(f"container {state.name} is already running")
         (state.dir / "stop-requested").unlink(missing_ok=True)
         start_detached(state)
@@ -137,7 +137,7 @@ def signal_container(state: State, sig: int) -> None:
 def stop(state: State, timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds; returns once the monitor has cleaned up."""
     state = reconcile(state)
-    if state.status not in ("running", "paused", "restarting"):
+    if state.status not in ACTIVE:
         return
     (state.dir / "stop-requested").touch()
     if state.status == "paused":

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 from registry.runtime import process
 from registry.runtime.cgroups import CgroupError, ContainerCgroups
 from registry.runtime.paths import runtime_root
-from registry.runtime.state import State, all_states
+from registry.runtime.state import ACTIVE, State, all_states
 
 
 _KILL_POINTS = "REGISTRY_RUNTIME_KILL_POINT" in os.environ  # tests' crash hooks (recovery.kill_point)
@@ -353,7 +353,7 @@ def _after_crash(state: State, pid: int, status: int) -> State | None:
             state = state.reload()
         except (OSError, ValueError):
             return None
-        started = state.status in ("running", "paused", "restarting") and state.monitor_pid == pid
+        started = state.status in ACTIVE and state.monitor_pid == pid
         reason = (f"the container's monitor was killed by {signal.Signals(os.WTERMSIG(status)).name}"
                   + ("; the container was killed with it" if started else " while starting the container"))
         state = record_crash(state, reason)

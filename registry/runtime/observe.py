@@ -41,9 +41,7 @@ def wait_exit(state: State, poll: float = 0.05, sleep: Callable[[float], None] =
     waited for until it has run; one whose monitor died without recording a code gives 255."""
     while True:
         current = state.reload()
-        if current.status == "exited" and not current.monitor_alive():
-            return current.exit_code if current.exit_code is not None else 255
-        if current.status in ("running", "paused", "restarting") and not current.monitor_alive():
+        if current.status != "created" and not current.monitor_alive():  # exited, or its monitor died
             return current.exit_code if current.exit_code is not None else 255
         sleep(poll)
 

@@ -20,9 +20,8 @@ if TYPE_CHECKING:
 
 from registry.runtime.cgroups import ContainerCgroups, Hierarchies
 from registry.runtime.paths import cgroup_parent
-from registry.runtime.state import State
+from registry.runtime.state import ACTIVE, State
 
-ACTIVE = ("running", "paused", "restarting")
 KILLED_WITH_MONITOR = 128 + signal.SIGKILL  # 137: what the container got when its monitor went
 
 

@@ -21,6 +21,9 @@ from registry.runtime.cgroups import Resources
 from registry.runtime.paths import containers_dir
 
 
+ACTIVE = ("running", "paused", "restarting")  # statuses of a container whose monitor should be alive
+
+
 @dataclass
 class Spec:
     image: str
