@@ -5,6 +5,7 @@ prints as a usage error), never another exception; numbers in ASCII digits only.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -47,10 +48,14 @@ def test_sizes(value: str) -> None:
 @example("٣:80")
 @example("²:80")
 @example("1" * 5000 + ":80")
+@example("٣.0.0.1:80:80")
+@example("1.2.3.4" + "\n" + ":80:80")
 def test_port_mappings(value: str) -> None:
     mapping = _clean(parse_port, value)
     if mapping is not None:
-        assert all(0 < port < 65536 for port in mapping) and value.isascii(), (value, mapping)
+        address, host_port, container_port = mapping
+        assert 0 < host_port < 65536 and 0 < container_port < 65536 and value.isascii(), (value, mapping)
+        assert address == "" or ipaddress.IPv4Address(address), (value, mapping)
 
 
 @fuzz
