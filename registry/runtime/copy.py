@@ -47,15 +47,15 @@ def split_target(value: str) -> tuple[str | None, str]:
 
 def _send(path: str, out_fd: int, follow: bool) -> None:
     """Write `path` (its contents with a trailing '/.') to `out_fd` as a tar stream."""
-    contents = path.endswith("/.") or path == "."
-    source = path.rstrip("/") or "/"
+    contents = path == "." or path.endswith("/.")
+    source = (path[:-2] if path.endswith("/.") else path).rstrip("/") or "/"
     if follow:
         source = os.path.realpath(source)
     if not os.path.lexists(source):
         raise CopyError(f"no such file or directory: {path}")
-    name = "." if contents else (os.path.basename(source.rstrip("/.")) or "/")
+    name = "." if contents or source == "/" else os.path.basename(source)
     with os.fdopen(out_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.add(source if not contents else source[:-2] or "/", arcname=name if name != "/" else ".")
+        tar.add(source, arcname=name)
 
 
 def _checked(owner: tuple[int, int] | None, strip_setid: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:

@@ -46,6 +46,12 @@ def test_cp_out_of_and_into_a_running_container(runtime: Runtime, pulled_base: s
         assert (tmp_path / "into" / "data" / "a").exists()
         runtime.cli("cp", "copied:/data/sub/.", tmp_path / "into")
         assert (tmp_path / "into" / "b").read_text() == "two\n"
+        # -L with SRC/. copies what the link points to, its contents; a name ending in a dot keeps it
+        runtime.cli("cp", "-L", "copied:/data/etc-link/.", tmp_path / "etc-contents")
+        assert (tmp_path / "etc-contents" / "hostname").exists()
+        runtime.cli("exec", "copied", "sh", "-c", "echo dotted > /data/name.")
+        runtime.cli("cp", "copied:/data/name.", tmp_path / "into")
+        assert (tmp_path / "into" / "name.").read_text() == "dotted\n"
         # a symlink in the container resolves inside it: /data/etc-link/hostname is the container's
         runtime.cli("cp", "copied:/data/etc-link/hostname", tmp_path / "hostname")
         assert (tmp_path / "hostname").read_text().strip() == _inspect(runtime, "copied")["spec"]["hostname"]
