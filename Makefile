@@ -30,7 +30,7 @@ test: $(STAMP) system-deps swift-venv
 
 # The fuzz suite's long profile: 200,000 examples per property (make test runs 2,000 of each).
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest -q tests/fuzz $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest -q tests/fuzz tests/test_number_parsers.py $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)

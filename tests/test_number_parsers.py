@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from registry.api.common import (
@@ -23,8 +23,9 @@ from registry.api.common import (
 from registry.config import listen_port
 from registry.errors import RegistryError
 from registry.numbers import INT64_DIGITS, ascii_decimal
+from tests.fuzz.conftest import fuzz
 
-EXAMPLES = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = fuzz  # the fuzz suite's profile: 2,000 examples in make test, 200,000 in make fuzz
 
 # Digits of other scripts and look-alikes: isdigit()/int() accept many of them, the readers none.
 OTHER_DIGITS = "²³¹٠١٢٣٤٥٦٧٨٩۰۱۲०१२३০১২๐๑๒０１２３４５６７８９𝟎𝟏𝟐⁰₀①"
