@@ -319,6 +319,25 @@ def test_a_commit_that_finds_no_room_drops_the_session(http, registry, small_dis
     assert http.get(f"/v2/full/commit/blobs/{_sha(data)}").content == data
 
 
+def test_a_client_gone_mid_body_is_not_a_full_disk(http, registry):
+    _readyz_until(http, 200)  # room above the floor, whatever the tests before left
+    start = http.post("/v2/full/gone/blobs/uploads/")
+    location = start.headers["Location"]
+    sent = 6 * MiB + 17
+    send_partial(registry.host, "PATCH", location, declared=12 * MiB, send=os.urandom(sent))
+    deadline = time.monotonic() + 10
+    while (status := http.get(location)).status_code != 204 or status.headers["Range"] == "0-0":
+        assert time.monotonic() < deadline, status.text
+        time.sleep(0.05)
+    staged = int(status.headers["Range"].split("-")[1]) + 1
+    assert 0 < staged <= sent  # kept, so the client can resume: only a full disk drops a session
+    assert not _error_lines(registry, "full/gone")  # logged at INFO as an aborted request, not an error
+    assert http.delete(location).status_code == 204
+
+
+# The test above runs before this one: in one full run of the suite, /readyz still said "disk full"
+# 20 s after this test had freed the disk (cause not found: run alone, 78 MiB of 115 are free after
+# it, SQLite's database and WAL holding 17 MiB each), and the next test waited for readiness.
 def test_manifest_put_while_the_database_disk_is_full(http, registry, small_disk):
     repo = "full/manifest"
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
@@ -343,22 +362,6 @@ def test_manifest_put_while_the_database_disk_is_full(http, registry, small_disk
     stored = http.put(f"/v2/{repo}/manifests/v1", content=manifest, headers=headers)
     assert stored.status_code == 201, stored.text
     assert http.get(f"/v2/{repo}/manifests/v1", headers={"Accept": headers["Content-Type"]}).content == manifest
-
-
-def test_a_client_gone_mid_body_is_not_a_full_disk(http, registry):
-    _readyz_until(http, 200)  # room above the floor, whatever the tests before left
-    start = http.post("/v2/full/gone/blobs/uploads/")
-    location = start.headers["Location"]
-    sent = 6 * MiB + 17
-    send_partial(registry.host, "PATCH", location, declared=12 * MiB, send=os.urandom(sent))
-    deadline = time.monotonic() + 10
-    while (status := http.get(location)).status_code != 204 or status.headers["Range"] == "0-0":
-        assert time.monotonic() < deadline, status.text
-        time.sleep(0.05)
-    staged = int(status.headers["Range"].split("-")[1]) + 1
-    assert 0 < staged <= sent  # kept, so the client can resume: only a full disk drops a session
-    assert not _error_lines(registry, "full/gone")  # logged at INFO as an aborted request, not an error
-    assert http.delete(location).status_code == 204
 
 
 def test_which_errors_mean_a_full_disk():
