@@ -213,22 +213,22 @@ def sample(state: State) -> Sample:
                   int(count) if count.isdigit() else len(pids))
 
 
+def _scaled(size: float, step: int, units: tuple[str, ...], digits: int) -> str:
+    for unit in units:
+        if size < step or unit == units[-1]:
+            return f"{int(size)}B" if unit == "B" else f"{size:.{digits}g}{unit}"
+        size /= step
+    raise AssertionError("not reached")
+
+
 def binary_size(size: float) -> str:
     """1.5MiB, as docker stats shows memory."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.4g}{unit}" if unit != "B" else f"{int(size)}B"
-        size /= 1024
-    return f"{size}B"
+    return _scaled(size, 1024, ("B", "KiB", "MiB", "GiB", "TiB"), 4)
 
 
 def decimal_size(size: float) -> str:
     """1.2kB, as docker stats shows network and block I/O."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.3g}{unit}" if unit != "B" else f"{int(size)}B"
-        size /= 1000
-    return f"{size}B"
+    return _scaled(size, 1000, ("B", "kB", "MB", "GB", "TB"), 3)
 
 
 STATS_HEADER = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")
