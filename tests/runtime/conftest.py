@@ -9,6 +9,7 @@ and each test checks what the host has.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -124,6 +125,19 @@ class Runtime:
         links = [n for n in self.links() if n not in links_before]
         return {k: v for k, v in {"mounts": self.mounts(), "cgroups": self.cgroup_dirs(), "links": links,
                                   "processes": self.processes()}.items() if v}
+
+
+def inspect(runtime: Runtime, name: str) -> dict:
+    """`registry inspect NAME`, parsed."""
+    return json.loads(runtime.cli("inspect", name).stdout)[0]
+
+
+def wait_for(predicate, timeout: float = 20, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import REPO, Runtime, require_tool
+from tests.runtime.conftest import REPO, Runtime, inspect, require_tool, wait_for
 
 DOCKER_DEFAULT_CAPS = 0xA80425FB
 MODES = [pytest.param([], id="default"), pytest.param(["--init"], id="init")]
@@ -31,18 +31,6 @@ SECURITY = "grep -E 'Cap|NoNewPrivs|Seccomp' /proc/1/status"
 EVERY_PROCESS = ("for f in /proc/[0-9]*/status; do "
                  "awk '/^(Pid|Name|CapEff|CapPrm|CapBnd|CapAmb|CapInh|NoNewPrivs|Seccomp):/ {printf \"%s=%s \", $1, $2}"
                  " END {print \"\"}' $f 2>/dev/null; done")
-
-
-def inspect(runtime: Runtime, name: str) -> dict:
-    return json.loads(runtime.cli("inspect", name).stdout)[0]
-
-
-def wait_for(predicate, timeout: float = 20, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def wait_ready(runtime: Runtime, name: str, marker: str = "ready") -> None:

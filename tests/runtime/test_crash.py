@@ -4,27 +4,13 @@ truthfully and agree on, restart policies hold, and nothing leaks (the autouse c
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.runtime.conftest import REPO, Runtime
-
-
-def inspect(runtime: Runtime, name: str) -> dict:
-    return json.loads(runtime.cli("inspect", name).stdout)[0]
-
-
-def wait_for(predicate, timeout: float = 20, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from tests.runtime.conftest import REPO, Runtime, inspect, wait_for
 
 
 def alive(pid: int | None) -> bool:
