@@ -350,7 +350,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
 def _apply_yaml(config: Config, path: Path, sources: dict[str, str]) -> None:
     try:
         document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:  # ValueError: an int of 4,300+ digits
+    # ValueError: an int of 4,300+ digits; OverflowError: a \U escape past C's int (PyYAML's scanner)
+    except (OSError, ValueError, OverflowError, RecursionError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")

@@ -136,7 +136,8 @@ class Policy:
             document = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             raise PolicyError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
-        except ValueError as exc:  # from PyYAML's constructors: an int of 4,300+ digits, a 30th of February
+        # From PyYAML: an int of 4,300+ digits or a 30th of February (ValueError), a \U escape past C's int
+        except (ValueError, OverflowError) as exc:
             raise PolicyError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:200]}") from None
         except RecursionError:
             raise PolicyError(f"{path}: nested too deeply") from None

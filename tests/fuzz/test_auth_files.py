@@ -74,6 +74,7 @@ def _load(path: Path, data: bytes) -> Policy | None:
 @example(data=b"rules: " + b"[" * 5000)
 @example(data=b"rules: 0x" + b"f" * 5000)  # an int too wide for repr() in the error message
 @example(data=b"rules: " + b"1" * 5000)  # ValueError from PyYAML's int()
+@example(data=b'rules: "\\U88888888888888888888"')  # OverflowError from PyYAML's scanner
 @example(data=b"rules:\n  - repositories: 2001-02-30\n")  # ValueError from PyYAML's date()
 @example(data=("admins: " + laughs(9, 9) + "\nrules: [*a8]\n").encode())  # repr of 9**9 strings: a hang
 def test_any_policy_file_loads_or_is_one_policy_error(policy_path: Path, data: bytes) -> None:

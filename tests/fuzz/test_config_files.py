@@ -117,13 +117,14 @@ def test_any_configuration_file_and_environment(files: Path, data: st.DataObject
     b"workers: 2001-02-30",  # ValueError from PyYAML's date()
     b"workers: " + b"[" * 5000,  # RecursionError from PyYAML's composer
     b"workers: \xff",  # UnicodeDecodeError reading the file
+    b'workers: "\\U88888888888888888888"',  # OverflowError from PyYAML's scanner (chr of a too-wide escape)
     b"quota:\n  namespaces: [{namespace: a, bytes: 0x" + b"f" * 5000 + b"}]",  # str() of an int too wide
     b"mirror:\n  upstreams: [{alias: a, url: 'http://u', ca_file: \"a\\0b\"}]",  # ValueError: embedded null byte
     # YAML aliases that expand to 9**9 strings, then one option's str() or an error message walks them all
     ("retention:\n  policies: " + laughs(9, 9) + "\nlisten: *a8\n").encode(),
     ("retention:\n  policies: " + laughs(9, 9) + "\nmirror:\n  upstreams: *a8\n").encode(),
-], ids=["int-5000-digits", "february-30", "nested-5000", "not-utf8", "quota-hex-int", "ca-file-nul", "laughs-listen",
-        "laughs-upstreams"])
+], ids=["int-5000-digits", "february-30", "nested-5000", "not-utf8", "escape-too-wide", "quota-hex-int", "ca-file-nul",
+        "laughs-listen", "laughs-upstreams"])
 def test_configuration_files_found_by_fuzzing(files: Path, content: bytes) -> None:
     _check(files / "found.yaml", content, {})
 
