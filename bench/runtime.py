@@ -6,11 +6,13 @@
 
 The image is busybox-static in one layer, pushed to our registry on loopback, then pulled once by each
 runtime (`registry pull`, `docker pull`). runc gets `runc spec`'s defaults with the unpacked layer as
-a read-only rootfs (no terminal). Two forms of ours are timed: the full `registry` command (which also
-loads the server's modules for its other verbs) and `python -m registry.runtime` (the runtime's verbs only).
-The project's modules are byte-compiled first (`compileall`, into the usual __pycache__ directories), as in
-an installed package; an editable checkout under PYTHONDONTWRITEBYTECODE would compile them on every start.
-Needs root, runc and a Docker engine (started here from /usr/sbin/dockerd when `docker info` fails).
+a read-only rootfs (no terminal).
+
+Ours is timed as users run it: the project installed with `pip install` into a fresh venv (byte-compiled, no
+editable-install import hook; its dependencies come from this venv through a .pth file), both as the
+`registry` command and as `python -m registry.runtime`. The development checkout's `registry` (an editable
+install, whose import hook alone loads pathlib and dataclasses at every interpreter start) is timed too, for
+reference. Needs root, runc and a Docker engine (started here from /usr/sbin/dockerd when `docker info` fails).
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def ensure_docker(log_dir: Path) -> subprocess.Popen | None:
     return proc
 
 
+def install(venv: Path) -> Path:
+    """The project installed into a new venv as `pip install .` does it; that venv's bin directory."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    ours = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site / "zz-dependencies.pth").write_text(f"{ours}\n")  # aiohttp and the rest, without installing them again
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                    "--no-deps", str(REPO_ROOT)], check=True)
+    return venv / "bin"
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, env=env, cwd=cwd)
@@ -73,7 +86,7 @@ def main() -> int:
     server = RegistryProcess(work / "registry")
     server.start()
     tag = f"bench-{uuid.uuid4().hex[:8]}"
-    # The project's modules byte-compiled, as installed (see the docstring).
+    installed = install(work / "venv")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO_ROOT / "registry")], check=True)
     env = {**os.environ, "REGISTRY_RUNTIME_ROOT": str(work / "runtime"),
            "REGISTRY_RUNTIME_CGROUP": f"registry-runtime-bench-{tag}"}
@@ -97,22 +110,24 @@ def main() -> int:
         (bundle / "config.json").write_text(json.dumps(config))
 
         commands = {
-            "registry run": [str(Path(python).parent / "registry"), "run", "--rm", image.reference, "true"],
-            "python -m registry.runtime run": [python, "-m", "registry.runtime", "run", "--rm", image.reference,
-                                               "true"],
+            "registry run": [str(installed / "registry"), "run", "--rm", image.reference, "true"],
+            "python -m registry.runtime run": [str(installed / "python"), "-m", "registry.runtime", "run", "--rm",
+                                               image.reference, "true"],
+            "registry run (checkout)": [str(Path(python).parent / "registry"), "run", "--rm", image.reference,
+                                        "true"],
             "runc run": None,  # a fresh container name each time
             "docker run": ["docker", "run", "--rm", "--network", "none", image.reference, "true"],
         }
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for name, cmd in commands.items():  # warm-up: page cache, pyc files
             if cmd:
-                timed(cmd, env)
+                timed(cmd, env, cwd=work)  # not the checkout: `python -m` would import from it
         for i in range(args.repeat):
             for name, cmd in commands.items():
                 if name == "runc run":
                     samples[name].append(timed(["runc", "run", f"bench-{tag}-{i}"], cwd=bundle))
                 else:
-                    samples[name].append(timed(cmd, env))  # type: ignore[arg-type]
+                    samples[name].append(timed(cmd, env, cwd=work))  # type: ignore[arg-type]
         medians = {name: statistics.median(values) for name, values in samples.items()}
         runc, docker = medians["runc run"], medians["docker run"]
         print(f"{'command':34} {'median':>9} {'vs runc':>8} {'vs docker':>10}")

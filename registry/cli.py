@@ -59,22 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _runtime_verbs() -> set[str]:
-    from registry.runtime import cli as runtime_cli
-
-    parser = argparse.ArgumentParser()
-    subparsers = parser.add_subparsers()
-    runtime_cli.add_commands(subparsers)
-    return set(subparsers.choices)
-
-
 def main(argv: list[str] | None = None) -> int:
+    """The exit code; a runtime verb (`run`, `ps`, ...) ends the process itself (see runtime's exit_now)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in _runtime_verbs():
+    from registry.runtime.cli import VERBS as RUNTIME_VERBS  # a table: no parser, no runtime modules
+    if argv and argv[0] in RUNTIME_VERBS:
         # Starting a container should not pay for the server's imports (SQLAlchemy, alembic, bcrypt).
-        from registry.runtime.__main__ import main as runtime_main
+        from registry.runtime.__main__ import exit_now, main as runtime_main
 
-        return runtime_main(argv)
+        exit_now(runtime_main(argv))
     from registry.config import ConfigError  # not before: the runtime's verbs do without it
 
     args = build_parser().parse_args(argv)

@@ -14,7 +14,6 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from registry.runtime.paths import cgroup_parent
+from registry.runtime.records import Record
 
 V1_FOR = {"memory": "memory", "cpu": "cpu", "pids": "pids", "io": "blkio", "freezer": "freezer", "devices": "devices"}
 # Docker's default device rules: any node may be created, only these opened (null, zero, full, random,
@@ -34,12 +34,13 @@ class CgroupError(Exception):
     pass
 
 
-@dataclass
-class Hierarchies:
-    v2_root: Path | None
-    v2_controllers: set[str]
-    v1: dict[str, Path]  # controller -> mount point
-    v1_options: dict[str, str] = field(default_factory=dict)  # mount point -> its controller option(s)
+class Hierarchies(Record):
+    def __init__(self, v2_root: Path | None, v2_controllers: set[str], v1: dict[str, Path],
+                 v1_options: dict[str, str] | None = None) -> None:
+        self.v2_root = v2_root
+        self.v2_controllers = v2_controllers
+        self.v1 = v1                               # controller -> mount point
+        self.v1_options = v1_options or {}         # mount point -> its controller option(s)
 
     @classmethod
     def detect(cls) -> "Hierarchies":
@@ -82,18 +83,23 @@ class Hierarchies:
         return None
 
 
-@dataclass
-class Resources:
-    memory: int | None = None          # bytes
-    memory_swap: int | None = None     # memory + swap, bytes; -1 unlimited
-    cpus: float | None = None
-    cpu_shares: int | None = None
-    pids_limit: int | None = None
-    blkio_weight: int | None = None
-    device_read_bps: list[tuple[str, int]] = field(default_factory=list)   # (device path, bytes/s)
-    device_write_bps: list[tuple[str, int]] = field(default_factory=list)
-    device_read_iops: list[tuple[str, int]] = field(default_factory=list)  # (device path, operations/s)
-    device_write_iops: list[tuple[str, int]] = field(default_factory=list)
+class Resources(Record):
+    def __init__(self, memory: int | None = None, memory_swap: int | None = None, cpus: float | None = None,
+                 cpu_shares: int | None = None, pids_limit: int | None = None, blkio_weight: int | None = None,
+                 device_read_bps: list[tuple[str, int]] | None = None,
+                 device_write_bps: list[tuple[str, int]] | None = None,
+                 device_read_iops: list[tuple[str, int]] | None = None,
+                 device_write_iops: list[tuple[str, int]] | None = None) -> None:
+        self.memory = memory                  # bytes
+        self.memory_swap = memory_swap        # memory + swap, bytes; -1 unlimited
+        self.cpus = cpus
+        self.cpu_shares = cpu_shares
+        self.pids_limit = pids_limit
+        self.blkio_weight = blkio_weight
+        self.device_read_bps = device_read_bps or []      # (device path, bytes/s)
+        self.device_write_bps = device_write_bps or []
+        self.device_read_iops = device_read_iops or []    # (device path, operations/s)
+        self.device_write_iops = device_write_iops or []
 
     def throttles(self) -> list[tuple[str, str, str, int]]:
         """Every device limit as (device path, v1 file, v2 io.max key, value)."""
@@ -132,12 +138,12 @@ def _write(path: Path, value: str) -> None:
         raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
 
 
-@dataclass
-class ContainerCgroups:
+class ContainerCgroups(Record):
     """The directories of one container's cgroups (absolute), which the state file keeps."""
 
-    dirs: dict[str, str]     # "v2" or a v1 controller -> directory
-    where: dict[str, str]    # controller -> "v1"/"v2"
+    def __init__(self, dirs: dict[str, str], where: dict[str, str]) -> None:
+        self.dirs = dirs      # "v2" or a v1 controller -> directory
+        self.where = where    # controller -> "v1"/"v2"
 
     def to_json(self) -> dict[str, Any]:
         return {"dirs": self.dirs, "where": self.where}

@@ -11,7 +11,6 @@ import re
 import signal
 import sys
 import time
-from dataclasses import asdict
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
@@ -498,6 +497,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from registry.runtime.records import as_json
     from registry.runtime.state import NotFound, find
     from registry.runtime.store import ImageStore
 
@@ -505,7 +505,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             from registry.runtime.recovery import reconcile
-            out.append(asdict(reconcile(find(name))))
+            out.append(as_json(reconcile(find(name))))
             continue
         except NotFound:
             pass
@@ -513,7 +513,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if image is None:
             print(f"registry: no such container or image: {name}", file=sys.stderr)
             return 1
-        out.append(asdict(image))
+        out.append(as_json(image))
     print(json.dumps(out, indent=2))
     return 0
 
@@ -536,39 +536,42 @@ def _wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return run
 
 
-def add_commands(subparsers: Any) -> None:
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        parser.set_defaults(func=_wrap(func))
-        return parser
-
-    p = add("pull", cmd_pull, "pull an image into the local runtime store")
+def _args_pull(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("image")
-    p = add("run", cmd_run, "run a command in a new container")
+
+
+def _args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--detach", action="store_true")
     _container_options(p)
-    _container_options(add("create", cmd_create, "create a container without starting it"))
-    p = add("start", cmd_start, "start created or stopped containers (detached)")
+
+
+def _args_containers(p: argparse.ArgumentParser) -> None:
     p.add_argument("containers", nargs="+")
-    p = add("stop", cmd_stop, "SIGTERM, then SIGKILL after a grace period")
+
+
+def _args_timed_containers(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--time", type=float, default=10.0)
     p.add_argument("containers", nargs="+")
-    p = add("kill", cmd_kill, "send a signal (default SIGKILL)")
+
+
+def _args_kill(p: argparse.ArgumentParser) -> None:
     p.add_argument("-s", "--signal", default="KILL")
     p.add_argument("containers", nargs="+")
-    for name, func, text in (("pause", cmd_pause, "freeze every process of containers"),
-                             ("unpause", cmd_unpause, "thaw paused containers")):
-        p = add(name, func, text)
-        p.add_argument("containers", nargs="+")
-    p = add("rm", cmd_rm, "remove containers and everything they hold")
+
+
+def _args_rm(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-v", "--volumes", action="store_true", help="also remove the container's anonymous volumes")
     p.add_argument("containers", nargs="+")
-    p = add("logs", cmd_logs, "the output of a detached container")
+
+
+def _args_logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("container")
-    p = add("exec", cmd_exec, "run a command in a running container")
+
+
+def _args_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-e", "--env", action="append", default=[])
@@ -576,40 +579,97 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    p = add("restart", cmd_restart, "stop (SIGTERM, then SIGKILL after -t seconds) and start containers again")
-    p.add_argument("-t", "--time", type=float, default=10.0)
-    p.add_argument("containers", nargs="+")
-    p = add("attach", cmd_attach, "the terminal on a running container: its output, its stdin (-i), signals passed on")
+
+
+def _args_attach(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stdin", action="store_true", help="do not send the terminal's input")
     p.add_argument("--sig-proxy", type=_boolean, nargs="?", const=True, default=True, metavar="true|false",
                    help="pass the signals this command gets to the container (default: true)")
     p.add_argument("container")
-    p = add("wait", cmd_wait, "block until containers stop, then print their exit codes")
-    p.add_argument("containers", nargs="+")
-    p = add("top", cmd_top, "the processes of a running container (host ps, default -ef)")
+
+
+def _args_top(p: argparse.ArgumentParser) -> None:
     p.add_argument("container")
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
-    p = add("stats", cmd_stats, "CPU, memory, network, block I/O and processes of running containers")
+
+
+def _args_stats(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stream", action="store_true", help="print one table and exit")
     p.add_argument("containers", nargs="*")
-    p = add("port", cmd_port, "the published ports of a container, or where one port is published")
+
+
+def _args_port(p: argparse.ArgumentParser) -> None:
     p.add_argument("container")
     p.add_argument("port", nargs="?")
-    p = add("cp", cmd_cp, "copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST "
-            "(- for a tar stream on stdin or stdout)")
-    p.add_argument("-a", "--archive", action="store_true", help="keep owners and setuid/setgid bits (default: the copier's owner on the host, root in the container)")
+
+
+def _args_cp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--archive", action="store_true",
+                   help="keep owners and setuid/setgid bits (default: the copier's owner on the host, root in "
+                        "the container)")
     p.add_argument("-L", "--follow-link", action="store_true", help="copy what a symlink SRC points to")
     p.add_argument("source")
     p.add_argument("dest")
-    p = add("ps", cmd_ps, "list containers")
+
+
+def _args_listing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def _args_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
-    p = add("images", cmd_images, "list images in the local runtime store")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p = add("rmi", cmd_rmi, "remove images (and layers no other image uses)")
+
+
+def _args_rmi(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("images", nargs="+")
-    p = add("history", cmd_history, "an image's layers with sizes and digests")
+
+
+def _args_image(p: argparse.ArgumentParser) -> None:
     p.add_argument("image")
-    p = add("inspect", cmd_inspect, "details of containers or images, as JSON")
+
+
+def _args_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="+")
+
+
+# name: (what it does, the command, its arguments). A plain table, so that `registry run` builds the parser of
+# `run` alone: an argparse parser per verb costs about 0.3 ms, 7 ms for all of them on every container start.
+VERBS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]] = {
+    "pull": ("pull an image into the local runtime store", cmd_pull, _args_pull),
+    "run": ("run a command in a new container", cmd_run, _args_run),
+    "create": ("create a container without starting it", cmd_create, _container_options),
+    "start": ("start created or stopped containers (detached)", cmd_start, _args_containers),
+    "stop": ("SIGTERM, then SIGKILL after a grace period", cmd_stop, _args_timed_containers),
+    "kill": ("send a signal (default SIGKILL)", cmd_kill, _args_kill),
+    "pause": ("freeze every process of containers", cmd_pause, _args_containers),
+    "unpause": ("thaw paused containers", cmd_unpause, _args_containers),
+    "rm": ("remove containers and everything they hold", cmd_rm, _args_rm),
+    "logs": ("the output of a detached container", cmd_logs, _args_logs),
+    "exec": ("run a command in a running container", cmd_exec, _args_exec),
+    "restart": ("stop (SIGTERM, then SIGKILL after -t seconds) and start containers again", cmd_restart,
+                _args_timed_containers),
+    "attach": ("the terminal on a running container: its output, its stdin (-i), signals passed on", cmd_attach,
+               _args_attach),
+    "wait": ("block until containers stop, then print their exit codes", cmd_wait, _args_containers),
+    "top": ("the processes of a running container (host ps, default -ef)", cmd_top, _args_top),
+    "stats": ("CPU, memory, network, block I/O and processes of running containers", cmd_stats, _args_stats),
+    "port": ("the published ports of a container, or where one port is published", cmd_port, _args_port),
+    "cp": ("copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST "
+           "(- for a tar stream on stdin or stdout)", cmd_cp, _args_cp),
+    "ps": ("list containers", cmd_ps, _args_ps),
+    "images": ("list images in the local runtime store", cmd_images, _args_listing),
+    "rmi": ("remove images (and layers no other image uses)", cmd_rmi, _args_rmi),
+    "history": ("an image's layers with sizes and digests", cmd_history, _args_image),
+    "inspect": ("details of containers or images, as JSON", cmd_inspect, _args_inspect),
+}
+
+
+def add_commands(subparsers: Any, only: str | None = None) -> None:
+    """The runtime's verbs as subcommands; with `only`, that verb alone (what `registry VERB ...` needs)."""
+    for name, (help_text, func, arguments) in VERBS.items():
+        if only is None or name == only:
+            parser = subparsers.add_parser(name, help=help_text, description=help_text)
+            parser.set_defaults(func=_wrap(func))
+            arguments(parser)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
@@ -256,7 +255,11 @@ def exec_in(state: State, args: list[str], *, env: list[str], workdir: str | Non
     cgroup_ns = os.open(f"/proc/{state.init_pid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     spec = Spec(**{**state.spec.__dict__, "env": state.spec.env + env, "tty": tty})
-    tty_parent, tty_child = socket.socketpair() if tty else (None, None)
+    tty_parent = tty_child = None
+    if tty:
+        import socket
+
+        tty_parent, tty_child = socket.socketpair()
     pid = os.fork()
     if pid == 0:
         try:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -80,7 +79,11 @@ class Run:
         to_monitor_r, to_monitor_w = os.pipe2(os.O_CLOEXEC)
         from_monitor_r, from_monitor_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        tty_parent, tty_child = socket.socketpair() if spec.tty else (None, None)
+        tty_parent = tty_child = None
+        if spec.tty:
+            import socket  # here only: the module costs ~5 ms of every start
+
+            tty_parent, tty_child = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             os.close(to_monitor_r)

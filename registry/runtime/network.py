@@ -20,18 +20,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 import struct
-import subprocess
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
+    import subprocess
     from typing import Any, Iterable, Iterator
 
 POOL = "10.213.0.0/16"
 PREFIX = 24
 LOCK = "/run/registry-runtime-network.lock"
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_AF_INET = 2  # socket.AF_INET: the socket module is for the bridge paths, which pyroute2 brings it to
 
 
 class NetworkError(Exception):
@@ -40,10 +40,15 @@ class NetworkError(Exception):
 
 def loopback_up() -> None:
     """`ip link set lo up` in the current namespace, without importing pyroute2 (fast path for none)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    from registry.runtime.syscalls import udp_socket
+
+    sock = udp_socket()
+    try:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, ifreq))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    finally:
+        os.close(sock)
 
 
 @contextlib.contextmanager
@@ -73,11 +78,11 @@ def _used_networks(ipr: Any) -> list[Any]:
     import ipaddress
 
     used = []
-    for addr in ipr.get_addr(family=socket.AF_INET):
+    for addr in ipr.get_addr(family=_AF_INET):
         ip = addr.get_attr("IFA_ADDRESS")
         if ip:
             used.append(ipaddress.ip_network(f"{ip}/{addr['prefixlen']}", strict=False))
-    for route in ipr.get_routes(family=socket.AF_INET, table=254) + ipr.get_routes(family=socket.AF_INET, table=255):
+    for route in ipr.get_routes(family=_AF_INET, table=254) + ipr.get_routes(family=_AF_INET, table=255):
         dst = route.get_attr("RTA_DST")
         if dst and route["dst_len"] > 0:
             used.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
@@ -87,7 +92,7 @@ def _used_networks(ipr: Any) -> list[Any]:
 def _bridge_subnet(ipr: Any, bridge: str) -> tuple[str, int] | None:
     """The bridge's address and prefix, if the bridge is there with one."""
     for index in ipr.link_lookup(ifname=bridge):
-        for addr in ipr.get_addr(family=socket.AF_INET, index=index):
+        for addr in ipr.get_addr(family=_AF_INET, index=index):
             return addr.get_attr("IFA_ADDRESS"), addr["prefixlen"]
     return None
 
@@ -126,6 +131,8 @@ def _bridge_ports(ipr: Any, bridge: str) -> list[str]:
 
 def firewall() -> str:
     """`nft` where the host has nftables (the nft tool and a kernel that answers), else `iptables`."""
+    import subprocess
+
     for tool, probe in (("nft", ["nft", "list", "tables"]), ("iptables", ["iptables", "-t", "nat", "-S"])):
         try:
             if subprocess.run(probe, capture_output=True, timeout=10).returncode == 0:
@@ -144,6 +151,8 @@ def iptables_chain(bridge: str) -> str:
 
 
 def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    import subprocess  # here, not above: a container without a bridge never runs a command
+
     result = subprocess.run(args, capture_output=True, text=True, timeout=30)
     if check and result.returncode != 0:
         raise NetworkError(f"`{' '.join(args)}` failed: {result.stderr.strip()}")
@@ -154,6 +163,8 @@ def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
     """Masquerade the subnet out of every other interface; let its traffic be forwarded both ways.
 
     `tool` ("nft" or "iptables") only for tests: otherwise detected."""
+    import subprocess
+
     if (tool or firewall()) == "nft":
         table = nft_table(bridge)
         # add+delete+define in one transaction: our own table only, replaced atomically, never others'.
@@ -195,6 +206,8 @@ def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
 
 def nat_down(bridge: str) -> None:
     """Remove our table or chain (each tool's, whichever is there), nothing else."""
+    import subprocess
+
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # a host without nft has no table of ours
         if _run(["nft", "list", "table", "inet", nft_table(bridge)], check=False).returncode == 0:
             _run(["nft", "delete", "table", "inet", nft_table(bridge)], check=False)

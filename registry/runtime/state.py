@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
@@ -19,31 +18,36 @@ if TYPE_CHECKING:
 
 from registry.runtime.cgroups import Resources
 from registry.runtime.paths import containers_dir
+from registry.runtime.records import Record, as_json
 
 
 ACTIVE = ("running", "paused", "restarting")  # statuses of a container whose monitor should be alive
 
 
-@dataclass
-class Spec:
-    image: str
-    image_digest: str
-    lowers: list[str]                 # short layer paths relative to the store, top-most first
-    args: list[str]
-    env: list[str]
-    cwd: str
-    user: str
-    hostname: str
-    network: str = "none"             # none | host | bridge
-    ports: list[tuple[str, int, int]] = field(default_factory=list)  # (host address, host port, container port)
-    volumes: list[tuple[str, str, bool]] = field(default_factory=list)
-    resources: Resources = field(default_factory=Resources)
-    restart: str = "no"               # no | on-failure[:N] | always
-    auto_remove: bool = False
-    tty: bool = False                 # a pseudo-terminal from the container's devpts as stdio
-    interactive: bool = False         # the caller's stdin goes to the container
-    init: bool = False                # --init: tini-static as PID 1, confined like the workload, reaps
-    mknod: bool = True                # CAP_MKNOD only where a devices cgroup limits what nodes can be opened
+class Spec(Record):
+    def __init__(self, image: str, image_digest: str, lowers: list[str], args: list[str], env: list[str], cwd: str,
+                 user: str, hostname: str, network: str = "none", ports: list[tuple[str, int, int]] | None = None,
+                 volumes: list[tuple[str, str, bool]] | None = None, resources: Resources | None = None,
+                 restart: str = "no", auto_remove: bool = False, tty: bool = False, interactive: bool = False,
+                 init: bool = False, mknod: bool = True) -> None:
+        self.image = image
+        self.image_digest = image_digest
+        self.lowers = lowers              # short layer paths relative to the store, top-most first
+        self.args = args
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        self.hostname = hostname
+        self.network = network            # none | host | bridge
+        self.ports = ports or []          # (host address, host port, container port)
+        self.volumes = volumes or []      # (host path, container path, read-only)
+        self.resources = resources or Resources()
+        self.restart = restart            # no | on-failure[:N] | always
+        self.auto_remove = auto_remove
+        self.tty = tty                    # a pseudo-terminal from the container's devpts as stdio
+        self.interactive = interactive    # the caller's stdin goes to the container
+        self.init = init                  # --init: tini-static as PID 1, confined like the workload, reaps
+        self.mknod = mknod                # CAP_MKNOD only where a devices cgroup limits what nodes can be opened
 
     def published(self) -> list[tuple[str, int, int]]:
         """-p mappings as (host address, host port, container port), "" meaning 0.0.0.0; records from
@@ -51,26 +55,31 @@ class Spec:
         return [tuple(p) if len(p) == 3 else ("127.0.0.1", *p) for p in self.ports]  # type: ignore[misc]
 
 
-@dataclass
-class State:
-    id: str
-    name: str
-    spec: Spec
-    status: str = "created"           # created | running | paused | restarting | exited
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    exit_code: int | None = None
-    oom_killed: bool = False
-    monitor_pid: int | None = None
-    keeper_pid: int | None = None     # a detached monitor's parent, which restarts it if it is killed
-    monitor_since: int | None = None  # their start times (clock ticks after boot): a reused pid has another
-    keeper_since: int | None = None
-    init_pid: int | None = None       # the container's PID 1, as the host sees it
-    cgroups: dict[str, Any] = field(default_factory=dict)
-    network: dict[str, Any] = field(default_factory=dict)   # veth, addresses
-    restarts: int = 0
-    error: str = ""
+class State(Record):
+    def __init__(self, id: str, name: str, spec: Spec, status: str = "created", created: float | None = None,
+                 started: float | None = None, finished: float | None = None, exit_code: int | None = None,
+                 oom_killed: bool = False, monitor_pid: int | None = None, keeper_pid: int | None = None,
+                 monitor_since: int | None = None, keeper_since: int | None = None, init_pid: int | None = None,
+                 cgroups: dict[str, Any] | None = None, network: dict[str, Any] | None = None, restarts: int = 0,
+                 error: str = "") -> None:
+        self.id = id
+        self.name = name
+        self.spec = spec
+        self.status = status                  # created | running | paused | restarting | exited
+        self.created = time.time() if created is None else created
+        self.started = started
+        self.finished = finished
+        self.exit_code = exit_code
+        self.oom_killed = oom_killed
+        self.monitor_pid = monitor_pid
+        self.keeper_pid = keeper_pid          # a detached monitor's parent, which restarts it if it is killed
+        self.monitor_since = monitor_since    # their start times (clock ticks after boot): a reused pid has another
+        self.keeper_since = keeper_since
+        self.init_pid = init_pid              # the container's PID 1, as the host sees it
+        self.cgroups = cgroups or {}
+        self.network = network or {}          # veth, addresses
+        self.restarts = restarts
+        self.error = error
 
     @property
     def dir(self) -> Path:
@@ -79,7 +88,7 @@ class State:
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f"state.json.{os.getpid()}"
-        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.write_text(json.dumps(as_json(self), indent=1))
         os.replace(tmp, self.dir / "state.json")
 
     @classmethod

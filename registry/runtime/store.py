@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
@@ -22,26 +21,28 @@ if TYPE_CHECKING:
     from typing import Any, Iterator
 
 from registry.runtime.paths import runtime_root
+from registry.runtime.records import Record, as_json
 
 SHORT = 12
 
 
-@dataclass
-class LayerRecord:
-    digest: str       # the blob as pulled (compressed)
-    diff_id: str      # the uncompressed tar
-    size: int
-    media_type: str
+class LayerRecord(Record):
+    def __init__(self, digest: str, diff_id: str, size: int, media_type: str) -> None:
+        self.digest = digest          # the blob as pulled (compressed)
+        self.diff_id = diff_id        # the uncompressed tar
+        self.size = size
+        self.media_type = media_type
 
 
-@dataclass
-class ImageRecord:
-    digest: str                       # manifest digest
-    reference: str                    # as pulled, e.g. 127.0.0.1:5000/team/app:1.0
-    config_digest: str
-    config: dict[str, Any]
-    layers: list[LayerRecord] = field(default_factory=list)
-    pulled: float = 0.0
+class ImageRecord(Record):
+    def __init__(self, digest: str, reference: str, config_digest: str, config: dict[str, Any],
+                 layers: list[LayerRecord] | None = None, pulled: float = 0.0) -> None:
+        self.digest = digest                  # manifest digest
+        self.reference = reference            # as pulled, e.g. 127.0.0.1:5000/team/app:1.0
+        self.config_digest = config_digest
+        self.config = config
+        self.layers = layers or []
+        self.pulled = pulled
 
     @property
     def id(self) -> str:
@@ -101,7 +102,7 @@ class ImageStore:
     def save_image(self, record: ImageRecord) -> None:
         with self.lock():
             path = self.root / "images" / (record.digest.split(":", 1)[1] + ".json")
-            path.write_text(json.dumps(asdict(record)))
+            path.write_text(json.dumps(as_json(record)))
             refs = self._refs()
             refs[record.reference] = record.digest
             self._write_refs(refs)

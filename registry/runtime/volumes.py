@@ -68,7 +68,6 @@ def create_with_volumes(spec: Spec, image: ImageRecord, name: str | None) -> Sta
     """Create the container with a new volume for each `-v /CTR` and each path the image declares in
     `Volumes` (unless something is mounted there already), filled from the image as Docker does."""
     from registry.runtime import lifecycle
-    from registry.runtime.copy import CopyError, copy_out
 
     declared = sorted((image.config.get("config") or {}).get("Volumes") or {})
     taken = {container.rstrip("/") or "/" for host, container, _ in spec.volumes if host}
@@ -85,6 +84,8 @@ def create_with_volumes(spec: Spec, image: ImageRecord, name: str | None) -> Sta
         for data in made.values():
             shutil.rmtree(os.path.dirname(data), ignore_errors=True)
         raise
+    if made:
+        from registry.runtime.copy import CopyError, copy_out  # tarfile and tempfile: only for volumes to fill
     for path, data in made.items():
         claim(data, state.id)
         os.rmdir(data)  # the image's directory (owner and mode too) becomes the volume, as Docker fills it
