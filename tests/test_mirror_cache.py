@@ -3,11 +3,13 @@ recently pulled images stay, pinned ones stay; pre-warm fetches an image ahead o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -55,15 +57,23 @@ def _pull(client: httpx.Client, repo: str, tag: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture
-def mirror_pair(tmp_path) -> Iterator[tuple[RegistryProcess, RegistryProcess, dict[str, list[str]]]]:
+@contextlib.contextmanager
+def _pair(tmp_path: Path, cap: int = CAP, tag_ttl: float = 300
+          ) -> Iterator[tuple[RegistryProcess, RegistryProcess, dict[str, list[str]]]]:
+    """An upstream holding IMAGES images (v0..) in one repository, and a mirror of it with `cap` bytes of cache."""
     with RegistryProcess(tmp_path / "upstream") as upstream, httpx.Client(base_url=upstream.url) as http:
         repo = f"cache/{uuid.uuid4().hex[:6]}"
         blobs = {f"v{i}": _push_image(http, repo, f"v{i}")[1] for i in range(IMAGES)}
-        upstreams = json.dumps([{"alias": "up", "url": upstream.url, "tag_ttl": 300}])
-        env = {"REGISTRY_MIRROR_UPSTREAMS": upstreams, "REGISTRY_MIRROR_CACHE_BYTES": str(CAP)}
+        upstreams = json.dumps([{"alias": "up", "url": upstream.url, "tag_ttl": tag_ttl}])
+        env = {"REGISTRY_MIRROR_UPSTREAMS": upstreams, "REGISTRY_MIRROR_CACHE_BYTES": str(cap)}
         with RegistryProcess(tmp_path / "mirror", env=env) as mirror:
             yield mirror, upstream, {"repo": [repo], **blobs}
+
+
+@pytest.fixture
+def mirror_pair(tmp_path) -> Iterator[tuple[RegistryProcess, RegistryProcess, dict[str, list[str]]]]:
+    with _pair(tmp_path) as pair:
+        yield pair
 
 
 def test_size_cap_keeps_recent_and_pinned_images(mirror_pair):
@@ -122,3 +132,37 @@ def test_recency_is_refreshed_by_pulls_not_fill_time(mirror_pair):
     stored = set(mirror.storage.blob_digests())
     assert set(images["v0"]) <= stored and set(images["v3"]) <= stored
     assert not set(images["v1"]) & stored
+
+
+def test_an_eviction_pass_without_a_cap_evicts_nothing(tmp_path):
+    """No cap (mirror.cache_bytes 0, the default) means nothing is ever over it: "Run eviction now" used to
+    empty the whole cache."""
+    with _pair(tmp_path, cap=0) as (mirror, upstream, images):
+        cached = f"up/{images['repo'][0]}"
+        with httpx.Client(base_url=mirror.url, timeout=60) as http:
+            _pull(http, cached, "v0")
+            report = http.post("/admin/api/mirror/evict").json()
+            assert report["evicted_links"] == 0 and report["freed_bytes"] == 0 and report["cap_bytes"] == 0, report
+            assert set(images["v0"]) <= set(mirror.storage.blob_digests())
+            upstream.stop()  # what the mirror holds serves without it
+            _pull(http, cached, "v0")
+
+
+def test_pulls_through_the_mirror_are_recorded_and_revalidation_is_no_push(tmp_path):
+    """The admin page's "last pull" moves with pulls through the mirror; a revalidation that finds the tag
+    unchanged upstream restarts its cache time but is not a push."""
+    with _pair(tmp_path, tag_ttl=1) as (mirror, _upstream, images):
+        cached = f"up/{images['repo'][0]}"
+        with httpx.Client(base_url=mirror.url, timeout=60) as http:
+            _pull(http, cached, "v0")
+            first = http.get(f"/admin/api/repositories/{cached}").json()
+            time.sleep(1.2)  # past the tag's TTL: the next pull asks the upstream (HEAD), which confirms it
+            _pull(http, cached, "v0")
+            deadline = time.monotonic() + 15  # pulls are written every few seconds
+            while (repo := http.get(f"/admin/api/repositories/{cached}").json())["last_pull"] is None:
+                assert time.monotonic() < deadline, repo
+                time.sleep(0.2)
+            stats = http.get("/admin/api/mirror").json()["upstreams"][0]
+        assert stats["revalidations"] >= 1, stats
+        assert repo["last_push"] == first["last_push"], (first, repo)
+        assert repo["last_pull"] >= first["last_push"]

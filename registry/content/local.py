@@ -485,7 +485,7 @@ class LocalContent:
                                     detail={"digest": child})
 
     async def tagged(self, repository: str, tag: str) -> tuple[Manifest, float] | None:
-        """A tag's manifest and when the tag was last set (a mirror: last confirmed upstream)."""
+        """A tag's manifest and when it was last set or (a mirror's) confirmed upstream."""
         async with self.db.read() as conn:
             found = await manifest_rows.manifest_by_tag_with_time(conn, repository, tag)
         if found is None:
@@ -497,7 +497,7 @@ class LocalContent:
         async with self.db.write() as conn:
             repo_id = await repo_rows.repository_id(conn, repository)
             if repo_id is not None:
-                await tag_rows.touch_tag(conn, repo_id, tag)
+                await tag_rows.verify_tag(conn, repo_id, tag)
 
     async def has_repository(self, repository: str) -> bool:
         async with self.db.read() as conn:

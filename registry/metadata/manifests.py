@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 
 from registry.metadata.db import Connection, Database
 from registry.metadata.schema import manifest_references, manifests, repositories, tags
@@ -39,7 +39,7 @@ _BY_DIGEST = (select(*_COLUMNS)
               .where(repositories.c.name == bindparam("repository"), manifests.c.digest == bindparam("digest")))
 
 
-_BY_TAG_WITH_TIME = _BY_TAG.add_columns(tags.c.updated_at)
+_BY_TAG_WITH_TIME = _BY_TAG.add_columns(func.coalesce(tags.c.verified_at, tags.c.updated_at).label("updated_at"))
 
 
 async def manifest_by_tag_with_time(conn: Connection, repository: str, tag: str) -> tuple[ManifestRow, float] | None:

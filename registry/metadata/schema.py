@@ -68,7 +68,8 @@ tags = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
     Column("name", String(128), primary_key=True),
     Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
-    Column("updated_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),      # when the tag was last set (pushed)
+    Column("verified_at", Float, nullable=True),      # a mirror's tag: when its upstream last confirmed it
     Index("ix_tags_manifest", "manifest_id"),
 )
 

@@ -41,9 +41,9 @@ async def list_tags(db: Database, repository: str, limit: int | None, last: str 
 
 async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
     """Point the tag at the manifest: one upsert, so concurrent moves end on one of them."""
-    await conn.execute(db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at"]),
+    await conn.execute(db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at", "verified_at"]),
                        {"repository_id": repository_id, "name": name, "manifest_id": manifest_id,
-                        "updated_at": time.time()})
+                        "updated_at": time.time(), "verified_at": None})
 
 
 async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:
@@ -52,6 +52,7 @@ async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:
     return result.rowcount > 0
 
 
-async def touch_tag(conn: Connection, repository_id: int, name: str) -> None:
+async def verify_tag(conn: Connection, repository_id: int, name: str) -> None:
+    """A mirror's upstream still has the tag where it was: its cache time restarts, its push time stays."""
     await conn.execute(update(tags).where(and_(tags.c.repository_id == repository_id, tags.c.name == name))
-                       .values(updated_at=time.time()))
+                       .values(verified_at=time.time()))

@@ -94,8 +94,9 @@ class CacheKeeper:
     async def _enforce(self) -> dict[str, int]:
         await self.flush()
         used = await self.usage()
-        report = {"usage_before": used, "evicted_links": 0, "deleted_blobs": 0, "freed_bytes": 0}
-        if used <= self.cap_bytes:
+        report = {"usage_before": used, "evicted_links": 0, "deleted_blobs": 0, "freed_bytes": 0,
+                  "cap_bytes": self.cap_bytes}
+        if not self.cap_bytes or used <= self.cap_bytes:  # 0 is no cap: nothing is ever over it
             report["usage_after"] = used
             self.last_report = report
             return report

@@ -59,7 +59,9 @@ class MirrorContent:
                                  cache_bytes)
 
     def _pulled(self, repository: str, found: Manifest) -> Manifest:
-        """A manifest served counts as its blobs pulled (a client with the layers won't ask)."""
+        """A manifest served is a pull (the admin page's "last pull", retention's recency) and counts as its
+        blobs pulled for eviction (a client with the layers won't ask)."""
+        self.local.pulls.record(repository, found.digest)
         try:
             parsed = parse_manifest(found.payload, found.media_type)
         except RegistryError:

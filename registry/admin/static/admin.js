@@ -345,8 +345,14 @@ async function mirror() {
         if (!(await confirmDialog(`Unpin ${p}?`, "It may then be evicted when the cache is over its cap.", "Unpin"))) return;
         try { await api("/mirror/pins", { method: "DELETE", body: { image: p } }); await render(); } catch (err) { toast(err.message, true); }
       } }, "Unpin"))))) : h("p", { class: "muted" }, "No pins."),
-    h("div", { class: "toolbar" }, h("button", { type: "button", onclick: async () => {
-      try { const r = await api("/mirror/evict", { method: "POST" }); toast(`Eviction: ${JSON.stringify(r)}`); } catch (err) { toast(err.message, true); }
+    h("div", { class: "toolbar" }, h("button", { type: "button", class: "danger", disabled: !stats.cache_cap_bytes,
+      title: stats.cache_cap_bytes ? "" : "No cap is set (mirror.cache_bytes): nothing is ever over it", onclick: async () => {
+      if (!(await confirmDialog("Run an eviction pass now?", `Least recently used cached images are deleted until the cache is under its cap of ${bytes(stats.cache_cap_bytes)}; the next pull of each goes upstream again. Pinned images stay.`, "Evict"))) return;
+      try {
+        const r = await api("/mirror/evict", { method: "POST" });
+        toast(`Eviction: ${r.evicted_links} links, ${bytes(r.freed_bytes)} freed; cache now ${bytes(r.usage_after)}`);
+        await render();
+      } catch (err) { toast(err.message, true); }
     } }, "Run eviction now")));
 }
 
