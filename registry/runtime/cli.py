@@ -428,6 +428,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
+    from registry.runtime.observe import decimal_size
     from registry.runtime.store import ImageStore
 
     store = ImageStore()
@@ -437,8 +438,8 @@ def cmd_images(args: argparse.Namespace) -> int:
         if image is None:
             continue
         repo, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "<none>")
-        size = sum(layer.size for layer in image.layers)
-        rows.append((repo, tag, image.id, f"{size / 1e6:.1f}MB"))
+        size = sum(layer.size for layer in image.layers)  # as pulled (compressed)
+        rows.append((repo, tag, image.id, decimal_size(size)))  # 1.24MB, 812kB: docker's units
     if args.quiet:
         for row in rows[1:]:
             print(row[2])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.runtime.observe import decimal_size
 from tests.runtime import images as im
 from tests.runtime.conftest import Runtime
 from tests.support import host
@@ -208,6 +209,8 @@ def test_images_history_inspect_rmi(runtime: Runtime) -> None:
     runtime.cli("pull", image.reference)
     listing = runtime.cli("images").stdout
     assert f"{image.reference.rsplit(':', 1)[0]}" in listing and "v2" in listing
+    row = next(line for line in listing.splitlines() if image.reference.rsplit(":", 1)[0] in line)
+    assert row.split()[-1] == decimal_size(sum(len(layer.blob) for layer in layers)), row  # never "0.0MB"
     history = runtime.cli("history", image.reference).stdout.splitlines()
     assert "COPY a.txt /" in history[1] and im.sha256(layers[1].blob) in history[1]
     assert "CMD sh" in history[2] and "0B" in history[2]
