@@ -27,7 +27,7 @@ from registry.gc.policy import parse_quotas
 from registry.http_edges import framing_middleware
 from registry.metadata.db import Database, DatabaseUnavailable
 from registry.mirror.content import MirrorContent
-from registry.mirror.upstreams import Router, parse_upstreams
+from registry.mirror.upstreams import Router, parse_local_namespaces, parse_upstreams
 from registry.storage import DISK_FULL_ERRNOS, StorageFull, StorageUnavailable, create_store
 
 log = logging.getLogger("registry")
@@ -124,7 +124,8 @@ def create_app(config: Config) -> web.Application:
     maintenance = app[MAINTENANCE_KEY] = Maintenance(db, store, MaintenanceSettings.from_config(config))
     mirror = None
     if config.mirror.upstreams:
-        router = Router(parse_upstreams(config.mirror.upstreams))
+        upstreams = parse_upstreams(config.mirror.upstreams)
+        router = Router(upstreams, parse_local_namespaces(config.mirror.local_namespaces, upstreams))
         mirror = app[MIRROR_KEY] = MirrorContent(local, store, router, Path(config.data_dir) / "mirror" / "fills",
                                                  max_stale=config.mirror.max_stale,
                                                  cache_bytes=config.mirror.cache_bytes, sweeper=maintenance.sweeper)

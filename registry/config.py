@@ -126,6 +126,9 @@ class MirrorConfig:
     max_stale: int = option(7 * 86400, "seconds cached content may be served past its freshness while the "
                                        "upstream fails (429, 5xx, timeouts, unreachable)")
     cache_bytes: int = option(0, "size cap for mirrored blobs, least recently pulled evicted first (0: no cap)")
+    local_namespaces: list = option([], "with a docker_hub upstream, the repository name prefixes that stay this "
+                                        "registry's own (e.g. [team, ci]); every other name without an upstream's "
+                                        "prefix is Docker Hub's, and pushes to it are refused")
 
 
 @dataclass
@@ -383,12 +386,17 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
     if config.limits.header_bytes < 1024 or config.limits.header_total_bytes < config.limits.header_bytes:
         raise ConfigError("limits.header_bytes must be at least 1024, and limits.header_total_bytes at least that")
     if config.mirror.upstreams:
-        from registry.mirror.upstreams import MirrorConfigError, parse_upstreams
+        from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
 
         try:
-            parse_upstreams(config.mirror.upstreams)
+            upstreams = parse_upstreams(config.mirror.upstreams)
         except MirrorConfigError as exc:
             raise ConfigError(f"{sources.get('mirror.upstreams', 'mirror.upstreams')}: {exc}") from None
+        try:
+            parse_local_namespaces(config.mirror.local_namespaces, upstreams)
+        except MirrorConfigError as exc:
+            raise ConfigError(f"{sources.get('mirror.local_namespaces', 'mirror.local_namespaces')}: {exc}") \
+                from None
     from registry.gc.policy import PolicyError, parse_quotas, parse_retention
 
     sections = (("retention.policies", parse_retention, config.retention.policies),

@@ -33,11 +33,11 @@ async def routed(request: web.Request) -> tuple[Any, str]:
     """The content a repository request goes to, and the repository name that content knows.
 
     Local repositories: the local content and the name as asked. Mirrored ones (routing in
-    registry/mirror/upstreams.py): the mirror and the cache repository's name. A root name
-    (Docker's registry-mirrors) that is not a local repository goes to the Docker Hub upstream
-    for manifests, and for its blobs and tags only once the mirror holds that repository:
-    a push's first checks on a new local repository never reach (or leak to) the upstream.
-    A write into a mirrored namespace reaches the mirror, which refuses it.
+    registry/mirror/upstreams.py): the mirror and the cache repository's name. With a Docker Hub
+    upstream, a root name (Docker's registry-mirrors) outside mirror.local_namespaces is Docker Hub's:
+    its manifests go there, and its blobs and tags once the mirror holds that repository (a client's
+    checks before a push, which is then refused, never leak to the upstream). A write into a mirrored
+    namespace reaches the mirror, which refuses it.
     """
     name = repository(request)
     local = request.app[CONTENT_KEY]
@@ -54,7 +54,7 @@ async def routed(request: web.Request) -> tuple[Any, str]:
     route = router.prefixed(name)
     if route is None:
         hub = router.docker_hub_route(name)
-        if hub is None or await local.has_repository(name):
+        if hub is None:
             return local, name
         official = name.startswith("library/") or "/" not in name
         if not (official or "reference" in request.match_info or await local.has_repository(hub.cache_name)):

@@ -371,8 +371,12 @@ class MirrorContent:
     # -- writes: refused --------------------------------------------------------------
     def _refuse(self, repository: str) -> RegistryError:
         route = self._route(repository)
+        local = self.router.local_namespaces
+        instead = (f"push under a local namespace ({', '.join(local)})" if local else
+                   "push to a local repository name instead" if not route.upstream.docker_hub else
+                   "list the local namespaces to push to in mirror.local_namespaces")
         return RegistryError("DENIED", f"{route.name} is mirrored from {route.upstream.alias} "
-                                       f"({route.upstream.url}); push to a local repository name instead")
+                                       f"({route.upstream.url}); {instead}")
 
     async def start_upload(self, repository: str, *args: object, **kwargs: object) -> None:
         raise self._refuse(repository)

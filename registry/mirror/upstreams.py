@@ -1,8 +1,9 @@
 """Upstream registries from config, and the routing that picks one for a request.
 
 One mirror endpoint serves every upstream at once:
-- Docker's `registry-mirrors` sends root requests (`/v2/library/alpine/...`): they go to the
-  upstream marked `docker_hub`, unless the repository exists locally (local first);
+- Docker's `registry-mirrors` sends root requests (`/v2/library/alpine/...`): with an upstream marked
+  `docker_hub`, every root name is Docker Hub's, except under `mirror.local_namespaces` (e.g. `team/...`),
+  which are this registry's own: a local push can never stand in for a Docker Hub image;
 - containerd's `hosts.toml` adds `?ns=<registry host>`: the upstream whose `host` (or alias)
   it names;
 - a path prefix `/v2/<alias or host>/<name>/...` reaches any upstream from any client.
@@ -102,7 +103,7 @@ def parse_upstreams(entries: list[Any]) -> list[Upstream]:
         ca_file = entry.text("ca_file")
         if ca_file:
             _check_ca_file(entry, ca_file)
-        host = entry.text("host") or ("docker.io" if docker_hub else parsed.netloc)
+        host = entry.text("host") or parsed.netloc  # Docker Hub's own names route to a docker_hub one anyway
         tag_ttl = entry.number("tag_ttl", 300.0)
         assert tag_ttl is not None
         upstreams.append(Upstream(alias=alias, url=url, host=host, docker_hub=docker_hub,
@@ -136,9 +137,33 @@ class Route:
         return self.upstream.cache_name(self.name)
 
 
+def parse_local_namespaces(entries: list[Any], upstreams: list[Upstream]) -> tuple[str, ...]:
+    """mirror.local_namespaces: repository name prefixes (`team`, `ci/builds`) that stay this registry's own
+    beside a docker_hub upstream; none may be an upstream's alias or host (those name its cache)."""
+    from registry.reference import validate_name
+
+    found = []
+    for index, raw in enumerate(entries):
+        where = f"mirror.local_namespaces[{index}]"
+        if not isinstance(raw, str):
+            raise MirrorConfigError(f"{where}: expected a repository name prefix such as team, got "
+                                    f"{type(raw).__name__}")
+        try:
+            validate_name(raw)
+        except RegistryError:
+            raise MirrorConfigError(f"{where}: {raw[:100]!r} is not a repository name prefix") from None
+        first = raw.partition("/")[0]
+        taken = next((u for u in upstreams if first in (u.alias, u.host)), None)
+        if taken is not None:
+            raise MirrorConfigError(f"{where}: {first} names the cache of upstream {taken.alias}")
+        found.append(raw)
+    return tuple(found)
+
+
 class Router:
-    def __init__(self, upstreams: list[Upstream]) -> None:
+    def __init__(self, upstreams: list[Upstream], local_namespaces: tuple[str, ...] = ()) -> None:
         self.upstreams = upstreams
+        self.local_namespaces = local_namespaces
         self.by_prefix: dict[str, Upstream] = {}
         for upstream in upstreams:
             self.by_prefix[upstream.alias] = upstream
@@ -168,8 +193,13 @@ class Router:
             name = f"library/{name}"
         return Route(upstream, name)
 
+    def is_local(self, name: str) -> bool:
+        """Under one of mirror.local_namespaces."""
+        return any(name == ns or name.startswith(ns + "/") for ns in self.local_namespaces)
+
     def docker_hub_route(self, name: str) -> Route | None:
-        if self.docker_hub is None:
+        """A root name's route to the docker_hub upstream; None without one, or for a local namespace."""
+        if self.docker_hub is None or self.is_local(name):
             return None
         return Route(self.docker_hub, name if "/" in name else f"library/{name}")
 
@@ -178,6 +208,4 @@ class Router:
         first = name.partition("/")[0]
         if first in self.by_prefix and "/" in name:
             return self.by_prefix[first]
-        if self.docker_hub is not None and first == "library":
-            return self.docker_hub
-        return None
+        return self.docker_hub if self.docker_hub_route(name) is not None else None

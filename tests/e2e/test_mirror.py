@@ -249,7 +249,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory, hub: Hub, distribution: Dis
          "password": PASSWORD},
         {"alias": "flaky", "url": flaky.url, "tag_ttl": FLAKY_TTL},
     ]
-    env = {"REGISTRY_MIRROR_UPSTREAMS": json.dumps(upstreams), "REGISTRY_MIRROR_MAX_STALE": "600"}
+    env = {"REGISTRY_MIRROR_UPSTREAMS": json.dumps(upstreams), "REGISTRY_MIRROR_MAX_STALE": "600",
+           "REGISTRY_MIRROR_LOCAL_NAMESPACES": '["team"]'}  # every other root name is the hub's
     with RegistryProcess(tmp_path_factory.mktemp("mirror") / "data", env=env) as server:
         # The mirror's client meets the hub's Basic challenge once here, so the counts below see
         # only the requests the tests cause.
@@ -657,7 +658,7 @@ def test_skopeo_push_and_pull_of_a_local_repository(mirror: RegistryProcess, sko
     assert read_oci_layout(layout).reachable("v1") == oci_image.reachable("v1")
 
 
-@pytest.mark.parametrize("repo", ["hub/e2e/pushed", "library/pushed"])
+@pytest.mark.parametrize("repo", ["hub/e2e/pushed", "library/pushed", "someone/pushed"])
 def test_docker_push_into_a_mirrored_namespace_is_denied(mirror: RegistryProcess, hub: Hub,
                                                          mirror_images: MirrorImages, repo: str) -> None:
     image = mirror_images.local
@@ -674,7 +675,7 @@ def test_docker_push_into_a_mirrored_namespace_is_denied(mirror: RegistryProcess
         f"docker push {ref}: want `denied: ... mirrored from hub ...`, got:\n{result.stderr}\n{mirror.log_tail()}")
 
 
-@pytest.mark.parametrize("repo", ["hub/e2e/raw", "docker.io/e2e/raw", "library/raw", "ghcr/e2e/raw",
+@pytest.mark.parametrize("repo", ["hub/e2e/raw", "docker.io/e2e/raw", "library/raw", "someone/raw", "ghcr/e2e/raw",
                                   "ghcr.io/e2e/raw", "flaky/e2e/raw"])
 def test_writes_into_mirrored_namespaces_are_403_denied(mirror: RegistryProcess, repo: str) -> None:
     image = small_image(f"denied {repo}")
@@ -705,7 +706,8 @@ def test_unknown_ns_is_not_served_from_another_upstream(mirror: RegistryProcess,
 @pytest.fixture
 def mirror_with_hub_down(tmp_path: Path) -> Iterator[RegistryProcess]:
     upstreams = [{"alias": "hub", "url": f"http://127.0.0.1:{free_port()}", "docker_hub": True}]
-    with RegistryProcess(tmp_path / "data", env={"REGISTRY_MIRROR_UPSTREAMS": json.dumps(upstreams)}) as server:
+    env = {"REGISTRY_MIRROR_UPSTREAMS": json.dumps(upstreams), "REGISTRY_MIRROR_LOCAL_NAMESPACES": '["team"]'}
+    with RegistryProcess(tmp_path / "data", env=env) as server:
         yield server
 
 
