@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from registry.admin.common import inventory, name_param, page_params, paged
-from registry.api.common import is_printable_key, require_deletes
+from registry.api.common import MIRROR_KEY, is_printable_key, require_deletes
 from registry.errors import RegistryError
 from registry.reference import validate_tag
 
@@ -19,11 +21,18 @@ async def list_repositories(request: web.Request) -> web.Response:
         raise RegistryError("UNSUPPORTED", "q: at most 255 printable ASCII characters", status=400,
                             detail={"q": search[:100]})
     found = await inventory(request).repositories(search, limit + 1, last)
-    return paged("repositories", found, limit, "name")
+    return paged("repositories", [_with_origin(request, r) for r in found], limit, "name")
 
 
 async def get_repository(request: web.Request) -> web.Response:
-    return web.json_response(await inventory(request).repository(name_param(request)))
+    return web.json_response(_with_origin(request, await inventory(request).repository(name_param(request))))
+
+
+def _with_origin(request: web.Request, repository: dict[str, Any]) -> dict[str, Any]:
+    """`mirror_of`: the alias of the upstream whose cache this repository is, or None for a local one."""
+    mirror = request.app.get(MIRROR_KEY)
+    owner = mirror.router.cache_owner(repository["name"]) if mirror is not None else None
+    return {**repository, "mirror_of": owner.alias if owner is not None else None}
 
 
 async def delete_repository(request: web.Request) -> web.Response:

@@ -193,6 +193,11 @@ class Router:
             name = f"library/{name}"
         return Route(upstream, name)
 
+    def cache_owner(self, name: str) -> Upstream | None:
+        """The upstream whose cache the repository `name` is (`<alias>/...`), if any."""
+        first, _, rest = name.partition("/")
+        return next((u for u in self.upstreams if u.alias == first), None) if rest else None
+
     def is_local(self, name: str) -> bool:
         """Under one of mirror.local_namespaces."""
         return any(name == ns or name.startswith(ns + "/") for ns in self.local_namespaces)

@@ -177,7 +177,7 @@ async function repositories(params) {
   const form = h("form", { class: "toolbar", onsubmit: (e) => { e.preventDefault(); location.hash = `#/repositories?q=${encodeURIComponent(search.value)}`; } },
     search, h("button", { type: "submit" }, "Search"));
   const rows = page.repositories.map((r) => h("tr", { dataset: { repository: r.name } },
-    h("td", {}, h("a", { href: repoLink(r.name) }, r.name)),
+    h("td", {}, h("a", { href: repoLink(r.name) }, r.name), r.mirror_of ? h("span", { class: "tag mirror-cache", title: `A pull-through cache of upstream ${r.mirror_of}: filled by pulls, never pushed to` }, `mirror of ${r.mirror_of}`) : null),
     h("td", { class: "num" }, r.tag_count),
     h("td", { class: "num size" }, bytes(r.size)),
     h("td", { class: "num" }, bytes(r.unique_size)),
@@ -229,6 +229,7 @@ async function repository(name) {
   } }, "More tags");
   main().replaceChildren(
     h("h1", {}, name),
+    summary.mirror_of ? h("p", { class: "muted mirror-cache" }, `A pull-through cache of upstream ${summary.mirror_of}: filled by pulls through the mirror, never pushed to.`) : null,
     h("div", { class: "cards" },
       card("Tags", summary.tag_count), card("Manifests", summary.manifest_count),
       card("Size", bytes(summary.size), "repo-size"), card("Unique size", bytes(summary.unique_size)),
