@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
         exit_now(runtime_main(argv))
     from registry.config import ConfigError  # not before: the runtime's verbs do without it
+    from registry.startup import StartupError
 
     args = build_parser().parse_args(argv)
     try:
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"registry: configuration error: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"registry: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

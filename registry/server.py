@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from registry import __version__
 from registry.config import Config
+from registry.startup import StartupError, reason
 
 log = logging.getLogger("registry")
 
@@ -22,10 +24,30 @@ def bind(config: Config) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hint = " (another process holds it; choose another with --listen)" if exc.errno == errno.EADDRINUSE else ""
+        raise StartupError(f"cannot listen on {host or '0.0.0.0'}:{port}: {reason(exc)}{hint}") from None
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
+
+
+def prepare_data_dir(config: Config) -> None:
+    """The data directory (and a filesystem store's root) made before any worker starts, or one line why not."""
+    wanted = [Path(config.data_dir)] + ([Path(config.storage_root)] if config.storage.backend == "filesystem" else [])
+    for directory in wanted:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot use {directory} as the data directory: {reason(exc)}"
+                               f"{f' ({exc.filename})' if exc.filename and str(exc.filename) != str(directory) else ''}"
+                               ) from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StartupError(f"cannot use {directory} as the data directory: not writable by this user "
+                               f"(uid {os.getuid()})")
 
 
 def run_worker(config: Config, sock: socket.socket) -> None:
@@ -43,6 +65,7 @@ def serve(config: Config) -> int:
     from registry.tls import ssl_context
 
     ssl_context(config)  # fail before forking on bad certificates; creates the self-signed set once
+    prepare_data_dir(config)
     sock = bind(config)
     host, port = sock.getsockname()[:2]
     log.info("registry %s listening on %s:%d with %d worker(s), data in %s", __version__, host, port,

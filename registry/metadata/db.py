@@ -17,10 +17,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable, Insert, Select
 from sqlalchemy import Table
 
 from registry.metadata.group_sync import GroupSync
+from registry.startup import StartupError, reason
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -279,7 +281,11 @@ class WriterLock:
 def _ensure_parent_dir(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create the database's directory {Path(database).parent}: {reason(exc)}") \
+                from None
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -308,4 +314,8 @@ def migrate(url: str, revision: str = "head") -> None:
     cfg = AlembicConfig(str(MIGRATIONS_DIR / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    try:
+        command.upgrade(cfg, revision)
+    except (OSError, DBAPIError, asyncio.TimeoutError) as exc:  # refused, unknown host, bad password, no database
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StartupError(f"cannot reach the database {shown}: {reason(exc)}") from None
