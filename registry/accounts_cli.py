@@ -164,13 +164,16 @@ def robot_list(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
+ACCOUNT_OPTIONS = ("data_dir", "database.url")  # accounts live in the database only
+
+
 def add_commands(commands: Any) -> None:
     user = commands.add_parser("user", help="manage users (bcrypt hashes in the database)")
     user_commands = user.add_subparsers(dest="user_command", required=True)
     for verb, handler, doc in (("add", user_add, "add or update a user"), ("passwd", user_passwd, "change a password"),
                                ("remove", user_remove, "remove a user"), ("list", user_list, "list users")):
-        parser = user_commands.add_parser(verb, help=doc)
-        add_arguments(parser)
+        parser = user_commands.add_parser(verb, help=doc, description=doc)
+        add_arguments(parser, ACCOUNT_OPTIONS)
         if verb != "list":
             parser.add_argument("name", type=_name)
         if verb in ("add", "passwd"):
@@ -182,7 +185,7 @@ def add_commands(commands: Any) -> None:
     robot = commands.add_parser("robot", help="manage robot (CI) accounts: scoped, expiring secrets")
     robot_commands = robot.add_subparsers(dest="robot_command", required=True)
     add = robot_commands.add_parser("add", help="create (or replace) a robot; prints its secret once")
-    add_arguments(add)
+    add_arguments(add, ACCOUNT_OPTIONS)
     add.add_argument("name", type=_name)
     add.add_argument("--repository", action="append", required=True, help="repository pattern (repeatable), e.g. ci/*")
     add.add_argument("--actions", default="pull,push", help="comma-separated: pull,push,delete (default pull,push)")
@@ -190,7 +193,7 @@ def add_commands(commands: Any) -> None:
     add.set_defaults(func=robot_add)
     for verb, handler in (("remove", robot_remove), ("list", robot_list)):
         parser = robot_commands.add_parser(verb, help=f"{verb} robots")
-        add_arguments(parser)
+        add_arguments(parser, ACCOUNT_OPTIONS)
         if verb == "remove":
             parser.add_argument("name", type=_name)
         parser.set_defaults(func=handler)

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="apply schema migrations")
-    add_arguments(upgrade)
+    add_arguments(upgrade, ("data_dir", "database.url"))
     upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
     upgrade.set_defaults(func=_db_upgrade)
     from registry import accounts_cli, gc_cli

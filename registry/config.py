@@ -314,12 +314,24 @@ def _set(config: Config, path: tuple[str, ...], value: Any) -> None:
     setattr(target, path[-1], value)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --config and one flag per option; defaults stay None so unset flags do not override."""
+# What a command that is not the server needs to find the registry's data; its own sections come on top.
+WHERE_THE_DATA_IS = ("data_dir", "database.url", "storage.backend", "storage.root")
+
+
+def add_arguments(parser: argparse.ArgumentParser, shown: tuple[str, ...] | None = None) -> None:
+    """Add --config and one flag per option; defaults stay None so unset flags do not override.
+
+    With `shown` (dotted option names or section prefixes), every option is still accepted but only those
+    appear in --help and in usage lines: `registry user add --help` need not list the server's 70 options."""
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (env: REGISTRY_CONFIG)")
+    if shown is not None:
+        parser.epilog = ("Every option of `registry serve` is accepted too, as a flag, in --config or as its "
+                         "REGISTRY_* variable (`registry serve --help` lists them).")
     for spec in options():
+        listed = shown is None or any(spec.dotted == s or spec.dotted.startswith(s + ".") for s in shown)
         kwargs: dict[str, Any] = {"dest": spec.dest, "default": None,
-                                  "help": f"{spec.help} (default: {spec.default!r}; env: {spec.env})"}
+                                  "help": f"{spec.help} (default: {spec.default!r}; env: {spec.env})" if listed
+                                  else argparse.SUPPRESS}
         if spec.choices:
             kwargs["choices"] = spec.choices
         if spec.type is bool:

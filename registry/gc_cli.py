@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from registry.config import add_arguments, load
+from registry.config import WHERE_THE_DATA_IS, add_arguments, load
 from registry.gc.policy import format_bytes
 
 
@@ -88,13 +88,13 @@ def add_commands(commands: Any) -> None:
     retention = commands.add_parser("retention", help="apply retention policies only (tags and the manifests "
                                                       "they kept); gc frees the bytes")
     for parser, job in ((gc, "gc"), (retention, "retention")):
-        add_arguments(parser)
+        add_arguments(parser, (*WHERE_THE_DATA_IS, "gc", "retention"))
         parser.add_argument("--dry-run", action="store_true", help="list what would go and what it frees")
         parser.add_argument("--json", action="store_true", help="print the full JSON report")
         parser.set_defaults(func=_collect_command(job))
     fsck = commands.add_parser("fsck", help="check that stored blobs match their digests and the database",
                                description="Exit status 1 when problems remain (unrepaired).")
-    add_arguments(fsck)
+    add_arguments(fsck, (*WHERE_THE_DATA_IS, "fsck"))
     fsck.add_argument("--sample", type=float, default=None, metavar="FRACTION",
                       help="re-hash only this random fraction of blobs (all are checked for presence and size)")
     fsck.add_argument("--repair", action="store_true", help="quarantine bad bytes and forget rows without "
