@@ -175,7 +175,8 @@ class Config:
     data_dir: str = option("./data", "directory for the embedded database and filesystem blob store")
     log_level: str = option("info", "log level", choices=("debug", "info", "warning", "error"))
     log_format: str = option("text", "log lines as text, or as one JSON object per line (access lines carry "
-                                     "request_id, method, path, route, status, duration_ms, bytes, user)",
+                                     "request_id, remote, user, method, path, route, status, duration_ms, "
+                                     "bytes_in, bytes_out, user_agent)",
                              choices=("text", "json"))
     delete_enabled: bool = option(True, "allow DELETE of manifests, tags and blobs")
     upload_chunk_bytes: int = option(4 * 1024 * 1024, "read/write buffer for streamed request bodies, in bytes")

@@ -17,6 +17,7 @@ from registry.config import Config
 from registry.startup import StartupError, reason
 
 log = logging.getLogger("registry")
+LIFECYCLE = logging.getLogger("registry.lifecycle")  # start and stop lines: shown at every --log-level
 
 
 def bind(config: Config) -> socket.socket:
@@ -68,15 +69,59 @@ def serve(config: Config) -> int:
     prepare_data_dir(config)
     sock = bind(config)
     host, port = sock.getsockname()[:2]
-    log.info("registry %s listening on %s:%d with %d worker(s), data in %s", __version__, host, port,
-             config.workers, config.data_dir)
-    if config.workers == 1:
-        run_worker(config, sock)
-        return 0
-    from registry.admin.metrics_dir import share_metrics
+    LIFECYCLE.info("%s", summary(config, host, port))
+    for warning in exposure_warnings(config, host, port):
+        LIFECYCLE.warning("%s", warning)
+    try:
+        if config.workers == 1:
+            run_worker(config, sock)
+            return 0
+        from registry.admin.metrics_dir import share_metrics
 
-    share_metrics(Path(config.data_dir))  # before any worker imports prometheus_client
-    return _supervise(config, sock)
+        share_metrics(Path(config.data_dir))  # before any worker imports prometheus_client
+        return _supervise(config, sock)
+    finally:
+        LIFECYCLE.info("registry %s on %s:%d stopped", __version__, host, port)
+
+
+def summary(config: Config, host: str, port: int) -> str:
+    """The start-up line: where it listens and what it runs on, with no secret in it."""
+    from sqlalchemy.engine import make_url
+
+    scheme = "https" if config.tls.cert_file or config.tls.self_signed else "http"
+    storage = (f"filesystem at {config.storage_root}" if config.storage.backend == "filesystem" else
+               f"s3 bucket {config.storage.s3.bucket} at {config.storage.s3.endpoint_url or 'AWS'}")
+    database = make_url(config.database_url).render_as_string(hide_password=True)
+    mirrors = ", ".join(f"{u['alias']}={u['url']}" for u in config.mirror.upstreams if isinstance(u, dict))
+    return (f"registry {__version__} listening on {scheme}://{host}:{port} with {config.workers} worker(s); "
+            f"auth {config.auth.mode}; storage {storage}; database {database}; "
+            f"mirrors {mirrors or 'none'}")
+
+
+def exposure_warnings(config: Config, host: str, port: int) -> list[str]:
+    """What an operator should know before a registry without credentials faces a network."""
+    if config.auth.mode != "none" or _loopback(host):
+        return []
+    where = f"{host}:{port}"
+    warnings = [f"auth.mode is none on {where}, which is not a loopback address: anyone who can reach it can "
+                f"pull every image (set auth.mode to basic or token, or listen on 127.0.0.1)"]
+    outside = [n.strip() for n in config.auth.anonymous_push_networks.split(",") if n.strip() and not _loopback(
+        n.strip().split("/")[0])]
+    if outside:
+        warnings.append(f"auth.anonymous_push_networks lets {', '.join(outside)} push and delete on {where} "
+                        "without credentials")
+    return warnings
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _supervise(config: Config, sock: socket.socket) -> int:

@@ -38,5 +38,13 @@ class AccessLogger(AbstractAccessLogger):
             "bytes_out": metrics.body_bytes(request, response),
             "user_agent": request.headers.get("User-Agent", "")[:200],
         }
-        self.logger.info("%s %s %s %d %.1fms", fields["request_id"], request.method, fields["path"],
-                         response.status, time * 1000, extra={"access": fields})
+        # Text: who, what, how it went, as a combined log line would say it; JSON has the same fields.
+        self.logger.info('%s %s "%s %s" %d in=%d out=%d %.1fms "%s" %s', fields["remote"] or "-",
+                         fields["user"] or "-", request.method, _quoted(fields["path"]), response.status, fields["bytes_in"],
+                         fields["bytes_out"], time * 1000, _quoted(fields["user_agent"]), fields["request_id"],
+                         extra={"access": fields})
+
+
+def _quoted(text: str) -> str:
+    """A header value inside double quotes on one line: quotes and control characters escaped."""
+    return "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}" for c in text)

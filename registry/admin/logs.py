@@ -60,3 +60,5 @@ def configure_logging(level: str, log_format: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    # The start-up and shutdown lines (registry/server.py) show at every level: they say what runs where.
+    logging.getLogger("registry.lifecycle").setLevel(logging.INFO)

@@ -113,8 +113,12 @@ class Maintenance:
         async with self.db.write() as conn:
             await rows.save_report(self.db, conn, kind, report,
                                    finished=not dry_run if scheduled is None else scheduled)
-        log.info("%s%s finished in %.1fs: %s", kind, " (dry run)" if dry_run else "",
-                 report["finished_at"] - started, report.get("deleted") or f"{len(report.get('problems', []))} problems")
+        problems = report.get("problems") or []
+        # Corruption is not news to file away: fsck's problems are a warning, each named (up to 20).
+        log.log(logging.WARNING if problems else logging.INFO, "%s%s finished in %.1fs: %s", kind,
+                " (dry run)" if dry_run else "", report["finished_at"] - started,
+                report.get("deleted") or f"{len(problems)} problems"
+                + "".join(f"; {_problem_text(p)}" for p in problems[:20]) + ("; ..." if len(problems) > 20 else ""))
         for listener in self.listeners:
             listener(report)
         return report
@@ -195,3 +199,10 @@ def _describe(plan: Plan, repositories: dict[int, str], uploads: list[str], coll
     if not collect:
         report["note"] = "retention only: the next gc frees the bytes of what it untagged"
     return report
+
+
+def _problem_text(problem: dict[str, Any]) -> str:
+    """One fsck problem as `corrupt sha256:... (content does not match the digest)`."""
+    what = problem.get("digest") or problem.get("name") or ""
+    why = problem.get("reason")
+    return f"{problem.get('problem', 'problem')} {what}{f' ({why})' if why else ''}".strip()

@@ -45,6 +45,7 @@ from tests.auth.conftest import (
     sha256,
     token_for,
 )
+from tests.support.mirror import ACCESS_LINE
 
 POLICY = """\
 rules:
@@ -200,7 +201,7 @@ def test_client_library_follows_insufficient_scope(world: World) -> None:
     mark = len(world.server.log_text())
     assert asyncio.run(scenario()) == 202
     log = world.server.log_text()[mark:]
-    sequence = [line.split()[5:8] for line in log.splitlines() if "registry.access" in line]
+    sequence = [list(m.groups()) for m in map(ACCESS_LINE.search, log.splitlines()) if m]
     posts = [entry for entry in sequence if entry[:2] == ["POST", "/v2/src/base/blobs/uploads/"]]
     assert [entry[2] for entry in posts] == ["401", "202"], sequence
     assert any(entry[0] == "GET" and entry[1].startswith("/auth/token") and "push" in entry[1]

@@ -46,6 +46,11 @@ def test_fsck_finds_and_repairs_corruption(fresh_registry):
 
         status, report = fsck(server)
         assert status == 1
+        # Corruption is logged as a warning that names it (at INFO it went unseen at the default levels):
+        # the command line shows warnings only, as an operator's cron mail would.
+        logged = subprocess.run([sys.executable, "-m", "registry", "fsck", "--data-dir", str(server.data_dir)],
+                                capture_output=True, text=True, timeout=300).stderr
+        assert "fsck (dry run) finished" in logged and f"corrupt {flipped} (content does not match the digest)" in logged, logged
         found = {(p["problem"], p.get("digest") or p.get("name")) for p in report["problems"]}
         assert found == {("corrupt", flipped), ("missing", deleted), ("orphan", sha256(orphan)),
                          ("stray", "blobs/sha256/ab/not-a-digest.tmp")}

@@ -69,7 +69,9 @@ class Access:
         return f"{self.method} {self.path_qs} {self.status}"
 
 
-_OURS = re.compile(r"registry\.access \S+ ([A-Z]+) (\S+) (\d{3}) ")
+# registry/admin/access.py's text line: REMOTE USER "METHOD PATH" STATUS in=N out=N DURATIONms "UA" REQUEST_ID
+ACCESS_LINE = re.compile(r'registry\.access \S+ \S+ "([A-Z]+) (\S+)" (\d{3}) ')
+_OURS = ACCESS_LINE
 _DISTRIBUTION = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3}) ')
 
 
