@@ -17,6 +17,7 @@ from registry.api.common import (API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KE
                                  MIRROR_KEY)
 from registry import admin
 from registry.admin.maintenance import MAINTENANCE_KEY
+from registry.admin.metrics import in_flight_middleware, record_auth_failure, storage_recorder
 from registry.auth import token_server
 from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
@@ -29,6 +30,7 @@ from registry.metadata.db import Database, DatabaseUnavailable
 from registry.mirror.content import MirrorContent
 from registry.mirror.upstreams import Router, parse_local_namespaces, parse_upstreams
 from registry.storage import DISK_FULL_ERRNOS, StorageFull, StorageUnavailable, create_store
+from registry.storage.timed import TimedStore
 
 log = logging.getLogger("registry")
 
@@ -108,13 +110,15 @@ def create_app(config: Config) -> web.Application:
     # handler_args: aiohttp's parser limits (registry/http_edges.py answers what they refuse), and
     # request bodies taken as sent: a blob is the bytes the client hashed, whatever its
     # Content-Encoding says (Distribution does the same), and no gzip bomb is inflated here.
-    app = web.Application(middlewares=[request_context, framing_middleware(config.limits), gate.middleware()],
+    gate.on_refusal = record_auth_failure
+    app = web.Application(middlewares=[request_context, in_flight_middleware, framing_middleware(config.limits),
+                                       gate.middleware()],
                           client_max_size=1024 ** 2,
                           handler_args={"read_bufsize": config.upload_chunk_bytes,
                                         "max_line_size": config.limits.header_bytes,
                                         "max_field_size": config.limits.header_bytes,
                                         "auto_decompress": False})
-    store = create_store(config)
+    store = TimedStore(create_store(config), storage_recorder(config.storage.backend))
     app[GATE_KEY] = gate
     app[LIMITS_KEY] = config.limits
     redirect_expiry = config.storage.s3.redirect_expiry if config.storage.s3.redirect else None

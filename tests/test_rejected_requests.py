@@ -83,7 +83,7 @@ def test_rejected_request_is_logged_once_and_counted(server: RegistryProcess, ca
     assert len(rejected) == 1, f"{case}: expected one access line for the rejected request, got {lines}"
     after = scrape(server.url)
     counted = sum(delta(before, after, "registry_http_requests_total", route="unmatched", method=method,
-                        status=str(status)) for method in ("OTHER", "GET", "POST"))
+                        code=str(status)) for method in ("OTHER", "GET", "POST"))
     assert counted == 1, f"{case}: registry_http_requests_total{{route=unmatched}} rose by {counted}"
 
     text = server.log_path.read_text(errors="replace")[mark:]

@@ -10,29 +10,51 @@ worker answers.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from aiohttp import web
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from registry.admin.common import every, inventory
-from registry.api.common import MIRROR_KEY
+from registry.admin.maintenance import MAINTENANCE_KEY
+from registry.api.common import CONTENT_KEY, MIRROR_KEY
 
 # The classic text format, which generate_latest writes and every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "unmatched"  # requests no route took (404s): one label value, not one per path probed
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))  # others count as OTHER
 
-REQUESTS = Counter("registry_http_requests", "HTTP requests answered, by route template, method and status",
-                   ["route", "method", "status"])
+# Names and labels as CNCF Distribution's where the meaning is the same (`handler`, `code`, `method`), so its
+# dashboards fit; `route` (the URL template) says more where ours has more routes than its handlers.
+REQUESTS = Counter("registry_http_requests", "HTTP requests answered, by handler, route template, method and code",
+                   ["handler", "route", "method", "code"])
 LATENCY = Histogram("registry_http_request_duration_seconds",
-                    "Time from request start until the last response byte was written, by route and method",
-                    ["route", "method"],
+                    "Time from request start until the last response byte was written, by handler, route and method",
+                    ["handler", "route", "method"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+IN_FLIGHT = Gauge("registry_http_in_flight_requests", "Requests being handled, by handler", ["handler"],
+                  multiprocess_mode="livesum")
+_SIZES = tuple(1024 * 2 ** i for i in range(22))  # 1 KiB to 2 GiB, as Distribution's
+REQUEST_SIZES = Histogram("registry_http_request_size_bytes", "Request body sizes, by handler", ["handler"],
+                          buckets=_SIZES)
+RESPONSE_SIZES = Histogram("registry_http_response_size_bytes", "Response body sizes, by handler", ["handler"],
+                           buckets=_SIZES)
+STORAGE_ACTIONS = Histogram("registry_storage_action_seconds", "Time the blob storage backend took, by driver and "
+                            "action (stat, read to the first bytes, delete, commit_upload, ...)", ["driver", "action"],
+                            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                     30))
+AUTH_FAILURES = Counter("registry_auth_failures", "Requests refused by authentication or authorization, by reason: "
+                        "bad_credentials, malformed, invalid_token, locked_out, insufficient_scope, denied",
+                        ["reason"])
+DB_CONNECTIONS = Gauge("registry_db_connections_in_use", "Database connections checked out of the pools",
+                       multiprocess_mode="livesum")
+DB_CONNECTIONS_MAX = Gauge("registry_db_connections_max", "Connections the database pools may open at most "
+                           "(-1: no limit)", multiprocess_mode="livesum")
 BYTES_IN = Counter("registry_http_request_bytes", "Request body bytes received, by route and method",
                    ["route", "method"])
 BYTES_OUT = Counter("registry_http_response_bytes", "Response body bytes sent, by route and method",
@@ -67,17 +89,67 @@ def route_of(request: web.BaseRequest) -> str:
     return resource.canonical if resource is not None else UNMATCHED
 
 
+# Distribution's handler names (its route names, "-" as "_") for the same routes; ours beyond them by area.
+_HANDLERS = {
+    "/v2/": "base", "/v2/_catalog": "catalog", "/v2/{name}/tags/list": "tags",
+    "/v2/{name}/manifests/{reference}": "manifest", "/v2/{name}/blobs/{digest}": "blob",
+    "/v2/{name}/blobs/uploads": "blob_upload", "/v2/{name}/blobs/uploads/": "blob_upload",
+    "/v2/{name}/blobs/uploads/{uuid}": "blob_upload_chunk", "/v2/{name}/referrers/{digest}": "referrers",
+}
+
+
+def handler_of(route: str) -> str:
+    """`manifest` for `/v2/{name}/manifests/{reference}`, as Distribution labels it; `admin`, `token`,
+    `health`, `metrics` and `unmatched` for the rest."""
+    if route in _HANDLERS:
+        return _HANDLERS[route]
+    if route.startswith("/admin"):
+        return "admin"
+    if route.startswith("/auth"):
+        return "token"
+    if route in ("/healthz", "/readyz"):
+        return "health"
+    return "metrics" if route == "/metrics" else UNMATCHED
+
+
+_IN_FLIGHT_KEY = web.RequestKey("in_flight", object)
+
+
+@web.middleware
+async def in_flight_middleware(request: web.Request,
+                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Counts a request in flight from routing until its access line (after the last byte is out)."""
+    gauge = IN_FLIGHT.labels(handler_of(route_of(request)))
+    gauge.inc()
+    request[_IN_FLIGHT_KEY] = gauge
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:  # no access line will follow
+        _landed(request)
+        raise
+
+
+def _landed(request: web.BaseRequest) -> None:
+    gauge = request.pop(_IN_FLIGHT_KEY, None) if isinstance(request, web.Request) else None
+    if gauge is not None:
+        gauge.dec()  # type: ignore[attr-defined]
+
+
 def observe_request(request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:
+    _landed(request)
     route, status = route_of(request), response.status
+    handler = handler_of(route)
     method = request.method if request.method in METHODS else "OTHER"
-    REQUESTS.labels(route, method, str(status)).inc()
-    LATENCY.labels(route, method).observe(seconds)
+    REQUESTS.labels(handler, route, method, str(status)).inc()
+    LATENCY.labels(handler, route, method).observe(seconds)
     received = getattr(request.content, "total_bytes", 0)
     if received:
         BYTES_IN.labels(route, method).inc(received)
+        REQUEST_SIZES.labels(handler).observe(received)
     sent = body_bytes(request, response)
     if sent:
         BYTES_OUT.labels(route, method).inc(sent)
+        RESPONSE_SIZES.labels(handler).observe(sent)
     event = _upload_event(route, method, status, request)
     if event:
         UPLOAD_SESSIONS.labels(event).inc()
@@ -105,6 +177,23 @@ def _upload_event(route: str, method: str, status: int, request: web.BaseRequest
         if method == "DELETE" and status == 204:
             return "cancelled"
     return None
+
+
+def storage_recorder(driver: str) -> Callable[[str, float], None]:
+    """For registry/storage/timed.py: each backend action's time into registry_storage_action_seconds."""
+    def record(action: str, seconds: float) -> None:
+        STORAGE_ACTIONS.labels(driver, action).observe(seconds)
+    return record
+
+
+def record_auth_failure(reason: str) -> None:
+    AUTH_FAILURES.labels(reason).inc()
+
+
+def sample_database_pool(db: Any) -> None:
+    in_use, most = db.pool_use()
+    DB_CONNECTIONS.set(in_use)
+    DB_CONNECTIONS_MAX.set(most)
 
 
 def record_maintenance(report: dict[str, Any]) -> None:
@@ -155,7 +244,7 @@ def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-def exposition(snapshot: dict[str, tuple[str, float]]) -> bytes:
+def exposition(snapshot: list[GaugeMetricFamily]) -> bytes:
     """The text format: every counter (summed over workers in multi-process mode), then the gauges
     read from the database for this scrape."""
     if multiprocess():
@@ -170,14 +259,14 @@ def exposition(snapshot: dict[str, tuple[str, float]]) -> bytes:
 
 
 class _Snapshot:
-    def __init__(self, values: dict[str, tuple[str, float]]) -> None:
-        self.values = values
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        for name, (help_text, value) in self.values.items():
-            yield GaugeMetricFamily(name, help_text, value=value)
+        return iter(self.families)
 
 
+MAINTENANCE_KINDS = ("gc", "retention", "fsck")
 
 
 class DatabaseGauges:
@@ -187,14 +276,18 @@ class DatabaseGauges:
     MAX_AGE = 15.0
 
     def __init__(self) -> None:
-        self._values: dict[str, tuple[str, float]] = {}
+        self._families: list[GaugeMetricFamily] = []
         self._at = 0.0
 
-    async def read(self, inventory: Any, mirror: Any) -> dict[str, tuple[str, float]]:
-        if self._values and time.monotonic() - self._at < self.MAX_AGE:
-            return self._values
+    async def read(self, inventory: Any, mirror: Any, maintenance: Any) -> list[GaugeMetricFamily]:
+        # The last runs are three reads by key, fresh each scrape: a run just finished shows at once.
+        return await self._totals(inventory, mirror) + await _last_runs(maintenance)
+
+    async def _totals(self, inventory: Any, mirror: Any) -> list[GaugeMetricFamily]:
+        if self._families and time.monotonic() - self._at < self.MAX_AGE:
+            return self._families
         t = await inventory.storage()
-        values = {
+        plain = {
             "registry_repositories": ("Repositories", t["repositories"]),
             "registry_manifests": ("Manifests", t["manifests"]),
             "registry_tags": ("Tags", t["tags"]),
@@ -206,10 +299,35 @@ class DatabaseGauges:
             "registry_upload_sessions_open_bytes": ("Bytes staged by unfinished upload sessions", t["upload_bytes"]),
         }
         if mirror is not None:
-            values["registry_mirror_cache_bytes"] = ("Bytes of mirrored blobs in the cache", await mirror.cache.usage())
-            values["registry_mirror_cache_cap_bytes"] = ("Size cap of the mirror cache (0: none)", mirror.cache.cap_bytes)
-        self._values, self._at = values, time.monotonic()
-        return values
+            plain["registry_mirror_cache_bytes"] = ("Bytes of mirrored blobs in the cache", await mirror.cache.usage())
+            plain["registry_mirror_cache_cap_bytes"] = ("Size cap of the mirror cache (0: none)",
+                                                        mirror.cache.cap_bytes)
+        families = [GaugeMetricFamily(name, help_text, value=value) for name, (help_text, value) in plain.items()]
+        self._families, self._at = families, time.monotonic()
+        return families
+
+
+async def _last_runs(maintenance: Any) -> list[GaugeMetricFamily]:
+    """Each job's last real run (gc and retention: not dry runs; fsck: any check), from the reports every
+    process shares: to alert on a GC that stopped running, or an fsck that found problems."""
+    finished = GaugeMetricFamily("registry_maintenance_last_run_timestamp_seconds",
+                                 "When the last run of gc or retention (not a dry run), or of fsck, finished",
+                                 labels=["kind"])
+    problems = GaugeMetricFamily("registry_maintenance_last_run_problems",
+                                 "Problems the last fsck run found (corrupt, missing, orphan, stray)", labels=["kind"])
+    freed = GaugeMetricFamily("registry_maintenance_last_run_freed_bytes", "Bytes the last gc or retention run "
+                              "freed", labels=["kind"])
+    if maintenance is not None:
+        for kind in MAINTENANCE_KINDS:
+            report = await maintenance.last_report(kind)
+            if not report or (report.get("dry_run") and kind != "fsck"):  # a check without --repair still checks
+                continue
+            finished.add_metric([kind], report.get("finished_at", 0.0))
+            if kind == "fsck":
+                problems.add_metric([kind], len(report.get("problems") or []))
+            else:
+                freed.add_metric([kind], report.get("freed_bytes") or 0)
+    return [finished, problems, freed]
 
 
 GAUGES_KEY = web.AppKey("metric_gauges", DatabaseGauges)
@@ -220,12 +338,16 @@ async def serve_metrics(request: web.Request) -> web.Response:
     counters = request.app.get(MIRROR_COUNTERS_KEY)
     if counters is not None:
         counters.sync()
-    snapshot = await request.app[GAUGES_KEY].read(inventory(request), request.app.get(MIRROR_KEY))
+    sample_database_pool(request.app[CONTENT_KEY].db)  # this worker's, now; the others' from their last sample
+    snapshot = await request.app[GAUGES_KEY].read(inventory(request), request.app.get(MIRROR_KEY),
+                                                  request.app.get(MAINTENANCE_KEY))
     return web.Response(body=exposition(snapshot), headers={"Content-Type": CONTENT_TYPE})
 
 
 def add_routes(app: web.Application) -> None:
     app[GAUGES_KEY] = DatabaseGauges()
+    db = app[CONTENT_KEY].db
+    every(app, 5.0, lambda: sample_database_pool(db))
     mirror = app.get(MIRROR_KEY)
     if mirror is not None:
         counters = app[MIRROR_COUNTERS_KEY] = MirrorCounters(mirror.router.upstreams)

@@ -120,6 +120,9 @@ class Gate:
         self.rate = RateLimiter(config.limits.rate, config.limits.burst)
         self.issuer: TokenIssuer | None = None
         self.verifier: TokenVerifier | None = None
+        # Told each refusal's reason (registry_auth_failures_total); a challenge to a caller who sent no
+        # credentials is how every client starts, not a failure, and is not told.
+        self.on_refusal: Callable[[str], None] = lambda reason: None
         if auth.mode == "token":
             token = auth.token
             trusted = external_keys(token.external_public_key, token.external_jwks)
@@ -146,25 +149,30 @@ class Gate:
             try:
                 name, password = parse_basic(value)
             except RegistryError as exc:
+                self.on_refusal("malformed")
                 raise self.challenge(request, need_of(request), message=exc.message) from None
             return await self.login(name, password, address, request)
         if scheme.lower() == "bearer" and self.verifier is not None:
             try:
                 claims = self.verifier.access(value.strip())
             except TokenError as exc:
+                self.on_refusal("invalid_token")
                 raise self.challenge(request, need_of(request), "invalid_token", f"token rejected: {exc}") from None
             return token_identity(claims, address)
+        self.on_refusal("malformed")
         raise self.challenge(request, need_of(request), message="unsupported authorization scheme")
 
     async def login(self, name: str, password: str, address: str, request: web.Request) -> Identity:
         wait = self.logins.blocked_for(address, name)
         if wait:
+            self.on_refusal("locked_out")
             raise RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later",
                                 headers={"Retry-After": str(int(wait) + 1)})
         identity = await self.credentials.check(name, password, address)
         if identity is None:
             self.logins.failed(address, name)
             log.warning("failed login for %r from %s", name[:100], address)  # names come from anyone
+            self.on_refusal("bad_credentials")
             raise self.challenge(request, need_of(request), message="invalid username or password")
         self.logins.succeeded(address, name)
         return identity
@@ -196,6 +204,7 @@ class Gate:
                 return
             if identity.anonymous and self.mode != "none":
                 raise self.challenge(request, need)
+            self.on_refusal("denied")
             raise RegistryError("DENIED", "the admin role is required")
         if need.kind in ("signed-in", "catalog"):
             if identity.anonymous and self.mode != "none":
@@ -209,6 +218,7 @@ class Gate:
             # server grants what the policy allows now), and a HEAD has no body, so only the challenge
             # can say what is missing. docker, skopeo and podman print "denied: requested access to
             # the resource is denied".
+            self.on_refusal("insufficient_scope")
             raise self.challenge(request, need, "insufficient_scope",
                                  f"insufficient scope: the token does not allow {need.action} on {need.repository}")
         if identity.kind == "token":
@@ -218,6 +228,7 @@ class Gate:
             raise self.challenge(request, need)
         if identity.anonymous and self.mode != "none":
             raise self.challenge(request, need)
+        self.on_refusal("denied")
         message = "requested access to the resource is denied"
         if identity.anonymous:
             message += f"; anonymous {need.action} is not allowed from this address (configure auth, see README)"

@@ -132,7 +132,7 @@ class Inventory:
         async with self.db.read() as conn:
             t = await rows.totals(conn)
         saved = max(t.logical_bytes - t.physical_bytes, 0)
-        return {**asdict(t), "backend": type(self.store).__name__, "dedup_saved_bytes": saved,
+        return {**asdict(t), "backend": self.store.backend_name, "dedup_saved_bytes": saved,
                 "dedup_ratio": round(t.logical_bytes / t.physical_bytes, 3) if t.physical_bytes else None}
 
     async def growth(self, points: int) -> list[dict[str, Any]]:

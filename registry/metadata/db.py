@@ -189,6 +189,12 @@ class Database:
                 index_elements=key, set_={column: insert.excluded[column] for column in update})
         return statement
 
+    def pool_use(self) -> tuple[int, int]:
+        """(connections checked out now, the most the pool may open: -1 for no limit), for metrics."""
+        pool: Any = self._sqlite.pool if self.is_sqlite else self.engine.pool  # a QueuePool either way
+        overflow = pool._max_overflow  # no public accessor; -1 is "no limit"
+        return pool.checkedout(), -1 if overflow < 0 else pool.size() + overflow
+
     async def close(self) -> None:
         if self.is_sqlite:
             self._sqlite.dispose()

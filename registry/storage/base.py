@@ -91,6 +91,11 @@ class BlobStore(abc.ABC):
     # disk ignore it.
     min_free_bytes: int = 0
 
+    @property
+    def backend_name(self) -> str:
+        """What the admin views call the backend (the class, e.g. FilesystemStore)."""
+        return type(self).__name__
+
     # -- committed blobs --------------------------------------------------------------
     @abc.abstractmethod
     async def stat(self, digest: Digest) -> int | None:

@@ -20,6 +20,8 @@ from registry.digest import Digest
 from registry.storage import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
 from registry.storage.filesystem import FilesystemStore
 from registry.storage.s3 import S3Settings, S3Store
+from registry.storage.timed import TimedStore
+
 
 def _filesystem(request: pytest.FixtureRequest, tmp: Path) -> BlobStore:
     return FilesystemStore(tmp / "store")
@@ -33,9 +35,15 @@ def _s3(request: pytest.FixtureRequest, tmp: Path) -> BlobStore:
                               path_style=True, part_size=5 * 1024 * 1024))
 
 
+def _timed_filesystem(request: pytest.FixtureRequest, tmp: Path) -> BlobStore:
+    """The metrics wrapper the server puts around its store keeps the contract."""
+    return TimedStore(FilesystemStore(tmp / "store"), lambda action, seconds: None)
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], BlobStore]] = {
     "filesystem": _filesystem,
     "s3": _s3,
+    "timed-filesystem": _timed_filesystem,
 }
 
 
