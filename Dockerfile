@@ -2,8 +2,13 @@
 # REGISTRY_* environment (docs/configuration.md), health checked on /healthz.
 #
 #   docker build -t registry .
-#   docker run -d -p 5000:5000 -v registry-data:/data registry
+#   docker run -d -p 127.0.0.1:5000:5000 -v registry-data:/data \
+#       -e REGISTRY_AUTH_ANONYMOUS_PUSH_NETWORKS=127.0.0.0/8,172.17.0.1/32 registry
 #   docker run --rm -v registry-data:/data registry db upgrade       # any `registry` command
+#
+# Pushes through Docker's port forwarding arrive from the bridge's address (172.17.0.1 on the default
+# bridge), not loopback, so without that variable (or auth.mode basic/token) every push is refused;
+# docs/deployment.md, "Who may push", says how to find yours.
 #
 # BASE is any Debian-like image with python3 (3.11+) and its venv module: the usual Python image,
 # or one made from Debian's archive where Docker Hub is out of reach (scripts/debian-base-image).

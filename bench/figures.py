@@ -1,4 +1,4 @@
-"""Figures of issue 11 that bench/run.py's first workload lacked, in the `filesystem` set:
+"""Further figures that bench/run.py's first workload lacked, in the `filesystem` set:
 
 - pull_concurrent: N clients (threads, one keep-alive connection each) GET the big blob at once;
   aggregate MB/s from their common start to the last byte of the last one.

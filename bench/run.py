@@ -9,11 +9,11 @@ Debian's `docker-registry` (CNCF Distribution 2.8.2), on two storage sets and as
         [--small-uploads 1000] [--head-requests 3000] [--catalog-repos 10000] [--catalog-page 100]
         [--only ours|reference]
     .venv/bin/python bench/run.py --mirror     # the mirror set only (= --storage mirror)
-    .venv/bin/python bench/run.py --storage filesystem --figures new --repeat 1   # issue 11's new figures only
+    .venv/bin/python bench/run.py --storage filesystem --figures new --repeat 1   # the further figures only
 
 The machine's limits (sha256, disk write+fsync and read, nginx sendfile; bench/limits.py) are
 measured first; the new figures (bench/figures.py) run in the filesystem set; every row shows
-issue 11's target for its ratio and pass/MISS.
+its target ratio and pass/MISS (bench/README.md, Targets).
 
 - filesystem: ours on SQLite + filesystem, the reference on its filesystem driver; each with a
   fresh data dir under one temp dir on the same (non-tmpfs) disk.
@@ -536,7 +536,7 @@ FIGURES = [
     ("manifest_put", "manifest PUT by tag x{n} @{c}", "req/s", True),
     ("manifest_get", "manifest GET by tag x{n} @{c}", "req/s", True),
     ("tags_list", "tags list ({n} tags), median of {t}", "ms", False),
-    # issue 11's further figures (bench/figures.py), filesystem set only
+    # the further figures (bench/figures.py), filesystem set only
     ("pull_concurrent", "{p} concurrent pulls {blob}, aggregate", "MB/s", True),
     ("small_upload", "small uploads (1 KiB POST+PUT) x{u} @{c}", "req/s", True),
     ("blob_head", "blob HEAD x{h} @{c}", "req/s", True),
@@ -1183,7 +1183,7 @@ def cpu_per_gb_rows(bench: "Bench", keys: list[str], sset: StorageSet) -> list[d
     return rows
 
 
-# Issue 11's targets: the ratio (as the table shows it, > 1 = ours better), and for pulls the share
+# The targets (bench/README.md): the ratio (as the table shows it, > 1 = ours better), and for pulls the share
 # of the machine's sendfile ceiling as well. RSS is absolute: ours under 200 MiB.
 TARGETS: dict[str, tuple[float, float | None]] = {
     "push_monolithic": (1.5, None), "push_chunked": (1.5, None),

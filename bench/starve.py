@@ -1,4 +1,4 @@
-"""Issue 16's starvation figures, for one or more source trees of the registry side by side.
+"""Starvation figures, for one or more source trees of the registry side by side.
 
     .venv/bin/python bench/starve.py slow    [--tls] [--readers 64] [--blob-mib 8] [--rounds 3]
     .venv/bin/python bench/starve.py pull    [--mib 256] [--runs 7] [--clients 1] [--no-pin]

@@ -34,3 +34,21 @@ def test_relative_links_resolve(document: Path):
             continue
         path = (document.parent / target.split("#")[0]).resolve()
         assert path.exists(), f"{document.relative_to(ROOT)} links to missing {target}"
+
+
+def test_readme_is_a_user_guide():
+    """For people who use the registry: no design notes pointing outside the repository, no internal issue
+    numbers, and a quick start that works as written (a `docker build .` in the checkout would build the
+    registry's own Dockerfile)."""
+    readme = (ROOT / "README.md").read_text()
+    assert "../shared" not in readme
+    assert not re.search(r"\bissue \d+", readme, re.IGNORECASE)
+    assert "docker build -t 127.0.0.1:5000" not in readme
+    assert len(readme.splitlines()) < 200, "details belong in docs/"
+
+
+@pytest.mark.parametrize("document", [*PAGES, ROOT / "bench" / "README.md"],
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_docs_are_written_for_this_repository(document: Path):
+    text = document.read_text()
+    assert "../shared" not in text and not re.search(r"\bissue \d+", text, re.IGNORECASE), document.name
