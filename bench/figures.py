@@ -23,7 +23,8 @@ import statistics
 import threading
 import time
 import urllib.parse
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import aiohttp
 

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from servers import REPO_ROOT, free_port, http_ok
 

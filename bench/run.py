@@ -54,7 +54,8 @@ import traceback
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 
@@ -252,7 +253,8 @@ class BlobClient:
                                 {"request": f"{method} {path}", "request_headers": headers}) from exc
         except (OSError, http.client.HTTPException) as exc:
             self._reset()
-            raise StepError(f"{method} {path}: {exc!r}", {"request": f"{method} {path}", "request_headers": headers})
+            raise StepError(f"{method} {path}: {exc!r}",
+                            {"request": f"{method} {path}", "request_headers": headers}) from exc
         try:
             return self.conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
@@ -476,7 +478,7 @@ async def _burst(base_url: str, concurrency: int, n: int,
                     result.failed += 1
                     if len(result.errors) < MAX_ERRORS_KEPT:
                         result.errors.append(exc.detail)
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     result.failed += 1
                     if len(result.errors) < MAX_ERRORS_KEPT:
                         result.errors.append({"message": f"request #{i}: {exc!r}"})
@@ -640,7 +642,7 @@ class StorageSet:
     start_failed: bool = False
     backing: S3Backing | None = None
     helpers: list[Helper] = field(default_factory=list)
-    bench: "Bench | None" = None
+    bench: Bench | None = None
     error: str | None = None  # the set did not run at all
     seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # set-specific state (the mirror set's upstream)
@@ -1166,7 +1168,7 @@ CPU_PER_GB = (("cpu_per_gb_push", "server CPU per GB pushed (mono+chunked steps)
               ("cpu_per_gb_pull", "server CPU per GB pulled (single+concurrent steps)", ("pull", "pull_concurrent")))
 
 
-def cpu_per_gb_rows(bench: "Bench", keys: list[str], sset: StorageSet) -> list[dict[str, Any]]:
+def cpu_per_gb_rows(bench: Bench, keys: list[str], sset: StorageSet) -> list[dict[str, Any]]:
     """Server CPU seconds per 10^9 blob bytes, one sample per timed step that moved blob bytes
     (the CPU each step recorded for the measured registry); median over the steps."""
     rows = []

@@ -119,7 +119,7 @@ def main() -> int:
             "docker run": ["docker", "run", "--rm", "--network", "none", image.reference, "true"],
         }
         samples: dict[str, list[float]] = {name: [] for name in commands}
-        for name, cmd in commands.items():  # warm-up: page cache, pyc files
+        for cmd in commands.values():  # warm-up: page cache, pyc files
             if cmd:
                 timed(cmd, env, cwd=work)  # not the checkout: `python -m` would import from it
         for i in range(args.repeat):
@@ -134,7 +134,7 @@ def main() -> int:
         for name, median in medians.items():
             print(f"{name:34} {median * 1000:7.1f}ms {median / runc:7.2f}x {median / docker:9.2f}x")
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         out = RESULTS_DIR / f"runtime-{stamp}.json"
         out.write_text(json.dumps({"repeat": args.repeat, "medians_s": medians, "samples_s": samples,
                                    "ratios_vs_runc": {k: v / runc for k, v in medians.items()},

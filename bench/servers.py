@@ -31,7 +31,8 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_BIN = "/usr/bin/docker-registry"
@@ -130,7 +131,7 @@ class Server:
     key = "?"
     title = "?"
 
-    def __init__(self, root: Path, storage: str = "filesystem", backing: "S3Backing | None" = None) -> None:
+    def __init__(self, root: Path, storage: str = "filesystem", backing: S3Backing | None = None) -> None:
         if storage == "s3" and backing is None:
             raise ValueError("the s3 set needs an S3Backing")
         self.root = root
@@ -434,7 +435,7 @@ class S3Backing:
         self._own_swift_dir: Path | None = None
         self.versions: dict[str, str] = {}
 
-    def start(self) -> "S3Backing":
+    def start(self) -> S3Backing:
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
         from tests.support.postgres import PostgresServer

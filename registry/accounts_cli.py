@@ -12,9 +12,11 @@ import getpass
 import re
 import sys
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
-from registry.auth.credentials import MAX_PASSWORD_BYTES, ROBOT_PREFIX, hash_password, hash_robot_secret, new_robot_secret
+from registry.auth.credentials import (MAX_PASSWORD_BYTES, ROBOT_PREFIX, hash_password, hash_robot_secret,
+                                       new_robot_secret)
 from registry.auth.policy import ACTIONS
 from registry.config import add_arguments, load
 from registry.metadata import accounts
@@ -75,7 +77,8 @@ def user_add(args: argparse.Namespace) -> int:
         hashed = await asyncio.to_thread(hash_password, _read_password(args))
         async with db.write() as conn:
             created = await accounts.put_user(conn, args.name, hashed, groups)
-        print(f"user {args.name} {'added' if created else 'updated'}" + (f" (groups: {', '.join(groups)})" if groups else ""))
+        shown_groups = f" (groups: {', '.join(groups)})" if groups else ""
+        print(f"user {args.name} {'added' if created else 'updated'}{shown_groups}")
         return 0
 
     return _run(args, work)

@@ -7,7 +7,7 @@ import logging
 import uuid
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy import exc as sa_exc

@@ -13,7 +13,8 @@ import argparse
 import sys
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from registry.config import OptionSpec, options
 

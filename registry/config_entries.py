@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import re
 import reprlib
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: int() would also take '٣' or '1_000'
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{1,18})?")

@@ -23,7 +23,7 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
-    def hasher(self) -> "hashlib._Hash":
+    def hasher(self) -> hashlib._Hash:
         return hashlib.new(self.algorithm)
 
 

@@ -25,7 +25,8 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong

@@ -52,10 +52,10 @@ def ensure_self_signed(directory: Path, hostnames: list[str]) -> tuple[Path, Pat
         existing = x509.load_pem_x509_certificate(cert_path.read_bytes())
         covered = existing.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         if all(name in covered for name in _san(hostnames)) and \
-                existing.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=7):
+                existing.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=7):
             return cert_path, key_path
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry development CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
@@ -68,7 +68,8 @@ def ensure_self_signed(directory: Path, hostnames: list[str]) -> tuple[Path, Pat
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else "registry")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                        hostnames[0] if hostnames else "registry")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=397))
             .add_extension(x509.SubjectAlternativeName(_san(hostnames)), critical=False)

@@ -4,7 +4,7 @@ check after every test that no registry process logged a traceback."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

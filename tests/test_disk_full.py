@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

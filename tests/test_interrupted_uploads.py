@@ -109,7 +109,7 @@ def test_kill_9_mid_upload_then_restart(fresh_registry):
         try:
             request(server.host, "POST", f"/v2/crash/app/blobs/uploads/?digest={digest}", body=slow_body(),
                     headers={"Content-Length": str(total), "Content-Type": "application/octet-stream"})
-        except BaseException as exc:  # the connection dies with the server
+        except BaseException as exc:  # noqa: BLE001 - the connection dies with the server
             errors.append(exc)
 
     pusher = threading.Thread(target=push)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

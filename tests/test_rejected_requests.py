@@ -11,7 +11,7 @@ import json
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

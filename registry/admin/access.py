@@ -40,9 +40,9 @@ class AccessLogger(AbstractAccessLogger):
         }
         # Text: who, what, how it went, as a combined log line would say it; JSON has the same fields.
         self.logger.info('%s %s "%s %s" %d in=%d out=%d %.1fms "%s" %s', fields["remote"] or "-",
-                         fields["user"] or "-", request.method, _quoted(fields["path"]), response.status, fields["bytes_in"],
-                         fields["bytes_out"], time * 1000, _quoted(fields["user_agent"]), fields["request_id"],
-                         extra={"access": fields})
+                         fields["user"] or "-", request.method, _quoted(fields["path"]), response.status,
+                         fields["bytes_in"], fields["bytes_out"], time * 1000, _quoted(fields["user_agent"]),
+                         fields["request_id"], extra={"access": fields})
 
 
 def _quoted(text: str) -> str:

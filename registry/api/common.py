@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 from urllib.parse import urlencode
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy import text
@@ -67,11 +67,11 @@ class Readiness:
     async def _bounded(self, name: str, probe: Callable[[], Awaitable[None]]) -> str:
         try:
             await asyncio.wait_for(probe(), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             state, why = f"down: no answer within {self.timeout:g}s", "timed out"
         except StorageFull as exc:
             state, why = "down: disk full", str(exc)
-        except Exception as exc:  # whatever the driver raises, the answer is "not ready"
+        except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the answer is "not ready"
             state, why = "down: unreachable or refusing requests", f"{type(exc).__name__}: {exc}"
         else:
             state, why = "ok", ""

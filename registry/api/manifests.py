@@ -88,7 +88,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     while True:
         try:
             piece = await asyncio.wait_for(request.content.readany(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RegistryError("MANIFEST_INVALID", f"request body stalled for {timeout:.0f}s", status=408) from None
         if not piece:
             break

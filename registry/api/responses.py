@@ -45,7 +45,8 @@ async def send_blob(request: web.Request, blob: BlobContent, head: bool = False)
         try:
             fileobj = await asyncio.to_thread(open, blob.path, "rb")
         except FileNotFoundError:
-            raise RegistryError("BLOB_UNKNOWN", "blob data missing from storage", detail={"digest": blob.digest})
+            raise RegistryError("BLOB_UNKNOWN", "blob data missing from storage",
+                                detail={"digest": blob.digest}) from None
         try:
             await response.prepare(request)
             transport = request.transport

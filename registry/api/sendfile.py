@@ -56,7 +56,9 @@ async def sendfile(transport: asyncio.Transport, file_fd: int, offset: int, coun
     The transport's own buffer must be empty first (the headers), and stays untouched: nothing is
     written through it until this returns. Raises OSError when the client goes away.
     """
-    while transport.get_write_buffer_size():
+    # The headers, still in the transport's buffer: asyncio has no event for "buffer empty" below the
+    # high-water mark, and they leave in one write, so a short poll.
+    while transport.get_write_buffer_size():  # noqa: ASYNC110
         await asyncio.sleep(0.0005)
     # Our own descriptors: should the transport close the socket, or the caller the file, while a
     # thread still copies, their numbers can be reused by another connection or file, but never
@@ -149,7 +151,7 @@ class _Copy:
                 try:
                     await asyncio.wait_for(asyncio.shield(ready), min(5.0, STALL_SECONDS))
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     now_queued = _unsent(self.sock_fd)
                     if now_queued < queued:  # the client took some: it is alive
                         queued = now_queued

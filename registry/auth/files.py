@@ -19,7 +19,7 @@ class AuthFileError(ConfigError):
     """A policy, htpasswd or key file that cannot be used as it is."""
 
 
-def check_files(config: "Config") -> None:
+def check_files(config: Config) -> None:
     """Load every auth file the configuration names, as the server will; raise AuthFileError."""
     from registry.auth.credentials import read_htpasswd
     from registry.auth.policy import Policy, parse_networks

@@ -111,7 +111,7 @@ class Policy:
                                             or any(g in self.admin_groups for g in identity.groups))
 
     @classmethod
-    def default(cls, mode: str, anonymous_pull: bool, anonymous_push_networks: str, admins: list[str]) -> "Policy":
+    def default(cls, mode: str, anonymous_pull: bool, anonymous_push_networks: str, admins: list[str]) -> Policy:
         """Without a policy file. Mode none: anyone pulls, only the given networks (loopback by default)
         push and delete. With credentials: signed-in users and robots may do everything (robots
         within their scope), and anonymous callers pull only if allowed."""
@@ -126,7 +126,7 @@ class Policy:
         return cls(rules, admins)
 
     @classmethod
-    def load(cls, path: Path) -> "Policy":
+    def load(cls, path: Path) -> Policy:
         """The policy in `path`; any problem is one PolicyError naming the file, the entry and why."""
         try:
             text = path.read_text(encoding="utf-8")

@@ -99,7 +99,7 @@ def _answer(request: web.Request, gate: Gate, identity: Identity, wanted: dict[s
                             f"a request header may hold here ({header_limit}); ask for fewer", status=400)
     body: dict[str, Any] = {
         "token": token, "access_token": token, "expires_in": expires_in,
-        "issued_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "issued_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
     }
     if offline and not identity.anonymous:
         body["refresh_token"] = gate.issuer.refresh_token(subject, identity.expires_at)
@@ -133,7 +133,7 @@ async def post_token(request: web.Request) -> web.Response:
                             "application/x-www-form-urlencoded", status=400)
     try:
         form = await asyncio.wait_for(request.post(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RegistryError("UNAUTHORIZED", f"request body stalled for {timeout:.0f}s", status=408) from None
     except ValueError:  # not UTF-8 (UnicodeDecodeError)
         raise RegistryError("UNSUPPORTED", "the form must be application/x-www-form-urlencoded UTF-8",

@@ -25,7 +25,8 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 import aiohttp
 
@@ -91,7 +92,7 @@ def _retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
     seconds = ascii_decimal(value, 9)
     if seconds is None:
         try:
-            seconds = (email.utils.parsedate_to_datetime(value) - dt.datetime.now(dt.timezone.utc)).total_seconds()
+            seconds = (email.utils.parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds()
         except (TypeError, ValueError, OverflowError):
             return default
     return min(max(float(seconds), 0.0), MAX_RETRY_AFTER)
@@ -110,7 +111,7 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str = 
             if received > limit:
                 raise UpstreamError(502, f"{what} is larger than {limit} bytes")
             pieces.append(piece)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise UpstreamUnavailable(f"{what} cut short after {received} bytes: {exc or type(exc).__name__}") from None
     if declared is not None and received != declared:
         raise UpstreamError(502, f"{what} ended after {received} of {declared} bytes")
@@ -159,7 +160,7 @@ class RegistryClient:
         self.user_agent = user_agent
         self.tls = tls
 
-    async def __aenter__(self) -> "RegistryClient":
+    async def __aenter__(self) -> RegistryClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -210,7 +211,7 @@ class RegistryClient:
                 if response.status != 200:
                     raise UpstreamError(response.status, "token request refused", "UNAUTHORIZED")
                 body = await read_json(response, DOCUMENT_LIMIT, "token answer")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamUnavailable(f"token server unreachable: {exc!r}") from None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not token or not isinstance(token, str):
@@ -234,7 +235,7 @@ class RegistryClient:
             merged = {**(headers or {}), **self._auth_header(scope)}
             try:
                 response = await self.session.request(method, url, headers=merged, allow_redirects=True)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if attempt <= self.retries:
                     await asyncio.sleep(min(0.2 * 2 ** attempt, 5))
                     continue
@@ -324,5 +325,5 @@ async def _error_of(response: aiohttp.ClientResponse) -> tuple[str, str]:
         body = await read_json(response, ERROR_LIMIT, "error body")
         first = (body.get("errors") or [{}])[0]
         return str(first.get("code", "")), str(first.get("message", ""))
-    except Exception:  # any shape at all: the status still tells what happened
+    except Exception:  # noqa: BLE001 - any shape at all: the status still tells what happened
         return "", response.reason or ""

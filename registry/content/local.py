@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 from registry import manifest as mf
 from registry.content.locks import KeyedLocks
@@ -368,7 +368,7 @@ class LocalContent:
     async def _drop_after_full_disk(self, upload_id: str) -> None:
         try:
             await self._drop_upload(upload_id)  # the staged bytes first: that frees the space
-        except Exception as exc:  # the disk-full answer matters more; gc purges what is left
+        except Exception as exc:  # noqa: BLE001 - the disk-full answer matters more; gc purges what is left
             log.warning("upload %s: could not drop the session after a full disk: %r", upload_id, exc)
 
     async def _renew_lease(self, upload_id: str, owner: str) -> None:

@@ -10,7 +10,8 @@ import random
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 from registry.gc import fsck as fsck_check
 from registry.gc.plan import Plan, mark
@@ -45,7 +46,7 @@ class Settings:
     fsck_sample: float | None = None
 
     @classmethod
-    def from_config(cls, config: Any) -> "Settings":
+    def from_config(cls, config: Any) -> Settings:
         gc = config.gc
         return cls(grace_seconds=gc.grace_period, untagged_days=None if gc.untagged_days < 0 else gc.untagged_days,
                    upload_expiry_seconds=gc.upload_expiry, batch_size=gc.batch_size,

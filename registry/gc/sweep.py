@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
+from collections.abc import Iterable, Iterator
 
 from registry.digest import parse_digest
 from registry.metadata import deletions
@@ -106,7 +107,7 @@ class Sweeper:
         failed: list[str] = []
         try:
             await asyncio.wait_for(self._delete_each(list(tombstoned), gone, failed), ACT_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("deleting %d blobs took over %.0fs; %d left pending", len(tombstoned), ACT_SECONDS,
                         len(tombstoned) - len(gone) - len(failed))
         gone, failed = list(gone), list(failed)  # a delete still running past the deadline counts later
@@ -122,7 +123,7 @@ class Sweeper:
             async with limit:
                 try:
                     await self.store.delete(parse_digest(digest))  # already absent counts as gone
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a backend's failure of any kind: the blob stays recorded for the next run
                     log.warning("could not delete blob %s (%s); it stays recorded for the next run", digest, exc)
                     failed.append(digest)
                     return

@@ -7,7 +7,8 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
+from collections.abc import AsyncIterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -142,7 +143,7 @@ class Database:
         conn = self.engine.connect()
         try:
             await conn.start()
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise DatabaseUnavailable(f"cannot connect: {exc!r}") from exc
         return conn
 
@@ -322,6 +323,6 @@ def migrate(url: str, revision: str = "head") -> None:
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     try:
         command.upgrade(cfg, revision)
-    except (OSError, DBAPIError, asyncio.TimeoutError) as exc:  # refused, unknown host, bad password, no database
+    except (TimeoutError, OSError, DBAPIError) as exc:  # refused, unknown host, bad password, no database
         shown = make_url(url).render_as_string(hide_password=True)
         raise StartupError(f"cannot reach the database {shown}: {reason(exc)}") from None

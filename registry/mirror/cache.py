@@ -54,7 +54,7 @@ class CacheKeeper:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the upkeep loop's last failure was logged where it happened
                 pass
             self._task = None
         await self.flush()
@@ -63,7 +63,7 @@ class CacheKeeper:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -122,7 +122,8 @@ class CacheKeeper:
                 if not still_cached:
                     used -= link.size
                     report["freed_bytes"] += link.size
-                    report["deleted_blobs"] += len(await self.sweeper.delete_blobs([link.digest], references_hold=False))
+                    deleted = await self.sweeper.delete_blobs([link.digest], references_hold=False)
+                    report["deleted_blobs"] += len(deleted)
         report["usage_after"] = used
         if report["evicted_links"]:
             log.info("mirror cache over its cap of %d bytes: evicted %d links, freed %d bytes",

@@ -21,7 +21,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from registry.client import UpstreamError, UpstreamNotFound, UpstreamThrottled
 from registry.content.local import BlobContent, LocalContent, Manifest
@@ -391,9 +391,8 @@ class MirrorContent:
             await upstream.close()
 
 
-async def _wait_finished(fill) -> None:  # type: ignore[no-untyped-def]
-    while not fill.finished:
-        await asyncio.sleep(0.05)
+async def _wait_finished(fill: Fill) -> None:
+    await fill.done.wait()
     if fill.error is not None:
         raise RegistryError("UNAVAILABLE", f"upstream fetch failed: {fill.error}")
 

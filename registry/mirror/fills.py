@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from registry.client import UpstreamError
 from registry.digest import Digest
@@ -75,10 +75,12 @@ class Fill:
                 raise FillFailed("upstream bytes do not match the digest")
             self.size = self.written
             await commit(self.route, self.digest, self.path, self.written)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every reader must learn the fill failed; cancellation re-raised
             self.error = exc if isinstance(exc, (UpstreamError, FillFailed)) else FillFailed(repr(exc))
             log.warning("fill of %s from %s failed: %s", self.digest, upstream.alias, self.error)
             self.headers_known.set()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
         finally:
             self.finished = True
             self.done.set()
@@ -114,12 +116,12 @@ class Fill:
                         break
                     raise FillFailed(f"upstream fetch failed: {self.error}")
                 async with self._progress:
-                    await self._progress.wait_for(lambda: self.written > position or self.finished)
+                    await self._progress.wait_for(lambda at=position: self.written > at or self.finished)
         finally:
             os.close(fd)
 
 
-def _write_and_hash(fd: int, data: bytes, hasher: "hashlib._Hash") -> None:
+def _write_and_hash(fd: int, data: bytes, hasher: hashlib._Hash) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

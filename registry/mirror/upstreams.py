@@ -91,7 +91,7 @@ def parse_upstreams(entries: list[Any]) -> list[Upstream]:
         url = entry.text("url", required=True)
         try:
             parsed = urlparse(url)
-            parsed.port  # a port that is not a number in range raises here
+            _ = parsed.port  # a port that is not a number in range raises here
         except ValueError as exc:
             raise entry.fail("url", str(exc)) from None
         if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -43,7 +43,7 @@ class Hierarchies(Record):
         self.v1_options = v1_options or {}         # mount point -> its controller option(s)
 
     @classmethod
-    def detect(cls) -> "Hierarchies":
+    def detect(cls) -> Hierarchies:
         v2_root = None
         v1: dict[str, Path] = {}
         v1_options: dict[str, str] = {}
@@ -149,12 +149,12 @@ class ContainerCgroups(Record):
         return {"dirs": self.dirs, "where": self.where}
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> "ContainerCgroups":
+    def from_json(cls, raw: dict[str, Any]) -> ContainerCgroups:
         return cls(dict(raw.get("dirs", {})), dict(raw.get("where", {})))
 
     # -- creation --------------------------------------------------------------------------
     @classmethod
-    def create(cls, container_id: str, resources: Resources, hier: Hierarchies | None = None) -> "ContainerCgroups":
+    def create(cls, container_id: str, resources: Resources, hier: Hierarchies | None = None) -> ContainerCgroups:
         hier = hier or Hierarchies.detect()
         wanted = resources.controllers()
         where: dict[str, str] = {}

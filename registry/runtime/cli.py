@@ -14,7 +14,8 @@ import time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any
+    from collections.abc import Callable
 
 EXIT_ERROR = 125  # as docker: the runtime itself failed
 
@@ -68,7 +69,8 @@ def parse_volume(value: str) -> tuple[str, str, bool]:
     if len(parts) == 3:
         mode = parts.pop()
     if len(parts) != 2 or mode not in ("ro", "rw") or not parts[0].startswith("/") or not parts[1].startswith("/"):
-        raise argparse.ArgumentTypeError(f"invalid volume {value!r}: use /HOST:/CTR[:ro], or /CTR for an anonymous volume")
+        raise argparse.ArgumentTypeError(f"invalid volume {value!r}: use /HOST:/CTR[:ro], or /CTR for an anonymous "
+                                         "volume")
     if not os.path.exists(parts[0]):
         raise argparse.ArgumentTypeError(f"volume source {parts[0]} does not exist")
     return os.path.realpath(parts[0]), parts[1], mode == "ro"
@@ -205,7 +207,7 @@ def _each(names: list[str], action: Callable[[Any], None]) -> int:
         try:
             action(find(name))
             print(name)
-        except Exception as exc:  # one failure does not stop the others, as docker does
+        except Exception as exc:  # noqa: BLE001 - one failure does not stop the others, as docker does
             print(f"registry: {name}: {exc}", file=sys.stderr)
             code = 1
     return code

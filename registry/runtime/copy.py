@@ -27,7 +27,7 @@ from registry.runtime.state import State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 
 class CopyError(Exception):
@@ -58,7 +58,8 @@ def _send(path: str, out_fd: int, follow: bool) -> None:
         tar.add(source, arcname=name)
 
 
-def _checked(owner: tuple[int, int] | None, strip_setid: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+def _checked(owner: tuple[int, int] | None,
+             strip_setid: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
     """tarfile's "tar" filter for names (nothing outside the destination), plus: hard links stay inside
     it, device nodes and FIFOs are skipped, modes are kept as they were (the filter's would drop sticky
     and group-write bits), setuid/setgid dropped with `strip_setid`, and, given `owner`, every entry

@@ -9,7 +9,7 @@ import time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
 
 from registry.runtime import process
 from registry.runtime.cgroups import ContainerCgroups

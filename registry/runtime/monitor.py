@@ -18,7 +18,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 from registry.runtime import process
 from registry.runtime.cgroups import CgroupError, ContainerCgroups
@@ -406,7 +406,8 @@ def _daemon(state: State, devnull: int, ready_w: int | None) -> None:
         print(f"monitor: {exc!r}", file=sys.stderr)
         if not told and ready_w is not None:
             with contextlib.suppress(BrokenPipeError):
-                os.write(ready_w, str(exc).encode() if isinstance(exc, StartError) else f"monitor failed: {exc}".encode())
+                why = str(exc) if isinstance(exc, StartError) else f"monitor failed: {exc}"
+                os.write(ready_w, why.encode())
     finally:
         state = state.reload() if (state.dir / "state.json").exists() else state
         if state.spec.auto_remove and state.status == "exited":

@@ -25,7 +25,8 @@ import struct
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
     import subprocess
-    from typing import Any, Iterable, Iterator
+    from typing import Any
+    from collections.abc import Iterable, Iterator
 
 POOL = "10.213.0.0/16"
 PREFIX = 24

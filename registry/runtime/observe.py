@@ -16,7 +16,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every verb; annotations only
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 from registry.runtime.state import State
 
@@ -287,5 +287,6 @@ def port_lines(state: State, wanted: str | None = None) -> list[str]:
         if number == str(container_port) and protocol in ("", "tcp"):
             lines.append(address)
     if wanted is not None and not lines:
-        raise ObserveError(f"no public port '{wanted if '/' in wanted else wanted + '/tcp'}' published for {state.name}")
+        port = wanted if "/" in wanted else wanted + "/tcp"
+        raise ObserveError(f"no public port '{port}' published for {state.name}")
     return lines

@@ -16,7 +16,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
 
 from registry.runtime.cgroups import ContainerCgroups, Hierarchies
 from registry.runtime.paths import cgroup_parent

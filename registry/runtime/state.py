@@ -92,7 +92,7 @@ class State(Record):
         os.replace(tmp, self.dir / "state.json")
 
     @classmethod
-    def load(cls, container_id: str) -> "State":
+    def load(cls, container_id: str) -> State:
         raw = json.loads((containers_dir() / container_id / "state.json").read_text())
         spec = raw.pop("spec")
         resources = Resources(**spec.pop("resources"))
@@ -102,7 +102,7 @@ class State(Record):
         spec["volumes"] = [tuple(v) for v in spec["volumes"]]
         return cls(spec=Spec(resources=resources, **spec), **raw)
 
-    def reload(self) -> "State":
+    def reload(self) -> State:
         return State.load(self.id)
 
     def monitor_alive(self) -> bool:

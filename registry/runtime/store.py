@@ -18,7 +18,8 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
+    from collections.abc import Iterator
 
 from registry.runtime.paths import runtime_root
 from registry.runtime.records import Record, as_json
@@ -126,7 +127,8 @@ class ImageStore:
             digest = name
         if digest is None and len(name) >= 6 and all(c in "0123456789abcdef" for c in name):
             for image in self.images():
-                if image.config_digest.split(":", 1)[1].startswith(name) or image.digest.split(":", 1)[1].startswith(name):
+                hexes = (image.config_digest.split(":", 1)[1], image.digest.split(":", 1)[1])
+                if any(h.startswith(name) for h in hexes):
                     return image
         return self.image_by_digest(digest) if digest else None
 
@@ -172,8 +174,10 @@ class ImageStore:
 
 
 def _normalize(name: str) -> str | None:
+    from registry.errors import RegistryError
+    from registry.reference import parse_image_reference
+
     try:
-        from registry.reference import parse_image_reference
         return str(parse_image_reference(name))
-    except Exception:
+    except RegistryError:  # not a reference: a name the store does not know
         return None

@@ -16,7 +16,7 @@ import tty
 
 TYPE_CHECKING = False  # typing costs milliseconds of every container start; annotations only
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
 
 _TIOCGPTN, _TIOCSPTLCK = 0x80045430, 0x40045431
 

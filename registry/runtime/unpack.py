@@ -18,7 +18,8 @@ import shutil
 import stat
 import tarfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
+from collections.abc import Iterator
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -261,7 +262,8 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         raise LayerError(f"not a valid tar: {exc}") from None
 
 
-def unpack_layer(blob: Path, dest: Path, diff_id: str, media_type: str = "", lowers: list[Path] | None = None) -> list[str]:
+def unpack_layer(blob: Path, dest: Path, diff_id: str, media_type: str = "",
+                 lowers: list[Path] | None = None) -> list[str]:
     """Unpack `blob` into the new directory `dest` (made here; removed again on any error).
 
     Returns the names of device nodes that were refused. Raises LayerError when the uncompressed

@@ -56,7 +56,7 @@ def remove_for(container_id: str) -> list[str]:
     return removed
 
 
-def remove_auto_removed(state: "State") -> None:
+def remove_auto_removed(state: State) -> None:
     """A --rm container's end: its directory and, as docker run --rm, its anonymous volumes."""
     from registry.runtime.state import remove_dir
 

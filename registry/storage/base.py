@@ -17,7 +17,8 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Protocol
+from typing import Protocol
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 
 from registry.digest import Digest
 
@@ -220,7 +221,7 @@ class BlobStore(abc.ABC):
         """
         await self.stat(_PROBE_DIGEST)
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional: a backend that holds nothing has nothing to do
         """Release connections and threads."""
 
 

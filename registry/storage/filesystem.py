@@ -18,7 +18,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 from registry.digest import ALGORITHMS, Digest, parse_digest
 from registry.errors import RegistryError

@@ -22,7 +22,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -84,7 +85,7 @@ class _UploadState:
         return json.dumps(self.__dict__).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "_UploadState":
+    def from_json(cls, data: bytes) -> _UploadState:
         return cls(**json.loads(data))
 
 

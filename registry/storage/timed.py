@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from registry.digest import Digest
 from registry.storage.base import BlobStore, Hasher

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -211,7 +211,7 @@ def test_delete_tag_keeps_the_manifest(admin: httpx.Client):
     assert admin.get(f"/v2/{name}/manifests/kept", headers=ACCEPT).status_code == 200
     assert_error(admin.delete(f"/admin/api/repositories/{name}/tags/gone"), 404, "MANIFEST_UNKNOWN")
     assert_error(admin.delete(f"/admin/api/repositories/{name}/tags/bad:tag"), 400, "TAG_INVALID")
-    assert_error(admin.delete(f"/admin/api/repositories/nobody/tags/x"), 404, "NAME_UNKNOWN")
+    assert_error(admin.delete("/admin/api/repositories/nobody/tags/x"), 404, "NAME_UNKNOWN")
 
 
 def test_delete_manifest_takes_its_tags(admin: httpx.Client):

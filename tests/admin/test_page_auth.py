@@ -5,7 +5,7 @@ without the admin role sees nothing; pushes still go through bearer tokens as be
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

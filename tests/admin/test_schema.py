@@ -8,7 +8,7 @@ exist their 404 is accepted (it is documented for the GET of a last report).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

@@ -210,7 +210,7 @@ class Pushed:
     media_type: str
     digest: str
     blobs: list[str] = field(default_factory=list)
-    children: list["Pushed"] = field(default_factory=list)
+    children: list[Pushed] = field(default_factory=list)
 
     @property
     def document(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ the suite's autouse fixture fails any test whose registry logged a traceback.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

@@ -27,7 +27,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 import bcrypt
 import httpx
@@ -85,7 +86,7 @@ class AuthRegistry(RegistryProcess):
         """The signing key the registry generates for its own token server (ES256 by default)."""
         return self.data_dir / "auth" / "token-es256.pem"
 
-    def start(self, timeout: float = 30) -> "AuthRegistry":
+    def start(self, timeout: float = 30) -> AuthRegistry:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -114,7 +115,7 @@ class AuthRegistry(RegistryProcess):
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def __enter__(self) -> "AuthRegistry":
+    def __enter__(self) -> AuthRegistry:
         return self.start()
 
 
@@ -541,7 +542,7 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
     sock.settimeout(remaining)
     try:
         return sock.recv(65536)
-    except (socket.timeout, ConnectionError, ssl.SSLError):
+    except (TimeoutError, ConnectionError, ssl.SSLError):
         return b""
 
 

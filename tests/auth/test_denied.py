@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -488,8 +488,8 @@ def test_robot_outside_its_repository_pattern_is_denied(world: World) -> None:
     # With its token: 401 insufficient_scope (the token lacks the scope); with its secret as basic
     # credentials: 403 DENIED (signed in, and the policy with its own scope says no).
     for headers in (bearer(token), basic(robot, robot_secret)):
-        def refused(response: httpx.Response, scope_: str) -> None:
-            if headers["Authorization"].startswith("Bearer"):
+        def refused(response: httpx.Response, scope_: str, sent: dict[str, str] = headers) -> None:
+            if sent["Authorization"].startswith("Bearer"):
                 assert_insufficient_scope(response, world.server, scope_)
             else:
                 assert_error(response, 403, "DENIED", world.server)

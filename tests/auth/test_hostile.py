@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import httpx

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

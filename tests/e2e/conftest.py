@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

@@ -16,7 +16,7 @@ from registry.config_entries import Entry, EntryError, whole_number
 from registry.gc.policy import PolicyError, parse_quotas, parse_retention, parse_size
 from registry.mirror.upstreams import MirrorConfigError, parse_upstreams
 from tests.fuzz.conftest import fuzz
-from tests.fuzz.strategies import HUGE_INTEGERS, SCALARS, any_text, mutated, values
+from tests.fuzz.strategies import HUGE_INTEGERS, SCALARS, mutated, values
 
 CA_FILES = st.sampled_from(["", "/nonexistent/ca.pem", "/", "a\x00b", "\udc80", str(Path(__file__)), "/etc/hostname"])
 URLS = st.sampled_from(["http://upstream:5000", "https://registry-1.docker.io", "http://[::1]:5000", "ftp://x", "http://",

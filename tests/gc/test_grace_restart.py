@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import time
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sqlalchemy import select, update

@@ -66,7 +66,7 @@ def _pusher(url: str, worker: int, iterations: int, pool: list[bytes], grace: fl
                     deleted.append((victim[0], digest))
                 elif roll > 0.85:
                     orphans.append(push_blob(http, repo, random_bytes(2048)))
-    except BaseException as exc:  # reported by the test thread
+    except BaseException as exc:  # noqa: BLE001 - reported by the test thread
         errors.append(exc)
     results[worker] = {"kept": kept, "deleted": deleted, "orphans": orphans, "retries": retries}
 
@@ -78,7 +78,7 @@ def _collector(url: str, stop: threading.Event, runs: list, errors: list) -> Non
                 response = http.post("/admin/api/gc", json={})
                 assert response.status_code == 200, response.text
                 runs.append(response.json()["deleted"])
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - reported by the test thread
         errors.append(exc)
 
 

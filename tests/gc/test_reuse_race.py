@@ -79,7 +79,7 @@ class Collector(threading.Thread):
                     started = time.monotonic()
                     self.deleted_blobs += run_job(http, "gc")["deleted"]["blobs"]
                     self.runs.append(started)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             self.error = exc
 
     def wait_for_run_after(self, moment: float, timeout: float = 60.0) -> None:
@@ -151,7 +151,7 @@ def _trials(url: str, worker: int, images: list[Image], collector: Collector, ta
                         push_blob(http, repo, blob)
                     push_manifest(http, repo, tag, manifest)
                 tally.pushed.append((repo, tag, [sha256(blob) for blob in image.blobs]))
-    except BaseException as exc:  # reported by the test thread
+    except BaseException as exc:  # noqa: BLE001 - reported by the test thread
         errors.append(exc)
 
 

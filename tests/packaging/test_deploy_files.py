@@ -14,7 +14,8 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import kubernetes_validate
 import pytest

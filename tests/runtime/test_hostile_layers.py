@@ -7,7 +7,7 @@ import os
 import stat
 import uuid
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -7,14 +7,11 @@ container that is missing or not running, as docker's client."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 
 from registry.runtime.observe import binary_size, decimal_size
 from tests.runtime.conftest import REPO, Runtime

@@ -221,7 +221,7 @@ def test_presigned_urls(s3_client, s3_bucket):
 
 def test_presigned_url_expires(s3_client, s3_bucket):
     s3_client.put_object(Bucket=s3_bucket, Key="blob", Body=b"x")
-    an_hour_ago = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=1)
+    an_hour_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
     with mock.patch("botocore.auth.get_current_datetime", return_value=an_hour_ago):
         url = s3_client.generate_presigned_url("get_object", Params={"Bucket": s3_bucket, "Key": "blob"},
                                                ExpiresIn=60)

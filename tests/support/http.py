@@ -6,7 +6,7 @@ import hashlib
 import http.client
 import os
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def pattern_stream(total: int, seed: int = 0, block: int = 1024 * 1024) -> Iterator[bytes]:

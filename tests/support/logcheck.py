@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from tests.support.server import SERVER_LOGS
 

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import bcrypt
 import httpx
@@ -240,7 +240,7 @@ class DistributionProcess:
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def start(self, timeout: float = 30) -> "DistributionProcess":
+    def start(self, timeout: float = 30) -> DistributionProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         htpasswd = self.root / "htpasswd"
         htpasswd.write_text("".join(htpasswd_line(u, p) + "\n" for u, p in self.users.items()))
@@ -340,7 +340,7 @@ def dockerd_settings(settings: dict) -> Iterator[Path]:
 class UpstreamRegistry(RegistryProcess):
     """This registry as an upstream: ready once /v2/ answers at all (401 too, in basic mode)."""
 
-    def start(self, timeout: float = 30) -> "UpstreamRegistry":
+    def start(self, timeout: float = 30) -> UpstreamRegistry:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

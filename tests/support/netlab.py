@@ -24,7 +24,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from tests.support.process import terminate
 from tests.support.server import free_port
@@ -129,7 +129,7 @@ class Namespace:
         return ["ip", "netns", "exec", self.name]
 
     @classmethod
-    def create(cls) -> "Namespace":
+    def create(cls) -> Namespace:
         if os.geteuid() != 0:
             raise Unavailable("network namespaces need root")
         if shutil.which("ip") is None:
@@ -247,7 +247,7 @@ class LinkStats:
     down_bytes: int = 0
     down_pieces: int = 0
 
-    def __sub__(self, other: "LinkStats") -> "LinkStats":
+    def __sub__(self, other: LinkStats) -> LinkStats:
         return LinkStats(*(getattr(self, f) - getattr(other, f) for f in self.__dataclass_fields__))
 
 
@@ -268,7 +268,7 @@ class Splitter:
     def host(self) -> str:
         return f"{self.site.address}:{self.port}"
 
-    def start(self, timeout: float = 15) -> "Splitter":
+    def start(self, timeout: float = 15) -> Splitter:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [*self.site.wrap, sys.executable, "-m", "tests.support.splitter", "--listen", self.host,

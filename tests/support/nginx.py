@@ -54,7 +54,7 @@ class NginxBalancer:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15) -> "NginxBalancer":
+    def start(self, timeout: float = 15) -> NginxBalancer:
         self.root.mkdir(parents=True, exist_ok=True)
         servers = "\n".join(f"        server {upstream};" for upstream in self.upstreams)
         conf = self.root / "nginx.conf"
@@ -84,7 +84,7 @@ class NginxBalancer:
     def stop(self) -> None:
         terminate(self.proc)
 
-    def __enter__(self) -> "NginxBalancer":
+    def __enter__(self) -> NginxBalancer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

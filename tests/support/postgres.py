@@ -107,7 +107,7 @@ def ensure_os_user() -> pwd.struct_passwd:
         ) from None
 
 
-_running: set["PostgresServer"] = set()
+_running: set[PostgresServer] = set()
 
 
 @atexit.register
@@ -116,7 +116,7 @@ def _stop_leftovers() -> None:
     for server in list(_running):
         try:
             server.stop(mode="immediate")
-        except Exception:
+        except Exception:  # noqa: BLE001 - at exit: stop what can be stopped
             pass
 
 
@@ -168,7 +168,7 @@ class PostgresServer:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30) -> "PostgresServer":
+    def start(self, timeout: float = 30) -> PostgresServer:
         if self.is_running():
             return self
         self.bindir = self.bindir or find_bindir()
@@ -210,7 +210,7 @@ class PostgresServer:
         self.stop(mode=mode, keep_data=True)
         self.start(timeout=timeout)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -324,7 +324,8 @@ class PostgresServer:
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"postgres not accepting TCP on 127.0.0.1:{self.port}:\n{self.log_tail()}")
+                    raise RuntimeError(f"postgres not accepting TCP on 127.0.0.1:{self.port}:\n{self.log_tail()}") \
+                        from None
                 time.sleep(0.05)
 
     def _kill_postmaster(self) -> None:

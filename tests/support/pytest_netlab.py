@@ -6,7 +6,7 @@ where the host cannot make one) and `loopback` (always). Session-scoped: each si
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -14,7 +14,7 @@ with a message saying how to install it.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,7 +29,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
         server.start()
     except PostgresUnavailable as exc:
         problem = f"PostgreSQL is required for this test and is not available: {exc}"
-    except Exception as exc:  # initdb / pg_ctl failed: show why
+    except Exception as exc:  # noqa: BLE001 - initdb / pg_ctl failed: show why
         server.stop()
         problem = f"could not start PostgreSQL for the test session: {exc}\n\n{INSTALL_HINT}"
     if problem is not None:  # outside the except block, so the report is not a chained traceback

@@ -21,7 +21,8 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -42,7 +43,7 @@ def _start(server: SwiftS3) -> None:
         server.start()
     except SwiftUnavailable as exc:
         problem = f"an S3 server (OpenStack Swift + s3api) is required and is not available: {exc}"
-    except Exception as exc:  # the servers did not come up: the message carries their logs
+    except Exception as exc:  # noqa: BLE001 - the servers did not come up: the message carries their logs
         server.stop()
         problem = (f"could not start OpenStack Swift for the tests: {exc}\n\n"
                    f"If its virtualenv is broken, recreate it: rm -rf {server.venv} && {SETUP_SCRIPT}")

@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from tests.support.process import wait_until_answers
 from tests.support.storage_view import FilesystemView, StorageView
@@ -61,7 +61,7 @@ class RegistryProcess:
         """What an HTTP client needs to trust this server (httpx `verify=`)."""
         return ssl.create_default_context(cafile=str(self.tls.ca_file)) if self.tls else True
 
-    def start(self, timeout: float = 30) -> "RegistryProcess":
+    def start(self, timeout: float = 30) -> RegistryProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")
@@ -101,7 +101,7 @@ class RegistryProcess:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> "RegistryProcess":
+    def __enter__(self) -> RegistryProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

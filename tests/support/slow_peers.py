@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 
@@ -43,7 +43,7 @@ class SlowReaders:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> "SlowReaders":
+    def start(self) -> SlowReaders:
         request = (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
                    "Connection: close\r\n\r\n").encode()
         for _ in range(self.count):
@@ -88,7 +88,7 @@ class SlowReaders:
             except OSError:
                 pass
 
-    def __enter__(self) -> "SlowReaders":
+    def __enter__(self) -> SlowReaders:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

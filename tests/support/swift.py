@@ -279,7 +279,7 @@ class SwiftS3:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30) -> "SwiftS3":
+    def start(self, timeout: float = 30) -> SwiftS3:
         """Start every server not running yet; return once the S3 API answers a signed request."""
         self._check_environment()
         if not self._configured:
@@ -302,7 +302,7 @@ class SwiftS3:
         for name in reversed(SERVERS):
             self._terminate(name, kill)
 
-    def restart(self, timeout: float = 30) -> "SwiftS3":
+    def restart(self, timeout: float = 30) -> SwiftS3:
         """Stop and start everything on the same ports and data: what was stored is still there."""
         self.stop()
         return self.start(timeout)
@@ -330,7 +330,7 @@ class SwiftS3:
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items() if proc.poll() is None}
 
-    def __enter__(self) -> "SwiftS3":
+    def __enter__(self) -> SwiftS3:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -351,7 +351,7 @@ class SwiftS3:
         `path` is plain (it is percent-encoded here), `query` already encoded and sorted. A given
         x-amz-content-sha256 header (e.g. UNSIGNED-PAYLOAD) is signed as is.
         """
-        amz_date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        amz_date = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         day = amz_date[:8]
         signed = {k.lower(): v.strip() for k, v in (headers or {}).items()}
         payload_hash = signed.setdefault("x-amz-content-sha256", hashlib.sha256(body).hexdigest())
