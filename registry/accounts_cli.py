@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from registry.auth.credentials import (MAX_PASSWORD_BYTES, ROBOT_PREFIX, hash_password, hash_robot_secret,
                                        new_robot_secret)
 from registry.auth.policy import ACTIONS
-from registry.config import add_arguments, load
+from registry.config import add_arguments
+from registry.settings import load
 from registry.metadata import accounts
 from registry.metadata.db import Database, migrate
 

@@ -14,11 +14,11 @@ from sqlalchemy import exc as sa_exc
 
 from registry.api import add_routes, health
 from registry.api.common import (API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY,
-                                 MIRROR_KEY)
+                                 MIRROR_KEY, REQUEST_ID_KEY)
 from registry import admin
 from registry.admin.maintenance import MAINTENANCE_KEY
 from registry.admin.metrics import in_flight_middleware, record_auth_failure, storage_recorder
-from registry.auth import token_server
+from registry.api import token as token_endpoint
 from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
 from registry.content.local import LocalContent
@@ -34,7 +34,6 @@ from registry.storage.timed import TimedStore
 
 log = logging.getLogger("registry")
 
-REQUEST_ID_KEY = "registry.request_id"
 # Errors that mean "the database is not reachable now", answered 503 so clients retry.
 DATABASE_DOWN = (DatabaseUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
 
@@ -138,7 +137,7 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(_common_headers)
     add_routes(app)
     health.add_routes(app, db, store)
-    token_server.add_routes(app)
+    token_endpoint.add_routes(app)
     admin.add_routes(app)
 
     async def start(_: web.Application) -> None:

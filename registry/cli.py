@@ -10,7 +10,7 @@ from registry import __version__
 
 def _serve(args: argparse.Namespace) -> int:
     from registry.admin.logs import configure_logging
-    from registry.config import load
+    from registry.settings import load
     from registry.metadata.db import migrate
     from registry.server import serve
 
@@ -22,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from registry.config import load
+    from registry.settings import load
     from registry.metadata.db import migrate
 
     config = load(args)

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -343,7 +343,14 @@ def add_arguments(parser: argparse.ArgumentParser, shown: tuple[str, ...] | None
         parser.add_argument(spec.flag, **kwargs)
 
 
-def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
+# A feature's own section checked by the feature's parser (registry/settings.py lists them): config stays
+# below the features it configures. Given the configuration and where each option's value came from.
+SectionCheck = Callable[[Config, Mapping[str, str]], None]
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
+         checks: Sequence[SectionCheck] = ()) -> Config:
+    """The configuration from defaults, file, environment and flags, checked; `checks` add the sections'."""
     environ = os.environ if environ is None else environ
     config = Config()
     sources: dict[str, str] = {}  # option -> where its value came from (a file, a variable, a flag)
@@ -361,6 +368,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
                 _set(config, spec.path, _coerce(spec, value, spec.flag))
                 sources[spec.dotted] = spec.flag
     _validate(config, sources)
+    for check in checks:
+        check(config, sources)
     return config
 
 
@@ -399,30 +408,6 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
         raise ConfigError("upload_chunk_bytes: must be at least 4096")
     if config.limits.header_bytes < 1024 or config.limits.header_total_bytes < config.limits.header_bytes:
         raise ConfigError("limits.header_bytes must be at least 1024, and limits.header_total_bytes at least that")
-    if config.mirror.upstreams:
-        from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
-
-        try:
-            upstreams = parse_upstreams(config.mirror.upstreams)
-        except MirrorConfigError as exc:
-            raise ConfigError(f"{sources.get('mirror.upstreams', 'mirror.upstreams')}: {exc}") from None
-        try:
-            parse_local_namespaces(config.mirror.local_namespaces, upstreams)
-        except MirrorConfigError as exc:
-            raise ConfigError(f"{sources.get('mirror.local_namespaces', 'mirror.local_namespaces')}: {exc}") \
-                from None
-    from registry.gc.policy import PolicyError, parse_quotas, parse_retention
-
-    sections = (("retention.policies", parse_retention, config.retention.policies),
-                ("quota.namespaces", parse_quotas, config.quota.namespaces))
-    for option, parse, value in sections:
-        try:
-            parse(value)
-        except PolicyError as exc:
-            raise ConfigError(f"{sources.get(option, option)}: {exc}") from None
-    from registry.auth.files import check_files
-
-    check_files(config)  # policy, htpasswd and key files: an AuthFileError (a ConfigError) names file and entry
     if config.storage.min_free_bytes < 0:
         raise ConfigError("storage.min_free_bytes: must not be negative (0 turns the check off)")
     if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:

@@ -11,7 +11,8 @@ import json
 import sys
 from typing import Any
 
-from registry.config import WHERE_THE_DATA_IS, add_arguments, load
+from registry.config import WHERE_THE_DATA_IS, add_arguments
+from registry.settings import load
 from registry.gc.policy import format_bytes
 
 

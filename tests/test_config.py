@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from registry.cli import build_parser
-from registry.config import ConfigError, load, options
+from registry.config import ConfigError, options
+from registry.settings import load
 
 
 def _args(*argv: str):

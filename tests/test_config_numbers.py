@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.config import ConfigError, load
+from registry.config import ConfigError
+from registry.settings import load
 
 
 @pytest.mark.parametrize("listen", [":²", ":٣٣", ":５０００", ":1_0", ":70000", ":", ":" + "9" * 5000])

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from registry.config import ConfigError, load
+from registry.config import ConfigError
+from registry.settings import load
 from registry.mirror.upstreams import MirrorConfigError, Router, parse_local_namespaces, parse_upstreams
 from tests.api.helpers import OCI_MANIFEST, image_manifest, push_image, put_manifest
 from tests.support.server import RegistryProcess

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from registry.admin import metrics
-from registry.app import REQUEST_ID_KEY
+from registry.api.common import REQUEST_ID_KEY
 from registry.auth.gate import IDENTITY_KEY
 
 ACCESS_LOGGER = logging.getLogger("registry.access")

@@ -24,6 +24,7 @@ DELETE_ENABLED_KEY = web.AppKey("delete_enabled", bool)
 LIMITS_KEY = web.AppKey("limits", LimitsConfig)
 MIRROR_KEY = web.AppKey("mirror", object)
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+REQUEST_ID_KEY = "registry.request_id"  # the client's X-Request-Id, or one made up: logs and answers carry it
 
 
 def content(request: web.Request) -> LocalContent:

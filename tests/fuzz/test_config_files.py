@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.config import Config, ConfigError, load, options
+from registry.config import Config, ConfigError, options
+from registry.settings import load
 from tests.fuzz.conftest import fuzz
 from tests.fuzz.strategies import SCALARS, YAML_PIECES, any_text, dumped_yaml, laughs, mutated, values
 from tests.fuzz.test_config_entries import QUOTAS, RETENTION, UPSTREAMS

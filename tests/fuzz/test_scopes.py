@@ -1,4 +1,4 @@
-"""Token scopes (registry/auth/token_server.py requested): for any `scope` values, what the token
+"""Token scopes (registry/api/token.py requested): for any `scope` values, what the token
 server will grant from, or a 400 (UNSUPPORTED for a malformed scope or too many, NAME_INVALID for a
 repository name that is not one), never another exception."""
 
@@ -9,7 +9,7 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from registry.auth.token_server import MAX_SCOPES, requested
+from registry.api.token import MAX_SCOPES, requested
 from registry.errors import RegistryError
 from tests.fuzz.conftest import fuzz
 from tests.fuzz.strategies import any_text, mutated

@@ -21,7 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from registry.config import load, options
+from registry.config import options
+from registry.settings import load
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

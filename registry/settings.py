@@ -1,0 +1,45 @@
+"""The configuration as `registry serve` and its commands load it: registry/config.py's options and checks,
+then each feature's own section checked by that feature's parser, so that a mistake anywhere stops the
+start-up with one line naming the file or variable and the entry. config.py stays below the features it
+configures (tests/test_layers.py); this module, above them, puts the two together."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+from registry.auth.files import check_files
+from registry.config import Config, ConfigError
+from registry.config import load as load_options
+from registry.gc.policy import PolicyError, parse_quotas, parse_retention
+from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    return load_options(args, environ, checks=(_mirror, _policies, _auth_files))
+
+
+def _mirror(config: Config, sources: Mapping[str, str]) -> None:
+    if not config.mirror.upstreams:
+        return
+    try:
+        upstreams = parse_upstreams(config.mirror.upstreams)
+    except MirrorConfigError as exc:
+        raise ConfigError(f"{sources.get('mirror.upstreams', 'mirror.upstreams')}: {exc}") from None
+    try:
+        parse_local_namespaces(config.mirror.local_namespaces, upstreams)
+    except MirrorConfigError as exc:
+        raise ConfigError(f"{sources.get('mirror.local_namespaces', 'mirror.local_namespaces')}: {exc}") from None
+
+
+def _policies(config: Config, sources: Mapping[str, str]) -> None:
+    for option, parse, value in (("retention.policies", parse_retention, config.retention.policies),
+                                 ("quota.namespaces", parse_quotas, config.quota.namespaces)):
+        try:
+            parse(value)
+        except PolicyError as exc:
+            raise ConfigError(f"{sources.get(option, option)}: {exc}") from None
+
+
+def _auth_files(config: Config, sources: Mapping[str, str]) -> None:
+    check_files(config)  # policy, htpasswd and key files: an AuthFileError (a ConfigError) names file and entry

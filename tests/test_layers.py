@@ -1,0 +1,66 @@
+"""Imports run only downward (docs/architecture.md, Layers): a module may import its own layer or those
+below it, never one above. Every import counts, also those inside functions (a lazy import is still a
+dependency). A new top-level module or package must be given its layer here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "registry"
+
+# Lowest first. Within a layer, imports go either way.
+LAYERS: list[tuple[str, ...]] = [
+    # words of the spec and small parsers: no I/O, nothing of the server
+    ("__init__", "errors", "startup", "digest", "numbers", "json_strict", "reference", "manifest", "config_entries"),
+    ("config", "tls"),                                   # options, and the certificates they name
+    ("metadata", "storage", "client"),                   # SQL rows; bytes by digest; the one registry client
+    ("gc",),                                             # maintenance over metadata and storage: sweep, policy, fsck
+    ("content", "mirror", "auth", "runtime"),            # content (local and mirrored), identities, the runtime
+    ("api",),                                            # HTTP handlers of the Distribution API and /auth/token
+    ("admin", "http_edges"),                             # the admin API and page, metrics, logs; framing
+    ("app", "settings"),                                 # the application assembled; configuration with its sections
+    ("server", "cli", "accounts_cli", "gc_cli", "healthcheck", "config_docs", "migrations", "__main__"),  # entry points
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def _layer(module: str) -> str:
+    """`registry.api.blobs` -> `api`; `registry` -> `__init__`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported registry module) for every import in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "registry":  # from registry import admin, __version__
+                found += [(node.lineno, f"registry.{alias.name}") for alias in node.names]
+            elif node.module.startswith("registry."):
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names if alias.name.startswith("registry.")]
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    tops = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+            if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    assert tops - set(RANK) == set(), f"give these a layer in tests/test_layers.py: {sorted(tops - set(RANK))}"
+
+
+def test_imports_only_go_downward() -> None:
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        source = _layer(module)
+        for line, target in _imports(path):
+            imported = _layer(target)
+            if imported == "__version__":
+                imported = "__init__"
+            if RANK[imported] > RANK[source]:
+                upward.append(f"{path.relative_to(ROOT)}:{line}: {source} imports {target} ({imported} is above)")
+    assert not upward, "\n".join(upward)
