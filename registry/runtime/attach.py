@@ -44,12 +44,7 @@ def attach(state: State, no_stdin: bool = False, sig_proxy: bool = True, out: in
         raise LifecycleError(f"container {state.name} is paused, unpause it first")
     if state.status not in ("running", "restarting") or not state.monitor_alive():
         raise LifecycleError(f"cannot attach to a stopped container {state.name}, start it first")
-    log = os.open(state.dir / "container.log", os.O_RDONLY)
-    os.lseek(log, 0, os.SEEK_END)  # what it prints from now on, as docker attach
-    if state.spec.interactive and not no_stdin:
-        fifo = os.open(stdin_fifo(state), os.O_WRONLY)
-        threading.Thread(target=_pump_stdin, args=(fifo,), name="attach-stdin", daemon=True).start()
-    if sig_proxy:
+    if sig_proxy:  # before the log is open: once it is, signals are the container's
         def proxy(signum: int, _frame: object) -> None:
             try:
                 signal_container(state.reload(), signum)
@@ -57,6 +52,11 @@ def attach(state: State, no_stdin: bool = False, sig_proxy: bool = True, out: in
                 pass
         for sig in PROXIED:
             signal.signal(sig, proxy)
+    log = os.open(state.dir / "container.log", os.O_RDONLY)
+    os.lseek(log, 0, os.SEEK_END)  # what it prints from now on, as docker attach
+    if state.spec.interactive and not no_stdin:
+        fifo = os.open(stdin_fifo(state), os.O_WRONLY)
+        threading.Thread(target=_pump_stdin, args=(fifo,), name="attach-stdin", daemon=True).start()
     try:
         while True:
             chunk = os.read(log, 65536)

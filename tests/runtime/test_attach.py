@@ -5,7 +5,9 @@ for a stopped or paused container."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 
 from tests.runtime.conftest import Runtime
@@ -16,6 +18,19 @@ def _until(predicate, timeout: float = 15) -> None:  # type: ignore[no-untyped-d
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def _attached(process: subprocess.Popen) -> None:
+    """Until `registry attach` reads the container's log: a signal sent earlier could find the command still
+    starting (on a loaded machine, longer than any fixed sleep)."""
+    def reading_log() -> bool:
+        assert process.poll() is None, process.communicate(timeout=5)
+        try:
+            fds = os.listdir(f"/proc/{process.pid}/fd")
+            return any(os.readlink(f"/proc/{process.pid}/fd/{fd}").endswith("container.log") for fd in fds)
+        except OSError:  # an fd closed between the listing and the readlink
+            return False
+    _until(reading_log, timeout=30)
 
 
 def test_attach_shows_new_output_and_returns_the_exit_code(runtime: Runtime, pulled_base: str) -> None:
@@ -51,7 +66,7 @@ def test_attach_passes_signals_on(runtime: Runtime, pulled_base: str) -> None:
     try:
         _until(lambda: "ready" in runtime.cli("logs", "att-sig").stdout)
         attached = runtime.popen("attach", "att-sig")
-        time.sleep(1)
+        _attached(attached)
         attached.send_signal(signal.SIGINT)
         out, err = attached.communicate(timeout=30)
         assert attached.returncode == 5 and out == "caught\n", (out, err)
@@ -59,7 +74,7 @@ def test_attach_passes_signals_on(runtime: Runtime, pulled_base: str) -> None:
         runtime.cli("start", "att-sig")
         _until(lambda: runtime.cli("logs", "att-sig").stdout.count("ready") == 2)
         detached = runtime.popen("attach", "--sig-proxy=false", "att-sig")
-        time.sleep(1)
+        _attached(detached)
         detached.send_signal(signal.SIGINT)
         detached.communicate(timeout=30)
         assert detached.returncode == 130 and "att-sig" in runtime.cli("ps").stdout
