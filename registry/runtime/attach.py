@@ -52,6 +52,8 @@ def attach(state: State, no_stdin: bool = False, sig_proxy: bool = True, out: in
                 pass
         for sig in PROXIED:
             signal.signal(sig, proxy)
+    else:  # Ctrl-C detaches, also when whoever started us ignored SIGINT (a background job of a shell)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     log = os.open(state.dir / "container.log", os.O_RDONLY)
     os.lseek(log, 0, os.SEEK_END)  # what it prints from now on, as docker attach
     if state.spec.interactive and not no_stdin:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
-from tests.runtime.conftest import Runtime
+from tests.runtime.conftest import REPO, Runtime
 
 
 def _until(predicate, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +74,12 @@ def test_attach_passes_signals_on(runtime: Runtime, pulled_base: str) -> None:
         # --sig-proxy=false: the signal ends the attach (Python's KeyboardInterrupt: 130), not the container
         runtime.cli("start", "att-sig")
         _until(lambda: runtime.cli("logs", "att-sig").stdout.count("ready") == 2)
-        detached = runtime.popen("attach", "--sig-proxy=false", "att-sig")
+        # Started as a shell's background job is: with SIGINT ignored, which Python then keeps (a CI run of
+        # `make test` from such a job hung here until attach restored it).
+        detached = subprocess.Popen([sys.executable, "-m", "registry", "attach", "--sig-proxy=false", "att-sig"],
+                                    env=runtime.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, text=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         _attached(detached)
         detached.send_signal(signal.SIGINT)
         detached.communicate(timeout=30)
