@@ -239,7 +239,7 @@ def options(cls: type = Config, prefix: tuple[str, ...] = ()) -> Iterator[Option
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         ftype = hints[f.name]
-        if dataclasses.is_dataclass(ftype):
+        if isinstance(ftype, type) and dataclasses.is_dataclass(ftype):
             yield from options(ftype, prefix + (f.name,))
         else:
             default = f.default if f.default is not dataclasses.MISSING else \
@@ -275,10 +275,10 @@ def _number(value: Any) -> float:
 def _coerce(spec: OptionSpec, value: Any, source: str) -> Any:
     try:
         if spec.type is list:
-            result = json.loads(value) if isinstance(value, str) else value
-            if not isinstance(result, list):
+            listed = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(listed, list):
                 raise ValueError("expected a list (YAML, or JSON in the environment and flags)")
-            return result
+            return listed
         if spec.type is bool:
             if isinstance(value, bool):
                 result: Any = value

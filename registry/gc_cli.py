@@ -61,7 +61,7 @@ def _print(report: dict[str, Any], as_json: bool) -> None:
         print("  ... (more; --json for the report, which lists the first 10,000)")
 
 
-def _collect_command(job: str):  # type: ignore[no-untyped-def]
+def _collect_command(job: str):
     def command(args: argparse.Namespace) -> int:
         from registry.gc.jobs import MaintenanceBusy
 

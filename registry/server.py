@@ -160,12 +160,12 @@ def _supervise(config: Config, sock: socket.socket) -> int:
             pid, status = os.wait()
         except ChildProcessError:
             break
-        slot = children.pop(pid, None)
+        ended = children.pop(pid, None)
         worker_exited(pid)
-        if slot is not None and not stopping:
+        if ended is not None and not stopping:
             log.error("worker %d exited (status %d); starting another", pid, status)
             time.sleep(0.5)
-            spawn(slot)
+            spawn(ended)
     return 0
 
 

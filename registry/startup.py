@@ -16,7 +16,7 @@ def reason(exc: BaseException) -> str:
     """An exception as a short clause: the OS's words for OSError, else the first line of its message."""
     if isinstance(exc, OSError) and (exc.strerror or (exc.errno or 0) > 0):
         # asyncio's "Connect call failed (...)" hides what the errno says: "connection refused"
-        text = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror
-        return text[0].lower() + text[1:]
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text and text[0] else type(exc).__name__
+        words = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc.strerror)
+        return words[0].lower() + words[1:]
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines and lines[0] else type(exc).__name__

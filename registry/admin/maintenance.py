@@ -43,7 +43,7 @@ async def last(request: web.Request) -> web.Response:
     return web.json_response(report)
 
 
-def _flag(body: dict, name: str) -> bool:  # type: ignore[type-arg]
+def _flag(body: dict, name: str) -> bool:
     value = body.get(name, False)
     if not isinstance(value, bool):
         raise RegistryError("UNSUPPORTED", f"{name} must be true or false", status=400)

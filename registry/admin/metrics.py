@@ -133,7 +133,7 @@ async def in_flight_middleware(request: web.Request,
 def _landed(request: web.BaseRequest) -> None:
     gauge = request.pop(_IN_FLIGHT_KEY, None) if isinstance(request, web.Request) else None
     if gauge is not None:
-        gauge.dec()  # type: ignore[attr-defined]
+        gauge.dec()
 
 
 def observe_request(request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:

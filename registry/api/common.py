@@ -13,6 +13,7 @@ from aiohttp import web
 from registry.auth.gate import GATE_KEY, identity_of
 from registry.config import LimitsConfig
 from registry.content.local import LocalContent
+from registry.mirror.content import MirrorContent
 from registry.digest import Digest, is_digest, parse_digest
 from registry.errors import RegistryError
 from registry.numbers import INT64_DIGITS, ascii_decimal
@@ -22,7 +23,7 @@ CONTENT_KEY = web.AppKey("content", LocalContent)
 CHUNK_BYTES_KEY = web.AppKey("chunk_bytes", int)
 DELETE_ENABLED_KEY = web.AppKey("delete_enabled", bool)
 LIMITS_KEY = web.AppKey("limits", LimitsConfig)
-MIRROR_KEY = web.AppKey("mirror", object)
+MIRROR_KEY = web.AppKey("mirror", MirrorContent)
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 REQUEST_ID_KEY = "registry.request_id"  # the client's X-Request-Id, or one made up: logs and answers carry it
 

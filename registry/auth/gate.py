@@ -25,6 +25,7 @@ from typing import Any
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from registry.auth.credentials import CredentialChecker
 from registry.auth.identity import Identity, anonymous
@@ -258,7 +259,7 @@ class Gate:
                              headers={"WWW-Authenticate": header})
 
     # -- the middleware ---------------------------------------------------------------
-    def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    def middleware(self) -> Middleware:
         @web.middleware
         async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
             wait = self.rate.acquire(client_address(request))

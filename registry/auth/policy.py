@@ -160,13 +160,13 @@ class Policy:
 RULE_KEYS = ("repositories", "actions", "users", "groups", "anonymous", "authenticated", "networks")
 
 
-class _Located(dict):  # type: ignore[type-arg]
+class _Located(dict):
     """A mapping from the policy file that remembers the line it starts on."""
 
     line = 0
 
 
-class _Sequence(list):  # type: ignore[type-arg]
+class _Sequence(list):
     """A list from the policy file that remembers the line each item starts on."""
 
     lines: list[int] = []

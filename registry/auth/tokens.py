@@ -58,7 +58,7 @@ def check_signing_key(path: Path, algorithm: str) -> Any:
         kind = "an EC P-256" if algorithm == "ES256" else "an RSA"
         raise KeyFileError(f"{path}: auth.token.algorithm {algorithm} needs {kind} key; this is "
                            f"{type(key).__name__.lstrip('_')}")
-    if algorithm == "ES256" and not isinstance(key.curve, ec.SECP256R1):
+    if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1):
         raise KeyFileError(f"{path}: ES256 needs a P-256 key; this one is on {key.curve.name}")
     return key
 

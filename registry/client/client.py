@@ -89,13 +89,15 @@ def _retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
     """Seconds from Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3); `default` for
     anything else (a peer's "nan" or 400 digits must not become our schedule)."""
     value = headers.get("Retry-After", "").strip()
-    seconds = ascii_decimal(value, 9)
-    if seconds is None:
+    whole = ascii_decimal(value, 9)
+    if whole is not None:
+        seconds = float(whole)
+    else:
         try:
             seconds = (email.utils.parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds()
         except (TypeError, ValueError, OverflowError):
             return default
-    return min(max(float(seconds), 0.0), MAX_RETRY_AFTER)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str = "body") -> bytes:

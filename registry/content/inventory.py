@@ -229,7 +229,7 @@ def _config_summary(data: bytes) -> dict[str, Any] | None:
     document = _document(data)
     if not document:
         return None
-    config = document.get("config") if isinstance(document.get("config"), dict) else {}
+    config: dict[str, Any] = document["config"] if isinstance(document.get("config"), dict) else {}
     env = config.get("Env") if isinstance(config.get("Env"), list) else []
     return {
         "created": document.get("created"), "os": document.get("os"), "architecture": document.get("architecture"),

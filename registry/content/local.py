@@ -95,7 +95,7 @@ class _HashState:
         self.hasher = hashlib.sha256()
         self.size = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.hasher.update(data)
         self.size += len(data)
 
@@ -207,7 +207,7 @@ class LocalContent:
                                     detail={"digest": str(digest)}, headers={"Retry-After": "5"})
             await asyncio.sleep(0.05)
 
-    async def _record_and_link(self, conn, repository: str, digest: Digest, size: int,  # type: ignore[no-untyped-def]
+    async def _record_and_link(self, conn, repository: str, digest: Digest, size: int,
                                known: frozenset[int]) -> None:
         """Inside a write transaction: the blob's row (locked) and its link into the repository.
 
@@ -239,7 +239,7 @@ class LocalContent:
         if used >= quota.bytes:
             raise _quota_error(quota, used, None)
 
-    async def _check_quota(self, conn, repository: str, digest: str, size: int) -> None:  # type: ignore[no-untyped-def]
+    async def _check_quota(self, conn, repository: str, digest: str, size: int) -> None:
         """Inside the write transaction that would link `digest`: refuse if it pushes the
         namespace over its quota (a blob already in the namespace costs nothing more)."""
         quota = quota_for(self.quotas, repository)
@@ -465,7 +465,7 @@ class LocalContent:
                 await tag_rows.set_tag(self.db, conn, repo_id, reference, manifest_id)
         return Manifest(digest, parsed.media_type, payload, parsed.subject)
 
-    async def _check_references(self, conn, repo_id: int, parsed: mf.ParsedManifest) -> None:  # type: ignore[no-untyped-def]
+    async def _check_references(self, conn, repo_id: int, parsed: mf.ParsedManifest) -> None:
         wanted = sorted({d.digest for d in parsed.blobs})
         linked = await blob_rows.linked_digests(conn, repo_id, wanted)
         for descriptor in parsed.blobs:

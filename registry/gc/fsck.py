@@ -44,8 +44,8 @@ async def check(db: Database, store: BlobStore, sample: float | None = None, rep
     async with db.read() as conn:
         rows = await gc_rows.all_blob_sizes(conn)
     stored: dict[str, int] = {}
-    async for digest, size in store.iter_blobs():
-        stored[str(digest)] = size
+    async for blob, size in store.iter_blobs():
+        stored[str(blob)] = size
 
     for digest, size in sorted(rows.items()):
         findings.checked += 1

@@ -66,7 +66,7 @@ async def get_robot(conn: Connection, name: str) -> RobotRow | None:
     return _robot(row) if row else None
 
 
-def _robot(row) -> RobotRow:  # type: ignore[no-untyped-def]
+def _robot(row) -> RobotRow:
     return RobotRow(row.name, row.secret_hash, _split(row.repositories), _split(row.actions), row.expires_at)
 
 

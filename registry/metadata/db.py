@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import Engine, Result, create_engine, event
+from sqlalchemy import CursorResult, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -35,7 +35,9 @@ class DatabaseUnavailable(Exception):
 class Connection(Protocol):
     """What the query modules need: an awaitable execute. Both connection kinds below provide it."""
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]: ...
+    # Any: the query modules index and unpack rows by their own select's columns, which the result type
+    # of a Protocol cannot carry; CursorResult at runtime (rowcount, scalar, one, iteration).
+    async def execute(self, statement: Executable, parameters: Any = None) -> Any: ...
 
 
 class _InlineSQLite:
@@ -50,7 +52,7 @@ class _InlineSQLite:
     def __init__(self, conn: SyncConnection) -> None:
         self._conn = conn
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
         return self._conn.execute(statement, parameters)
 
 
@@ -64,7 +66,7 @@ class Database:
             self._sqlite: Engine = create_engine(sync_url, poolclass=QueuePool, pool_size=4, max_overflow=-1,
                                                  connect_args={"check_same_thread": False})
             _configure_sqlite(self._sqlite)
-            database = make_url(url).database
+            database = make_url(url).database or ""
             on_disk = bool(database) and database != ":memory:"
             self._group_sync = GroupSync(Path(database).resolve()) if on_disk else None
             self._writer_lock = WriterLock(Path(f"{Path(database).resolve()}.lock")) if on_disk else None
@@ -159,7 +161,8 @@ class Database:
         sql, names, defaults = self._compiled(statement)
         values = [parameters[name] if name in parameters else defaults[name] for name in names]
         with self._sqlite.connect() as conn:
-            return [row[0] for row in conn.connection.driver_connection.execute(sql, values)]
+            driver: Any = conn.connection.driver_connection  # sqlite3's own connection: no statement machinery
+            return [row[0] for row in driver.execute(sql, values)]
 
     def _compiled(self, statement: Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         """SQLite's SQL text of a statement, its parameters in order, and their defaults (the
@@ -300,7 +303,7 @@ def _configure_sqlite(engine: Engine) -> None:
     group fsync of the WAL (GroupSync) before we answer."""
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (pysqlite's is broken)
         cursor = dbapi_connection.cursor()
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
@@ -308,7 +311,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def on_begin(conn):  # type: ignore[no-untyped-def]
+    def on_begin(conn):
         immediate = conn.get_execution_options().get("sqlite_immediate")
         # Straight to the driver: SQLAlchemy's statement machinery costs ten times the BEGIN itself,
         # and every transaction (reads included) starts with one.

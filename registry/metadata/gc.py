@@ -211,7 +211,7 @@ async def delete_upload_if_idle(conn: Connection, upload_id: str, idle_before: f
 
 
 # -- usage ------------------------------------------------------------------------------------
-def in_namespace(namespace: str):  # type: ignore[no-untyped-def]
+def in_namespace(namespace: str):
     """Repositories named `namespace` or under `namespace/`."""
     escaped = namespace.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return (repositories.c.name == namespace) | repositories.c.name.like(f"{escaped}/%", escape="\\")

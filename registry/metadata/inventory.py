@@ -49,7 +49,7 @@ async def repository_stats(conn: Connection, name: str) -> RepositoryStats | Non
     return found[0] if found else None
 
 
-async def _with_stats(conn: Connection, rows: list) -> list[RepositoryStats]:  # type: ignore[type-arg]
+async def _with_stats(conn: Connection, rows: list) -> list[RepositoryStats]:
     """Aggregates for one page of repositories: a few grouped queries over that page's ids only."""
     ids = [row.id for row in rows]
     if not ids:

@@ -25,7 +25,7 @@ _COLUMNS = (manifests.c.id, manifests.c.digest, manifests.c.media_type, manifest
             manifests.c.subject_digest)
 
 
-def _row(row) -> ManifestRow | None:  # type: ignore[no-untyped-def]
+def _row(row) -> ManifestRow | None:
     return ManifestRow(row.id, row.digest, row.media_type, bytes(row.payload), row.subject_digest) if row else None
 
 

@@ -12,7 +12,7 @@ from registry.metadata.schema import (blobs, manifest_references, manifests, mir
                                       repository_blobs, tags)
 
 
-def _in_cache(prefixes: list[str]):  # type: ignore[no-untyped-def]
+def _in_cache(prefixes: list[str]):
     return or_(*[repositories.c.name.like(f"{prefix}/%") for prefix in prefixes])
 
 

@@ -11,7 +11,7 @@ from registry.metadata.schema import metadata
 target_metadata = metadata
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
@@ -22,7 +22,7 @@ MIGRATION_LOCK = 0x7265_6769  # any constant shared by every registry process
 
 
 async def _main() -> None:
-    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = create_async_engine(str(context.config.get_main_option("sqlalchemy.url")))
     async with engine.connect() as connection:
         postgres = connection.dialect.name == "postgresql"
         if postgres:  # several processes starting at once: one migrates, the others wait

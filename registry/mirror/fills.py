@@ -115,8 +115,10 @@ class Fill:
                     if self.error is None and position >= end:
                         break
                     raise FillFailed(f"upstream fetch failed: {self.error}")
+                def moved(at: int = position) -> bool:
+                    return self.written > at or self.finished
                 async with self._progress:
-                    await self._progress.wait_for(lambda at=position: self.written > at or self.finished)
+                    await self._progress.wait_for(moved)
         finally:
             os.close(fd)
 

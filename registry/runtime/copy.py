@@ -74,10 +74,10 @@ def _checked(owner: tuple[int, int] | None,
             target = os.path.realpath(os.path.join(root, member.linkname))
             if os.path.commonpath([target, root]) != root:
                 raise tarfile.LinkOutsideDestinationError(member, target)
-        changes: dict[str, object] = {"mode": mode & ~0o6000 if strip_setid else mode}
+        member = member.replace(mode=mode & ~0o6000 if strip_setid else mode, deep=False)
         if owner is not None:
-            changes.update(uid=owner[0], gid=owner[1], uname="", gname="")
-        return member.replace(**changes, deep=False)
+            member = member.replace(uid=owner[0], gid=owner[1], uname="", gname="", deep=False)
+        return member
     return check
 
 

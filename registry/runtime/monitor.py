@@ -20,6 +20,9 @@ TYPE_CHECKING = False  # typing costs milliseconds of every container start; ann
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from registry.runtime.portproxy import PortProxy
+    from registry.runtime.terminal import Relay
+
 from registry.runtime import process
 from registry.runtime.cgroups import CgroupError, ContainerCgroups
 from registry.runtime.paths import runtime_root
@@ -47,8 +50,8 @@ class Run:
         self.stdio = stdio
         self.cgroups: ContainerCgroups | None = None
         self.stage_pid: int | None = None
-        self.proxy = None
-        self.relay = None  # the -t terminal relay
+        self.proxy: PortProxy | None = None
+        self.relay: Relay | None = None  # the -t terminal relay
 
     def start(self) -> None:
         """Up to a successful execve (or a StartError with the reason)."""
@@ -194,7 +197,7 @@ class Run:
 
 def read_all(fd: int) -> str:
     """Everything until EOF: the pipe's writers have all closed it (or exec'd)."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 4096)
         if not chunk:

@@ -103,7 +103,7 @@ def _create_bridge(ipr: Any, bridge: str) -> tuple[str, int]:
     import random
 
     used = _used_networks(ipr)
-    candidates = list(ipaddress.ip_network(POOL).subnets(new_prefix=PREFIX))
+    candidates: list[ipaddress.IPv4Network] = list(ipaddress.IPv4Network(POOL).subnets(new_prefix=PREFIX))
     random.shuffle(candidates)
     for subnet in candidates:
         if not any(subnet.overlaps(u) for u in used):

@@ -208,7 +208,7 @@ def sample(state: State) -> Sample:
     memory, limit = _memory(dirs)
     rx, tx = _network(current.init_pid or pids[0])
     read, write = _block(dirs, pids)
-    count = _read(Path(dirs.get("pids", dirs.get("v2", "/nonexistent"))) / "pids.current").strip()
+    count = _read(Path(str(dirs.get("pids", dirs.get("v2", "/nonexistent")))) / "pids.current").strip()
     return Sample(time.monotonic(), _cpu_seconds(dirs, pids), memory, limit, rx, tx, read, write,
                   int(count) if count.isdigit() else len(pids))
 
@@ -256,7 +256,7 @@ def stats(states: list[State], stream: bool, interval: float = 1.0, out: Callabl
     before = {s.id: sample(s) for s in states}
     while True:
         time.sleep(interval)
-        rows = [STATS_HEADER]
+        rows: list[tuple[str, ...]] = [STATS_HEADER]
         for state in states:
             try:
                 after = sample(state)

@@ -148,7 +148,7 @@ def new_id() -> str:
 
 
 def all_states() -> list[State]:
-    out = []
+    out: list[State] = []
     root = containers_dir()
     if not root.is_dir():
         return out

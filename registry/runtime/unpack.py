@@ -60,7 +60,7 @@ def decompressed(fileobj: BinaryIO, media_type: str = "") -> BinaryIO:
     fileobj.seek(0)
     if media_type.endswith("zstd") or head == b"\x28\xb5\x2f\xfd":
         import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True)
     if media_type.endswith("gzip") or head[:2] == b"\x1f\x8b":
         import gzip
         return gzip.GzipFile(fileobj=fileobj, mode="rb")  # type: ignore[return-value]
@@ -274,7 +274,7 @@ def unpack_layer(blob: Path, dest: Path, diff_id: str, media_type: str = "",
     try:
         with open(blob, "rb") as raw:
             hashing = HashingReader(decompressed(raw, media_type), algorithm or "sha256")
-            stream = io.BufferedReader(hashing, 1 << 20)
+            stream = io.BufferedReader(hashing, 1 << 20)  # type: ignore[type-var]  # typeshed wants readinto(Buffer)
             unpacker = _Unpacker(dest, lowers or [])
             try:
                 with tarfile.open(fileobj=stream, mode="r|") as tar:

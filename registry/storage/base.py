@@ -27,7 +27,7 @@ _PROBE_DIGEST = Digest("sha256", "0" * 64)
 
 
 class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 class UploadNotFound(Exception):

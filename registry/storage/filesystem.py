@@ -19,6 +19,7 @@ import re
 import time
 from pathlib import Path
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any
 
 from registry.digest import ALGORITHMS, Digest, parse_digest
 from registry.errors import RegistryError
@@ -219,7 +220,7 @@ class FilesystemStore(BlobStore):
 
     def _blob_dirs(self) -> list[Path]:
         """The <alg>/<2 hex> directories; listed one at a time so a huge store never sits in memory."""
-        found = []
+        found: list[Path] = []
         for algorithm in sorted(os.listdir(self.blobs_dir)):
             base = self.blobs_dir / algorithm
             if algorithm in ALGORITHMS and base.is_dir():
@@ -302,7 +303,7 @@ class FilesystemStore(BlobStore):
         # The first chunk's job also opens the file and checks the offset (a small upload is one
         # chunk: one thread hop). Each job runs while the loop receives the next chunk.
         opening: asyncio.Future[_Appender] | None = None
-        pending: asyncio.Future[object] | None = None
+        pending: asyncio.Future[Any] | None = None
         try:
             try:
                 async for chunk in chunks:
@@ -313,7 +314,7 @@ class FilesystemStore(BlobStore):
                     if opening is None:
                         opening = asyncio.ensure_future(
                             asyncio.to_thread(_open_and_write, path, upload_id, offset, chunk, in_job))
-                        write: asyncio.Future[object] = opening
+                        write: asyncio.Future[Any] = opening
                     else:
                         write = asyncio.ensure_future(asyncio.to_thread(opening.result().write, chunk, in_job))
                     if beside:  # hashing in a second thread at once (both release the GIL)

@@ -244,8 +244,8 @@ class S3Store(BlobStore):
         async for key, _, initiated in self._multipart_uploads(base):
             upload_id = key[len(base):].split("/", 1)[0]
             newest[upload_id] = max(newest.get(upload_id, 0.0), initiated)
-        for item in newest.items():
-            yield item
+        for upload, at in newest.items():
+            yield upload, at
 
     async def _multipart_uploads(self, prefix: str) -> AsyncIterator[tuple[str, str, float]]:
         markers: dict[str, str] = {}
@@ -292,8 +292,8 @@ class S3Store(BlobStore):
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         try:
             if state.tail_key:
-                async for piece in self._read_key(state.tail_key, 0, state.tail_size):
-                    await asyncio.to_thread(spool.write, piece)
+                async for carried in self._read_key(state.tail_key, 0, state.tail_size):
+                    await asyncio.to_thread(spool.write, carried)
             spooled = state.tail_size
             received = 0
             try:

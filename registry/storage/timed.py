@@ -28,7 +28,7 @@ class TimedStore(BlobStore):
     def backend_name(self) -> str:
         return self.inner.backend_name
 
-    @property  # type: ignore[override]
+    @property
     def min_free_bytes(self) -> int:
         return self.inner.min_free_bytes
 
@@ -47,7 +47,7 @@ class TimedStore(BlobStore):
     async def stat(self, digest: Digest) -> int | None:
         return await self._timed("stat", self.inner.stat(digest))  # type: ignore[return-value]
 
-    async def read(self, digest: Digest, offset: int = 0,  # type: ignore[override]
+    async def read(self, digest: Digest, offset: int = 0,
                    length: int | None = None) -> AsyncIterator[bytes]:
         started = time.perf_counter()
         first = True
