@@ -13,6 +13,7 @@ from pathlib import Path
 
 
 from registry import __version__
+from registry.addresses import is_loopback
 from registry.config import Config
 from registry.startup import StartupError, reason
 
@@ -43,9 +44,8 @@ def prepare_data_dir(config: Config) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StartupError(f"cannot use {directory} as the data directory: {reason(exc)}"
-                               f"{f' ({exc.filename})' if exc.filename and str(exc.filename) != str(directory) else ''}"
-                               ) from None
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(directory) else ""
+            raise StartupError(f"cannot use {directory} as the data directory: {reason(exc)}{where}") from None
         if not os.access(directory, os.W_OK | os.X_OK):
             raise StartupError(f"cannot use {directory} as the data directory: not writable by this user "
                                f"(uid {os.getuid()})")
@@ -100,12 +100,12 @@ def summary(config: Config, host: str, port: int) -> str:
 
 def exposure_warnings(config: Config, host: str, port: int) -> list[str]:
     """What an operator should know before a registry without credentials faces a network."""
-    if config.auth.mode != "none" or _loopback(host):
+    if config.auth.mode != "none" or is_loopback(host):
         return []
     where = f"{host}:{port}"
     warnings = [f"auth.mode is none on {where}, which is not a loopback address: anyone who can reach it can "
                 f"pull every image (set auth.mode to basic or token, or listen on 127.0.0.1)"]
-    outside = [n.strip() for n in config.auth.anonymous_push_networks.split(",") if n.strip() and not _loopback(
+    outside = [n.strip() for n in config.auth.anonymous_push_networks.split(",") if n.strip() and not is_loopback(
         n.strip().split("/")[0])]
     if outside:
         warnings.append(f"auth.anonymous_push_networks lets {', '.join(outside)} push and delete on {where} "
@@ -113,15 +113,7 @@ def exposure_warnings(config: Config, host: str, port: int) -> list[str]:
     return warnings
 
 
-def _loopback(address: str) -> bool:
-    import ipaddress
 
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def _supervise(config: Config, sock: socket.socket) -> int:

@@ -8,6 +8,7 @@ import os
 import stat
 from pathlib import Path
 
+from registry.addresses import is_loopback
 from registry.runtime import syscalls as sc
 
 # runc's defaults (`runc spec`).
@@ -148,14 +149,6 @@ def _nameservers(text: str) -> list[str]:
     return out
 
 
-def _is_loopback(address: str) -> bool:
-    import ipaddress
-    try:
-        return ipaddress.ip_address(address.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
 def container_resolv_conf(sources: list[str] | None = None) -> str:
     """What Docker gives a container on a bridge: the host's resolv.conf without loopback nameservers (they
     are the container's own loopback there). Where the host has only loopback ones (systemd-resolved's
@@ -171,11 +164,11 @@ def container_resolv_conf(sources: list[str] | None = None) -> str:
     host = texts[0] if texts else ""
     others = [line for line in host.splitlines()
               if line.split()[:1] and line.split()[0] in ("search", "domain", "options")]
-    servers = [ns for ns in _nameservers(host) if not _is_loopback(ns)]
+    servers = [ns for ns in _nameservers(host) if not is_loopback(ns)]
     for text in texts[1:]:
         if servers:
             break
-        servers = [ns for ns in _nameservers(text) if not _is_loopback(ns)]
+        servers = [ns for ns in _nameservers(text) if not is_loopback(ns)]
     if not servers:
         servers = FALLBACK_NAMESERVERS
     return "".join(f"nameserver {ns}\n" for ns in servers) + "".join(line + "\n" for line in others)

@@ -3,7 +3,6 @@ rm, images, history, inspect, rmi; limits the host cannot honour are errors."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -13,20 +12,11 @@ import pytest
 
 from registry.runtime.observe import decimal_size
 from tests.runtime import images as im
-from tests.runtime.conftest import Runtime
+from tests.runtime.conftest import Runtime, inspect, wait_for
 from tests.support import host
 
 
-def inspect(runtime: Runtime, name: str) -> dict:
-    return json.loads(runtime.cli("inspect", name).stdout)[0]
-
-
-def wait_for(predicate, timeout: float = 15, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+WAIT = 15  # seconds each wait_for here allows (the conftest default is 20)
 
 
 def test_create_start_ps_logs_rm(runtime: Runtime, pulled_base: str) -> None:
@@ -34,12 +24,12 @@ def test_create_start_ps_logs_rm(runtime: Runtime, pulled_base: str) -> None:
     assert len(container_id) == 64
     assert "Created" in runtime.cli("ps", "-a").stdout
     runtime.cli("start", "later")
-    wait_for(lambda: inspect(runtime, "later")["status"] == "exited", what="exit")
+    wait_for(lambda: inspect(runtime, "later")["status"] == "exited", timeout=WAIT, what="exit")
     assert runtime.cli("logs", "later").stdout == "out\nerr\n"
     assert "later" not in runtime.cli("ps").stdout
     assert "Exited (0)" in runtime.cli("ps", "-a").stdout
     runtime.cli("start", container_id[:12])  # again, by id prefix
-    wait_for(lambda: runtime.cli("logs", "later").stdout.count("out") == 2, what="second run")
+    wait_for(lambda: runtime.cli("logs", "later").stdout.count("out") == 2, timeout=WAIT, what="second run")
     runtime.cli("rm", "later")
     assert "later" not in runtime.cli("ps", "-a").stdout
     assert not (runtime.root / "containers" / container_id).exists()
@@ -61,9 +51,9 @@ def test_run_detached_exec_pause_kill(runtime: Runtime, pulled_base: str) -> Non
         time.sleep(0.6)
         assert runtime.cli("logs", "svc").stdout.count("tick") <= frozen + 1
         runtime.cli("unpause", "svc")
-        wait_for(lambda: runtime.cli("logs", "svc").stdout.count("tick") > frozen + 2, what="ticks after unpause")
+        wait_for(lambda: runtime.cli("logs", "svc").stdout.count("tick") > frozen + 2, timeout=WAIT, what="ticks after unpause")
         runtime.cli("kill", "svc")
-        wait_for(lambda: inspect(runtime, "svc")["status"] == "exited", what="kill")
+        wait_for(lambda: inspect(runtime, "svc")["status"] == "exited", timeout=WAIT, what="kill")
         assert inspect(runtime, "svc")["exit_code"] == 137
     finally:
         runtime.cli("rm", "-f", "svc")
@@ -85,20 +75,20 @@ def test_rm_refuses_a_running_container_without_force(runtime: Runtime, pulled_b
 
 def test_detached_rm_removes_itself(runtime: Runtime, pulled_base: str) -> None:
     container_id = runtime.cli("run", "-d", "--rm", pulled_base, "true").stdout.strip()
-    wait_for(lambda: not (runtime.root / "containers" / container_id).exists(), what="auto remove")
+    wait_for(lambda: not (runtime.root / "containers" / container_id).exists(), timeout=WAIT, what="auto remove")
 
 
 def test_restart_on_failure(runtime: Runtime, pulled_base: str) -> None:
     runtime.cli("run", "-d", "--name", "flaky", "--restart", "on-failure:2", pulled_base, "sh", "-c", "echo try; exit 1")
     wait_for(lambda: inspect(runtime, "flaky")["status"] == "exited" and inspect(runtime, "flaky")["restarts"] == 2,
-             what="two restarts")
+             timeout=WAIT, what="two restarts")
     assert runtime.cli("logs", "flaky").stdout.count("try") == 3
     runtime.cli("rm", "flaky")
 
 
 def test_restart_always_stops_on_stop(runtime: Runtime, pulled_base: str) -> None:
     runtime.cli("run", "-d", "--name", "forever", "--restart", "always", pulled_base, "sh", "-c", "sleep 0.2")
-    wait_for(lambda: inspect(runtime, "forever")["restarts"] >= 2, what="restarts")
+    wait_for(lambda: inspect(runtime, "forever")["restarts"] >= 2, timeout=WAIT, what="restarts")
     runtime.cli("stop", "-t", "2", "forever")
     assert inspect(runtime, "forever")["status"] == "exited"
     runtime.cli("rm", "forever")
@@ -232,7 +222,7 @@ def test_rm_cleans_up_after_a_killed_monitor(runtime: Runtime, pulled_base: str)
     runtime.cli("run", "-d", "--name", "orphan", "--network", "bridge", "--memory", "64m", pulled_base, "sleep", "60")
     state = inspect(runtime, "orphan")
     os.kill(state["monitor_pid"], signal.SIGKILL)
-    wait_for(lambda: not Path(f"/proc/{state['init_pid']}").exists(), what="the container to die with its monitor")
+    wait_for(lambda: not Path(f"/proc/{state['init_pid']}").exists(), timeout=WAIT, what="the container to die with its monitor")
     assert "Exited" in runtime.cli("ps", "-a").stdout
     runtime.cli("rm", "orphan")
     for directory in state["cgroups"]["dirs"].values():
