@@ -1,55 +1,50 @@
-"""The OCI distribution-spec error codes, and the one place they are rendered."""
+"""The failures the distribution spec names, as the layers below HTTP raise them.
+
+A `RegistryError` carries the spec's code (its vocabulary: BLOB_UNKNOWN, DENIED, ...), a message and
+a detail; nothing of HTTP. What status and headers each becomes is decided in one place,
+registry/http_errors.py, which also maps the storage and database layers' own exceptions.
+"""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
-from aiohttp import web
-
-# code -> (HTTP status, default message), as in the distribution spec.
-CODES: dict[str, tuple[int, str]] = {
-    "BLOB_UNKNOWN": (404, "blob unknown to registry"),
-    "BLOB_UPLOAD_INVALID": (400, "blob upload invalid"),
-    "BLOB_UPLOAD_UNKNOWN": (404, "blob upload unknown to registry"),
-    "DIGEST_INVALID": (400, "provided digest did not match uploaded content"),
-    "MANIFEST_BLOB_UNKNOWN": (400, "manifest references a blob unknown to the repository"),
-    "MANIFEST_INVALID": (400, "manifest invalid"),
-    "MANIFEST_UNKNOWN": (404, "manifest unknown"),
-    "NAME_INVALID": (400, "invalid repository name"),
-    "NAME_UNKNOWN": (404, "repository name not known to registry"),
-    "SIZE_INVALID": (400, "provided length did not match content length"),
-    "UNAUTHORIZED": (401, "authentication required"),
-    "DENIED": (403, "requested access to the resource is denied"),
-    "UNSUPPORTED": (405, "the operation is unsupported"),
-    "TOOMANYREQUESTS": (429, "too many requests"),
-    "RANGE_INVALID": (416, "requested range not satisfiable"),
-    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
-    "TAG_INVALID": (400, "manifest tag did not match URI"),
-    "NOT_FOUND": (404, "not found"),
-    "UNAVAILABLE": (503, "service unavailable"),
-    "UNKNOWN": (500, "unknown error"),
+# code -> the spec's default message.
+MESSAGES: dict[str, str] = {
+    "BLOB_UNKNOWN": "blob unknown to registry",
+    "BLOB_UPLOAD_INVALID": "blob upload invalid",
+    "BLOB_UPLOAD_UNKNOWN": "blob upload unknown to registry",
+    "DIGEST_INVALID": "provided digest did not match uploaded content",
+    "MANIFEST_BLOB_UNKNOWN": "manifest references a blob unknown to the repository",
+    "MANIFEST_INVALID": "manifest invalid",
+    "MANIFEST_UNKNOWN": "manifest unknown",
+    "NAME_INVALID": "invalid repository name",
+    "NAME_UNKNOWN": "repository name not known to registry",
+    "SIZE_INVALID": "provided length did not match content length",
+    "UNAUTHORIZED": "authentication required",
+    "DENIED": "requested access to the resource is denied",
+    "UNSUPPORTED": "the operation is unsupported",
+    "TOOMANYREQUESTS": "too many requests",
+    "RANGE_INVALID": "requested range not satisfiable",
+    "PAGINATION_NUMBER_INVALID": "invalid number of results requested",
+    "TAG_INVALID": "manifest tag did not match URI",
+    "NOT_FOUND": "not found",
+    "UNAVAILABLE": "service unavailable",
+    "UNKNOWN": "unknown error",
 }
 
 
 class RegistryError(Exception):
-    """An error the client sees as the spec's JSON body."""
+    """A failure the client is told of in the spec's terms. `retry_after`: seconds after which the
+    same request may succeed (a throttled upstream, a full disk)."""
 
-    def __init__(
-        self,
-        code: str,
-        message: str | None = None,
-        detail: Any = None,
-        status: int | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        default_status, default_message = CODES[code]
+    def __init__(self, code: str, message: str | None = None, detail: Any = None, *,
+                 retry_after: float | None = None) -> None:
         self.code = code
-        self.message = message or default_message
+        self.message = message or MESSAGES[code]
         self.detail = detail
-        self.status = status or default_status
-        self.headers = headers or {}
+        self.retry_after = retry_after
         super().__init__(f"{code}: {self.message}")
 
     def body(self) -> dict[str, Any]:
@@ -59,20 +54,46 @@ class RegistryError(Exception):
         return {"errors": [entry]}
 
 
+class Conflict(RegistryError):
+    """The request is valid but collides with work in progress (an upload another request is writing)."""
+
+
+class TooLarge(RegistryError):
+    """A body over a configured limit (a blob, a manifest)."""
+
+
+class UpstreamFault(RegistryError):
+    """An upstream registry answered with something this registry refuses: the upstream's fault, not
+    the client's, and nothing was cached."""
+
+
+class ChunkOutOfOrder(RegistryError):
+    """An upload chunk that does not start where the upload ends. `received`: the bytes the upload
+    holds, which the client is told so it can resume from there."""
+
+    def __init__(self, upload_id: str, received: int) -> None:
+        super().__init__("RANGE_INVALID", "chunk does not start where the upload ends",
+                         detail={"uuid": upload_id, "offset": received})
+        self.received = received
+
+
+class BadRequest(RegistryError):
+    """A request the spec has no code for (a malformed admin body, an unknown token service): the
+    nearest code, but the client's mistake all the same."""
+
+
 # A full disk heals when someone frees space, not in a few seconds: clients that honour
 # Retry-After come back in a minute (docker and containers/image keep their own back-off).
-DISK_FULL_RETRY_AFTER = "60"
+DISK_FULL_RETRY_AFTER = 60.0
 
 
 def disk_full_error(what: str) -> RegistryError:
-    """A write found no room: 503 UNAVAILABLE, the status registry clients retry.
+    """A write found no room: UNAVAILABLE, which registry clients retry.
 
-    Not 500 (containers/image and podman do not retry it), not 507 (only docker and BuildKit
-    retry that, as they do any 5xx), never a 4xx (a client error: nobody retries those).
     The words avoid strerror's "no space left on device", which moby treats as never retryable.
     """
     return RegistryError("UNAVAILABLE", f"disk full: {what} has no space left; retry once space is freed",
-                         detail={"reason": "disk full"}, headers={"Retry-After": DISK_FULL_RETRY_AFTER})
+                         detail={"reason": "disk full"}, retry_after=DISK_FULL_RETRY_AFTER)
 
 
 def is_database_full(exc: BaseException) -> bool:
@@ -83,15 +104,3 @@ def is_database_full(exc: BaseException) -> bool:
         code = getattr(driver_error, "sqlite_errorcode", None)
         return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in str(driver_error)
     return getattr(driver_error, "sqlstate", None) == "53100" or getattr(driver_error, "pgcode", None) == "53100"
-
-
-def error_response(error: RegistryError, method: str = "GET") -> web.Response:
-    """Render an error: JSON body (none for HEAD) with the spec's status and headers."""
-    if method == "HEAD":
-        return web.Response(status=error.status, headers=error.headers)
-    return web.Response(
-        status=error.status,
-        body=json.dumps(error.body()).encode(),
-        content_type="application/json",
-        headers=error.headers,
-    )

@@ -34,7 +34,8 @@ from aiohttp.web_protocol import RequestHandler
 
 from registry.api.common import API_VERSION_HEADER
 from registry.config import LimitsConfig
-from registry.errors import RegistryError, error_response
+from registry.errors import RegistryError
+from registry.http_errors import HTTPError, error_response
 
 HTTP10 = (1, 0)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,19 +58,19 @@ def framing_middleware(limits: LimitsConfig) -> Any:
 
 def _framing_error(request: web.BaseRequest, head_limit: int) -> RegistryError | None:
     if request.version < HTTP10:
-        return RegistryError("UNSUPPORTED", "HTTP/0.9 is not supported: send HTTP/1.0 or later", status=400)
+        return HTTPError("UNSUPPORTED", "HTTP/0.9 is not supported: send HTTP/1.0 or later", status=400)
     codings = request.headers.getall("Transfer-Encoding", [])
     if codings:
         if request.version == HTTP10:
-            return RegistryError("UNSUPPORTED", "Transfer-Encoding is not allowed in an HTTP/1.0 request", status=400)
+            return HTTPError("UNSUPPORTED", "Transfer-Encoding is not allowed in an HTTP/1.0 request", status=400)
         named = [c.strip(" \t").lower() for c in ",".join(codings).split(",") if c.strip(" \t")]
         if named != ["chunked"]:
-            return RegistryError("UNSUPPORTED", "only the chunked transfer coding is implemented",
+            return HTTPError("UNSUPPORTED", "only the chunked transfer coding is implemented",
                                  detail={"Transfer-Encoding": ", ".join(codings)[:100]}, status=501)
     head = len(request.method) + len(request.raw_path) + 11  # "GET /path HTTP/1.1\r\n"
     head += sum(len(name) + len(value) + 4 for name, value in request.raw_headers)  # "Name: value\r\n"
     if head > head_limit:
-        return RegistryError("UNSUPPORTED", f"request header fields too large: the request head has {head} bytes, "
+        return HTTPError("UNSUPPORTED", f"request header fields too large: the request head has {head} bytes, "
                              f"at most {head_limit} are accepted", status=431)
     return None
 
@@ -78,12 +79,12 @@ def _parser_error(status: int, exc: BaseException | None) -> RegistryError:
     """The JSON for an answer aiohttp makes itself: 400 from its parser, 500/504 from a handler."""
     if not isinstance(exc, HttpProcessingError):
         message = {500: "internal server error", 504: "the request took too long"}.get(status, "error")
-        return RegistryError("UNKNOWN", message, status=status)
+        return HTTPError("UNKNOWN", message, status=status)
     if isinstance(exc, LineTooLong) or exc.message == "Too many headers received":
-        return RegistryError("UNSUPPORTED", "request header fields too large: a line or a field is too long, or "
+        return HTTPError("UNSUPPORTED", "request header fields too large: a line or a field is too long, or "
                              "there are too many fields", status=431)
     reason = (exc.message or type(exc).__name__).splitlines()[0][:200]
-    return RegistryError("UNSUPPORTED", "malformed HTTP request", detail={"reason": reason}, status=status)
+    return HTTPError("UNSUPPORTED", "malformed HTTP request", detail={"reason": reason}, status=status)
 
 
 class JsonErrorRequestHandler(RequestHandler):

@@ -17,7 +17,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("config", "tls"),                                   # options, and the certificates they name
     ("metadata", "storage", "client"),                   # SQL rows; bytes by digest; the one registry client
     ("gc",),                                             # maintenance over metadata and storage: sweep, policy, fsck
-    ("content", "mirror", "auth", "runtime"),            # content (local and mirrored), identities, the runtime
+    ("content", "mirror", "auth", "runtime", "http_errors"),  # content (local and mirrored), identities, the runtime;
+    #                                                      failures as HTTP (used by auth and all above)
     ("api",),                                            # HTTP handlers of the Distribution API and /auth/token
     ("admin", "http_edges"),                             # the admin API and page, metrics, logs; framing
     ("app", "settings"),                                 # the application assembled; configuration with its sections
@@ -64,3 +65,31 @@ def test_imports_only_go_downward() -> None:
             if RANK[imported] > RANK[source]:
                 upward.append(f"{path.relative_to(ROOT)}:{line}: {source} imports {target} ({imported} is above)")
     assert not upward, "\n".join(upward)
+
+
+# Below HTTP: these raise the spec's errors (registry/errors.py, whose constructor takes no status or
+# header: mypy holds that) or their own; registry/http_errors.py alone turns failures into HTTP.
+DOMAIN = ("errors", "digest", "reference", "manifest", "numbers", "metadata", "storage", "gc", "content", "mirror")
+HTTP_MODULES = ("aiohttp.web", "registry.http_errors", "registry.api", "registry.admin")
+
+
+def _all_imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.lineno, node.module)] + [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def test_domain_layers_know_nothing_of_http() -> None:
+    offending = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if _layer(module) not in DOMAIN:
+            continue
+        for line, target in _all_imports(path):
+            if any(target == banned or target.startswith(banned + ".") for banned in HTTP_MODULES):
+                offending.append(f"{path.relative_to(ROOT)}:{line}: imports {target}")
+    assert not offending, "\n".join(offending)

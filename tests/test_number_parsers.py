@@ -22,6 +22,7 @@ from registry.api.common import (
 )
 from registry.config import listen_port
 from registry.errors import RegistryError
+from registry.http_errors import http_status, http_headers
 from registry.numbers import INT64_DIGITS, ascii_decimal
 from tests.fuzz.conftest import fuzz
 
@@ -64,7 +65,7 @@ def test_page_size(raw: str | None) -> None:
     try:
         limit = page_size(raw)
     except RegistryError as exc:
-        assert exc.code == "PAGINATION_NUMBER_INVALID" and exc.status == 400
+        assert exc.code == "PAGINATION_NUMBER_INVALID" and http_status(exc) == 400
         assert raw is not None and not (ASCII_NUMBER.fullmatch(raw) and len(raw) <= MAX_PAGE_DIGITS)
         return
     assert limit is None if raw is None else limit == int(raw) and 0 <= limit < 10 ** MAX_PAGE_DIGITS
@@ -78,7 +79,7 @@ def test_pagination_cursor(value: str | None) -> None:
     try:
         cursor = pagination_cursor(value)
     except RegistryError as exc:
-        assert exc.code == "PAGINATION_NUMBER_INVALID" and exc.status == 400
+        assert exc.code == "PAGINATION_NUMBER_INVALID" and http_status(exc) == 400
         assert value and not is_printable_key(value)
         return
     if not value:
@@ -97,7 +98,7 @@ def test_content_range(header: str, content_length: int | None) -> None:
     try:
         start, length = parse_content_range(header, content_length)
     except RegistryError as exc:
-        assert exc.code in ("BLOB_UPLOAD_INVALID", "RANGE_INVALID", "SIZE_INVALID") and 400 <= exc.status < 500
+        assert exc.code in ("BLOB_UPLOAD_INVALID", "RANGE_INVALID", "SIZE_INVALID") and 400 <= http_status(exc) < 500
         return
     match = re.fullmatch(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})", header.strip(" \t"))
     assert match, header
@@ -114,8 +115,8 @@ def test_byte_range(header: str, size: int) -> None:
     try:
         selected = byte_range(header, size)
     except RegistryError as exc:
-        assert exc.code == "RANGE_INVALID" and exc.status == 416
-        assert exc.headers["Content-Range"] == f"bytes */{size}"
+        assert exc.code == "RANGE_INVALID" and http_status(exc) == 416
+        assert http_headers(exc)["Content-Range"] == f"bytes */{size}"
         return
     if selected is None:
         return  # ignored: the whole body

@@ -13,6 +13,7 @@ from registry import json_strict
 from registry.api.common import MAX_PAGE_DIGITS, pagination_cursor
 from registry.content.inventory import Inventory
 from registry.errors import RegistryError
+from registry.http_errors import HTTPError
 from registry.numbers import ascii_decimal
 from registry.reference import validate_name
 
@@ -60,9 +61,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json_strict.loads(await request.read() or b"{}")
     except json_strict.StrictJSONError as exc:
-        raise RegistryError("UNSUPPORTED", f"the body must be a JSON object; it {exc}", status=400) from None
+        raise HTTPError("UNSUPPORTED", f"the body must be a JSON object; it {exc}", status=400) from None
     if not isinstance(body, dict):
-        raise RegistryError("UNSUPPORTED", "the body must be a JSON object", status=400)
+        raise HTTPError("UNSUPPORTED", "the body must be a JSON object", status=400)
     return body
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from registry.admin.common import json_body
 from registry.errors import RegistryError
+from registry.http_errors import HTTPError
 from registry.gc.jobs import KINDS, Maintenance, MaintenanceBusy
 
 MAINTENANCE_KEY = web.AppKey("maintenance", Maintenance)
@@ -26,13 +27,13 @@ async def run(request: web.Request) -> web.Response:
             sample = body.get("sample")
             if sample is not None and (isinstance(sample, bool) or not isinstance(sample, (int, float))
                                        or not 0 <= sample <= 1):
-                raise RegistryError("UNSUPPORTED", "sample must be a number from 0 to 1, or null for all",
+                raise HTTPError("UNSUPPORTED", "sample must be a number from 0 to 1, or null for all",
                                     status=400)
             report = await maintenance.fsck(sample, repair=_flag(body, "repair"))
         else:
             report = await getattr(maintenance, kind)(dry_run=_flag(body, "dry_run"))
     except MaintenanceBusy as exc:
-        raise RegistryError("UNSUPPORTED", str(exc), status=409) from None
+        raise HTTPError("UNSUPPORTED", str(exc), status=409) from None
     return web.json_response(report)
 
 
@@ -46,7 +47,7 @@ async def last(request: web.Request) -> web.Response:
 def _flag(body: dict, name: str) -> bool:
     value = body.get(name, False)
     if not isinstance(value, bool):
-        raise RegistryError("UNSUPPORTED", f"{name} must be true or false", status=400)
+        raise HTTPError("UNSUPPORTED", f"{name} must be true or false", status=400)
     return value
 
 

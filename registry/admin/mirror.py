@@ -11,6 +11,7 @@ from aiohttp import web
 from registry.admin.common import every, json_body
 from registry.api.common import MIRROR_KEY
 from registry.errors import RegistryError
+from registry.http_errors import HTTPError
 
 
 def _mirror(request: web.Request) -> Any:
@@ -24,7 +25,7 @@ async def _image(request: web.Request) -> tuple[str, dict[str, Any]]:
     body = await json_body(request)
     image = body.get("image")
     if not isinstance(image, str) or not image:
-        raise RegistryError("UNSUPPORTED", 'expected {"image": "<alias>/<name>:<tag>"}', status=400)
+        raise HTTPError("UNSUPPORTED", 'expected {"image": "<alias>/<name>:<tag>"}', status=400)
     return image, body
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from registry.admin.common import inventory, name_param, page_params, paged
 from registry.api.common import MIRROR_KEY, is_printable_key, require_deletes
-from registry.errors import RegistryError
+from registry.http_errors import HTTPError
 from registry.reference import validate_tag
 
 NAME = "{name:.+}"
@@ -18,7 +18,7 @@ async def list_repositories(request: web.Request) -> web.Response:
     limit, last = page_params(request)
     search = request.query.get("q", "").strip() or None
     if search is not None and not is_printable_key(search):  # names are printable ASCII; NUL breaks PostgreSQL
-        raise RegistryError("UNSUPPORTED", "q: at most 255 printable ASCII characters", status=400,
+        raise HTTPError("UNSUPPORTED", "q: at most 255 printable ASCII characters", status=400,
                             detail={"q": search[:100]})
     found = await inventory(request).repositories(search, limit + 1, last)
     return paged("repositories", [_with_origin(request, r) for r in found], limit, "name")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from urllib.parse import urlencode
-from typing import Any
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -13,9 +12,11 @@ from aiohttp import web
 from registry.auth.gate import GATE_KEY, identity_of
 from registry.config import LimitsConfig
 from registry.content.local import LocalContent
+from registry.content.model import RepositoryContent
 from registry.mirror.content import MirrorContent
 from registry.digest import Digest, is_digest, parse_digest
-from registry.errors import RegistryError
+from registry.errors import RegistryError, TooLarge
+from registry.http_errors import HTTPError
 from registry.numbers import INT64_DIGITS, ascii_decimal
 from registry.reference import MAX_NAME_LENGTH, validate_name, validate_tag
 
@@ -32,7 +33,7 @@ def content(request: web.Request) -> LocalContent:
     return request.app[CONTENT_KEY]
 
 
-async def routed(request: web.Request) -> tuple[Any, str]:
+async def routed(request: web.Request) -> tuple[RepositoryContent, str]:
     """The content a repository request goes to, and the repository name that content knows.
 
     Local repositories: the local content and the name as asked. Mirrored ones (routing in
@@ -160,7 +161,7 @@ async def body_chunks(request: web.Request, declared: int | None = None) -> Asyn
     target = request.app[CHUNK_BYTES_KEY]
     limits = request.app[LIMITS_KEY]
     if limits.blob_bytes and declared is not None and declared > limits.blob_bytes:
-        raise RegistryError("SIZE_INVALID", f"blob larger than the limit of {limits.blob_bytes} bytes", status=413)
+        raise TooLarge("SIZE_INVALID", f"blob larger than the limit of {limits.blob_bytes} bytes")
     stream = request.content
     received = 0
     buffer: list[bytes] = []
@@ -180,7 +181,7 @@ async def body_chunks(request: web.Request, declared: int | None = None) -> Asyn
                     _check_received(received, declared, limits)
                     deadline.reschedule(loop.time() + limits.body_timeout)
         except TimeoutError:
-            raise RegistryError("BLOB_UPLOAD_INVALID", f"request body stalled for {limits.body_timeout:.0f}s",
+            raise HTTPError("BLOB_UPLOAD_INVALID", f"request body stalled for {limits.body_timeout:.0f}s",
                                 status=408) from None
         except RegistryError:
             raise
@@ -197,11 +198,11 @@ async def body_chunks(request: web.Request, declared: int | None = None) -> Asyn
         raise RegistryError("SIZE_INVALID", f"body has {received} bytes, the range declares {declared}")
 
 
-def _check_received(received: int, declared: int | None, limits: Any) -> None:
+def _check_received(received: int, declared: int | None, limits: LimitsConfig) -> None:
     if declared is not None and received > declared:
         raise RegistryError("SIZE_INVALID", "body is longer than the declared range")
     if limits.blob_bytes and received > limits.blob_bytes:
-        raise RegistryError("SIZE_INVALID", f"blob larger than the limit of {limits.blob_bytes} bytes", status=413)
+        raise TooLarge("SIZE_INVALID", f"blob larger than the limit of {limits.blob_bytes} bytes")
 
 
 # The spec's Content-Range is `^[0-9]+-[0-9]+$`; a `bytes=` or `bytes ` prefix is taken too, as it always was.
@@ -257,7 +258,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     match = _RANGE.fullmatch(header.strip(" \t"))
     if not match or (not match[1] and not match[2]):
         return None
-    unsatisfiable = RegistryError("RANGE_INVALID", detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
+    unsatisfiable = HTTPError("RANGE_INVALID", detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
     first = ascii_decimal(match[1], INT64_DIGITS) if match[1] else None
     last = ascii_decimal(match[2], INT64_DIGITS) if match[2] else None
     if (match[1] and first is None) or (match[2] and last is None):

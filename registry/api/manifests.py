@@ -15,7 +15,8 @@ from registry import manifest as mf
 from registry.api.common import LIMITS_KEY, require_deletes, routed
 from registry.api.responses import head_response
 from registry.digest import Digest, is_digest, parse_digest
-from registry.errors import RegistryError
+from registry.errors import RegistryError, TooLarge
+from registry.http_errors import HTTPError
 from registry.reference import is_valid_tag, validate_tag
 
 
@@ -71,7 +72,7 @@ async def put_manifest(request: web.Request) -> web.Response:
     reference = _new_reference(request.match_info["reference"])
     limit = request.app[LIMITS_KEY].manifest_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise RegistryError("MANIFEST_INVALID", f"manifest larger than {limit} bytes", status=413)
+        raise TooLarge("MANIFEST_INVALID", f"manifest larger than {limit} bytes")
     payload = await _read_limited(request, limit)
     stored = await store.put_manifest(name, reference, payload, request.headers.get("Content-Type"))
     headers = {"Location": f"/v2/{name}/manifests/{stored.digest}", "Docker-Content-Digest": stored.digest,
@@ -89,12 +90,12 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
         try:
             piece = await asyncio.wait_for(request.content.readany(), timeout)
         except TimeoutError:
-            raise RegistryError("MANIFEST_INVALID", f"request body stalled for {timeout:.0f}s", status=408) from None
+            raise HTTPError("MANIFEST_INVALID", f"request body stalled for {timeout:.0f}s", status=408) from None
         if not piece:
             break
         total += len(piece)
         if total > limit:
-            raise RegistryError("MANIFEST_INVALID", f"manifest larger than {limit} bytes", status=413)
+            raise TooLarge("MANIFEST_INVALID", f"manifest larger than {limit} bytes")
         chunks.append(piece)
     return b"".join(chunks)
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from registry import manifest as mf
 from registry.api.common import digest_param, is_printable_key, routed
-from registry.errors import RegistryError
+from registry.http_errors import HTTPError
 
 
 async def referrers(request: web.Request) -> web.Response:
@@ -14,7 +14,7 @@ async def referrers(request: web.Request) -> web.Response:
     subject = digest_param(request.match_info["digest"])
     artifact_type = request.query.get("artifactType") or None
     if artifact_type is not None and not is_printable_key(artifact_type):  # a media type is printable ASCII
-        raise RegistryError("UNSUPPORTED", "artifactType must be a media type", status=400,
+        raise HTTPError("UNSUPPORTED", "artifactType must be a media type", status=400,
                             detail={"artifactType": artifact_type[:100]})
     found = await store.referrers(name, subject, artifact_type)
     descriptors = []

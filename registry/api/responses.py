@@ -9,7 +9,7 @@ from aiohttp import web
 
 from registry.api.common import byte_range
 from registry.api.sendfile import sendfile
-from registry.content.local import BlobContent
+from registry.content.model import BlobContent
 from registry.errors import RegistryError
 
 log = logging.getLogger("registry.api")

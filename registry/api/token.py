@@ -33,6 +33,7 @@ from registry.auth.gate import GATE_KEY, Gate, client_address, need_of, parse_ba
 from registry.auth.identity import Identity, anonymous
 from registry.auth.tokens import Grant, TokenError
 from registry.errors import RegistryError
+from registry.http_errors import HTTPError
 from registry.reference import validate_name
 
 # type[(class)]:name:actions; the name may hold a colon (host:port/...), so type is up to the first
@@ -50,26 +51,26 @@ def add_routes(app: web.Application) -> None:
 def _gate(request: web.Request) -> Gate:
     gate = request.app[GATE_KEY]
     if gate.issuer is None:
-        raise RegistryError("UNSUPPORTED", "this registry does not issue tokens (auth.mode is not token, "
+        raise HTTPError("UNSUPPORTED", "this registry does not issue tokens (auth.mode is not token, "
                                            "or an external issuer is configured)", status=404)
     return gate
 
 
 def _check_service(gate: Gate, service: str | None) -> None:
     if service and service != gate.service:
-        raise RegistryError("DENIED", f"unknown service {service[:100]!r}", status=400)
+        raise HTTPError("DENIED", f"unknown service {service[:100]!r}", status=400)
 
 
 def requested(values: list[str]) -> dict[str, set[str]]:
     """{repository: actions asked for} from `scope` values; RegistryError 400 for a bad request."""
     items = [item for value in values for item in value.split()]
     if len(items) > MAX_SCOPES:
-        raise RegistryError("UNSUPPORTED", f"too many scopes: {len(items)} (at most {MAX_SCOPES})", status=400)
+        raise HTTPError("UNSUPPORTED", f"too many scopes: {len(items)} (at most {MAX_SCOPES})", status=400)
     wanted: dict[str, set[str]] = {}
     for item in items:
         match = _SCOPE.fullmatch(item) if len(item) <= MAX_SCOPE_LENGTH else None
         if not match:
-            raise RegistryError("UNSUPPORTED", "malformed scope: expected type:name:actions such as "
+            raise HTTPError("UNSUPPORTED", "malformed scope: expected type:name:actions such as "
                                 "repository:team/app:pull,push", detail={"scope": item[:300]}, status=400)
         if match["type"] != "repository":
             continue  # registry:catalog:* and unknown types: nothing to grant in the token
@@ -95,7 +96,7 @@ def _answer(request: web.Request, gate: Gate, identity: Identity, wanted: dict[s
     token, expires_in = gate.issuer.access_token(subject, grants, identity.expires_at, identity.groups)
     header_limit = request.app[LIMITS_KEY].header_bytes
     if len("Authorization: Bearer ") + len(token) > header_limit:  # the registry would refuse to read it
-        raise RegistryError("UNSUPPORTED", f"a token for these scopes would be {len(token)} bytes, more than "
+        raise HTTPError("UNSUPPORTED", f"a token for these scopes would be {len(token)} bytes, more than "
                             f"a request header may hold here ({header_limit}); ask for fewer", status=400)
     body: dict[str, Any] = {
         "token": token, "access_token": token, "expires_in": expires_in,
@@ -129,14 +130,14 @@ async def post_token(request: web.Request) -> web.Response:
     gate = _gate(request)
     timeout = request.app[LIMITS_KEY].body_timeout
     if request.content_type != "application/x-www-form-urlencoded":  # RFC 6749 4.3.2 and 6: a form, nothing else
-        raise RegistryError("UNSUPPORTED", "the token request is a form: Content-Type "
+        raise HTTPError("UNSUPPORTED", "the token request is a form: Content-Type "
                             "application/x-www-form-urlencoded", status=400)
     try:
         form = await asyncio.wait_for(request.post(), timeout)
     except TimeoutError:
-        raise RegistryError("UNAUTHORIZED", f"request body stalled for {timeout:.0f}s", status=408) from None
+        raise HTTPError("UNAUTHORIZED", f"request body stalled for {timeout:.0f}s", status=408) from None
     except ValueError:  # not UTF-8 (UnicodeDecodeError)
-        raise RegistryError("UNSUPPORTED", "the form must be application/x-www-form-urlencoded UTF-8",
+        raise HTTPError("UNSUPPORTED", "the form must be application/x-www-form-urlencoded UTF-8",
                             status=400) from None
 
     def field(key: str) -> str:
@@ -152,7 +153,7 @@ async def post_token(request: web.Request) -> web.Response:
     elif grant_type == "refresh_token":
         identity = await _from_refresh_token(gate, field("refresh_token"), address)
     else:
-        raise RegistryError("UNSUPPORTED", "grant_type must be password or refresh_token", status=400)
+        raise HTTPError("UNSUPPORTED", "grant_type must be password or refresh_token", status=400)
     return _answer(request, gate, identity, wanted, field("access_type") == "offline")
 
 

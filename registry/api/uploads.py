@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.api.common import body_chunks, content_range, digest_param, may_pull, routed, upload_id
-from registry.content.local import BlobContent, Upload
+from registry.content.model import BlobContent, Upload
 from registry.reference import validate_name
 
 

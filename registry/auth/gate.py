@@ -35,6 +35,7 @@ from registry.auth.tokens import (EXTERNAL_LEEWAY_SECONDS, TokenError, TokenIssu
                                   load_or_create_key)
 from registry.config import Config
 from registry.errors import RegistryError
+from registry.http_errors import HTTPError
 from registry.metadata.db import Database
 from registry.reference import validate_name
 
@@ -168,7 +169,7 @@ class Gate:
         wait = self.logins.blocked_for(address, name)
         if wait:
             self.on_refusal("locked_out")
-            raise RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later",
+            raise HTTPError("TOOMANYREQUESTS", "too many failed logins; try again later",
                                 headers={"Retry-After": str(int(wait) + 1)})
         identity = await self.credentials.check(name, password, address)
         if identity is None:
@@ -255,7 +256,7 @@ class Gate:
         else:
             header = f"Basic realm={quoted(self.service)}"
         detail = [{"Type": type_, "Name": name, "Action": action} for type_, name, action in need.access()]
-        return RegistryError("UNAUTHORIZED", message or "authentication required", detail=detail or None,
+        return HTTPError("UNAUTHORIZED", message or "authentication required", detail=detail or None,
                              headers={"WWW-Authenticate": header})
 
     # -- the middleware ---------------------------------------------------------------
@@ -264,7 +265,7 @@ class Gate:
         async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
             wait = self.rate.acquire(client_address(request))
             if wait:
-                raise RegistryError("TOOMANYREQUESTS", "request rate limit exceeded",
+                raise HTTPError("TOOMANYREQUESTS", "request rate limit exceeded",
                                     headers={"Retry-After": str(int(wait) + 1)})
             need = need_of(request)
             if need.kind == "repository":

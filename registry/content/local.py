@@ -16,17 +16,18 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 
 from registry import manifest as mf
 from registry.content.locks import KeyedLocks
+from registry.content.model import BlobContent, Manifest, Upload
 from registry.content.pulls import PullRecorder
 from registry.gc.policy import Quota, format_bytes, quota_for
-from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
-from registry.errors import RegistryError
+from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
+from registry.errors import ChunkOutOfOrder, Conflict, RegistryError
 from registry.gc.sweep import STALE_SECONDS, Sweeper
 from registry.metadata import blobs as blob_rows
-from registry.metadata import deletions
+from registry.metadata import deletions, leases
 from registry.metadata import gc as gc_rows
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
@@ -44,41 +45,6 @@ PROCESS_TAG = secrets.token_hex(6)
 # A HEAD or GET restarts a link's grace period only once half of it has passed: a hot blob costs
 # one write per half-period, and a client that saw 200 has at least half the period to reference it.
 GRACE_RESTART_FRACTION = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class BlobContent:
-    """A readable blob: a local file for sendfile, or a stream."""
-
-    digest: str
-    size: int
-    path: Path | None = None
-    data: bytes | None = None  # small in-database content (a manifest fetched through /blobs/)
-    store: BlobStore | None = None
-    redirect: str | None = None  # a pre-signed URL the client may fetch from instead
-    reader: Callable[[int, int], AsyncIterator[bytes]] | None = None  # bytes still arriving (a mirror fill)
-
-    def stream(self, offset: int, length: int) -> AsyncIterator[bytes]:
-        if self.reader is not None:
-            return self.reader(offset, length)
-        assert self.store is not None
-        return self.store.read(parse_digest(self.digest), offset, length)
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    id: str
-    repository: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    digest: str
-    media_type: str
-    payload: bytes
-    subject: str | None = None
-    stale: bool = False  # served from a mirror's cache while its upstream fails
 
 
 @dataclass(slots=True)
@@ -204,7 +170,7 @@ class LocalContent:
                 await Sweeper(self.db, self.store).finish_stale_deletions()
             elif time.monotonic() > deadline:
                 raise RegistryError("UNAVAILABLE", "garbage collection is deleting this blob's old copy; retry",
-                                    detail={"digest": str(digest)}, headers={"Retry-After": "5"})
+                                    detail={"digest": str(digest)}, retry_after=5)
             await asyncio.sleep(0.05)
 
     async def _record_and_link(self, conn, repository: str, digest: Digest, size: int,
@@ -342,43 +308,30 @@ class LocalContent:
             owner = f"{PROCESS_TAG}:{secrets.token_hex(4)}"
             deadline = time.monotonic() + LEASE_SECONDS
             while True:
-                async with self.db.write(durable=False) as conn:  # leases outlive no crash anyway
-                    if await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS, repository):
+                async with self.db.write(durable=False) as conn:
+                    if await leases.take(self.db, conn, leases.UPLOAD, upload_id, owner, LEASE_SECONDS, repository):
                         break
                 # Unknown, another repository's, or cancelled meanwhile: BLOB_UPLOAD_UNKNOWN. Else busy.
                 await self._upload_row(repository, upload_id)
                 if time.monotonic() > deadline:
-                    raise RegistryError("BLOB_UPLOAD_INVALID", "another request is writing this upload",
-                                        status=409, detail={"uuid": upload_id})
+                    raise Conflict("BLOB_UPLOAD_INVALID", "another request is writing this upload",
+                                   detail={"uuid": upload_id})
                 await asyncio.sleep(0.05)
-            renewal = asyncio.create_task(self._renew_lease(upload_id, owner))
             lease = _Lease()
-            try:
-                yield lease
-            except StorageFull:
-                await self._drop_after_full_disk(upload_id)
-                lease.ended = True
-                raise
-            finally:
-                renewal.cancel()
-                if not lease.ended:
-                    async with self.db.write(durable=False) as conn:
-                        await upload_rows.release_lease(conn, upload_id, owner)
+            async with leases.renewed(self.db, leases.UPLOAD, upload_id, owner, LEASE_SECONDS,
+                                      release_after=lambda: not lease.ended):
+                try:
+                    yield lease
+                except StorageFull:
+                    await self._drop_after_full_disk(upload_id)
+                    lease.ended = True
+                    raise
 
     async def _drop_after_full_disk(self, upload_id: str) -> None:
         try:
             await self._drop_upload(upload_id)  # the staged bytes first: that frees the space
         except Exception as exc:  # noqa: BLE001 - the disk-full answer matters more; gc purges what is left
             log.warning("upload %s: could not drop the session after a full disk: %r", upload_id, exc)
-
-    async def _renew_lease(self, upload_id: str, owner: str) -> None:
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            try:
-                async with self.db.write(durable=False) as conn:
-                    await upload_rows.take_lease(conn, upload_id, owner, LEASE_SECONDS)
-            except Exception:  # the next renewal, or the chunk's own end, will tell
-                log.warning("could not renew the lease of upload %s", upload_id, exc_info=True)
 
     async def _upload_row(self, repository: str, upload_id: str) -> upload_rows.UploadRow:
         async with self.db.read() as conn:
@@ -399,7 +352,7 @@ class LocalContent:
         try:
             size = await self.store.write_upload(upload_id, start, body, state)
         except UploadOffsetMismatch as exc:
-            raise _range_error(upload_id, exc.expected) from None
+            raise ChunkOutOfOrder(upload_id, exc.expected) from None
         except UploadNotFound:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
         if state is not None and state.size != size:
@@ -441,6 +394,10 @@ class LocalContent:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
         self.pulls.record(repository, row.digest)
         return Manifest(row.digest, row.media_type, row.payload, row.subject)
+
+    def record_pull(self, repository: str, digest: str) -> None:
+        """A manifest served from elsewhere (a mirror's cache) counts as pulled from `repository`."""
+        self.pulls.record(repository, digest)
 
     async def put_manifest(self, repository: str, reference: str | Digest, payload: bytes,
                            content_type: str | None, check_references: bool = True) -> Manifest:
@@ -553,9 +510,3 @@ def _quota_error(quota: Quota, used: int, size: int | None) -> RegistryError:
     return RegistryError("DENIED", f"quota exceeded for namespace {quota.namespace!r}: "
                          f"{format_bytes(used)} used of its {format_bytes(quota.bytes)} quota{needs}",
                          detail={"namespace": quota.namespace, "quota": quota.bytes, "usage": used, "size": size})
-
-
-def _range_error(upload_id: str, size: int) -> RegistryError:
-    return RegistryError("RANGE_INVALID", "chunk does not start where the upload ends",
-                         detail={"uuid": upload_id, "offset": size},
-                         headers={"Range": f"0-{max(size - 1, 0)}"})

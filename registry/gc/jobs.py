@@ -18,6 +18,7 @@ from registry.gc.plan import Plan, mark
 from registry.gc.policy import RetentionPolicy, parse_retention
 from registry.gc.sweep import Sweeper
 from registry.metadata import gc as gc_rows
+from registry.metadata import leases
 from registry.metadata import maintenance as rows
 from registry.metadata.db import Database
 from registry.storage import BlobStore
@@ -130,24 +131,11 @@ class Maintenance:
             yield
             return
         owner = secrets.token_hex(8)
-        async with self.db.write() as conn:
-            if not await rows.take_lease(self.db, conn, kind, owner, LEASE_SECONDS):
+        async with self.db.write(durable=False) as conn:
+            if not await leases.take(self.db, conn, leases.MAINTENANCE, kind, owner, LEASE_SECONDS):
                 raise MaintenanceBusy(f"another {kind} run is in progress")
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(LEASE_SECONDS / 3)
-                with contextlib.suppress(Exception):
-                    async with self.db.write() as conn:
-                        await rows.take_lease(self.db, conn, kind, owner, LEASE_SECONDS)
-
-        renewal = asyncio.create_task(renew())
-        try:
+        async with leases.renewed(self.db, leases.MAINTENANCE, kind, owner, LEASE_SECONDS):
             yield
-        finally:
-            renewal.cancel()
-            async with self.db.write() as conn:
-                await rows.release_lease(conn, kind, owner)
 
     # -- schedules --------------------------------------------------------------------
     def start(self) -> None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
-from registry.metadata.db import Connection, Database
-from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_fills, mirror_pins, repositories,
+from registry.metadata.db import Connection
+from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_pins, repositories,
                                       repository_blobs, tags)
 
 
@@ -118,28 +118,3 @@ async def pinned_blobs(conn: Connection) -> set[str]:
                     if child is not None:
                         pending.append(child)
     return pinned
-
-
-# -- fills across processes -----------------------------------------------------------------
-async def take_fill(db: Database, conn: Connection, digest: str, owner: str, seconds: float) -> bool:
-    """Claim the fetch of `digest`; False while another live owner has it."""
-    now = time.time()
-    await conn.execute(delete(mirror_fills).where(mirror_fills.c.digest == digest, mirror_fills.c.expires_at < now))
-    await conn.execute(db.insert_ignore(mirror_fills), {"digest": digest, "owner": owner, "expires_at": now + seconds})
-    holder = (await conn.execute(select(mirror_fills.c.owner).where(mirror_fills.c.digest == digest))).scalar()
-    return holder == owner
-
-
-async def renew_fill(conn: Connection, digest: str, owner: str, seconds: float) -> None:
-    await conn.execute(update(mirror_fills).where(mirror_fills.c.digest == digest, mirror_fills.c.owner == owner)
-                       .values(expires_at=time.time() + seconds))
-
-
-async def release_fill(conn: Connection, digest: str, owner: str) -> None:
-    await conn.execute(delete(mirror_fills).where(mirror_fills.c.digest == digest, mirror_fills.c.owner == owner))
-
-
-async def fill_owner(conn: Connection, digest: str) -> str | None:
-    now = time.time()
-    return (await conn.execute(select(mirror_fills.c.owner).where(
-        mirror_fills.c.digest == digest, mirror_fills.c.expires_at >= now))).scalar()

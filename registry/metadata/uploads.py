@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from registry.metadata.db import Connection
 from registry.metadata.schema import repositories, uploads
@@ -45,36 +45,6 @@ _SET_SIZE = (update(uploads).where(uploads.c.id == bindparam("upload_id"))
 
 async def set_upload_size(conn: Connection, upload_id: str, size: int) -> None:
     await conn.execute(_SET_SIZE, {"upload_id": upload_id, "new_size": size, "now": time.time()})
-
-
-_TAKE_LEASE = (update(uploads)
-               .where(uploads.c.id == bindparam("upload_id"),
-                      or_(uploads.c.lease_owner.is_(None), uploads.c.lease_owner == bindparam("owner"),
-                          uploads.c.lease_expires < bindparam("now")))
-               .values(lease_owner=bindparam("owner"), lease_expires=bindparam("expires")))
-_TAKE_LEASE_IN_REPOSITORY = _TAKE_LEASE.where(
-    uploads.c.repository_id == select(repositories.c.id)
-    .where(repositories.c.name == bindparam("repository")).scalar_subquery())
-
-
-async def take_lease(conn: Connection, upload_id: str, owner: str, seconds: float,
-                     repository: str | None = None) -> bool:
-    """Claim (or extend) the upload's write lease; False while another owner holds a live one,
-    and also when the upload does not exist (or, given `repository`, belongs to another one)."""
-    now = time.time()
-    params = {"upload_id": upload_id, "owner": owner, "now": now, "expires": now + seconds}
-    if repository is None:
-        return (await conn.execute(_TAKE_LEASE, params)).rowcount == 1
-    return (await conn.execute(_TAKE_LEASE_IN_REPOSITORY, {**params, "repository": repository})).rowcount == 1
-
-
-_RELEASE_LEASE = (update(uploads)
-                  .where(uploads.c.id == bindparam("upload_id"), uploads.c.lease_owner == bindparam("owner"))
-                  .values(lease_owner=None, lease_expires=None))
-
-
-async def release_lease(conn: Connection, upload_id: str, owner: str) -> None:
-    await conn.execute(_RELEASE_LEASE, {"upload_id": upload_id, "owner": owner})
 
 
 _DELETE = delete(uploads).where(uploads.c.id == bindparam("upload_id"))

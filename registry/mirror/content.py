@@ -21,17 +21,20 @@ import os
 import time
 import uuid
 from pathlib import Path
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 
 from registry.client import UpstreamError, UpstreamNotFound, UpstreamThrottled
-from registry.content.local import BlobContent, LocalContent, Manifest
+from registry.content.local import LocalContent
+from registry.content.model import BlobContent, Manifest, Upload
 from registry.digest import Digest, digest_bytes, parse_digest
-from registry.errors import RegistryError
+from registry.errors import BadRequest, RegistryError, UpstreamFault
 from registry.manifest import ParsedManifest, parse_manifest
-from registry.metadata import mirror_cache
+from registry.metadata import leases, mirror_cache
+from registry.metadata.db import Database
 from registry.metadata.manifests import Referrer
 from registry.gc.sweep import Sweeper
 from registry.mirror.cache import CacheKeeper
+from registry.mirror.fill_locks import FillLocks, HeldLock
 from registry.mirror.fills import Fill, FillGone, Fills
 from registry.mirror.upstreams import Route, Router, Upstream
 from registry.storage import BlobStore
@@ -42,26 +45,32 @@ STALE_WARNING = '110 - "Response is Stale"'
 FILL_OWNER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 FILL_LEASE_SECONDS = 30.0
 REMOTE_FILL_WAIT_SECONDS = 1800.0
+# A fetch by a process on another host shows only in the database: checked after 0.2 s, then less often.
+REMOTE_CHECK_FIRST = 0.2
+REMOTE_CHECK_MAX = 5.0
 
 
 class MirrorContent:
-    def __init__(self, local: LocalContent, store: BlobStore, router: Router, fills_dir: Path,
+    def __init__(self, local: LocalContent, db: Database, store: BlobStore, router: Router, fills_dir: Path,
                  max_stale: float, cache_bytes: int = 0, sweeper: Sweeper | None = None) -> None:
-        self.local = local
+        self.local = local  # the cache: mirrored repositories are local ones that only the mirror writes
+        self.db = db  # the mirror's own rows: fill leases, pins, cache recency
         self.store = store
         self.router = router
         self.max_stale = max_stale
         self.fills = Fills(fills_dir, self._commit_fill)
+        self.fill_locks = FillLocks(fills_dir)
+        self._locks: dict[str, HeldLock] = {}
         self._held: set[Fill] = set()
         self._inflight: dict[tuple[str, ...], asyncio.Future[Manifest]] = {}
         self._holders: set[asyncio.Task[None]] = set()
-        self.cache = CacheKeeper(local.db, sweeper or Sweeper(local.db, store), [u.alias for u in router.upstreams],
+        self.cache = CacheKeeper(db, sweeper or Sweeper(db, store), [u.alias for u in router.upstreams],
                                  cache_bytes)
 
     def _pulled(self, repository: str, found: Manifest) -> Manifest:
         """A manifest served is a pull (the admin page's "last pull", retention's recency) and counts as its
         blobs pulled for eviction (a client with the layers won't ask)."""
-        self.local.pulls.record(repository, found.digest)
+        self.local.record_pull(repository, found.digest)
         try:
             parsed = parse_manifest(found.payload, found.media_type)
         except RegistryError:
@@ -151,8 +160,7 @@ class MirrorContent:
         algorithm = reference.split(":")[0] if ":" in reference else "sha256"
         digest = str(digest_bytes(fetched.payload, algorithm if algorithm in ("sha256", "sha512") else "sha256"))
         if ":" in reference and digest != reference:
-            raise RegistryError("UNAVAILABLE", f"{upstream.alias} sent a manifest that does not match {reference}",
-                                status=502)
+            raise UpstreamFault("UNAVAILABLE", f"{upstream.alias} sent a manifest that does not match {reference}")
         try:
             stored = await self.local.put_manifest(route.cache_name, tag if tag else parse_digest(digest),
                                                    fetched.payload, fetched.media_type, check_references=False)
@@ -160,8 +168,8 @@ class MirrorContent:
             if exc.code != "MANIFEST_INVALID":
                 raise
             # The upstream's fault, not the client's: nothing is cached, and the client hears 502.
-            raise RegistryError("UNAVAILABLE", f"{upstream.alias} sent a manifest this registry refuses: "
-                                f"{exc.message}", status=502, detail={"reference": reference}) from None
+            raise UpstreamFault("UNAVAILABLE", f"{upstream.alias} sent a manifest this registry refuses: "
+                                f"{exc.message}", detail={"reference": reference}) from None
         return stored
 
     def _check_throttle(self, upstream: Upstream) -> None:
@@ -248,12 +256,27 @@ class MirrorContent:
 
     # -- one fetch across processes: a lease in the database decides who fetches --------------
     async def _claim(self, digest: Digest) -> bool:
-        async with self.local.db.write() as conn:
-            return await mirror_cache.take_fill(self.local.db, conn, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)
+        """Take the fetch of `digest`: this host's lock file first (the signal other processes here
+        wait on), then the database lease (the decision, across hosts too)."""
+        lock = self.fill_locks.try_hold(str(digest))
+        if lock is None:
+            return False
+        async with self.db.write(durable=False) as conn:
+            taken = await leases.take(self.db, conn, leases.MIRROR_FILL, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)
+        if not taken:
+            lock.release()
+            return False
+        self._locks[str(digest)] = lock
+        return True
 
     async def _release_claim(self, digest: Digest) -> None:
-        async with self.local.db.write(durable=False) as conn:
-            await mirror_cache.release_fill(conn, str(digest), FILL_OWNER)
+        try:
+            async with self.db.write(durable=False) as conn:
+                await leases.release(conn, leases.MIRROR_FILL, str(digest), FILL_OWNER)
+        finally:
+            lock = self._locks.pop(str(digest), None)
+            if lock is not None:
+                lock.release()
 
     def _hold_claim(self, fill: Fill, digest: Digest) -> None:
         if fill in self._held:
@@ -261,37 +284,42 @@ class MirrorContent:
         self._held.add(fill)
 
         async def hold() -> None:
+            # Released as soon as the fill ends: garbage collection leaves a filling blob alone.
             try:
-                while not fill.finished:
-                    # Released as soon as the fill ends: garbage collection leaves a filling blob alone.
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(fill.done.wait(), FILL_LEASE_SECONDS / 3)
-                    if not fill.finished:
-                        async with self.local.db.write() as conn:
-                            await mirror_cache.renew_fill(conn, str(digest), FILL_OWNER, FILL_LEASE_SECONDS)
+                async with leases.renewed(self.db, leases.MIRROR_FILL, str(digest), FILL_OWNER, FILL_LEASE_SECONDS):
+                    await fill.done.wait()
             finally:
                 self._held.discard(fill)
-                await self._release_claim(digest)
+                lock = self._locks.pop(str(digest), None)
+                if lock is not None:
+                    lock.release()
 
         task = asyncio.create_task(hold())
         self._holders.add(task)
         task.add_done_callback(self._holders.discard)
 
     async def _after_other_process(self, route: Route, repository: str, digest: Digest) -> BlobContent:
+        """Wait for another process's fetch of `digest` to end: woken by its lock file's release when it
+        runs on this host; checking its lease with a growing pause when it runs on another."""
         deadline = time.monotonic() + REMOTE_FILL_WAIT_SECONDS
+        pause = REMOTE_CHECK_FIRST
         while time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+            if self.fill_locks.held_elsewhere(str(digest)):
+                await self.fill_locks.wait_released(str(digest), deadline - time.monotonic())
+            else:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, REMOTE_CHECK_MAX)
             try:
                 return await self.local.blob(repository, digest)
             except RegistryError as exc:
                 if exc.code != "BLOB_UNKNOWN":
                     raise
-            async with self.local.db.read() as conn:
-                owner = await mirror_cache.fill_owner(conn, str(digest))
+            async with self.db.read() as conn:
+                owner = await leases.holder(conn, leases.MIRROR_FILL, str(digest))
             if owner is None and await self.local.stored_size(digest) is None:
                 return await self.blob(repository, digest)  # it failed or died: our turn
         raise RegistryError("UNAVAILABLE", f"another process has been fetching {digest} for too long",
-                            headers={"Retry-After": "5"})
+                            retry_after=5)
 
     async def _commit_fill(self, route: Route, digest: Digest, path: Path, size: int) -> None:
         await self.local.adopt_file(route.cache_name, digest, path, size)
@@ -304,8 +332,8 @@ class MirrorContent:
         name, reference = _split_image(image)
         route = self.router.prefixed(name)
         if route is None:
-            raise RegistryError("NAME_UNKNOWN", f"{name} is not under a mirrored upstream's alias or host",
-                                status=400, detail={"image": image})
+            raise BadRequest("NAME_UNKNOWN", f"{name} is not under a mirrored upstream's alias or host",
+                             detail={"image": image})
         return route, reference
 
     async def prewarm(self, image: str, platform: str | None = None) -> dict[str, object]:
@@ -329,16 +357,16 @@ class MirrorContent:
 
     async def pin(self, image: str) -> None:
         route, reference = self.cache_route(image)
-        async with self.local.db.write() as conn:
+        async with self.db.write() as conn:
             await mirror_cache.add_pin(conn, route.cache_name, reference)
 
     async def unpin(self, image: str) -> bool:
         route, reference = self.cache_route(image)
-        async with self.local.db.write() as conn:
+        async with self.db.write() as conn:
             return await mirror_cache.remove_pin(conn, route.cache_name, reference)
 
     async def pins(self) -> list[str]:
-        async with self.local.db.read() as conn:
+        async with self.db.read() as conn:
             rows = await mirror_cache.list_pins(conn)
         return [f"{repository}{'@' if ':' in reference else ':'}{reference}" for repository, reference in rows]
 
@@ -378,11 +406,38 @@ class MirrorContent:
         return RegistryError("DENIED", f"{route.name} is mirrored from {route.upstream.alias} "
                                        f"({route.upstream.url}); {instead}")
 
-    async def start_upload(self, repository: str, *args: object, **kwargs: object) -> None:
+    async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
         raise self._refuse(repository)
 
-    put_blob = append_upload = finish_upload = cancel_upload = upload_status = start_upload
-    mount_blob = put_manifest = delete_manifest = delete_blob = start_upload
+    async def mount_blob(self, repository: str, digest: Digest, source: str) -> BlobContent | None:
+        raise self._refuse(repository)
+
+    async def delete_blob(self, repository: str, digest: Digest) -> None:
+        raise self._refuse(repository)
+
+    async def start_upload(self, repository: str) -> Upload:
+        raise self._refuse(repository)
+
+    async def upload_status(self, repository: str, upload_id: str) -> Upload:
+        raise self._refuse(repository)
+
+    async def append_upload(self, repository: str, upload_id: str, body: AsyncIterable[bytes],
+                            start: int | None) -> Upload:
+        raise self._refuse(repository)
+
+    async def finish_upload(self, repository: str, upload_id: str, digest: Digest,
+                            body: AsyncIterable[bytes] | None, start: int | None) -> BlobContent:
+        raise self._refuse(repository)
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        raise self._refuse(repository)
+
+    async def put_manifest(self, repository: str, reference: str | Digest, payload: bytes,
+                           content_type: str | None) -> Manifest:
+        raise self._refuse(repository)
+
+    async def delete_manifest(self, repository: str, reference: str | Digest) -> None:
+        raise self._refuse(repository)
 
     async def close(self) -> None:
         await self.cache.stop()
@@ -444,9 +499,9 @@ def _blob_errors(upstream: Upstream, digest: Digest) -> Iterator[None]:
 
 def _throttled(upstream: Upstream, retry_after: float) -> RegistryError:
     return RegistryError("TOOMANYREQUESTS", f"{upstream.alias} is rate limiting this mirror; nothing cached to serve",
-                         headers={"Retry-After": str(int(retry_after) + 1)})
+                         retry_after=retry_after)
 
 
 def _unavailable(upstream: Upstream, exc: UpstreamError) -> RegistryError:
     return RegistryError("UNAVAILABLE", f"upstream {upstream.alias} failed and nothing cached to serve: {exc}",
-                         headers={"Retry-After": "5"})
+                         retry_after=5)
