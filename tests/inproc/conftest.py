@@ -2,9 +2,9 @@
 `registry serve` makes one (registry/settings.py, here from REGISTRY_* variables), over a temp data
 dir with SQLite and the filesystem store, served by pytest-aiohttp on loopback.
 
-The schema is migrated once per session and its file copied into each test's data dir: Alembic takes
-far longer than a copy. Whatever the application logs at WARNING and above goes to a file that
-tests/conftest.py's autouse check reads after every test, as it reads a real process's log.
+The schema is migrated once per session and its file copied into each test's data dir (Alembic takes
+~60 ms a database, the copy well under one). What the applications log at WARNING and above goes to
+a file that tests/conftest.py's autouse check reads after every test, as it reads a real process's log.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 import pytest
 import pytest_asyncio
 from pytest_aiohttp import AiohttpClient, AiohttpServer
+
 from registry.admin.access import ACCESS_LOGGER, AccessLogger
 from registry.app import create_app
 from registry.config import Config
@@ -28,19 +29,26 @@ from tests.support.server import SERVER_LOGS
 MakeClient = Callable[..., Awaitable[Client]]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def app_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The in-process applications' log, checked after every test like a server process's."""
+@pytest.fixture(scope="session")
+def app_log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One file for what the in-process applications log, among the logs tests/conftest.py checks."""
     path = tmp_path_factory.mktemp("inproc-log") / "registry-inproc.log"
-    handler = logging.FileHandler(path)
+    SERVER_LOGS.append(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def app_log(app_log_path: Path) -> Iterator[Path]:
+    """During each test here (set-up and clean-up of its applications included), warnings and errors
+    logged in this process go to that file. Only during these tests: other tests log errors on purpose."""
+    handler = logging.FileHandler(app_log_path)
     handler.setLevel(logging.WARNING)
     # The check (tests/support/logcheck.py) tells records apart by a leading date.
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
-    SERVER_LOGS.append(path)
     try:
-        yield path
+        yield app_log_path
     finally:
         root.removeHandler(handler)
         handler.close()
@@ -56,15 +64,16 @@ def migrated_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_config(data_dir: Path, environ: Mapping[str, str] = {}) -> Config:
-    """A Config as `registry serve` loads it from its environment: defaults (SQLite, filesystem
-    store) with the data dir and any REGISTRY_* variables given."""
-    return load(environ={"REGISTRY_DATA_DIR": str(data_dir), "REGISTRY_STORAGE_MIN_FREE_BYTES": "0", **environ})
+    """A Config as `registry serve` loads it from its environment, checks included: the defaults
+    (SQLite, filesystem store) with the data dir and any REGISTRY_* variables given."""
+    return load(environ={"REGISTRY_DATA_DIR": str(data_dir), **environ})
 
 
 @pytest_asyncio.fixture
 async def make_client(tmp_path: Path, migrated_schema: Path, aiohttp_server: AiohttpServer,
                       aiohttp_client: AiohttpClient) -> AsyncIterator[MakeClient]:
-    """make_client(**REGISTRY_variables): a client of a fresh application over its own data dir."""
+    """make_client(**options): a client of a fresh application over a data dir of its own; each keyword
+    is an option's REGISTRY_ variable without the prefix, in lower case (auth_mode="basic")."""
     made = 0
 
     async def make(**environ: str) -> Client:

@@ -13,7 +13,9 @@ from typing import Any
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-Client = TestClient[web.Request, web.Application]
+# A client of a TestServer (made with the access logger `registry serve` uses), which pytest-aiohttp types
+# without its application.
+Client = TestClient[web.Request, Any]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tests.inproc.conftest import Client, MakeClient
-from tests.inproc.helpers import error_code, nothing_stored, push_blob, repository_name, sha256, stored
+from tests.inproc.conftest import MakeClient
+from tests.inproc.helpers import Client, error_code, nothing_stored, push_blob, repository_name, sha256, stored
 
 pytestmark = pytest.mark.asyncio
 

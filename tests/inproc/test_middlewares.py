@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from tests.inproc.conftest import Client
-from tests.inproc.helpers import error_code, push_blob, repository_name
+from tests.inproc.helpers import Client, error_code, push_blob, repository_name
 
 pytestmark = pytest.mark.asyncio
 
