@@ -57,7 +57,7 @@ class VenvServer(Server):
 
     def __init__(self, root: Path, name: str, title: str, python: Path) -> None:
         super().__init__(root)
-        self.name, self.title, self.python = name, title, python  # type: ignore[misc]
+        self.name, self.title, self.python = name, title, python
         self.data_dir = root / f"{name}-data"
         self.log_path = root / f"{name}.log"
 
