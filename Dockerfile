@@ -25,9 +25,11 @@ RUN python3 -m venv /opt/registry
 # pip ignores it in /wheels.
 COPY README.md wheelhous[e] /wheels/
 WORKDIR /src
-# The dependencies first, from pyproject.toml alone: this layer survives changes to the code.
+# The dependencies first, from pyproject.toml alone: this layer survives changes to the code. With the s3
+# and postgres extras: the image is how many run the registry on S3 or PostgreSQL. Not the runtime extra:
+# the container runtime needs root and the host's namespaces, which this non-root container does not have.
 COPY pyproject.toml ./
-RUN /opt/registry/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
+RUN /opt/registry/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = p["optional-dependencies"]; print("\n".join(p["dependencies"] + extras["s3"] + extras["postgres"]))' > requirements.txt \
     && /opt/registry/bin/pip install -r requirements.txt
 COPY README.md ./
 COPY registry ./registry

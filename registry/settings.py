@@ -13,10 +13,23 @@ from registry.config import Config, ConfigError
 from registry.config import load as load_options
 from registry.gc.policy import PolicyError, parse_quotas, parse_retention
 from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
+from registry.startup import require_extra
 
 
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    return load_options(args, environ, checks=(_mirror, _policies, _auth_files))
+    config = load_options(args, environ, checks=(_mirror, _policies, _auth_files))
+    require_extras(config)
+    return config
+
+
+def require_extras(config: Config) -> None:
+    """S3 and PostgreSQL are extras (pyproject.toml): configured without them installed, the start-up ends in
+    one line naming the extra, before any worker is forked or the database touched."""
+    if config.storage.backend == "s3":
+        require_extra("boto3", "storage.backend: s3", "s3")
+    scheme = config.database_url.partition("://")[0]
+    if scheme.partition("+")[2] == "asyncpg":
+        require_extra("asyncpg", f"database.url: {scheme}", "postgres")
 
 
 def _mirror(config: Config, sources: Mapping[str, str]) -> None:

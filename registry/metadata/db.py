@@ -23,7 +23,7 @@ from sqlalchemy.sql import Executable, Insert, Select
 from sqlalchemy import Table
 
 from registry.metadata.group_sync import GroupSync
-from registry.startup import StartupError, reason
+from registry.startup import StartupError, missing_extra, reason
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -71,8 +71,11 @@ class Database:
             self._group_sync = GroupSync(Path(database).resolve()) if on_disk else None
             self._writer_lock = WriterLock(Path(f"{Path(database).resolve()}.lock")) if on_disk else None
         else:
-            self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                                           pool_pre_ping=True)
+            try:  # the engine imports its driver now
+                self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                                               pool_pre_ping=True)
+            except ModuleNotFoundError as exc:
+                raise StartupError(_missing_driver(url, exc)) from None
         # SQLite has one writer at a time; queueing writers here beats spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock()
         self._writers = 0  # write() calls of this process under way, queued ones included
@@ -326,6 +329,16 @@ def migrate(url: str, revision: str = "head") -> None:
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     try:
         command.upgrade(cfg, revision)
+    except ModuleNotFoundError as exc:  # the URL's driver (migrations/env.py makes an engine of it)
+        raise StartupError(_missing_driver(url, exc)) from None
     except (TimeoutError, OSError, DBAPIError) as exc:  # refused, unknown host, bad password, no database
         shown = make_url(url).render_as_string(hide_password=True)
         raise StartupError(f"cannot reach the database {shown}: {reason(exc)}") from None
+
+
+def _missing_driver(url: str, exc: ModuleNotFoundError) -> str:
+    """The line for a database URL whose driver is not installed: asyncpg comes with the postgres extra."""
+    scheme = make_url(url).drivername
+    if exc.name == "asyncpg":
+        return missing_extra(f"database.url: {scheme}", "postgres")
+    return f"database.url: {scheme} needs the Python module {exc.name}, which is not installed"

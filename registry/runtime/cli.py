@@ -151,6 +151,10 @@ def _create(args: argparse.Namespace) -> Any:
 
     if args.publish and args.network != "bridge":
         raise UsageError("-p needs --network bridge")
+    if args.network == "bridge":
+        import importlib.util
+        if importlib.util.find_spec("pyroute2") is None:  # an extra (pyproject.toml); found, not imported
+            raise UsageError("--network bridge needs the runtime extra: pip install 'registry[runtime]'")
     if args.restart != "no" and args.rm:
         raise UsageError("--restart and --rm cannot be combined")
     if args.memory_swap is not None and args.memory is None:

@@ -59,7 +59,11 @@ def decompressed(fileobj: BinaryIO, media_type: str = "") -> BinaryIO:
     head = fileobj.read(4)
     fileobj.seek(0)
     if media_type.endswith("zstd") or head == b"\x28\xb5\x2f\xfd":
-        import zstandard
+        try:
+            import zstandard
+        except ModuleNotFoundError:
+            raise LayerError("a zstd-compressed layer needs the runtime extra: pip install 'registry[runtime]'") \
+                from None
         return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True)
     if media_type.endswith("gzip") or head[:2] == b"\x1f\x8b":
         import gzip

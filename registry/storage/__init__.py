@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from registry.startup import StartupError, missing_extra
 from registry.storage.base import (DISK_FULL_ERRNOS, BlobStore, DigestMismatch, StorageFull, StorageUnavailable,
                                    UploadNotFound, UploadOffsetMismatch, require_free_space)
 
@@ -20,7 +21,12 @@ def create_store(config: Config) -> BlobStore:
 
         return FilesystemStore(config.storage_root, min_free_bytes=config.storage.min_free_bytes)
     if config.storage.backend == "s3":
-        from registry.storage.s3 import S3Settings, S3Store
+        try:
+            from registry.storage.s3 import S3Settings, S3Store
+        except ModuleNotFoundError as exc:  # settings.load checks first; this is for callers that skip it
+            if exc.name not in ("boto3", "botocore"):
+                raise
+            raise StartupError(missing_extra("storage.backend: s3", "s3")) from None
 
         s3 = config.storage.s3
         store = S3Store(S3Settings(

@@ -51,9 +51,13 @@ def base_image(dockerd: None) -> str:  # noqa: F811
     return proc.stdout.strip().splitlines()[-1]
 
 
+IMAGE_EXTRAS = ("s3", "postgres")  # what the Dockerfile installs beside the default dependencies
+
+
 def _dependencies() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return sorted(project["dependencies"]) + ["setuptools>=68"]  # setuptools: to build the package offline
+    extras = [r for name in IMAGE_EXTRAS for r in project["optional-dependencies"][name]]
+    return sorted(project["dependencies"] + extras) + ["setuptools>=68"]  # setuptools: to build offline
 
 
 @pytest.fixture(scope="session")
