@@ -5,7 +5,8 @@
   route via the bridge's address, so containers reach each other by address;
 - outbound through NAT: masquerade of the /24 out of any interface but the bridge, in an nftables table of
   our own (`inet registry_runtime_<bridge>`), or, where the host has no nftables, a nat chain of our own
-  hooked into iptables' POSTROUTING; ip_forward on;
+  hooked into iptables' POSTROUTING; ip_forward on; where iptables' FORWARD policy is DROP (Docker's), a
+  chain of our own first in it accepts the bridge's traffic out and the replies;
 - names: each container's /etc/hosts (a file in its state dir, bind-mounted) lists the running containers
   of the bridge, rewritten in place on every start and removal (no DNS server of our own);
 - the bridge and its rules go when its last container does; a start or a removal also deletes the veths of
@@ -186,6 +187,10 @@ def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
         result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
         if result.returncode != 0:
             raise NetworkError(f"nft could not create table inet {table}: {result.stderr.strip()}")
+        if _iptables_forward_drops():
+            # iptables' FORWARD drops what it does not accept (Docker sets that policy), and a packet must
+            # pass every base chain of the hook: ours accepting it is not enough, so accept it there too.
+            _iptables_forward(bridge)
     else:
         chain = iptables_chain(bridge)
         _run(["iptables", "-t", "nat", "-N", chain], check=False)
@@ -193,16 +198,35 @@ def nat_up(bridge: str, subnet: str, tool: str | None = None) -> None:
         _run(["iptables", "-t", "nat", "-A", chain, "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"])
         if _run(["iptables", "-t", "nat", "-C", "POSTROUTING", "-j", chain], check=False).returncode != 0:
             _run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-j", chain])
-        # Nothing reaches a container from outside but replies: only -p publishes a port (as Docker).
-        _run(["iptables", "-t", "filter", "-N", chain], check=False)
-        _run(["iptables", "-t", "filter", "-F", chain])
-        _run(["iptables", "-t", "filter", "-A", chain, "-o", bridge, "-m", "conntrack", "--ctstate",
-              "RELATED,ESTABLISHED", "-j", "RETURN"])
-        _run(["iptables", "-t", "filter", "-A", chain, "-o", bridge, "!", "-i", bridge, "-j", "DROP"])
-        if _run(["iptables", "-t", "filter", "-C", "FORWARD", "-j", chain], check=False).returncode != 0:
-            _run(["iptables", "-t", "filter", "-I", "FORWARD", "1", "-j", chain])
+        _iptables_forward(bridge)
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # Docker turns it on too, and leaves it on
         f.write("1")
+
+
+def _iptables_forward(bridge: str) -> None:
+    """Our chain first in iptables' FORWARD: the bridge's traffic out (to other containers or through NAT)
+    and the replies to it are accepted, whatever the chain's policy; nothing else reaches a container
+    from outside (only -p publishes a port, through a proxy on the host, as Docker)."""
+    chain = iptables_chain(bridge)
+    _run(["iptables", "-t", "filter", "-N", chain], check=False)
+    _run(["iptables", "-t", "filter", "-F", chain])
+    _run(["iptables", "-t", "filter", "-A", chain, "-i", bridge, "-j", "ACCEPT"])
+    _run(["iptables", "-t", "filter", "-A", chain, "-o", bridge, "-m", "conntrack", "--ctstate",
+          "RELATED,ESTABLISHED", "-j", "ACCEPT"])
+    _run(["iptables", "-t", "filter", "-A", chain, "-o", bridge, "-j", "DROP"])
+    if _run(["iptables", "-t", "filter", "-C", "FORWARD", "-j", chain], check=False).returncode != 0:
+        _run(["iptables", "-t", "filter", "-I", "FORWARD", "1", "-j", chain])
+
+
+def _iptables_forward_drops() -> bool:
+    """iptables' FORWARD chain exists with a DROP policy (as Docker leaves it)."""
+    import subprocess
+
+    try:
+        listed = _run(["iptables", "-t", "filter", "-S", "FORWARD"], check=False)
+    except (OSError, subprocess.TimeoutExpired):  # no iptables at all: nothing of it to pass
+        return False
+    return listed.returncode == 0 and "-P FORWARD DROP" in listed.stdout.splitlines()
 
 
 def nat_down(bridge: str) -> None:
