@@ -21,7 +21,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from registry import manifest as mf
 from registry.content.locks import KeyedLocks
 from registry.content.model import BlobContent, Manifest, Upload
-from registry.content.pulls import PullRecorder
+from registry.content.recency import RecencyLog
 from registry.gc.policy import Quota, format_bytes, quota_for
 from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
 from registry.errors import ChunkOutOfOrder, Conflict, RegistryError
@@ -74,7 +74,7 @@ class LocalContent:
         self.redirect_expiry = redirect_expiry
         self.quotas = quotas or []
         self.grace_seconds = grace_seconds  # gc.grace_period: how long gc spares an unreferenced link
-        self.pulls = PullRecorder(db)
+        self.pulls = RecencyLog(db, manifest_rows.record_pulls, "manifest pulls")
         self._upload_locks = KeyedLocks()
         self._hash_states: OrderedDict[str, _HashState] = OrderedDict()
 
@@ -392,12 +392,12 @@ class LocalContent:
                 if await repo_rows.repository_id(conn, repository) is None:
                     raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
-        self.pulls.record(repository, row.digest)
+        self.pulls.record(repository, [row.digest])
         return Manifest(row.digest, row.media_type, row.payload, row.subject)
 
     def record_pull(self, repository: str, digest: str) -> None:
         """A manifest served from elsewhere (a mirror's cache) counts as pulled from `repository`."""
-        self.pulls.record(repository, digest)
+        self.pulls.record(repository, [digest])
 
     async def put_manifest(self, repository: str, reference: str | Digest, payload: bytes,
                            content_type: str | None, check_references: bool = True) -> Manifest:

@@ -1,7 +1,7 @@
 """Keeping the mirror cache under its size cap: least recently pulled first, pins never.
 
-Pulls are recorded in memory and written in one transaction every few seconds (a write per
-GET would cost more than the pull). Pulling a manifest counts as pulling its blobs too, since a
+Pulls are recorded in memory and written in one transaction every few seconds (content/recency.py:
+a write per GET would cost more than the pull). Pulling a manifest counts as pulling its blobs too, since a
 client that already has the layers will not ask for them again. When the cached bytes exceed
 `mirror.cache_bytes`, the oldest links are removed (bytes deleted from the store once nothing
 else needs them, by the garbage collector's sweep) until the cache fits; blobs of pinned
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
+from registry.content.recency import RecencyLog
 from registry.gc.sweep import Sweeper
 from registry.metadata import mirror_cache
 from registry.metadata.db import Database
@@ -30,16 +30,14 @@ class CacheKeeper:
         self.sweeper = sweeper
         self.prefixes = prefixes
         self.cap_bytes = cap_bytes
-        self._touched: dict[tuple[str, str], float] = {}
+        self.pulls = RecencyLog(db, mirror_cache.touch, "mirror cache pulls")
         self._wake = asyncio.Event()
         self._enforcing = asyncio.Lock()  # one pass at a time: "evict now" waits for a running one
         self._task: asyncio.Task[None] | None = None
         self.last_report: dict[str, int] = {}
 
     def touch(self, repository: str, digests: list[str]) -> None:
-        now = time.time()
-        for digest in digests:
-            self._touched[(repository, digest)] = now
+        self.pulls.record(repository, digests)
 
     def poke(self) -> None:
         """Something was added: check the cap soon."""
@@ -76,10 +74,7 @@ class CacheKeeper:
                 log.warning("mirror cache upkeep failed", exc_info=True)
 
     async def flush(self) -> None:
-        touched, self._touched = self._touched, {}
-        if touched:
-            async with self.db.write(durable=False) as conn:  # recency: a crash may lose a few seconds
-                await mirror_cache.touch(conn, touched)
+        await self.pulls.flush()
 
     async def usage(self) -> int:
         async with self.db.read() as conn:

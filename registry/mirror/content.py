@@ -130,32 +130,18 @@ class MirrorContent:
                 return self._pulled(repository, cached[0])
             upstream.stats.misses += 1
             return self._pulled(repository, await self._fetch_manifest(route, head.digest or reference, tag=reference))
-        except UpstreamNotFound:
-            raise RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {upstream.alias}",
-                                detail={"reference": reference}) from None
         except UpstreamError as exc:
-            if exc.status in (401, 403) and cached is None:  # Docker Hub's answer for unknown repositories
-                raise RegistryError("MANIFEST_UNKNOWN", f"{upstream.alias} refused access to {route.name} "
-                                                        f"({exc.status}): unknown, or needs credentials") from None
-            return self._stale_or_raise(upstream, exc, cached[0] if cached else None, age)
+            if cached is not None and not isinstance(exc, UpstreamNotFound):
+                return self._stale_or_raise(upstream, exc, cached[0], age)
+            raise _upstream_failure(upstream, exc, _manifest_unknown(route, reference)) from None
 
     async def _fetch_manifest(self, route: Route, reference: str, tag: str | None) -> Manifest:
         upstream = route.upstream
-        self._check_throttle(upstream)
         try:
+            self._check_throttle(upstream)
             fetched = await upstream.client.get_manifest(route.name, reference)
-        except UpstreamThrottled as exc:
-            upstream.stats.throttled += 1
-            upstream.block(exc.retry_after)
-            raise _throttled(upstream, exc.retry_after) from None
-        except UpstreamNotFound:
-            raise RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {upstream.alias}",
-                                detail={"reference": reference}) from None
         except UpstreamError as exc:
-            if exc.status in (401, 403):
-                raise RegistryError("MANIFEST_UNKNOWN", f"{upstream.alias} refused access to {route.name} "
-                                                        f"({exc.status}): unknown, or needs credentials") from None
-            raise _unavailable(upstream, exc) from None
+            raise _upstream_failure(upstream, exc, _manifest_unknown(route, reference)) from None
         assert fetched.payload is not None
         algorithm = reference.split(":")[0] if ":" in reference else "sha256"
         digest = str(digest_bytes(fetched.payload, algorithm if algorithm in ("sha256", "sha512") else "sha256"))
@@ -177,20 +163,15 @@ class MirrorContent:
         if wait:
             raise UpstreamThrottled(wait, "still within the upstream's Retry-After")
 
-    def _stale_or_raise(self, upstream: Upstream, exc: UpstreamError, cached: Manifest | None,
+    def _stale_or_raise(self, upstream: Upstream, exc: UpstreamError, cached: Manifest,
                         age: float | None) -> Manifest:
-        if isinstance(exc, UpstreamThrottled):
-            upstream.stats.throttled += 1
-            upstream.block(exc.retry_after)
-        else:
-            upstream.stats.upstream_errors += 1
-        if cached is not None and age is not None and age < upstream.tag_ttl + self.max_stale:
+        """The cached copy, marked stale, while `max_stale` allows; else the failure as the client's error."""
+        if age is not None and age < upstream.tag_ttl + self.max_stale:
+            _count(upstream, exc)
             upstream.stats.stale_serves += 1
             log.warning("serving stale %s from %s's cache: upstream failed (%s)", cached.digest, upstream.alias, exc)
             return Manifest(cached.digest, cached.media_type, cached.payload, cached.subject, stale=True)
-        if isinstance(exc, UpstreamThrottled):
-            raise _throttled(upstream, exc.retry_after) from None
-        raise _unavailable(upstream, exc) from None
+        raise _upstream_failure(upstream, exc, unknown=None) from None
 
     # -- blobs ------------------------------------------------------------------------
     async def blob(self, repository: str, digest: Digest) -> BlobContent:
@@ -482,26 +463,40 @@ def _blob_errors(upstream: Upstream, digest: Digest) -> Iterator[None]:
     """An upstream's failure to give a blob, as the error a client gets (and counted)."""
     try:
         yield
-    except UpstreamNotFound:
-        raise RegistryError("BLOB_UNKNOWN", f"{digest} not found at {upstream.alias}",
-                            detail={"digest": str(digest)}) from None
-    except UpstreamThrottled as exc:
+    except UpstreamError as exc:
+        unknown = RegistryError("BLOB_UNKNOWN", f"{digest} not found at {upstream.alias}",
+                                detail={"digest": str(digest)})
+        raise _upstream_failure(upstream, exc, unknown) from None
+
+
+def _manifest_unknown(route: Route, reference: str) -> RegistryError:
+    return RegistryError("MANIFEST_UNKNOWN", f"{reference} not found at {route.upstream.alias}",
+                         detail={"reference": reference})
+
+
+def _count(upstream: Upstream, exc: UpstreamError) -> None:
+    """Count a failure; a 429 also holds further requests to the upstream until its Retry-After."""
+    if isinstance(exc, UpstreamThrottled):
         upstream.stats.throttled += 1
         upstream.block(exc.retry_after)
-        raise _throttled(upstream, exc.retry_after) from None
-    except UpstreamError as exc:
+    elif not isinstance(exc, UpstreamNotFound):
         upstream.stats.upstream_errors += 1
-        if exc.status in (401, 403):
-            raise RegistryError("BLOB_UNKNOWN", f"{upstream.alias} refused access ({exc.status})",
-                                detail={"digest": str(digest)}) from None
-        raise _unavailable(upstream, exc) from None
 
 
-def _throttled(upstream: Upstream, retry_after: float) -> RegistryError:
-    return RegistryError("TOOMANYREQUESTS", f"{upstream.alias} is rate limiting this mirror; nothing cached to serve",
-                         retry_after=retry_after)
-
-
-def _unavailable(upstream: Upstream, exc: UpstreamError) -> RegistryError:
+def _upstream_failure(upstream: Upstream, exc: UpstreamError, unknown: RegistryError | None) -> RegistryError:
+    """The one mapping of an upstream's failure (with nothing cached to serve) to the client's error:
+    not found, or refused (Docker Hub's answer for a repository it does not have, or one that needs
+    credentials), is `unknown` (None: a copy was cached, so the upstream's refusal is a failure like any
+    other); a 429 is TOOMANYREQUESTS with the upstream's Retry-After; anything else UNAVAILABLE, to retry."""
+    _count(upstream, exc)
+    if unknown is not None and isinstance(exc, UpstreamNotFound):
+        return unknown
+    if unknown is not None and exc.status in (401, 403):
+        return type(unknown)(unknown.code, f"{upstream.alias} refused access ({exc.status}): unknown, or needs "
+                             "credentials", unknown.detail)
+    if isinstance(exc, UpstreamThrottled):
+        return RegistryError("TOOMANYREQUESTS",
+                             f"{upstream.alias} is rate limiting this mirror; nothing cached to serve",
+                             retry_after=exc.retry_after)
     return RegistryError("UNAVAILABLE", f"upstream {upstream.alias} failed and nothing cached to serve: {exc}",
                          retry_after=5)
