@@ -548,9 +548,11 @@ def test_upstream_429_serves_cache_and_keeps_retry_after(mirror: RegistryProcess
         assert get(f"{base}/manifests/{flaky.cached.digest}").status_code == 200
         for digest, data in flaky.cached.blobs.items():
             assert get(f"{base}/blobs/{digest}").content == data
-        for path in ("manifests/uncached", f"blobs/{flaky.uncached.layers[0]}"):
+        # By tag, by digest (a fetch, not a revalidation) and a blob: each refused with the window's 429.
+        for path in ("manifests/uncached", f"manifests/{flaky.uncached.digest}", f"blobs/{flaky.uncached.layers[0]}"):
             response = get(f"{base}/{path}")
             assert response.status_code == 429 and "Retry-After" in response.headers, show(response, mirror)
+            assert response.json()["errors"][0]["code"] == "TOOMANYREQUESTS", show(response, mirror)
         time.sleep(0.3)
     assert time.monotonic() < started + window, "the checks overran the Retry-After window; too slow a machine?"
     # The start-up probe's own line (GET /v2/ 200: it took the only token) may be written after the
