@@ -78,7 +78,7 @@ class ChunkOutOfOrder(RegistryError):
 
 
 class BadRequest(RegistryError):
-    """A request the spec has no code for (a malformed admin body, an unknown token service): the
+    """A request the spec has no code for (an image to pre-warm that no mirrored upstream serves): the
     nearest code, but the client's mistake all the same."""
 
 

@@ -90,3 +90,17 @@ def test_a_wait_gives_up_at_its_timeout(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_looking_creates_and_removes_nothing(tmp_path: Path) -> None:
+    locks = FillLocks(tmp_path)
+    assert not locks.held_elsewhere(DIGEST)
+    assert not list(tmp_path.iterdir()), "a look must not create a lock file"
+    holder = _holder(tmp_path, "keep")
+    try:
+        assert locks.held_elsewhere(DIGEST)
+        assert locks.held_elsewhere(DIGEST)  # looking twice leaves the holder's file in place
+        assert len(list(tmp_path.glob("*.lock"))) == 1
+    finally:
+        holder.kill()
+        holder.wait()

@@ -43,23 +43,33 @@ class FillLocks:
     def try_hold(self, digest: str) -> HeldLock | None:
         """The lock on `digest`, or None when another process on this host holds it."""
         path = self._path(digest)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return HeldLock(path, fd)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _same_file(fd, path):
+                    return HeldLock(path, fd)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # locked a file its last holder had unlinked already: take the new one
 
     def held_elsewhere(self, digest: str) -> bool:
-        """Another process on this host is fetching `digest` now."""
-        lock = self.try_hold(digest)
-        if lock is None:
+        """Another process on this host is fetching `digest` now. Looks without creating or removing
+        the file, and without ever blocking."""
+        try:
+            fd = os.open(self._path(digest), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
             return True
-        lock.release()
+        finally:
+            os.close(fd)  # drops the shared lock, if taken
         return False
 
     async def wait_released(self, digest: str, timeout: float) -> None:
@@ -75,6 +85,15 @@ class FillLocks:
                              name="fill-wait", daemon=True).start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(wait), timeout)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _block_until_unlocked(path: Path, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
