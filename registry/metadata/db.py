@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 from collections.abc import AsyncIterator
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import CursorResult, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -322,8 +321,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Apply Alembic migrations (blocking; call before the event loop starts or in a thread)."""
+    """Apply Alembic migrations (blocking; call before the event loop starts or in a thread).
+
+    An SQLite database already at the newest revision (every start but the first after an upgrade)
+    is left alone without importing Alembic, which would stay in the server's memory (about 10 MiB).
+    """
+    if revision == "head" and _sqlite_revision(url) == head_revision():
+        return
     _ensure_parent_dir(url)
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig(str(MIGRATIONS_DIR / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -334,6 +342,28 @@ def migrate(url: str, revision: str = "head") -> None:
     except (TimeoutError, OSError, DBAPIError) as exc:  # refused, unknown host, bad password, no database
         shown = make_url(url).render_as_string(hide_password=True)
         raise StartupError(f"cannot reach the database {shown}: {reason(exc)}") from None
+
+
+def head_revision() -> str:
+    """The newest migration's revision: they are numbered files (0001_initial.py, ...), each revising
+    the one before (tests/metadata/test_schema_migrations.py checks that against Alembic's own view)."""
+    return max(path.name.partition("_")[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
+
+
+def _sqlite_revision(url: str) -> str | None:
+    """The revision an existing SQLite database is at; None for any other database, or when unknown."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return None
+    if not Path(parsed.database).is_file():
+        return None
+    try:
+        uri = f"{Path(parsed.database).resolve().as_uri()}?mode=ro"  # percent-encoded: any path is safe
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
 
 
 def _missing_driver(url: str, exc: ModuleNotFoundError) -> str:

@@ -35,3 +35,24 @@ def test_sqlite_migrations_match_the_schema(tmp_path: Path) -> None:
 def test_postgresql_migrations_match_the_schema(postgres_url: str) -> None:
     migrate(postgres_url)
     assert _differences(postgres_url) == []
+
+
+def test_the_head_revision_is_alembics_and_an_up_to_date_sqlite_is_left_alone(tmp_path, monkeypatch) -> None:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from registry.metadata import db as db_module
+
+    config = AlembicConfig(str(db_module.MIGRATIONS_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(db_module.MIGRATIONS_DIR))
+    assert db_module.head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'odd #?% dir' / 'registry.db'}"
+    migrate(url)  # a new database: migrated
+    import alembic.command
+    calls: list[object] = []
+    monkeypatch.setattr(alembic.command, "upgrade", lambda *args: calls.append(args))
+    migrate(url)  # at head already: Alembic is not asked
+    assert calls == []
+    migrate(url, "0007")  # an explicit revision always goes to Alembic
+    assert len(calls) == 1
