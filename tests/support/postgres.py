@@ -236,7 +236,7 @@ class PostgresServer:
 
     # -- SQL helpers ------------------------------------------------------------------------------
 
-    def psql(self, sql: str, database: str = "postgres") -> str:
+    def psql(self, sql: str, database: str = "postgres", timeout: float = 60) -> str:
         """Run SQL with psql over TCP as the superuser; returns unaligned, tuples-only output."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["PGPASSWORD"] = self.password
@@ -244,7 +244,7 @@ class PostgresServer:
         proc = subprocess.run(
             [self._bin("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
              "-p", str(self.port), "-U", self.user, "-d", database, "-c", sql],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env, capture_output=True, text=True, timeout=timeout,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"psql failed ({proc.returncode}): {proc.stderr.strip()}")
