@@ -255,9 +255,13 @@ class MirrorContent:
             async with self.db.write(durable=False) as conn:
                 await leases.release(conn, leases.MIRROR_FILL, str(digest), FILL_OWNER)
         finally:
-            lock = self._locks.pop(str(digest), None)
-            if lock is not None:
-                lock.release()
+            self._drop_lock(digest)
+
+    def _drop_lock(self, digest: Digest) -> None:
+        """Release this host's lock file on `digest`, if this process holds it: after the lease, always."""
+        lock = self._locks.pop(str(digest), None)
+        if lock is not None:
+            lock.release()
 
     def _hold_claim(self, fill: Fill, digest: Digest) -> None:
         if fill in self._held:
@@ -271,9 +275,7 @@ class MirrorContent:
                     await fill.done.wait()
             finally:
                 self._held.discard(fill)
-                lock = self._locks.pop(str(digest), None)
-                if lock is not None:
-                    lock.release()
+                self._drop_lock(digest)
 
         task = asyncio.create_task(hold())
         self._holders.add(task)
