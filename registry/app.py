@@ -25,6 +25,7 @@ from registry.gc.jobs import Maintenance, Settings as MaintenanceSettings
 from registry.gc.policy import parse_quotas
 from registry.http_edges import framing_middleware
 from registry.http_errors import error_response, from_exception
+from registry.metadata import usage
 from registry.metadata.db import Database
 from registry.mirror.content import MirrorContent
 from registry.mirror.upstreams import Router, parse_local_namespaces, parse_upstreams
@@ -98,6 +99,10 @@ def create_app(config: Config) -> web.Application:
         # for many concurrent uploads. Blob downloads copy in a pool of their own
         # (api/sendfile.py), and only while the client takes bytes, so none holds these.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="io"))
+        scopes = local.usage_scopes() | (mirror.cache.usage_scopes() if mirror is not None else {})
+        counted = await usage.track(db, scopes)
+        if counted:
+            log.info("usage counted from scratch for %s (quotas or the mirror cache changed)", ", ".join(counted))
         if mirror is not None:
             mirror.cache.start()
         local.pulls.start()

@@ -28,11 +28,11 @@ from registry.errors import ChunkOutOfOrder, Conflict, RegistryError
 from registry.gc.sweep import STALE_SECONDS, Sweeper
 from registry.metadata import blobs as blob_rows
 from registry.metadata import deletions, leases
-from registry.metadata import gc as gc_rows
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
 from registry.metadata import uploads as upload_rows
+from registry.metadata import usage
 from registry.metadata.db import Database
 from registry.storage import BlobStore, DigestMismatch, StorageFull, UploadNotFound, UploadOffsetMismatch
 
@@ -124,13 +124,15 @@ class LocalContent:
         The new (or re-made) link starts its own grace period, which is what the client's manifest
         in `repository` needs; the source's link is held only for this transaction, not refreshed.
         """
+        quota = quota_for(self.quotas, repository)
+        if quota is not None:
+            await self._quota_used(quota)  # counted, for `_link` to check (the blob may be in it already)
         async with self.db.write() as conn:
             size = await blob_rows.linked_blob_size(conn, source, str(digest), lock=True)
             if size is None:
                 return None
-            await self._check_quota(conn, repository, str(digest), size)
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
-            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+            await self._link(conn, repository, repo_id, str(digest), size)
         return BlobContent(str(digest), size)
 
     async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
@@ -148,7 +150,6 @@ class LocalContent:
             raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)}) from None
         try:
             async with self.db.write() as conn:
-                await self._check_quota(conn, repository, str(digest), size)
                 await self._record_and_link(conn, repository, digest, size, known)
         except RegistryError as exc:
             if exc.code == "DENIED":
@@ -187,31 +188,59 @@ class LocalContent:
             raise RegistryError("BLOB_UPLOAD_INVALID", "the blob was garbage-collected while this upload "
                                 "finished; push it again", detail={"digest": str(digest)})
         repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
-        await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+        await self._link(conn, repository, repo_id, str(digest), size)
 
-    async def _leave_for_collection(self, digest: Digest, size: int) -> None:
-        """Bytes stored but refused (quota): a row with no link, which garbage collection removes."""
+    async def _link(self, conn, repository: str, repository_id: int, digest: str, size: int) -> None:
+        """Inside a write transaction: link the blob, refusing (and so rolling back) when that takes
+        the repository's namespace over its quota. The counters move with the link itself, and on
+        PostgreSQL a concurrent link in the namespace waits for this transaction: the total read
+        after the link is final, so concurrent pushes never overshoot together."""
+        quota = quota_for(self.quotas, repository)
+        scope = usage.quota_scope(quota.namespace) if quota is not None else None
+        already = scope is None or await usage.holds(conn, scope, digest)  # costs nothing more
+        await blob_rows.link_blob(self.db, conn, repository_id, digest)
+        if quota is None or scope is None or already:
+            return
+        used = await usage.scope_bytes(conn, scope)
+        if used is not None and used > quota.bytes:
+            raise _quota_error(quota, used - size, size)
+
+    async def _leave_for_collection(self, digest: Digest, size: int, upload_id: str | None = None) -> None:
+        """Bytes stored but refused (quota): a row with no link, which garbage collection removes
+        (and the finished upload's session, whose staged bytes became them)."""
         async with self.db.write() as conn:
             await blob_rows.record_blob(self.db, conn, str(digest), size)
+            if upload_id is not None:
+                await upload_rows.delete_upload(conn, upload_id)
 
     # -- quotas -----------------------------------------------------------------------
+    def usage_scopes(self) -> dict[str, frozenset[str]]:
+        """The usage counters the quotas need (registry.metadata.usage)."""
+        return {usage.quota_scope(quota.namespace): frozenset({quota.namespace}) for quota in self.quotas}
+
+    async def _quota_used(self, quota: Quota) -> int:
+        return await usage.counted(self.db, usage.quota_scope(quota.namespace), frozenset({quota.namespace}))
+
     async def _check_quota_room(self, repository: str) -> None:
-        """Before accepting bytes: refuse when the namespace is already at its quota."""
+        """Before accepting bytes: refuse when the namespace is already at its quota. Constant
+        time: a counter, whatever the registry's size."""
         quota = quota_for(self.quotas, repository)
         if quota is None:
             return
-        async with self.db.read() as conn:
-            used = await gc_rows.namespace_usage(conn, quota.namespace)
+        used = await self._quota_used(quota)
         if used >= quota.bytes:
             raise _quota_error(quota, used, None)
 
-    async def _check_quota(self, conn, repository: str, digest: str, size: int) -> None:
-        """Inside the write transaction that would link `digest`: refuse if it pushes the
-        namespace over its quota (a blob already in the namespace costs nothing more)."""
+    async def _check_quota(self, repository: str, digest: str, size: int) -> None:
+        """Before publishing an upload's bytes: refuse early if linking them would exceed the quota
+        (a blob already in the namespace costs nothing more). `_link` decides for good."""
         quota = quota_for(self.quotas, repository)
-        if quota is None or await gc_rows.linked_in_namespace(conn, quota.namespace, digest):
+        if quota is None:
             return
-        used = await gc_rows.namespace_usage(conn, quota.namespace)
+        used = await self._quota_used(quota)
+        async with self.db.read() as conn:
+            if await usage.holds(conn, usage.quota_scope(quota.namespace), digest):
+                return
         if used + size > quota.bytes:
             raise _quota_error(quota, used, size)
 
@@ -252,24 +281,30 @@ class LocalContent:
                 # The bytes can never become this digest: drop them so nothing wrong lingers.
                 await self._drop_upload(upload_id)
                 raise RegistryError("DIGEST_INVALID", detail={"digest": str(digest)})
-            if quota_for(self.quotas, repository) is not None:
-                try:
-                    async with self.db.read() as conn:
-                        await self._check_quota(conn, repository, str(digest), size)
-                except RegistryError:
-                    await self._drop_upload(upload_id)
-                    raise
-            if not await self._link_known_blob(repository, upload_id, digest):
+            try:
+                await self._check_quota(repository, str(digest), size)
+                linked = await self._link_known_blob(repository, upload_id, digest, size)
+            except RegistryError:
+                await self._drop_upload(upload_id)
+                raise
+            if not linked:
                 known = await self._settled(digest)
                 await self.store.commit_upload(upload_id, digest)
-                async with self.db.write() as conn:
-                    await self._record_and_link(conn, repository, digest, size, known)
-                    await upload_rows.delete_upload(conn, upload_id)
+                try:
+                    async with self.db.write() as conn:
+                        await self._record_and_link(conn, repository, digest, size, known)
+                        await upload_rows.delete_upload(conn, upload_id)
+                except RegistryError as exc:
+                    if exc.code == "DENIED":  # a concurrent push took the quota's last room
+                        lease.ended = True
+                        await self._leave_for_collection(digest, size, upload_id)
+                        self._hash_states.pop(upload_id, None)
+                    raise
             lease.ended = True  # the session row, lease included, is gone: nothing to release
             self._hash_states.pop(upload_id, None)
         return BlobContent(str(digest), size)
 
-    async def _link_known_blob(self, repository: str, upload_id: str, digest: Digest) -> bool:
+    async def _link_known_blob(self, repository: str, upload_id: str, digest: Digest, size: int) -> bool:
         """When the registry has these bytes already, link them and drop the staged copy.
 
         Decided under the blob row's lock rather than by looking at the store, so a concurrent
@@ -286,7 +321,7 @@ class LocalContent:
             if not await blob_rows.lock_blob(conn, str(digest)):
                 return False
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
-            await blob_rows.link_blob(self.db, conn, repo_id, str(digest))
+            await self._link(conn, repository, repo_id, str(digest), size)
             await upload_rows.delete_upload(conn, upload_id)
         await self.store.abort_upload(upload_id)
         return True

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, delete, exists, func, select, tuple_
+from sqlalchemy import bindparam, delete, exists, select, tuple_
 
 from registry.metadata.db import Connection
 from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_fills, repositories,
@@ -208,30 +208,6 @@ async def delete_upload_if_idle(conn: Connection, upload_id: str, idle_before: f
         uploads.c.id == upload_id, uploads.c.updated_at < idle_before,
         (uploads.c.lease_expires.is_(None)) | (uploads.c.lease_expires < now)))
     return result.rowcount > 0
-
-
-# -- usage ------------------------------------------------------------------------------------
-def in_namespace(namespace: str):
-    """Repositories named `namespace` or under `namespace/`."""
-    escaped = namespace.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return (repositories.c.name == namespace) | repositories.c.name.like(f"{escaped}/%", escape="\\")
-
-
-async def namespace_usage(conn: Connection, namespace: str) -> int:
-    """Bytes of the distinct blobs linked into the namespace's repositories (each blob once)."""
-    linked = (select(repository_blobs.c.digest)
-              .select_from(repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
-              .where(in_namespace(namespace)).distinct().subquery())
-    total = (await conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0))
-                                .where(blobs.c.digest.in_(select(linked.c.digest))))).scalar()
-    return int(total or 0)
-
-
-async def linked_in_namespace(conn: Connection, namespace: str, digest: str) -> bool:
-    query = (select(repository_blobs.c.digest)
-             .select_from(repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
-             .where(in_namespace(namespace), repository_blobs.c.digest == digest).limit(1))
-    return (await conn.execute(query)).first() is not None
 
 
 # -- fsck -------------------------------------------------------------------------------------

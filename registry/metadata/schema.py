@@ -150,3 +150,30 @@ blob_deletions = Table(
     Index("ix_blob_deletions_digest", "digest"),
     sqlite_autoincrement=True,
 )
+
+
+# Usage counters, kept by triggers on repository_blobs (migration 0010) in the transaction that links
+# or unlinks, so a quota is checked against a figure no concurrent push can overtake.
+# A scope counts the distinct blobs linked into the repositories its prefixes cover: a repository
+# named `prefix` or under `prefix/`. Scopes are quota namespaces and the mirror cache
+# (registry/metadata/usage.py keeps them in step with the configuration).
+usage_scopes = Table(
+    "usage_scopes", metadata,
+    Column("scope", String(300), primary_key=True),
+    Column("prefix", String(255), primary_key=True),
+)
+
+scope_usage = Table(
+    "scope_usage", metadata,
+    Column("scope", String(300), primary_key=True),
+    Column("bytes", BigInteger, nullable=False),
+)
+
+# One row per (scope, blob): how many of the scope's repositories link it, and its size.
+scope_blobs = Table(
+    "scope_blobs", metadata,
+    Column("scope", String(300), primary_key=True),
+    Column("digest", DIGEST, primary_key=True),
+    Column("links", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+)

@@ -15,7 +15,7 @@ import logging
 
 from registry.content.recency import RecencyLog
 from registry.gc.sweep import Sweeper
-from registry.metadata import mirror_cache
+from registry.metadata import mirror_cache, usage
 from registry.metadata.db import Database
 
 log = logging.getLogger("registry.mirror.cache")
@@ -76,9 +76,12 @@ class CacheKeeper:
     async def flush(self) -> None:
         await self.pulls.flush()
 
+    def usage_scopes(self) -> dict[str, frozenset[str]]:
+        """The usage counter the cache reads (registry.metadata.usage): its blobs, each once."""
+        return {usage.MIRROR_CACHE: frozenset(self.prefixes)}
+
     async def usage(self) -> int:
-        async with self.db.read() as conn:
-            return await mirror_cache.usage(conn, self.prefixes)
+        return await usage.counted(self.db, usage.MIRROR_CACHE, frozenset(self.prefixes))
 
     async def enforce(self) -> dict[str, int]:
         """One eviction pass; returns what it freed. A pass already running (the background one) is
@@ -112,7 +115,7 @@ class CacheKeeper:
                     continue
                 async with self.db.write() as conn:
                     await mirror_cache.unlink(conn, link)
-                    still_cached = await mirror_cache.links_left(conn, link.digest, self.prefixes)
+                    still_cached = await usage.blob_links(conn, usage.MIRROR_CACHE, link.digest)
                 report["evicted_links"] += 1
                 if not still_cached:
                     used -= link.size
