@@ -19,6 +19,7 @@ from registry.metadata.schema import (blobs, repositories, repository_blobs, sco
                                       usage_scopes)
 
 MIRROR_CACHE = "mirror-cache"
+TRIGGERS = ("count_link", "uncount_link")  # on repository_blobs (migration 0010)
 
 
 def quota_scope(namespace: str) -> str:
@@ -86,8 +87,8 @@ async def track(db: Database, wanted: dict[str, frozenset[str]], keep_others: bo
     if not differs(tracked) and all(tracked.get(scope) == prefixes for scope, prefixes in wanted.items()):
         return []
     async with db.write() as conn:
-        if not db.is_sqlite:
-            await conn.execute(text("LOCK TABLE repository_blobs IN SHARE ROW EXCLUSIVE MODE"))
+        if not db.is_sqlite:  # waits for links in flight, and holds new ones until the count is in
+            await conn.execute(text("LOCK TABLE repository_blobs IN ACCESS EXCLUSIVE MODE"))
         tracked = await _tracked(conn)
         stale = differs(tracked)
         fresh = [scope for scope, prefixes in wanted.items() if tracked.get(scope) != prefixes]
@@ -96,6 +97,12 @@ async def track(db: Database, wanted: dict[str, frozenset[str]], keep_others: bo
                 await conn.execute(delete(table).where(table.c.scope.in_(stale)))
         for scope in fresh:
             await _count_from_scratch(conn, scope, wanted[scope])
+        if not db.is_sqlite:
+            # The triggers cost a function call per link; with no scope at all (no quota, no mirror)
+            # they are off, and a garbage collection's unlinks run at full speed.
+            switch = "ENABLE" if (set(tracked) - set(stale)) | set(fresh) else "DISABLE"
+            for trigger in TRIGGERS:
+                await conn.execute(text(f"ALTER TABLE repository_blobs {switch} TRIGGER {trigger}"))
     return sorted(fresh)
 
 

@@ -116,6 +116,15 @@ def test_a_scope_added_or_changed_later_is_counted_from_scratch_and_a_dropped_on
             async with db.read() as conn:
                 assert await usage.scope_bytes(conn, usage.quota_scope("team")) is None
                 assert (await conn.execute(select(scope_blobs))).first() is None
+            async with db.write() as conn:  # nothing tracked: links move no counter (PostgreSQL: triggers off)
+                await unlink_blob(conn, ids["team/sub/b"], next(iter(DIGESTS)))
+                await link_blob(db, conn, ids["team/a"], next(iter(DIGESTS)))
+                assert (await conn.execute(select(scope_blobs))).first() is None
+            assert await usage.track(db, first) == [usage.quota_scope("team")]  # on again, counted afresh
+            await _assert_counts_exact(db, first)
+            async with db.write() as conn:
+                await unlink_blob(conn, ids["team/a"], next(iter(DIGESTS)))
+            await _assert_counts_exact(db, first)
         finally:
             await db.close()
     asyncio.run(scenario())

@@ -7,7 +7,8 @@ overshoot it). The triggers below keep per-scope counts instead (registry/metada
 On PostgreSQL each trigger first locks the usage rows of the scopes it changes, in scope order:
 every link or unlink of a scope then runs one at a time, so the counts are exact, a push reads a
 total no concurrent push can overtake, and two transactions never wait on each other's blob rows.
-SQLite's write transactions are exclusive already.
+SQLite's write transactions are exclusive already. PostgreSQL's triggers are off while no scope
+is tracked (a call per link is not free); SQLite's skip themselves then (their WHEN clause).
 
 Revision ID: 0010
 Revises: 0009
@@ -92,6 +93,8 @@ BEGIN
 END $$""")
         op.execute(f"CREATE TRIGGER {name} AFTER {event} ON repository_blobs "
                    f"FOR EACH ROW EXECUTE FUNCTION {name}()")
+        # Off until a scope is tracked: registry/metadata/usage.py `track` switches them.
+        op.execute(f"ALTER TABLE repository_blobs DISABLE TRIGGER {name}")
 
 
 def downgrade() -> None:
