@@ -1,8 +1,10 @@
-"""Bytes stored without their row (a crash between a push's commit and its row) are reclaimed
-once they are older than the grace period, never before, and never under a push or a fill.
+"""Bytes stored without their row (a crash between a push's commit and its row) are reclaimed by gc
+once they are older than gc.orphan_grace_period, never before, and never under a push or a fill.
 
-These drive the reclaim and the content layer directly (filesystem store, SQLite and PostgreSQL)
-to look inside the windows where a push and the reclaim meet.
+The first test runs real registries on both set-ups (SQLite + filesystem, PostgreSQL + S3) and
+leaves the crash's remains by storing bytes through the store with no row. The others drive the
+reclaim and the content layer directly (filesystem store, SQLite and PostgreSQL) to look inside
+the windows where a push and the reclaim meet.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -25,7 +28,12 @@ from registry.gc.sweep import Sweeper
 from registry.metadata import deletions, leases
 from registry.metadata.db import Database, migrate
 from registry.metadata.schema import blob_deletions, blobs
+from registry.storage import BlobStore
 from registry.storage.filesystem import FilesystemStore
+from registry.storage.s3 import S3Settings, S3Store
+from tests.api.helpers import push_blob
+from tests.gc.conftest import run_job
+from tests.support.storage_view import S3View
 
 HOUR = 3600.0
 
@@ -36,6 +44,75 @@ async def body(data: bytes) -> AsyncIterator[bytes]:
 
 def digest_of(data: bytes) -> Digest:
     return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+# -- real registries ------------------------------------------------------------------------------
+def _store_beside(server, request: pytest.FixtureRequest) -> BlobStore:  # type: ignore[no-untyped-def]
+    """The store the registry process uses, opened by this test (as a second process would)."""
+    if isinstance(server.storage, S3View):
+        swift = request.getfixturevalue("swift_s3")
+        return S3Store(S3Settings(bucket=server.storage.bucket, prefix=server.storage.prefix,
+                                  endpoint_url=swift.endpoint_url, access_key=swift.access_key,
+                                  secret_key=swift.secret_key, region=swift.region, path_style=True))
+    return FilesystemStore(server.data_dir)
+
+
+def _crash_leftover(store: BlobStore, data: bytes) -> str:
+    """What a crash between a push's commit and its row leaves: the bytes under their digest, no row."""
+    async def store_it() -> None:
+        try:
+            await store.put_blob(digest_of(data), body(data))
+        finally:
+            await store.close()
+    asyncio.run(store_it())
+    return str(digest_of(data))
+
+
+def _orphans(report: dict) -> tuple[int, int, set[str]]:
+    return (report["deleted"]["orphans"], report["orphan_bytes"],
+            {item["digest"] for item in report["items"] if item["type"] == "orphan"})
+
+
+def test_crash_leftovers_are_reclaimed_after_the_grace_period_and_never_before(make_registry, request):
+    on_s3 = make_registry.setup == "postgresql+s3"
+    # On S3 the objects' LastModified cannot be set back: a short grace period, then a real wait. On the
+    # filesystem the default period, and the files' modification times set back past it.
+    grace = 3.0 if on_s3 else HOUR
+    server = make_registry(gc_orphan_grace_period=str(grace))
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        recorded_data = os.urandom(4000)
+        recorded = push_blob(http, "reclaim/app", recorded_data)
+        leftover_data = os.urandom(3000)
+        leftover = _crash_leftover(_store_beside(server, request), leftover_data)
+        assert server.storage.blob_bytes(leftover) == leftover_data
+
+        for dry_run in (True, False):  # young: not even named
+            report = run_job(http, "gc", dry_run=dry_run)
+            assert _orphans(report) == (0, 0, set()), report
+        assert server.storage.blob_bytes(leftover) == leftover_data
+
+        if on_s3:
+            time.sleep(grace + 1.5)  # LastModified has whole seconds
+        else:
+            for digest in (recorded, leftover):
+                old = time.time() - 2 * HOUR
+                os.utime(server.storage.blob_path(digest), (old, old))
+
+        dry = run_job(http, "gc", dry_run=True)
+        assert _orphans(dry) == (1, 3000, {leftover}), dry
+        assert dry["freed_bytes"] == 3000
+        assert server.storage.blob_bytes(leftover) == leftover_data  # a dry run deletes nothing
+
+        real = run_job(http, "gc")
+        assert _orphans(real) == (1, 3000, {leftover}), real
+        assert real["freed_bytes"] == 3000 and real["deleted"]["blobs"] == 0
+        assert server.storage.blob_bytes(leftover) is None
+        # The blob with a row is as old, and untouched.
+        assert server.storage.blob_bytes(recorded) == recorded_data
+        assert http.get(f"/v2/reclaim/app/blobs/{recorded}").content == recorded_data
+        assert _orphans(run_job(http, "gc")) == (0, 0, set())
+    log = server.log_path.read_text()
+    assert "gc finished in" in log and "'orphans': 1}, freed_bytes=3000, orphan_bytes=3000" in log
 
 
 # -- the reclaim and the content layer, inside the windows ------------------------------------------
