@@ -23,6 +23,7 @@ from sqlalchemy import select
 from registry.content.local import LocalContent
 from registry.digest import Digest
 from registry.errors import RegistryError
+from registry.gc.jobs import Maintenance, Settings
 from registry.gc.reclaim import Reclaimed, reclaim
 from registry.gc.sweep import Sweeper
 from registry.metadata import deletions, leases
@@ -266,4 +267,14 @@ def test_a_push_recording_first_keeps_the_bytes_the_reclaim_found_without_a_row(
         assert (await asyncio.wait_for(reclaiming, 10)).count == 0
         assert (await content.blob("t/app", digest)).size == 2000 and await store.stat(digest) == 2000
         assert await rows(content, blob_deletions, digest) == []
+    scenario(database_url, tmp_path, test)
+
+
+def test_a_negative_grace_period_turns_the_reclaim_off(database_url: str, tmp_path: Path) -> None:
+    async def test(content: LocalContent, store: FilesystemStore, sweeper: Sweeper) -> None:
+        digest = await leftover(store, os.urandom(100), age=10 * HOUR)
+        off = await Maintenance(content.db, store, Settings(orphan_grace_seconds=-1)).gc()
+        assert "orphans" not in off["deleted"] and await store.stat(digest) == 100
+        on = await Maintenance(content.db, store, Settings(orphan_grace_seconds=HOUR)).gc()
+        assert on["deleted"]["orphans"] == 1 and await store.stat(digest) is None
     scenario(database_url, tmp_path, test)
