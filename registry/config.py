@@ -141,6 +141,11 @@ class GCConfig:
                                         "as a referrer of a kept manifest) are collected; negative: keep them")
     upload_expiry: float = option(86400.0, "seconds an upload session may sit idle before gc purges it and its "
                                            "staged data")
+    orphan_grace_period: float = option(3600.0, "seconds stored blob bytes that no blob row records (left by a crash "
+                                                "between storing a push's bytes and recording them) are kept, "
+                                                "counted from the file's or object's modification time, before gc "
+                                                "deletes them; negative: never (fsck --repair still quarantines "
+                                                "them)")
     interval: float = option(0.0, "seconds between scheduled gc runs (retention policies included); 0: only "
                                   "`registry gc` and the admin API run it")
     batch_size: int = option(500, "rows per sweep transaction (smaller: shorter pauses for concurrent pushes)")

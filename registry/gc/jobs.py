@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from registry.gc import fsck as fsck_check
 from registry.gc.plan import Plan, mark
 from registry.gc.policy import RetentionPolicy, parse_retention
+from registry.gc.reclaim import Reclaimed, reclaim
 from registry.gc.sweep import Sweeper
 from registry.metadata import gc as gc_rows
 from registry.metadata import leases
@@ -39,6 +40,7 @@ class Settings:
     grace_seconds: float = 3600.0
     untagged_days: float | None = None  # None: keep untagged manifests
     upload_expiry_seconds: float = 86400.0
+    orphan_grace_seconds: float = 3600.0  # negative: unrecorded bytes are never reclaimed
     batch_size: int = 500
     policies: tuple[RetentionPolicy, ...] = ()
     gc_interval: float = 0.0
@@ -50,7 +52,8 @@ class Settings:
     def from_config(cls, config: Any) -> Settings:
         gc = config.gc
         return cls(grace_seconds=gc.grace_period, untagged_days=None if gc.untagged_days < 0 else gc.untagged_days,
-                   upload_expiry_seconds=gc.upload_expiry, batch_size=gc.batch_size,
+                   upload_expiry_seconds=gc.upload_expiry, orphan_grace_seconds=gc.orphan_grace_period,
+                   batch_size=gc.batch_size,
                    policies=tuple(parse_retention(config.retention.policies)), gc_interval=gc.interval,
                    retention_interval=config.retention.interval, fsck_interval=config.fsck.interval,
                    fsck_sample=config.fsck.sample if config.fsck.sample < 1 else None)
@@ -101,7 +104,11 @@ class Maintenance:
             plan.manifests = [m for m in plan.manifests if m.id in deleted]
             plan.links = await self.sweeper.delete_links(plan.links, now - settings.grace_seconds)
             plan.blobs = await self.sweeper.delete_blobs(plan.blobs)
-        return _describe(plan, snapshot.repositories, [u for u, _ in uploads], collect)
+        report = _describe(plan, snapshot.repositories, [u for u, _ in uploads], collect)
+        if collect and settings.orphan_grace_seconds >= 0:  # bytes a crash left without their row
+            _add_orphans(report, await reclaim(self.db, self.store, self.sweeper, now - settings.orphan_grace_seconds,
+                                               dry_run, settings.batch_size, keep=MAX_ITEMS))
+        return report
 
     # -- leases and reports -----------------------------------------------------------
     async def _run(self, kind: str, dry_run: bool, job: Callable[[], Any], exclusive: bool | None = None,
@@ -119,7 +126,7 @@ class Maintenance:
         # Corruption is not news to file away: fsck's problems are a warning, each named (up to 20).
         log.log(logging.WARNING if problems else logging.INFO, "%s%s finished in %.1fs: %s", kind,
                 " (dry run)" if dry_run else "", report["finished_at"] - started,
-                report.get("deleted") or f"{len(problems)} problems"
+                _deleted_text(report) or f"{len(problems)} problems"
                 + "".join(f"; {_problem_text(p)}" for p in problems[:20]) + ("; ..." if len(problems) > 20 else ""))
         for listener in self.listeners:
             listener(report)
@@ -188,6 +195,23 @@ def _describe(plan: Plan, repositories: dict[int, str], uploads: list[str], coll
     if not collect:
         report["note"] = "retention only: the next gc frees the bytes of what it untagged"
     return report
+
+
+def _add_orphans(report: dict[str, Any], orphans: Reclaimed) -> None:
+    """Unrecorded bytes reclaimed: counted with the rest, their bytes both apart and in `freed_bytes`."""
+    report["deleted"]["orphans"], report["orphan_bytes"] = orphans.count, orphans.bytes
+    report["freed_bytes"] += orphans.bytes
+    room = max(MAX_ITEMS - len(report["items"]), 0)
+    report["items"] += [{"type": "orphan", "digest": digest, "size": size} for digest, size in orphans.blobs[:room]]
+    report["items_truncated"] = report["items_truncated"] or orphans.count > room
+
+
+def _deleted_text(report: dict[str, Any]) -> str:
+    """`{'tags': 1, ..., 'orphans': 2}, freed_bytes=N, orphan_bytes=M` for gc and retention; empty for fsck."""
+    if not report.get("deleted"):
+        return ""
+    sizes = "".join(f", {key}={report[key]}" for key in ("freed_bytes", "orphan_bytes") if key in report)
+    return f"{report['deleted']}{sizes}"
 
 
 def _problem_text(problem: dict[str, Any]) -> str:

@@ -84,7 +84,7 @@ class Sweeper:
             async with self.db.write() as conn:
                 doomed = await gc_rows.lock_unreferenced_blobs(conn, batch, references_hold)
                 await deletions.tombstone(conn, doomed)
-            gone = await self._delete_bytes(doomed)
+            gone = await self.delete_tombstoned(doomed)
             deleted.update((digest, doomed[digest]) for digest in gone)
         return deleted
 
@@ -95,11 +95,11 @@ class Sweeper:
             stale = await deletions.stale(conn, now - STALE_SECONDS)
         if stale:
             log.warning("finishing %d blob deletions a stopped process left pending", len(stale))
-            await self._delete_bytes(stale)
+            await self.delete_tombstoned(stale)
         async with self.db.write(durable=False) as conn:  # purging old tombstones again is harmless
             await deletions.purge(conn, now - TOMBSTONE_DAYS * 86400)
 
-    async def _delete_bytes(self, tombstoned: dict[str, int]) -> list[str]:
+    async def delete_tombstoned(self, tombstoned: dict[str, int]) -> list[str]:
         """Delete tombstoned blobs' bytes, then finish their tombstones; returns the digests whose bytes
         are gone. A blob whose delete failed gets its row back (the next run tries again); one still
         being deleted after ACT_SECONDS stays pending (finished later, once stale)."""

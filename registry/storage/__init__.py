@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from registry.startup import StartupError, missing_extra
 from registry.storage.base import (DISK_FULL_ERRNOS, BlobStore, DigestMismatch, StorageFull, StorageUnavailable,
-                                   UploadNotFound, UploadOffsetMismatch, require_free_space)
+                                   StoredBlob, UploadNotFound, UploadOffsetMismatch, require_free_space)
 
 if TYPE_CHECKING:
     from registry.config import Config
 
 __all__ = ["DISK_FULL_ERRNOS", "BlobStore", "DigestMismatch", "StorageFull", "StorageUnavailable",
-           "UploadOffsetMismatch", "UploadNotFound", "create_store", "require_free_space"]
+           "StoredBlob", "UploadOffsetMismatch", "UploadNotFound", "create_store", "require_free_space"]
 
 
 def create_store(config: Config) -> BlobStore:

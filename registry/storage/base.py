@@ -17,7 +17,7 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 
 from registry.digest import Digest
@@ -77,6 +77,14 @@ def require_free_space(directory: Path, floor: int) -> None:
         raise StorageFull(f"{directory} has {free} bytes free, below the floor of {floor} (storage.min_free_bytes)")
 
 
+class StoredBlob(NamedTuple):
+    """A committed blob as its store lists it."""
+
+    digest: Digest
+    size: int
+    modified_at: float  # epoch seconds its bytes were last written: a file's mtime, an object's LastModified
+
+
 class UploadOffsetMismatch(Exception):
     """A write did not start where the staged data ends."""
 
@@ -119,11 +127,17 @@ class BlobStore(abc.ABC):
         """Remove a committed blob; False when it was absent."""
 
     @abc.abstractmethod
-    def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
-        """Every committed blob with its size, in no particular order (for fsck).
+    def iter_stored_blobs(self) -> AsyncIterator[StoredBlob]:
+        """Every committed blob with its size and modification time, in no particular order, streamed
+        (a store may hold millions): for fsck and for reclaiming bytes no row records.
 
         Files whose names are not digests are reported by `iter_strays`, not here.
         """
+
+    async def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
+        """Every committed blob with its size (`iter_stored_blobs` without the times)."""
+        async for blob in self.iter_stored_blobs():
+            yield blob.digest, blob.size
 
     def iter_strays(self) -> AsyncIterator[str]:
         """Names in the blob area that are not committed blobs (leftovers, foreign files)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from registry.digest import ALGORITHMS, Digest, parse_digest
 from registry.errors import RegistryError
-from registry.storage.base import (BlobStore, Hasher, UploadNotFound, UploadOffsetMismatch,
+from registry.storage.base import (BlobStore, Hasher, StoredBlob, UploadNotFound, UploadOffsetMismatch,
                                    full_disk_as_storage_full, require_free_space)
 
 READ_CHUNK = 1024 * 1024
@@ -208,10 +208,10 @@ class FilesystemStore(BlobStore):
         except FileNotFoundError:
             return False
 
-    async def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
+    async def iter_stored_blobs(self) -> AsyncIterator[StoredBlob]:
         for directory in await asyncio.to_thread(self._blob_dirs):
-            for digest, size in await asyncio.to_thread(self._list_blob_dir, directory):
-                yield digest, size
+            for blob in await asyncio.to_thread(self._list_blob_dir, directory):
+                yield blob
 
     async def iter_strays(self) -> AsyncIterator[str]:
         for directory in await asyncio.to_thread(self._blob_dirs):
@@ -227,7 +227,7 @@ class FilesystemStore(BlobStore):
                 found.extend(base / prefix for prefix in sorted(os.listdir(base)) if (base / prefix).is_dir())
         return found
 
-    def _list_blob_dir(self, directory: Path) -> list[tuple[Digest, int]]:
+    def _list_blob_dir(self, directory: Path) -> list[StoredBlob]:
         algorithm, prefix = directory.parent.name, directory.name
         found = []
         with os.scandir(directory) as entries:
@@ -235,7 +235,8 @@ class FilesystemStore(BlobStore):
                 digest = _blob_name(algorithm, prefix, entry)
                 if digest is not None:
                     with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
-                        found.append((digest, entry.stat(follow_symlinks=False).st_size))
+                        stat = entry.stat(follow_symlinks=False)
+                        found.append(StoredBlob(digest, stat.st_size, stat.st_mtime))
         return found
 
     def _strays_in(self, directory: Path) -> list[str]:

@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as B
 from registry.digest import Digest, parse_digest
 from registry.errors import RegistryError
 from registry.storage.base import (BlobStore, DigestMismatch, Hasher, StorageFull, StorageUnavailable,
-                                   UploadNotFound, UploadOffsetMismatch)
+                                   StoredBlob, UploadNotFound, UploadOffsetMismatch)
 
 log = logging.getLogger("registry.storage.s3")
 
@@ -198,11 +198,11 @@ class S3Store(BlobStore):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
-    async def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
+    async def iter_stored_blobs(self) -> AsyncIterator[StoredBlob]:
         async for item in self._list(f"{self.prefix}blobs/"):
             digest = self._digest_of(item["Key"])
             if digest is not None:
-                yield digest, int(item["Size"])
+                yield StoredBlob(digest, int(item["Size"]), item["LastModified"].timestamp())
 
     async def iter_strays(self) -> AsyncIterator[str]:
         async for item in self._list(f"{self.prefix}blobs/"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from registry.digest import Digest
-from registry.storage.base import BlobStore, Hasher
+from registry.storage.base import BlobStore, Hasher, StoredBlob
 
 Recorder = Callable[[str, float], None]  # (action, seconds)
 
@@ -71,8 +71,8 @@ class TimedStore(BlobStore):
     async def delete(self, digest: Digest) -> bool:
         return await self._timed("delete", self.inner.delete(digest))  # type: ignore[return-value]
 
-    def iter_blobs(self) -> AsyncIterator[tuple[Digest, int]]:
-        return self.inner.iter_blobs()
+    def iter_stored_blobs(self) -> AsyncIterator[StoredBlob]:
+        return self.inner.iter_stored_blobs()
 
     def iter_strays(self) -> AsyncIterator[str]:
         return self.inner.iter_strays()
