@@ -13,12 +13,15 @@ gc collects it the ordinary way. Staged uploads are not blobs: the expired-uploa
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from registry.gc.sweep import Sweeper
 from registry.metadata import orphans
 from registry.metadata.db import Database
 from registry.storage import BlobStore
+
+log = logging.getLogger("registry.gc")
 
 BATCH_LIMIT = 200  # digests per query and per claiming transaction, as the sweep's blob batches
 
@@ -42,6 +45,13 @@ async def reclaim(db: Database, store: BlobStore, sweeper: Sweeper, modified_bef
                   batch_size: int = BATCH_LIMIT, keep: int = 10_000) -> Reclaimed:
     """Delete (unless `dry_run`) stored blobs last modified before `modified_before` that no row records."""
     found = Reclaimed(keep)
+    async with db.read() as conn:
+        if not await orphans.anything_recorded(conn):
+            # A database with no blob at all beside a store with bytes is most likely the wrong
+            # database (a new PostgreSQL URL, say): deleting "orphans" would empty the store.
+            log.warning("orphan reclaim skipped: the database records no blob; if the store's bytes "
+                        "really are all orphans, `registry fsck --repair` quarantines them")
+            return found
     size = max(1, min(batch_size, BATCH_LIMIT))
     batch: dict[str, int] = {}
     async for blob in store.iter_stored_blobs():

@@ -53,3 +53,9 @@ async def claim(db: Database, conn: Connection, found: dict[str, int]) -> dict[s
             claimed[digest] = size
     await deletions.tombstone(conn, claimed)  # drops the rows just made, records the deletions as pending
     return claimed
+
+
+async def anything_recorded(conn: Connection) -> bool:
+    """Whether the database records any blob at all (an empty one beside a full store is more
+    likely the wrong database than a store of orphans)."""
+    return (await conn.execute(select(blobs.c.digest).limit(1))).first() is not None

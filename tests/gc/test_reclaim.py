@@ -128,12 +128,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def scenario(database_url: str, tmp_path: Path,
-             test: Callable[[LocalContent, FilesystemStore, Sweeper], Awaitable[None]]) -> None:
+             test: Callable[[LocalContent, FilesystemStore, Sweeper], Awaitable[None]],
+             records_something: bool = True) -> None:
     async def run() -> None:
         db = Database(database_url)
         store = FilesystemStore(tmp_path / "store")
         try:
-            await test(LocalContent(db, store), store, Sweeper(db, store, batch_size=2))
+            content = LocalContent(db, store)
+            if records_something:  # a registry in use (an empty database skips the reclaim)
+                kept = os.urandom(30)
+                await content.put_blob("t/kept", digest_of(kept), body(kept))
+            await test(content, store, Sweeper(db, store, batch_size=2))
         finally:
             await db.close()
 
@@ -278,3 +283,13 @@ def test_a_negative_grace_period_turns_the_reclaim_off(database_url: str, tmp_pa
         on = await Maintenance(content.db, store, Settings(orphan_grace_seconds=HOUR)).gc()
         assert on["deleted"]["orphans"] == 1 and await store.stat(digest) is None
     scenario(database_url, tmp_path, test)
+
+
+def test_a_database_that_records_no_blob_at_all_reclaims_nothing(database_url: str, tmp_path: Path, caplog) -> None:
+    """An empty database beside a full store is most likely the wrong database: nothing is deleted."""
+    async def test(content: LocalContent, store: FilesystemStore, sweeper: Sweeper) -> None:
+        digest = await leftover(store, os.urandom(100), age=10 * HOUR)
+        found = await run_reclaim(content, sweeper)
+        assert found.count == 0 and await store.stat(digest) == 100
+        assert "the database records no blob" in caplog.text
+    scenario(database_url, tmp_path, test, records_something=False)
