@@ -5,6 +5,7 @@ maps them back to their upstream. Reads:
 - a manifest by digest is served from the cache or fetched once (digests never change);
 - a manifest by tag is served from the cache while the upstream's tag TTL holds, then
   revalidated with a HEAD and fetched only when the digest moved;
+- the upstream's tag list is fetched once per tag TTL and paged from memory (tag_lists.py);
 - a blob is served from the store, or fetched once however many clients ask (fills.py);
 - when the upstream fails (429, 5xx, timeouts, unreachable), what is cached is served with a
   `Warning` header for up to `max_stale` past its freshness, and a 429's Retry-After is kept
@@ -36,6 +37,7 @@ from registry.gc.sweep import Sweeper
 from registry.mirror.cache import CacheKeeper
 from registry.mirror.fill_locks import FillLocks, HeldLock
 from registry.mirror.fills import Fill, FillGone, Fills
+from registry.mirror.tag_lists import TagLists
 from registry.mirror.upstreams import Route, Router, Upstream
 from registry.storage import BlobStore
 
@@ -64,6 +66,7 @@ class MirrorContent:
         self._held: set[Fill] = set()
         self._inflight: dict[tuple[str, ...], asyncio.Future[Manifest]] = {}
         self._holders: set[asyncio.Task[None]] = set()
+        self.tag_lists = TagLists()
         self.cache = CacheKeeper(db, sweeper or Sweeper(db, store), [u.alias for u in router.upstreams],
                                  cache_bytes)
 
@@ -365,16 +368,28 @@ class MirrorContent:
 
     # -- discovery --------------------------------------------------------------------
     async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
+        """Pages of the upstream's list, fetched once per tag TTL (tag_lists.py); when the upstream fails,
+        the list last fetched up to `max_stale` past its TTL, else the tags the cache holds."""
         route = self._route(repository)
+        upstream = route.upstream
+
+        async def fetch() -> list[str]:
+            self._check_throttle(upstream)
+            return await upstream.client.tags(route.name)
+
         try:
-            self._check_throttle(route.upstream)
-            names = sorted(await route.upstream.client.tags(route.name))
+            listed = await self.tag_lists.get(route.cache_name, upstream.tag_ttl, self.max_stale, fetch)
         except UpstreamNotFound:
             raise RegistryError("NAME_UNKNOWN", detail={"name": route.name}) from None
-        except UpstreamError:
+        except UpstreamError as exc:
+            _count(upstream, exc)
             return await self.local.tags(repository, limit, last)  # what the cache knows
-        names = [n for n in names if not last or n > last]
-        return names if limit is None else names[:limit]
+        if listed.stale_because is not None:
+            _count(upstream, listed.stale_because)
+            upstream.stats.stale_serves += 1
+            log.warning("serving %s's tag list fetched %.0fs ago: upstream failed (%s)", route.cache_name,
+                        time.monotonic() - listed.fetched_at, listed.stale_because)
+        return listed.page(limit, last)
 
     async def referrers(self, repository: str, subject: Digest, artifact_type: str | None) -> list[Referrer]:
         return await self.local.referrers(repository, subject, artifact_type)

@@ -230,6 +230,20 @@ def test_referrer_pushed_twice_is_listed_once(client: httpx.Client, name: str, s
     assert digests == [artifact.digest]
 
 
+def test_referrers_keep_any_text_exactly_and_come_in_push_order(client: httpx.Client, name: str,
+                                                                 subject: Pushed) -> None:
+    """The listing is written as text (api/referrers.py): quotes, backslashes and non-ASCII in an
+    artifactType or an annotation come back as pushed, and the order is the pushes'."""
+    odd_type = 'application/vnd.example"quoted\\back+caf\u00e9'
+    notes = {"org.example.note": 'say "hi" \\ na\u00efve \u2713 \n', "org.example.empty": ""}
+    odd = push_artifact(client, name, subject.descriptor(), odd_type, notes)
+    more = [push_artifact(client, name, subject.descriptor(), SBOM, {"n": str(i)}) for i in range(4)]
+    listed = referrers(client, name, subject.digest).json()["manifests"]
+    assert [entry["digest"] for entry in listed] == [odd.digest, *(m.digest for m in more)]
+    assert listed[0] == {"mediaType": OCI_MANIFEST, "digest": odd.digest, "size": len(odd.body),
+                         "artifactType": odd_type, "annotations": notes}
+
+
 # -- artifactType filter ---------------------------------------------------------------------
 
 def test_artifact_type_filter_returns_only_matching(client: httpx.Client, name: str, subject: Pushed) -> None:
