@@ -23,6 +23,7 @@ import logging
 import re
 import ssl
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 RETRY_STATUSES = {500, 502, 503, 504}
 MANIFEST_LIMIT = 4 * 1024 * 1024  # Distribution refuses manifests above 4 MiB too
 DOCUMENT_LIMIT = 4 * 1024 * 1024  # tag lists, token answers
+MAX_TAG_PAGES = 1000  # an upstream's tag list read page by page: at 1,000 a page, a million tags
 ERROR_LIMIT = 64 * 1024  # an error body is read only for its code and message
 
 
@@ -316,10 +318,40 @@ class RegistryClient:
         return data
 
     async def tags(self, repository: str) -> list[str]:
-        async with self.request("GET", f"/v2/{repository}/tags/list", f"repository:{repository}:pull") as response:
-            body = await read_json(response, DOCUMENT_LIMIT, "tag list")
-        tags = body.get("tags") if isinstance(body, dict) else None
-        return [t for t in tags or [] if isinstance(t, str)]
+        """The repository's whole tag list, following the upstream's `Link: <...>; rel="next"`
+        pages (registries that page by default would otherwise show only their first page)."""
+        path: str | None = f"/v2/{repository}/tags/list"
+        found: list[str] = []
+        pages = 0
+        while path is not None and pages < MAX_TAG_PAGES:
+            pages += 1
+            async with self.request("GET", path, f"repository:{repository}:pull") as response:
+                body = await read_json(response, DOCUMENT_LIMIT, "tag list")
+                link = response.headers.get("Link", "")
+            tags = body.get("tags") if isinstance(body, dict) else None
+            found += [t for t in tags or [] if isinstance(t, str)]
+            following = next_page(link, f"/v2/{repository}/tags/list")
+            path = following if following != path else None  # a peer repeating itself ends the list
+        if path is not None:
+            log.warning("%s: the tag list of %s has more than %d pages; the rest is not read",
+                        self.base_url, repository, MAX_TAG_PAGES)
+        return found
+
+
+_NEXT_LINK = re.compile(r'<([^>]*)>\s*;(?:[^,]*;)?\s*rel="?next"?', re.IGNORECASE)
+
+
+def next_page(link_header: str, expected_path: str) -> str | None:
+    """The path and query of a `Link` header's next page, when it pages the same list. A link to
+    another path is not followed; a link's host is ignored (the page is asked of the same upstream,
+    with our credentials, never of a host the peer names)."""
+    match = _NEXT_LINK.search(link_header)
+    if match is None:
+        return None
+    target = urllib.parse.urlsplit(match.group(1))
+    if target.path != expected_path:
+        return None
+    return f"{target.path}?{target.query}" if target.query else None
 
 
 async def _error_of(response: aiohttp.ClientResponse) -> tuple[str, str]:
