@@ -6,7 +6,7 @@ Times are float seconds since the epoch: portable across SQLite and PostgreSQL, 
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        String, Table, Text, UniqueConstraint)
+                        String, Table, Text, UniqueConstraint, func)
 
 metadata = MetaData()
 
@@ -36,6 +36,9 @@ repository_blobs = Table(
     Column("last_pulled_at", Float, nullable=True),  # mirror caches evict the least recently pulled
     Index("ix_repository_blobs_digest", "digest"),
 )
+# The mirror cache evicts in this order (mirror_cache.oldest_links): read in index order, stopped at a limit.
+Index("ix_repository_blobs_recency",
+      func.coalesce(repository_blobs.c.last_pulled_at, repository_blobs.c.created_at), repository_blobs.c.digest)
 
 manifests = Table(
     "manifests", metadata,
