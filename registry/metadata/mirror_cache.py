@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
 
 from registry.metadata.db import Connection
 from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_pins, repositories,
@@ -89,32 +90,46 @@ async def list_pins(conn: Connection) -> list[tuple[str, str]]:
     return [(r.repository, r.reference) for r in rows]
 
 
+# Manifests per IN list while walking pinned indexes: far below SQLite's limit on bound variables.
+_WALK_CHUNK = 500
+
+
 async def pinned_blobs(conn: Connection) -> set[str]:
-    """Every blob a pinned image needs: its config and layers, through index children too."""
+    """Every blob a pinned image needs: its config and layers, through index children too.
+
+    A bounded number of queries whatever the number of pins: one resolves every pin (a digest names
+    a manifest, anything else a tag), then one per level of index nesting (per 500 manifests) reads
+    that level's references with their child manifests, looked up in the parent's repository. Each
+    lookup is a subquery on a whole unique key, so it stays one index probe whatever the planner's
+    estimates (the manifest of a child reference only, thanks to the CASE).
+    """
+    # Scalar subqueries, each an exact key lookup (tags_pkey, uq_manifests_repository_digest): as outer
+    # joins, PostgreSQL matched the tag by repository_id alone and filtered a 100,000-tag repository.
+    tagged = select(tags.c.manifest_id).where(tags.c.repository_id == repositories.c.id,
+                                              tags.c.name == mirror_pins.c.reference).scalar_subquery()
+    by_digest = select(manifests.c.id).where(manifests.c.repository_id == repositories.c.id,
+                                             manifests.c.digest == mirror_pins.c.reference).scalar_subquery()
+    resolved = await conn.execute(
+        select(mirror_pins.c.reference, tagged.label("tagged"), by_digest.label("by_digest"))
+        .select_from(mirror_pins.join(repositories, repositories.c.name == mirror_pins.c.repository)))
+    level = {row.by_digest if ":" in row.reference else row.tagged for row in resolved} - {None}
+    parent, child = aliased(manifests), aliased(manifests)
+    child_id = case((manifest_references.c.kind != "blob", select(child.c.id).where(
+        child.c.repository_id == parent.c.repository_id, child.c.digest == manifest_references.c.digest)
+        .scalar_subquery()))
+    references = (select(manifest_references.c.digest, manifest_references.c.kind, child_id)
+                  .select_from(manifest_references.join(parent, parent.c.id == manifest_references.c.manifest_id)))
     pinned: set[str] = set()
-    for repository, reference in await list_pins(conn):
-        repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repository))).scalar()
-        if repo_id is None:
-            continue
-        if ":" in reference:
-            start = select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == reference)
-        else:
-            start = select(tags.c.manifest_id).where(tags.c.repository_id == repo_id, tags.c.name == reference)
-        pending = [m for m in (await conn.execute(start)).scalars()]
-        seen: set[int] = set()
-        while pending:
-            manifest_id = pending.pop()
-            if manifest_id in seen:
-                continue
-            seen.add(manifest_id)
-            refs = await conn.execute(select(manifest_references.c.digest, manifest_references.c.kind)
-                                      .where(manifest_references.c.manifest_id == manifest_id))
-            for digest, kind in refs:
+    seen: set[int] = set()
+    while level:
+        seen |= level
+        ordered, level = sorted(level), set()
+        for start in range(0, len(ordered), _WALK_CHUNK):
+            rows = await conn.execute(references.where(
+                manifest_references.c.manifest_id.in_(ordered[start:start + _WALK_CHUNK])))
+            for digest, kind, found in rows:
                 if kind == "blob":
                     pinned.add(digest)
-                else:
-                    child = (await conn.execute(select(manifests.c.id).where(
-                        manifests.c.repository_id == repo_id, manifests.c.digest == digest))).scalar()
-                    if child is not None:
-                        pending.append(child)
+                elif found is not None and found not in seen:
+                    level.add(found)
     return pinned

@@ -74,6 +74,8 @@ tags = Table(
     Column("updated_at", Float, nullable=False),      # when the tag was last set (pushed)
     Column("verified_at", Float, nullable=True),      # a mirror's tag: when its upstream last confirmed it
     Index("ix_tags_manifest", "manifest_id"),
+    # A repository's last push (inventory.py): max(updated_at) in one probe, not a read of all its tags.
+    Index("ix_tags_repository_updated", "repository_id", "updated_at"),
 )
 
 uploads = Table(

@@ -15,11 +15,16 @@ _TAG_PAGES: dict[tuple[bool, bool], Select[Any]] = {}
 
 
 def _tag_page(after: bool, limited: bool) -> Select[Any]:
-    """Tag names of a repository by name, sorted; built once per shape (with/without last, n)."""
+    """Tag names of a repository by name, sorted; built once per shape (with/without last, n).
+
+    The repository's id is a scalar subquery, not a join: with `repository_id = (one value)` the
+    planner reads the tags primary key (repository_id, name) in order and stops at the limit. Joined
+    through `repositories`, PostgreSQL read every tag of the repository (100,000) and then sorted.
+    """
     key = (after, limited)
     if key not in _TAG_PAGES:
-        query = (select(tags.c.name).select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id))
-                 .where(repositories.c.name == bindparam("repository")).order_by(tags.c.name))
+        repository_id = select(repositories.c.id).where(repositories.c.name == bindparam("repository"))
+        query = select(tags.c.name).where(tags.c.repository_id == repository_id.scalar_subquery()).order_by(tags.c.name)
         if after:
             query = query.where(tags.c.name > bindparam("last"))
         if limited:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.helpers import link_parts, next_link, push_image, unique_name
+
+PAGE_SIZE = 1000  # the most names one response holds (registry/api/catalog.py), as documented in README.md
 
 
 def catalog_all(client: httpx.Client, n: int | None = None) -> list[str]:
@@ -125,3 +130,56 @@ def test_catalog_of_empty_registry_is_empty(fresh_registry) -> None:
         resp = client.get("/v2/_catalog")
         assert resp.status_code == 200
         assert resp.json()["repositories"] == []
+
+
+def add_repositories(data_dir: Path, names: list[str]) -> None:
+    """Repositories holding one manifest row each, written straight into the registry's SQLite
+    database: the catalog reads only these rows, and 1,000 pushes over HTTP would take minutes."""
+    with sqlite3.connect(data_dir / "registry.db", timeout=30) as db:
+        for number, name in enumerate(names):
+            repository_id = db.execute("INSERT INTO repositories (name, created_at) VALUES (?, ?)",
+                                       (name, time.time())).lastrowid
+            db.execute("INSERT INTO manifests (repository_id, digest, media_type, payload, size, created_at) "
+                       "VALUES (?, ?, 'application/vnd.oci.image.manifest.v1+json', x'7b7d', 2, ?)",
+                       (repository_id, f"sha256:{number:064x}", time.time()))
+
+
+@pytest.fixture
+def crowded(fresh_registry) -> Iterator[tuple[httpx.Client, list[str]]]:
+    """A registry of its own holding one repository more than a page."""
+    names = [f"crowd/r{number:05d}" for number in range(PAGE_SIZE + 1)]
+    add_repositories(fresh_registry.data_dir, names)
+    with httpx.Client(base_url=fresh_registry.url, timeout=60) as client:
+        yield client, names
+
+
+def test_catalog_without_n_is_one_page_with_a_link_to_the_next(crowded) -> None:
+    client, names = crowded
+    resp = client.get("/v2/_catalog")
+    assert resp.status_code == 200
+    assert resp.json()["repositories"] == names[:PAGE_SIZE]
+    link = next_link(resp)
+    assert link is not None
+    assert link_parts(link) == ("/v2/_catalog", {"n": str(PAGE_SIZE), "last": names[PAGE_SIZE - 1]})
+    rest = client.get(link)
+    assert rest.json()["repositories"] == names[PAGE_SIZE:]
+    assert "Link" not in rest.headers
+    assert catalog_all(client) == names
+
+
+def test_catalog_n_above_the_page_size_is_cut_to_it_with_a_link(crowded) -> None:
+    client, names = crowded
+    resp = client.get("/v2/_catalog", params={"n": 5000})
+    assert resp.status_code == 200
+    assert resp.json()["repositories"] == names[:PAGE_SIZE]
+    link = next_link(resp)
+    assert link is not None
+    assert link_parts(link) == ("/v2/_catalog", {"n": str(PAGE_SIZE), "last": names[PAGE_SIZE - 1]})
+    assert catalog_all(client, n=5000) == names
+
+
+def test_catalog_n_of_exactly_the_rest_has_no_link(crowded) -> None:
+    client, names = crowded
+    resp = client.get("/v2/_catalog", params={"n": PAGE_SIZE, "last": names[0]})
+    assert resp.json()["repositories"] == names[1:]
+    assert "Link" not in resp.headers

@@ -3,8 +3,12 @@ pages with `n`/`last` and the Link header, and referrers with the artifactType f
 
 from __future__ import annotations
 
+import base64
 import json
+import sqlite3
+from pathlib import Path
 
+import bcrypt
 import pytest
 from aiohttp import ClientResponse
 
@@ -152,6 +156,31 @@ async def test_the_catalog_comes_in_pages_with_a_link_to_the_next(api: Client) -
     assert links[0] == '</v2/_catalog?n=3&last=catalog%2Fc>; rel="next"'
     everything = await (await api.get("/v2/_catalog", params={"last": "catalog/b"})).json()
     assert everything == {"repositories": ["catalog/c", "catalog/d"]}
+
+
+async def test_a_filtered_catalog_is_one_page_of_visible_names_with_a_link_to_the_next(
+        make_client: MakeClient, tmp_path: Path) -> None:
+    """Bob may pull vis/* only: his page skips the 1,001 names before them (more than a batch), holds
+    1,000 of his and links on from the last of them; the next page holds the one left."""
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"bob:{bcrypt.hashpw(b'bob-pw', bcrypt.gensalt(rounds=4)).decode()}\n")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  - repositories: ['vis/*']\n    users: [bob]\n    actions: [pull]\n")
+    api = await make_client(auth_mode="basic", auth_htpasswd=str(htpasswd), auth_policy_file=str(policy))
+    hidden = [f"hid/r{number:04d}" for number in range(1001)]
+    visible = [f"vis/r{number:04d}" for number in range(1001)]
+    with sqlite3.connect(tmp_path / "data-1" / "registry.db") as db:  # the client's data dir (conftest.py)
+        for number, name in enumerate(hidden + visible):
+            repository_id = db.execute("INSERT INTO repositories (name, created_at) VALUES (?, 0)", (name,)).lastrowid
+            db.execute("INSERT INTO manifests (repository_id, digest, media_type, payload, size, created_at) "
+                       "VALUES (?, ?, ?, x'7b7d', 2, 0)", (repository_id, f"sha256:{number:064x}", OCI_MANIFEST))
+    bob = {"Authorization": "Basic " + base64.b64encode(b"bob:bob-pw").decode()}
+    first = await api.get("/v2/_catalog", headers=bob)
+    assert (await first.json())["repositories"] == visible[:1000]
+    assert first.headers["Link"] == '</v2/_catalog?n=1000&last=vis%2Fr0999>; rel="next"'
+    second = await api.get("/v2/_catalog?n=1000&last=vis%2Fr0999", headers=bob)
+    assert (await second.json())["repositories"] == visible[1000:]
+    assert "Link" not in second.headers
 
 
 async def test_bad_page_numbers_are_pagination_number_invalid(api: Client) -> None:

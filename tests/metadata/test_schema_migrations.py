@@ -37,6 +37,22 @@ def test_postgresql_migrations_match_the_schema(postgres_url: str) -> None:
     assert _differences(postgres_url) == []
 
 
+def test_sqlite_has_the_expression_index_alembic_cannot_compare(tmp_path: Path) -> None:
+    """compare_metadata skips expression indexes on SQLite (it cannot reflect them): check the
+    eviction-order index of migration 0009 by its SQL instead."""
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/registry.db"
+    migrate(url)
+    with sqlite3.connect(tmp_path / "registry.db") as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'ix_repository_blobs_recency'").fetchone()
+        plan = " ".join(row[3] for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT digest FROM repository_blobs "
+            "ORDER BY coalesce(last_pulled_at, created_at), digest LIMIT 10"))
+    assert "coalesce(last_pulled_at, created_at), digest" in sql.lower()
+    assert "ix_repository_blobs_recency" in plan and "TEMP B-TREE" not in plan
+
+
 def test_the_head_revision_is_alembics_and_an_up_to_date_sqlite_is_left_alone(tmp_path, monkeypatch) -> None:
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
