@@ -1,4 +1,5 @@
-"""The mirror cache's bookkeeping: recency of cached blobs, usage, eviction candidates, pins."""
+"""The mirror cache's bookkeeping: recency of cached blobs, eviction candidates, pins (its usage is a
+counter: registry/metadata/usage.py)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,6 @@ async def touch(conn: Connection, touched: dict[tuple[str, str], float]) -> None
     await conn.execute(statement, [{"repo": repo, "d": digest, "at": at} for (repo, digest), at in touched.items()])
 
 
-async def usage(conn: Connection, prefixes: list[str]) -> int:
-    """Bytes of the distinct blobs linked into cache repositories."""
-    cached = (select(repository_blobs.c.digest)
-              .select_from(repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
-              .where(_in_cache(prefixes)).distinct().subquery())
-    total = (await conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0))
-                                .where(blobs.c.digest.in_(select(cached.c.digest))))).scalar()
-    return int(total or 0)
-
-
 @dataclass(frozen=True)
 class CachedLink:
     repository_id: int
@@ -58,15 +49,6 @@ async def oldest_links(conn: Connection, prefixes: list[str], limit: int) -> lis
 async def unlink(conn: Connection, link: CachedLink) -> None:
     await conn.execute(delete(repository_blobs).where(and_(repository_blobs.c.repository_id == link.repository_id,
                                                            repository_blobs.c.digest == link.digest)))
-
-
-async def links_left(conn: Connection, digest: str, prefixes: list[str] | None = None) -> int:
-    query = (select(func.count()).select_from(
-        repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
-        .where(repository_blobs.c.digest == digest))
-    if prefixes is not None:
-        query = query.where(_in_cache(prefixes))
-    return int((await conn.execute(query)).scalar() or 0)
 
 
 # -- pins ----------------------------------------------------------------------------------
