@@ -8,6 +8,7 @@ every request do not pay it each time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -92,7 +93,9 @@ class CredentialChecker:
         key = hmac.new(self._salt, f"{name}\0{password}".encode(), hashlib.sha256).hexdigest()
         cached = self._verified.get(key)
         if cached and cached[0] > time.monotonic():
-            return cached[1]
+            # Remembered from an earlier request, perhaps from another address: the policy's networks
+            # judge this request's.
+            return dataclasses.replace(cached[1], address=address)
         identity = await (self._check_robot(name, password, address) if name.startswith(ROBOT_PREFIX)
                           else self._check_user(name, password, address))
         if identity is not None:
