@@ -180,13 +180,10 @@ class LdapDirectory:
     def __init__(self, settings: DirectorySettings) -> None:
         self.settings = settings
         self.cache_seconds = settings.cache_seconds
-        tls = _VerifiedTls(_tls_context(settings))
-        self._servers = [(endpoint, Server(endpoint.host, port=endpoint.port, use_ssl=endpoint.tls, tls=tls,
-                                           get_info=NONE, connect_timeout=settings.connect_timeout))
-                         for endpoint in settings.endpoints]
+        self._tls = _VerifiedTls(_tls_context(settings))
         self._receive_timeout = math.ceil(settings.timeout)  # ldap3 packs it as an integer
         # A login's whole wait: a connection to each server in turn, then the answers.
-        self.deadline = settings.connect_timeout * len(self._servers) + settings.timeout
+        self.deadline = settings.connect_timeout * len(settings.endpoints) + settings.timeout
         self._searches = _Pool(lambda: self._connect(as_service=True))
         self._binds = _Pool(lambda: self._connect(as_service=False))
         self._executor = ThreadPoolExecutor(max_workers=settings.pool_size, thread_name_prefix="ldap")
@@ -305,7 +302,11 @@ class LdapDirectory:
         settings = self.settings
         problems = []
         service = as_service and bool(settings.bind_dn)
-        for endpoint, server in self._servers:
+        for endpoint in settings.endpoints:
+            # A Server of its own for each connection: ldap3's Server remembers a failed address and refuses
+            # to try it again for a few seconds, across threads; RETRY_SECONDS is the one such memory here.
+            server = Server(endpoint.host, port=endpoint.port, use_ssl=endpoint.tls, tls=self._tls, get_info=NONE,
+                            connect_timeout=settings.connect_timeout)
             conn = Connection(server, user=settings.bind_dn if service else None,
                               password=settings.bind_password if service else None, raise_exceptions=False,
                               receive_timeout=self._receive_timeout, auto_referrals=False, read_only=True,
