@@ -146,13 +146,18 @@ class _Pool:
 
     def _take(self, fresh: bool) -> tuple[Any, bool]:
         now = time.monotonic()
+        stale = []
+        found = None
         with self._lock:
-            while self._idle and not fresh:
+            while self._idle and not fresh and found is None:
                 given_at, conn = self._idle.pop()
                 if now - given_at < IDLE_SECONDS:
-                    return conn, True
-                _close(conn)
-        return self._open(), False
+                    found = conn
+                else:
+                    stale.append(conn)
+        for conn in stale:  # outside the lock: an unbind is a network write
+            _close(conn)
+        return (found, True) if found is not None else (self._open(), False)
 
     def _give(self, conn: Any) -> None:
         with self._lock:
