@@ -15,11 +15,11 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/registry serve
 
-# The suite drives real clients (dockerd, skopeo, podman, ctr) and servers (PostgreSQL, the reference
+# The suite drives real clients (dockerd, skopeo, podman, ctr) and servers (PostgreSQL, slapd, the reference
 # registry). Missing ones are installed with apt-get.
 system-deps:
 	scripts/system-deps docker.io skopeo busybox-static podman docker-registry postgresql nginx-light chromium \
-		debootstrap systemd docker-compose runc tini
+		debootstrap systemd docker-compose runc tini slapd ldap-utils
 
 # OpenStack Swift, the S3 server the tests use, in its own virtualenv (see scripts/swift-venv).
 swift-venv:

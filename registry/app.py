@@ -109,6 +109,7 @@ def create_app(config: Config) -> web.Application:
         maintenance.start()
 
     async def close(_: web.Application) -> None:
+        gate.close()
         await maintenance.stop()
         await local.pulls.stop()
         if mirror is not None:

@@ -80,6 +80,42 @@ class TokenConfig:
 
 
 @dataclass
+class LdapConfig:
+    url: str = option("", "LDAP directory URL(s), comma separated and tried in order: ldap://HOST[:389] or "
+                          "ldaps://HOST[:636]; empty: no directory (local users and robots only)")
+    bind_dn: str = option("", "DN of the service account the registry searches the directory as; empty: "
+                              "anonymous searches")
+    bind_password: str = option("", "password of bind_dn (or bind_password_file, or the environment)")
+    bind_password_file: str = option("", "file holding the password of bind_dn (its first line)")
+    base_dn: str = option("", "where users are searched (the whole subtree), e.g. ou=people,dc=example,dc=org")
+    user_filter: str = option("(&(objectClass=inetOrgPerson)(uid={username}))",
+                              "LDAP filter finding a user; {username} is the login name, escaped (RFC 4515)")
+    group_base_dn: str = option("", "where groups are searched; empty: base_dn")
+    group_filter: str = option("(&(objectClass=groupOfNames)(member={dn}))",
+                               "LDAP filter finding a user's groups; {dn} is the user's DN and {username} the "
+                               "login name, both escaped; empty: no group search")
+    group_name_attribute: str = option("cn", "attribute of a group entry holding its name")
+    member_of_attribute: str = option("", "attribute of the user entry listing the user's groups by DN (memberOf "
+                                          "on Active Directory or with OpenLDAP's memberof overlay); a group's "
+                                          "name is its DN's first value; empty: not read")
+    group_map: list = option([], "directory groups to policy groups: a YAML list of {directory, group}, directory "
+                                 "being a group's name or DN (case-insensitive); empty: each group's name is a "
+                                 "policy group as it is; when set, only the groups listed count")
+    start_tls: bool = option(False, "upgrade ldap:// connections to TLS with StartTLS")
+    ca_file: str = option("", "PEM CA certificate(s) the directory's certificate must chain to (ldaps:// and "
+                              "StartTLS); empty: the system's CAs")
+    tls_verify: bool = option(True, "verify the directory's certificate and name (turn off only to try things "
+                                    "out)")
+    connect_timeout: float = option(5.0, "seconds to wait for a connection to a directory server")
+    timeout: float = option(10.0, "seconds to wait for each answer of the directory")
+    cache_seconds: float = option(60.0, "seconds a successful directory login is remembered (keyed by the user "
+                                        "and a salted hash of the password); failures are never remembered; "
+                                        "0: every login asks the directory")
+    pool_size: int = option(4, "connections kept open to the directory for searches, and as many for users' "
+                               "binds (each used by one login at a time)")
+
+
+@dataclass
 class AuthConfig:
     mode: str = option("none", "none: no credentials (anonymous push only from anonymous_push_networks); basic: "
                                "HTTP basic auth; token: Docker token authentication with the built-in or an "
@@ -94,6 +130,7 @@ class AuthConfig:
     admins: str = option("", "users and groups (group:NAME) with the admin role")
     failed_login_limit: int = option(10, "failed logins per client and user per minute before 429")
     token: TokenConfig = field(default_factory=TokenConfig)
+    ldap: LdapConfig = field(default_factory=LdapConfig)
 
 
 @dataclass

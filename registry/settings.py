@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
+from registry.auth.directory import DirectoryConfigError, check_directory
 from registry.auth.files import check_files
 from registry.config import Config, ConfigError
 from registry.config import load as load_options
@@ -17,19 +18,24 @@ from registry.startup import require_extra
 
 
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    config = load_options(args, environ, checks=(_mirror, _policies, _auth_files))
-    require_extras(config)
-    return config
+    # The extras first: the directory's check parses its filters with the ldap extra's own parser.
+    return load_options(args, environ, checks=(_extras, _mirror, _policies, _auth_files, _directory))
 
 
 def require_extras(config: Config) -> None:
-    """S3 and PostgreSQL are extras (pyproject.toml): configured without them installed, the start-up ends in
-    one line naming the extra, before any worker is forked or the database touched."""
+    """S3, PostgreSQL and LDAP are extras (pyproject.toml): configured without them installed, the start-up ends
+    in one line naming the extra, before any worker is forked or the database touched."""
     if config.storage.backend == "s3":
         require_extra("boto3", "storage.backend: s3", "s3")
     scheme = config.database_url.partition("://")[0]
     if scheme.partition("+")[2] == "asyncpg":
         require_extra("asyncpg", f"database.url: {scheme}", "postgres")
+    if config.auth.ldap.url.strip():
+        require_extra("ldap3", "auth.ldap.url", "ldap")
+
+
+def _extras(config: Config, sources: Mapping[str, str]) -> None:
+    require_extras(config)
 
 
 def _mirror(config: Config, sources: Mapping[str, str]) -> None:
@@ -56,3 +62,11 @@ def _policies(config: Config, sources: Mapping[str, str]) -> None:
 
 def _auth_files(config: Config, sources: Mapping[str, str]) -> None:
     check_files(config)  # policy, htpasswd and key files: an AuthFileError (a ConfigError) names file and entry
+
+
+def _directory(config: Config, sources: Mapping[str, str]) -> None:
+    try:
+        check_directory(config)
+    except DirectoryConfigError as exc:
+        where = sources.get(exc.option)
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None

@@ -12,7 +12,8 @@ import pytest
 from tests.support.logcheck import LogWatch
 from tests.support.server import RegistryProcess
 
-pytest_plugins = ["tests.support.pytest_postgres", "tests.support.pytest_swift", "tests.support.pytest_netlab"]
+pytest_plugins = ["tests.support.pytest_postgres", "tests.support.pytest_swift", "tests.support.pytest_netlab",
+                  "tests.support.pytest_slapd"]
 
 
 _LOGS = LogWatch()

@@ -1,4 +1,4 @@
-"""S3, PostgreSQL and the runtime's networking and zstd layers are extras (pyproject.toml). A default install,
+"""S3, PostgreSQL, LDAP and the runtime's networking and zstd layers are extras (pyproject.toml). A default install,
 made here as a fresh venv holding only the default dependencies' distributions (tests/support/venvs.py; no
 network, about a second), serves a push and a pull; configuring an extra it lacks ends the start-up in one
 line that names the extra to install."""
@@ -17,7 +17,7 @@ from tests.support import venvs
 from tests.support.server import RegistryProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRA_MODULES = ("boto3", "botocore", "asyncpg", "pyroute2", "zstandard")
+EXTRA_MODULES = ("boto3", "botocore", "asyncpg", "pyroute2", "zstandard", "ldap3")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,8 @@ def test_the_default_install_serves_a_push_and_a_pull(default_python: Path, tmp_
      "storage.backend: s3 needs the s3 extra: pip install 'registry[s3]'"),
     (["--database-url", "postgresql+asyncpg://registry:s3cret@127.0.0.1:1/registry"],
      "database.url: postgresql+asyncpg needs the postgres extra: pip install 'registry[postgres]'"),
+    (["--auth-mode", "basic", "--auth-ldap-url", "ldap://127.0.0.1:1", "--auth-ldap-base-dn", "dc=example,dc=org"],
+     "auth.ldap.url needs the ldap extra: pip install 'registry[ldap]'"),
 ])
 def test_a_configured_extra_that_is_missing_is_one_line(default_python: Path, tmp_path: Path, args: list[str],
                                                         expected: str):

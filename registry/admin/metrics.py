@@ -50,7 +50,8 @@ STORAGE_ACTIONS = Histogram("registry_storage_action_seconds", "Time the blob st
                             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                                      30))
 AUTH_FAILURES = Counter("registry_auth_failures", "Requests refused by authentication or authorization, by reason: "
-                        "bad_credentials, malformed, invalid_token, locked_out, insufficient_scope, denied",
+                        "bad_credentials, malformed, invalid_token, locked_out, insufficient_scope, denied, "
+                        "directory_unavailable",
                         ["reason"])
 DB_CONNECTIONS = Gauge("registry_db_connections_in_use", "Database connections checked out of the pools",
                        multiprocess_mode="livesum")

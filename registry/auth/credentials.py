@@ -1,13 +1,16 @@
-"""Checking a name and password: users (database or htpasswd file, bcrypt) and robot secrets.
+"""Checking a name and password: robot secrets, local users (database or htpasswd file, bcrypt), then
+directory users (LDAP, registry/auth/directory.py) for names unknown locally.
 
 bcrypt is slow on purpose (~0.2 s); it runs in a thread, and a successful check is remembered
 for a minute (keyed by a salted hash, never the password) so clients that send basic auth on
-every request do not pay it each time.
+every request do not pay it each time. A directory login is remembered the same way, for
+auth.ldap.cache_seconds. Failures are never remembered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -16,6 +19,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bcrypt
 
@@ -23,6 +27,9 @@ from registry.auth.files import AuthFileError
 from registry.auth.identity import Identity
 from registry.metadata import accounts
 from registry.metadata.db import Database
+
+if TYPE_CHECKING:
+    from registry.auth.ldap import LdapDirectory
 
 log = logging.getLogger("registry.auth")
 
@@ -80,25 +87,35 @@ _BCRYPT_ALPHABET = frozenset("./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 
 class CredentialChecker:
-    def __init__(self, db: Database, htpasswd: str = "") -> None:
+    def __init__(self, db: Database, htpasswd: str = "", directory: LdapDirectory | None = None) -> None:
         self.db = db
         self.htpasswd_path = Path(htpasswd) if htpasswd else None
+        self.directory = directory
         self._htpasswd: dict[str, str] = {}
         self._htpasswd_mtime = 0.0
         self._salt = os.urandom(16)
         self._verified: dict[str, tuple[float, Identity]] = {}
 
     async def check(self, name: str, password: str, address: str) -> Identity | None:
+        """The caller if the password is right; None if not. A directory user's check raises
+        DirectoryUnavailable (503) when the directory cannot answer."""
         key = hmac.new(self._salt, f"{name}\0{password}".encode(), hashlib.sha256).hexdigest()
         cached = self._verified.get(key)
         if cached and cached[0] > time.monotonic():
-            return cached[1]
-        identity = await (self._check_robot(name, password, address) if name.startswith(ROBOT_PREFIX)
-                          else self._check_user(name, password, address))
-        if identity is not None:
+            # Remembered from an earlier request, perhaps from another address: the policy's networks
+            # judge this request's.
+            return dataclasses.replace(cached[1], address=address)
+        lifetime = CACHE_SECONDS
+        if name.startswith(ROBOT_PREFIX):
+            identity = await self._check_robot(name, password, address)
+        elif self.directory is None or await self._is_local(name):
+            identity = await self._check_user(name, password, address)
+        else:
+            identity = await self._check_directory(name, password, address)
+            lifetime = self.directory.cache_seconds
+        if identity is not None and lifetime > 0:
             if len(self._verified) > 10_000:
                 self._verified.clear()
-            lifetime = CACHE_SECONDS
             if identity.expires_at is not None:  # a robot's expiry is never outlived by the cache
                 lifetime = min(lifetime, identity.expires_at - time.time())
             self._verified[key] = (time.monotonic() + lifetime, identity)
@@ -117,7 +134,19 @@ class CredentialChecker:
             return Identity(name=name, kind="user", address=address)
         async with self.db.read() as conn:
             user = await accounts.get_user(conn, name)
-        return Identity(name=name, kind="user", groups=user.groups, address=address) if user else None
+        if user is not None:
+            return Identity(name=name, kind="user", groups=user.groups, address=address)
+        if self.directory is None:
+            return None
+        found = await self.directory.lookup(name)
+        return Identity(name=name, kind="user", groups=found.groups, address=address) if found else None
+
+    async def _is_local(self, name: str) -> bool:
+        """A user of the htpasswd file or the database: checked here, never in the directory."""
+        if name in self._htpasswd_entries():
+            return True
+        async with self.db.read() as conn:
+            return await accounts.get_user(conn, name) is not None
 
     async def _check_user(self, name: str, password: str, address: str) -> Identity | None:
         if len(password.encode()) > MAX_PASSWORD_BYTES:
@@ -136,6 +165,15 @@ class CredentialChecker:
         if not await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode()):
             return None
         return Identity(name=name, kind="user", groups=groups, address=address)
+
+    async def _check_directory(self, name: str, password: str, address: str) -> Identity | None:
+        assert self.directory is not None
+        found = await self.directory.authenticate(name, password)
+        return Identity(name=name, kind="user", groups=found.groups, address=address) if found else None
+
+    def close(self) -> None:
+        if self.directory is not None:
+            self.directory.close()
 
     async def _check_robot(self, name: str, secret: str, address: str) -> Identity | None:
         async with self.db.read() as conn:

@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from registry.auth.credentials import CredentialChecker
+from registry.auth.directory import DirectoryUnavailable, open_directory
 from registry.auth.identity import Identity, anonymous
 from registry.auth.policy import Policy
 from registry.auth.throttle import LoginThrottle, RateLimiter
@@ -118,7 +119,7 @@ class Gate:
         if auth.policy_file and admins:
             self.policy.admin_users |= {a for a in admins if not a.startswith("group:")}
             self.policy.admin_groups |= {a[6:] for a in admins if a.startswith("group:")}
-        self.credentials = CredentialChecker(db, auth.htpasswd)
+        self.credentials = CredentialChecker(db, auth.htpasswd, open_directory(config))
         self.logins = LoginThrottle(auth.failed_login_limit)
         self.rate = RateLimiter(config.limits.rate, config.limits.burst)
         self.issuer: TokenIssuer | None = None
@@ -171,7 +172,11 @@ class Gate:
             self.on_refusal("locked_out")
             raise HTTPError("TOOMANYREQUESTS", "too many failed logins; try again later",
                                 headers={"Retry-After": str(int(wait) + 1)})
-        identity = await self.credentials.check(name, password, address)
+        try:
+            identity = await self.credentials.check(name, password, address)
+        except DirectoryUnavailable:  # 503 with Retry-After; not a failed login, so not counted as one
+            self.on_refusal("directory_unavailable")
+            raise
         if identity is None:
             self.logins.failed(address, name)
             log.warning("failed login for %r from %s", name[:100], address)  # names come from anyone
@@ -179,6 +184,9 @@ class Gate:
             raise self.challenge(request, need_of(request), message="invalid username or password")
         self.logins.succeeded(address, name)
         return identity
+
+    def close(self) -> None:
+        self.credentials.close()
 
     # -- decisions --------------------------------------------------------------------
     def allows(self, identity: Identity, repository: str, action: str) -> bool:
