@@ -25,11 +25,12 @@ RUN python3 -m venv /opt/registry
 # pip ignores it in /wheels.
 COPY README.md wheelhous[e] /wheels/
 WORKDIR /src
-# The dependencies first, from pyproject.toml alone: this layer survives changes to the code. With the s3
-# and postgres extras: the image is how many run the registry on S3 or PostgreSQL. Not the runtime extra:
-# the container runtime needs root and the host's namespaces, which this non-root container does not have.
+# The dependencies first, from pyproject.toml alone: this layer survives changes to the code. With the s3,
+# postgres and ldap extras: the image is how many run the registry on S3 or PostgreSQL, or with directory
+# users. Not the runtime extra: the container runtime needs root and the host's namespaces, which this
+# non-root container does not have.
 COPY pyproject.toml ./
-RUN /opt/registry/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = p["optional-dependencies"]; print("\n".join(p["dependencies"] + extras["s3"] + extras["postgres"]))' > requirements.txt \
+RUN /opt/registry/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = p["optional-dependencies"]; print("\n".join(p["dependencies"] + extras["s3"] + extras["postgres"] + extras["ldap"]))' > requirements.txt \
     && /opt/registry/bin/pip install -r requirements.txt
 COPY README.md ./
 COPY registry ./registry

@@ -51,7 +51,7 @@ def base_image(dockerd: None) -> str:  # noqa: F811
     return proc.stdout.strip().splitlines()[-1]
 
 
-IMAGE_EXTRAS = ("s3", "postgres")  # what the Dockerfile installs beside the default dependencies
+IMAGE_EXTRAS = ("s3", "postgres", "ldap")  # what the Dockerfile installs beside the default dependencies
 
 
 def _dependencies() -> list[str]:

@@ -111,13 +111,14 @@ def test_image_metadata(registry_image: BuiltImage):
     assert registry_image.size < 400 * 1024 ** 2, f"image is {registry_image.size / 1024 ** 2:.0f} MiB"
 
 
-def test_the_image_has_the_s3_and_postgres_extras(registry_image: BuiltImage):
-    """Users of the container expect S3 and PostgreSQL; the runtime extra stays out (the Dockerfile says why)."""
+def test_the_image_has_the_s3_postgres_and_ldap_extras(registry_image: BuiltImage):
+    """Users of the container expect S3, PostgreSQL and directory users; the runtime extra stays out (the
+    Dockerfile says why)."""
     probe = ("import importlib.util as u; "
-             "print(*(m for m in ('boto3', 'asyncpg', 'pyroute2', 'zstandard') if u.find_spec(m)))")
+             "print(*(m for m in ('boto3', 'asyncpg', 'ldap3', 'pyroute2', 'zstandard') if u.find_spec(m)))")
     shown = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/registry/bin/python",
                  registry_image.tag, "-c", probe]).stdout
-    assert shown.split() == ["boto3", "asyncpg"]
+    assert shown.split() == ["boto3", "asyncpg", "ldap3"]
 
 
 def test_push_pull_and_data_survive_a_new_container(containers: Containers, session_id: str, tmp_path: Path):
