@@ -44,7 +44,8 @@ class ImmutableRule:
         return path_match(self.repositories, repository) and shell_match(self.tags, tag)
 
     def __str__(self) -> str:
-        return f'rule "{self.repositories}": "{self.tags}"'
+        # No double quotes: skopeo and podman print a message inside quotes of their own, escaping them.
+        return f"rule: repositories {self.repositories}, tags {self.tags}"
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "repositories": self.repositories, "tags": self.tags,

@@ -27,7 +27,7 @@ from tests.support.mirror import small_image
 from tests.support.server import RegistryProcess
 
 RULES = [{"repositories": "prod/**", "tags": "v*"}, {"repositories": "ret/**", "tags": "v1.*"}]
-CONFIG_RULE = 'rule "prod/**": "v*"'
+CONFIG_RULE = "rule: repositories prod/**, tags v*"
 SETTINGS = {"REGISTRY_IMMUTABLE_TAGS": json.dumps(RULES),
             "REGISTRY_RETENTION_POLICIES": json.dumps([{"repositories": "ret/*", "keep_last": 0}]),
             "REGISTRY_GC_GRACE_PERIOD": "0"}
@@ -139,7 +139,7 @@ def test_an_admin_rule_applies_at_once_and_stops_when_deleted(http: httpx.Client
     assert rule in listed
 
     message = denial(put_manifest(http, repository, tag, second))
-    assert message == f'tag {tag} in {repository} is immutable (rule "stage/*": "release-*")'
+    assert message == f'tag {tag} in {repository} is immutable (rule: repositories stage/*, tags release-*)'
     assert http.delete(f"/v2/{repository}/manifests/{tag}").status_code == 403
     assert http.post("/admin/api/immutable-tags", json={"repositories": "stage/*", "tags": "release-*"}
                      ).status_code == 200  # the same rule again: the stored one
@@ -215,7 +215,7 @@ def test_rules_apply_across_processes_sharing_postgresql(postgres, swift_s3, tmp
             second, _ = image_manifest(one, repository)
             push_manifest(one, repository, "1.0", first)
             rule = one.post("/admin/api/immutable-tags", json={"repositories": "shared/**", "tags": "[0-9]*"}).json()
-            assert 'rule "shared/**": "[0-9]*"' in denial(put_manifest(two, repository, "1.0", second))
+            assert "rule: repositories shared/**, tags [0-9]*" in denial(put_manifest(two, repository, "1.0", second))
             assert denial(two.delete(f"/v2/{repository}/manifests/1.0"))
 
             def push(client: httpx.Client, body: bytes, tag: str) -> int:
@@ -254,4 +254,4 @@ def test_a_mirror_cache_follows_its_upstream_whatever_the_rules(tmp_path: Path) 
             first, _ = image_manifest(http, "own/app")
             second, _ = image_manifest(http, "own/app")
             push_manifest(http, "own/app", "v1", first)
-            assert 'rule "**": "*"' in denial(put_manifest(http, "own/app", "v1", second))
+            assert "rule: repositories **, tags *" in denial(put_manifest(http, "own/app", "v1", second))
