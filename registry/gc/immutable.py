@@ -47,10 +47,14 @@ class ImmutableRule:
         # No double quotes: skopeo and podman print a message inside quotes of their own, escaping them.
         return f"rule: repositories {self.repositories}, tags {self.tags}"
 
-    def describe(self) -> dict[str, Any]:
+    def named(self) -> dict[str, Any]:
+        """What a refused client is told of the rule (not who added it)."""
         return {"id": self.id, "repositories": self.repositories, "tags": self.tags,
-                "source": "config" if self.id is None else "admin", "created_at": self.created_at,
-                "created_by": self.created_by}
+                "source": "config" if self.id is None else "admin"}
+
+    def describe(self) -> dict[str, Any]:
+        """The rule as the admin API lists it."""
+        return {**self.named(), "created_at": self.created_at, "created_by": self.created_by}
 
 
 def parse_rule(raw: Any, where: str) -> ImmutableRule:
@@ -128,16 +132,16 @@ class ImmutableTags:
 def held_tag_error(repository: str, tag: str, rule: ImmutableRule) -> RegistryError:
     """A move or delete of a held tag: DENIED, naming the rule (docker prints `denied: <message>`)."""
     return RegistryError("DENIED", f"tag {tag} in {repository} is immutable ({rule})",
-                         detail={"repository": repository, "tag": tag, "rule": rule.describe()})
+                         detail={"repository": repository, "tag": tag, "rule": rule.named()})
 
 
 def held_manifest_error(repository: str, digest: str, tag: str, rule: ImmutableRule) -> RegistryError:
     """A delete by digest of a manifest a held tag points at (it would take the tag with it)."""
     return RegistryError("DENIED", f"manifest {digest} in {repository} is held by immutable tag {tag} ({rule})",
-                         detail={"repository": repository, "digest": digest, "tag": tag, "rule": rule.describe()})
+                         detail={"repository": repository, "digest": digest, "tag": tag, "rule": rule.named()})
 
 
 def held_repository_error(repository: str, tag: str, rule: ImmutableRule) -> RegistryError:
     """A delete of a whole repository that holds a held tag."""
     return RegistryError("DENIED", f"repository {repository} holds immutable tag {tag} ({rule})",
-                         detail={"repository": repository, "tag": tag, "rule": rule.describe()})
+                         detail={"repository": repository, "tag": tag, "rule": rule.named()})

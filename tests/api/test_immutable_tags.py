@@ -138,8 +138,11 @@ def test_an_admin_rule_applies_at_once_and_stops_when_deleted(http: httpx.Client
     assert [r["repositories"] for r in listed if r["source"] == "config"] == ["prod/**", "ret/**"]
     assert rule in listed
 
-    message = denial(put_manifest(http, repository, tag, second))
-    assert message == f'tag {tag} in {repository} is immutable (rule: repositories stage/*, tags release-*)'
+    refused = put_manifest(http, repository, tag, second)
+    assert denial(refused) == f"tag {tag} in {repository} is immutable (rule: repositories stage/*, tags release-*)"
+    assert refused.json()["errors"][0]["detail"] == {  # the rule, not who added it
+        "repository": repository, "tag": tag,
+        "rule": {"id": rule["id"], "repositories": "stage/*", "tags": "release-*", "source": "admin"}}
     assert http.delete(f"/v2/{repository}/manifests/{tag}").status_code == 403
     assert http.post("/admin/api/immutable-tags", json={"repositories": "stage/*", "tags": "release-*"}
                      ).status_code == 200  # the same rule again: the stored one
