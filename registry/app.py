@@ -21,6 +21,7 @@ from registry.api import token as token_endpoint
 from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
 from registry.content.local import LocalContent
+from registry.gc.immutable import ImmutableTags
 from registry.gc.jobs import Maintenance, Settings as MaintenanceSettings
 from registry.gc.policy import parse_quotas
 from registry.http_edges import framing_middleware
@@ -77,7 +78,8 @@ def create_app(config: Config) -> web.Application:
     redirect_expiry = config.storage.s3.redirect_expiry if config.storage.s3.redirect else None
     local = app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry,
                                             quotas=parse_quotas(config.quota.namespaces),
-                                            grace_seconds=config.gc.grace_period)
+                                            grace_seconds=config.gc.grace_period,
+                                            immutable=ImmutableTags.from_config(config))
     maintenance = app[MAINTENANCE_KEY] = Maintenance(db, store, MaintenanceSettings.from_config(config))
     mirror = None
     if config.mirror.upstreams:

@@ -222,6 +222,11 @@ class Config:
                                      "bytes_in, bytes_out, user_agent)",
                              choices=("text", "json"))
     delete_enabled: bool = option(True, "allow DELETE of manifests, tags and blobs")
+    immutable_tags: list = option([], "immutable-tag rules: a YAML list of {repositories, tags} (env/flag: the same "
+                                      "as JSON), e.g. [{repositories: prod/**, tags: v*}]; a matching tag, once "
+                                      "pushed, is never moved to another manifest nor deleted, and retention keeps "
+                                      "it. repositories: `*` within a path segment, `**` across segments; tags: "
+                                      "`*`, `?`, `[...]`. The admin API adds more; a mirror's cache is never held")
     upload_chunk_bytes: int = option(4 * 1024 * 1024, "read/write buffer for streamed request bodies, in bytes")
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)

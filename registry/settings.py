@@ -12,6 +12,7 @@ from registry.auth.directory import DirectoryConfigError, check_directory
 from registry.auth.files import check_files
 from registry.config import Config, ConfigError
 from registry.config import load as load_options
+from registry.gc.immutable import parse_immutable_tags
 from registry.gc.policy import PolicyError, parse_quotas, parse_retention
 from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
 from registry.startup import require_extra
@@ -53,7 +54,8 @@ def _mirror(config: Config, sources: Mapping[str, str]) -> None:
 
 def _policies(config: Config, sources: Mapping[str, str]) -> None:
     for option, parse, value in (("retention.policies", parse_retention, config.retention.policies),
-                                 ("quota.namespaces", parse_quotas, config.quota.namespaces)):
+                                 ("quota.namespaces", parse_quotas, config.quota.namespaces),
+                                 ("immutable_tags", parse_immutable_tags, config.immutable_tags)):
         try:
             parse(value)
         except PolicyError as exc:

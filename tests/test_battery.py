@@ -297,6 +297,11 @@ CASES: list[Case] = [
          ("Transfer-Encoding", "chunked"), body=chunked(*[b" " * (1024 * 1024)] * 5)),
     case("manifests/delete-digest-invalid", "DELETE", "/v2/{repo}/manifests/sha256:zz", 400, "DIGEST_INVALID"),
     case("manifests/delete-invalid-tag", "DELETE", "/v2/{repo}/manifests/.bad", 404, "MANIFEST_UNKNOWN"),
+    # v1 of {repo} is an immutable tag (the plain registry's configuration): refused, nothing stored or lost
+    case("manifests/move-immutable-tag", "PUT", "/v2/{repo}/manifests/v1", 403, "DENIED", CT_OCI,
+         body=lambda s: s.manifest_with(annotations={"moved": "no"})),
+    case("manifests/delete-immutable-tag", "DELETE", "/v2/{repo}/manifests/v1", 403, "DENIED"),
+    case("manifests/delete-immutably-tagged-digest", "DELETE", "/v2/{repo}/manifests/{manifest}", 403, "DENIED"),
     case("manifests/patch", "PATCH", "/v2/{repo}/manifests/v1", 405, "UNSUPPORTED"),
     case("manifests/post", "POST", "/v2/{repo}/manifests/v1", 405, "UNSUPPORTED", CT_OCI, body=b"{}"),
 
@@ -402,6 +407,34 @@ CASES: list[Case] = [
     case("admin/prewarm-not-json", "POST", "/admin/api/mirror/prewarm", 400, "UNSUPPORTED", body=b"image=x"),
     case("admin/pin-image-number", "POST", "/admin/api/mirror/pins", 400, "UNSUPPORTED", body=b'{"image": 5}'),
     case("admin/unpin-null", "DELETE", "/admin/api/mirror/pins", 400, "UNSUPPORTED", body=b"null"),
+    case("admin/immutable-rule-not-json", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED", body=b"{not json"),
+    case("admin/immutable-rule-a-list", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'[{"repositories": "prod/**", "tags": "v*"}]'),
+    case("admin/immutable-rule-empty", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED", body=b"{}"),
+    case("admin/immutable-rule-no-tags", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": "prod/**"}'),
+    case("admin/immutable-rule-star-star-in-segment", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": "prod**", "tags": "v*"}'),
+    case("admin/immutable-rule-slash-in-tags", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": "prod/**", "tags": "v/*"}'),
+    case("admin/immutable-rule-nul", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": "prod/\\u0000", "tags": "v*"}'),
+    case("admin/immutable-rule-too-long", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": "' + b"a" * 300 + b'", "tags": "v*"}'),
+    case("admin/immutable-rule-boolean", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": true, "tags": "v*"}'),
+    case("admin/immutable-rule-unknown-key", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": "prod/**", "tags": "v*", "actions": ["push"]}'),
+    case("admin/immutable-rule-duplicate-key", "POST", "/admin/api/immutable-tags", 400, "UNSUPPORTED",
+         body=b'{"repositories": "prod/**", "tags": "v*", "tags": "*"}'),
+    case("admin/delete-immutable-rule-unknown", "DELETE", "/admin/api/immutable-tags/999", 404, "NOT_FOUND"),
+    case("admin/delete-immutable-rule-letters", "DELETE", "/admin/api/immutable-tags/abc", 404, "NOT_FOUND"),
+    case("admin/delete-immutable-rule-negative", "DELETE", "/admin/api/immutable-tags/-1", 404, "NOT_FOUND"),
+    case("admin/delete-immutable-rule-5000-digits", "DELETE", "/admin/api/immutable-tags/" + "9" * 5000, 404,
+         "NOT_FOUND"),
+    case("admin/delete-immutable-rule-arabic", "DELETE", "/admin/api/immutable-tags/%D9%A3", 404, "NOT_FOUND"),
+    case("admin/delete-immutable-rule-past-int32", "DELETE", "/admin/api/immutable-tags/2147483648", 404, "NOT_FOUND"),
+    case("admin/put-immutable-tags", "PUT", "/admin/api/immutable-tags", 405, "UNSUPPORTED"),
     case("admin/put-gc", "PUT", "/admin/api/gc", 405, "UNSUPPORTED"),
     case("admin/post-whoami", "POST", "/admin/api/whoami", 405, "UNSUPPORTED"),
     case("admin/unknown-endpoint", "GET", "/admin/api/nothing", 404, "NOT_FOUND"),
@@ -487,7 +520,8 @@ def _seed(client: httpx.Client, headers: dict[str, str]) -> Seed:
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     root = tmp_path_factory.mktemp("battery")
-    with RegistryProcess(root / "data") as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    env = {"REGISTRY_IMMUTABLE_TAGS": json.dumps([{"repositories": REPO, "tags": "v1"}])}
+    with RegistryProcess(root / "data", env=env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         yield Target(server, _seed(client, {}), client, {}, 200)
 
 

@@ -13,7 +13,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from registry.admin import maintenance, metrics, mirror, page, repositories, storage, uploads
+    from registry.admin import immutable, maintenance, metrics, mirror, page, repositories, storage, uploads
     from registry.admin.common import INVENTORY_KEY
     from registry.api.common import CONTENT_KEY
     from registry.content.inventory import Inventory
@@ -22,6 +22,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/api/whoami", whoami)
     mirror.add_routes(app)
     maintenance.add_routes(app)
+    immutable.add_routes(app)
     repositories.add_routes(app)
     storage.add_routes(app)
     uploads.add_routes(app)

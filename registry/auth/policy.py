@@ -1,9 +1,9 @@
 """The access policy: rules by repository pattern granting pull, push and delete.
 
 A policy file (YAML) lists rules; the first rule whose repository pattern and subject match
-decides nothing alone: grants from every matching rule add up. Patterns are shell-style
-(`team/*`, `*`); `*` crosses slashes. Subjects: `users`, `groups`, `anonymous: true`, and
-optionally `networks` (CIDRs the client address must be in).
+decides nothing alone: grants from every matching rule add up. Patterns are shell globs
+(`team/*`, `*`; registry/globs.py): `*` crosses slashes. Subjects: `users`, `groups`,
+`anonymous: true`, and optionally `networks` (CIDRs the client address must be in).
 
     admins: [alice, "group:ops"]
     rules:
@@ -19,7 +19,6 @@ Without a file the default policy applies (see Policy.default).
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import yaml
 
 from registry.auth.files import AuthFileError
 from registry.config_entries import Entry, described, shown
+from registry.globs import shell_match
 from registry.auth.identity import Identity
 
 ACTIONS = ("pull", "push", "delete")
@@ -50,7 +50,7 @@ class Rule:
     networks: tuple[Network, ...] = ()
 
     def applies_to(self, identity: Identity, repository: str) -> bool:
-        if not any(fnmatch.fnmatchcase(repository, pattern) for pattern in self.repositories):
+        if not any(shell_match(pattern, repository) for pattern in self.repositories):
             return False
         if self.networks and not _in_networks(identity.address, self.networks):
             return False
@@ -99,7 +99,7 @@ class Policy:
             if rule.applies_to(identity, repository):
                 granted |= rule.actions
         if identity.kind == "robot":  # a robot never exceeds its own scope
-            if not any(fnmatch.fnmatchcase(repository, p) for p in identity.robot_repositories):
+            if not any(shell_match(p, repository) for p in identity.robot_repositories):
                 return frozenset()
             granted &= set(identity.robot_actions)
         if identity.kind == "token":  # a bearer token carries its grants

@@ -16,12 +16,16 @@ from registry import manifest as mf
 from registry.content.local import LocalContent
 from registry.digest import parse_digest
 from registry.errors import RegistryError
+from registry.gc.immutable import ImmutableRule, held_repository_error
+from registry.metadata import immutable_rules as rule_rows
 from registry.metadata import inventory as rows
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
+from registry.metadata import tags as tag_rows
 from registry.metadata import uploads as upload_rows
 
 CONFIG_READ_LIMIT = 1024 * 1024  # image configs are a few KiB; never pull a huge blob into memory
+MAX_IMMUTABLE_RULES = 1000  # in the database; each move or delete of a tag reads them all
 
 
 class Inventory:
@@ -45,6 +49,9 @@ class Inventory:
     async def delete_repository(self, name: str) -> dict[str, Any]:
         async with self.db.write() as conn:
             repo_id = await self._repository_id(conn, name)
+            held = await self.local.immutable.holding(conn, name, await tag_rows.tag_names(conn, repo_id))
+            if held is not None:
+                raise held_repository_error(name, *held)
             summary = (await rows.repository_stats(conn, name))
             pending = await rows.upload_ids(conn, repo_id)
             await rows.delete_repository(conn, repo_id)
@@ -64,15 +71,18 @@ class Inventory:
             blob_digests = {d for t in tagged for d in _blob_digests(t.payload, t.media_type)}
             blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
             sizes = await rows.blob_sizes(conn, sorted(blob_digests))
+            rules = await self.local.immutable.rules(conn)
         configs = await asyncio.gather(*[self._config(t.payload, t.media_type) for t in tagged])
         result = []
         for t, config in zip(tagged, configs):
             summary = _summary(t.payload, t.media_type, children, sizes)
             if config is not None and not summary["platforms"]:
                 summary["platforms"] = [_platform_name(config)]
+            holding = self.local.immutable.rule_holding(rules, name, t.tag)
             result.append({"tag": t.tag, "digest": t.digest, "media_type": t.media_type, "updated_at": t.updated_at,
                            "created_at": t.created_at, "last_pulled_at": t.last_pulled_at,
-                           "created": (config or {}).get("created"), **summary})
+                           "created": (config or {}).get("created"),
+                           "immutable": str(holding) if holding is not None else None, **summary})
         return result
 
     async def manifest(self, name: str, digest: str) -> dict[str, Any]:
@@ -112,6 +122,27 @@ class Inventory:
 
     async def delete_manifest(self, name: str, digest: str) -> None:
         await self.local.delete_manifest(name, parse_digest(digest))
+
+    # -- immutable-tag rules ------------------------------------------------------------
+    async def immutable_rules(self) -> list[dict[str, Any]]:
+        """Every rule in force: the configuration's (no id: changed in the configuration) first."""
+        async with self.db.read() as conn:
+            return [rule.describe() for rule in await self.local.immutable.rules(conn)]
+
+    async def add_immutable_rule(self, rule: ImmutableRule, created_by: str | None) -> tuple[dict[str, Any], bool]:
+        """The rule as stored, and whether this added it (False: the database had it already)."""
+        async with self.db.write() as conn:
+            if await rule_rows.count(conn) >= MAX_IMMUTABLE_RULES:
+                raise RegistryError("DENIED", f"there are {MAX_IMMUTABLE_RULES} immutable-tag rules already; "
+                                    "delete one, or widen a pattern to cover several")
+            row, added = await rule_rows.add_rule(self.db, conn, rule.repositories, rule.tags, created_by)
+        return ImmutableRule(row.repositories, row.tags, row.id, row.created_at, row.created_by).describe(), added
+
+    async def delete_immutable_rule(self, rule_id: int) -> None:
+        async with self.db.write() as conn:
+            if not await rule_rows.delete_rule(conn, rule_id):
+                raise RegistryError("NOT_FOUND", f"no immutable-tag rule {rule_id} in the database (rules of the "
+                                    "configuration are changed there)", detail={"id": rule_id})
 
     async def _config(self, payload: bytes, media_type: str) -> dict[str, Any] | None:
         """The image config's useful parts, or None (an index, an artifact, or not stored here)."""

@@ -22,12 +22,14 @@ from registry import manifest as mf
 from registry.content.locks import KeyedLocks
 from registry.content.model import BlobContent, Manifest, Upload
 from registry.content.recency import RecencyLog
+from registry.gc.immutable import ImmutableTags, held_manifest_error, held_tag_error
 from registry.gc.policy import Quota, format_bytes, quota_for
 from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
 from registry.errors import ChunkOutOfOrder, Conflict, RegistryError
 from registry.gc.sweep import STALE_SECONDS, Sweeper
 from registry.metadata import blobs as blob_rows
 from registry.metadata import deletions, leases
+from registry.metadata import inventory as inventory_rows
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
@@ -68,11 +70,13 @@ class _HashState:
 
 class LocalContent:
     def __init__(self, db: Database, store: BlobStore, redirect_expiry: int | None = None,
-                 quotas: list[Quota] | None = None, grace_seconds: float = 3600.0) -> None:
+                 quotas: list[Quota] | None = None, grace_seconds: float = 3600.0,
+                 immutable: ImmutableTags | None = None) -> None:
         self.db = db
         self.store = store
         self.redirect_expiry = redirect_expiry
         self.quotas = quotas or []
+        self.immutable = immutable or ImmutableTags()
         self.grace_seconds = grace_seconds  # gc.grace_period: how long gc spares an unreferenced link
         self.pulls = RecencyLog(db, manifest_rows.record_pulls, "manifest pulls")
         self._upload_locks = KeyedLocks()
@@ -454,8 +458,21 @@ class LocalContent:
                 references=[(d.digest, "blob") for d in parsed.blobs]
                 + [(d.digest, "manifest") for d in parsed.manifests])
             if not isinstance(reference, Digest):
-                await tag_rows.set_tag(self.db, conn, repo_id, reference, manifest_id)
+                await self._point_tag(conn, repository, repo_id, reference, manifest_id)
         return Manifest(digest, parsed.media_type, payload, parsed.subject)
+
+    async def _point_tag(self, conn, repository: str, repository_id: int, tag: str, manifest_id: int) -> None:
+        """Inside the manifest's write transaction: point the tag at it. Moving a tag an immutable rule
+        holds is DENIED, which rolls the whole transaction back (the manifest too: nothing changed);
+        pointing it at the manifest it has already is a push like any other."""
+        previous = await tag_rows.claim_tag(self.db, conn, repository_id, tag, manifest_id)
+        if previous is None:
+            return  # a new tag, created pointing at the manifest
+        if previous != manifest_id:
+            held = await self.immutable.holding(conn, repository, [tag])
+            if held is not None:
+                raise held_tag_error(repository, *held)
+        await tag_rows.set_tag(self.db, conn, repository_id, tag, manifest_id)
 
     async def _check_references(self, conn, repo_id: int, parsed: mf.ParsedManifest) -> None:
         wanted = sorted({d.digest for d in parsed.blobs})
@@ -513,9 +530,18 @@ class LocalContent:
             if repo_id is None:
                 raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
             if isinstance(reference, Digest):
+                # Locked first (PostgreSQL), so a push tagging it meanwhile is seen or waits.
+                if await manifest_rows.lock_manifest(conn, repo_id, str(reference)):
+                    held = await self.immutable.holding(
+                        conn, repository, await inventory_rows.tags_of(conn, repo_id, str(reference)))
+                    if held is not None:
+                        raise held_manifest_error(repository, str(reference), *held)
                 deleted = await manifest_rows.delete_manifest(conn, repo_id, str(reference))
             else:
                 deleted = await tag_rows.delete_tag(conn, repo_id, reference)
+                held = await self.immutable.holding(conn, repository, [reference] if deleted else [])
+                if held is not None:
+                    raise held_tag_error(repository, *held)  # and the delete rolls back
             if not deleted:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
 

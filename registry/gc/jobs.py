@@ -9,11 +9,12 @@ import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import AsyncIterator, Callable
 
 from registry.gc import fsck as fsck_check
+from registry.gc.immutable import ImmutableTags
 from registry.gc.plan import Plan, mark
 from registry.gc.policy import RetentionPolicy, parse_retention
 from registry.gc.reclaim import Reclaimed, reclaim
@@ -22,6 +23,7 @@ from registry.metadata import gc as gc_rows
 from registry.metadata import leases
 from registry.metadata import maintenance as rows
 from registry.metadata.db import Database
+from registry.metadata.gc import TagRow
 from registry.storage import BlobStore
 
 log = logging.getLogger("registry.gc")
@@ -47,6 +49,7 @@ class Settings:
     retention_interval: float = 0.0
     fsck_interval: float = 0.0
     fsck_sample: float | None = None
+    immutable: ImmutableTags = field(default_factory=ImmutableTags)  # retention spares the tags they hold
 
     @classmethod
     def from_config(cls, config: Any) -> Settings:
@@ -56,7 +59,8 @@ class Settings:
                    batch_size=gc.batch_size,
                    policies=tuple(parse_retention(config.retention.policies)), gc_interval=gc.interval,
                    retention_interval=config.retention.interval, fsck_interval=config.fsck.interval,
-                   fsck_sample=config.fsck.sample if config.fsck.sample < 1 else None)
+                   fsck_sample=config.fsck.sample if config.fsck.sample < 1 else None,
+                   immutable=ImmutableTags.from_config(config))
 
 
 class Maintenance:
@@ -94,6 +98,7 @@ class Maintenance:
             snapshot = await gc_rows.load_snapshot(conn)
         plan = mark(snapshot, now=now, grace_seconds=settings.grace_seconds, untagged_days=settings.untagged_days,
                     policies=list(settings.policies), collect=collect)
+        plan.tags = await self._without_immutable(plan.tags, snapshot.repositories)
         idle_before = now - settings.upload_expiry_seconds
         uploads = await self.sweeper.expired_uploads(idle_before) if collect else []
         if not dry_run:
@@ -109,6 +114,18 @@ class Maintenance:
             _add_orphans(report, await reclaim(self.db, self.store, self.sweeper, now - settings.orphan_grace_seconds,
                                                dry_run, settings.batch_size, keep=MAX_ITEMS))
         return report
+
+    async def _without_immutable(self, victims: list[TagRow], repositories: dict[int, str]) -> list[TagRow]:
+        """Retention's victims less the tags an immutable rule holds. Their manifests stay: the sweep
+        deletes only manifests it finds untagged, and keeps what they reference. (A dry run still lists
+        such a manifest, and under gc its blobs, when that tag alone kept it.)"""
+        if not victims:
+            return victims
+        immutable = self.settings.immutable
+        async with self.db.read() as conn:
+            rules = await immutable.rules(conn)
+        return [tag for tag in victims
+                if immutable.rule_holding(rules, repositories.get(tag.repository_id, ""), tag.name) is None]
 
     # -- leases and reports -----------------------------------------------------------
     async def _run(self, kind: str, dry_run: bool, job: Callable[[], Any], exclusive: bool | None = None,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from registry.config_entries import Entry, EntryError, shown
+from registry.globs import shell_match
 
 DAY = 86400.0
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
@@ -31,14 +31,14 @@ class RetentionPolicy:
     `keep_last` / `older_than_days` must be set, so a policy never deletes everything by accident.
     """
 
-    repositories: str  # glob, e.g. "team/*"
+    repositories: str  # shell glob (registry/globs.py: `*` crosses `/`), e.g. "team/*"
     keep_last: int | None = None
     older_than_days: float | None = None
     keep_tags: str | None = None  # regular expression, matched against the whole tag
     keep_pulled_within_days: float | None = None
 
     def matches(self, repository: str) -> bool:
-        return fnmatch.fnmatchcase(repository, self.repositories)
+        return shell_match(self.repositories, repository)
 
     def keeps_by_name(self, tag: str) -> bool:
         return self.keep_tags is not None and re.fullmatch(self.keep_tags, tag) is not None

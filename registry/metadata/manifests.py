@@ -103,6 +103,13 @@ async def record_pulls(conn: Connection, pulled: dict[tuple[str, str], float]) -
         await conn.execute(_PULLED, [{"repo": repo, "d": digest, "at": at} for (repo, digest), at in pulled.items()])
 
 
+async def lock_manifest(conn: Connection, repository_id: int, digest: str) -> bool:
+    """Lock the manifest's row for this transaction (PostgreSQL; SQLite's writes are exclusive anyway);
+    False when the repository has no such manifest."""
+    found = await conn.execute(_ID.with_for_update(), {"repository_id": repository_id, "digest": digest})
+    return found.scalar() is not None
+
+
 async def delete_manifest(conn: Connection, repository_id: int, digest: str) -> bool:
     """Delete a manifest; its tags and reference rows go with it (ON DELETE CASCADE)."""
     manifest_id = (await conn.execute(select(manifests.c.id).where(

@@ -179,3 +179,16 @@ scope_blobs = Table(
     Column("links", Integer, nullable=False),
     Column("size", BigInteger, nullable=False),
 )
+
+# Immutable-tag rules added through the admin API (registry/gc/immutable.py), beside those of the
+# configuration: a repository pattern and a tag pattern. Read by each transaction that would move or
+# delete a tag, so every process applies a change at once.
+immutable_tag_rules = Table(
+    "immutable_tag_rules", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repositories", String(255), nullable=False),
+    Column("tags", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(255), nullable=True),  # who added it (a user, or "anonymous from ADDRESS")
+    UniqueConstraint("repositories", "tags", name="uq_immutable_tag_rules_patterns"),
+)

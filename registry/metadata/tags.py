@@ -44,6 +44,30 @@ async def list_tags(db: Database, repository: str, limit: int | None, last: str 
     return found
 
 
+_TARGET = (select(tags.c.manifest_id).where(tags.c.repository_id == bindparam("repository_id"),
+                                            tags.c.name == bindparam("name")).with_for_update())
+
+
+async def claim_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> int | None:
+    """A new tag is created pointing at the manifest (None); an existing one is locked and the manifest it
+    points at returned, for the caller to decide on the move (then `set_tag`). On PostgreSQL a concurrent
+    first push of the same tag waits for this transaction, then finds the tag (its own insert skipped)."""
+    key = {"repository_id": repository_id, "name": name}
+    for _ in range(3):  # again only if the tag that skipped our insert was deleted before we looked
+        current = (await conn.execute(_TARGET, key)).scalar()
+        if current is not None:
+            return current
+        inserted = await conn.execute(db.insert_ignore(tags), {**key, "manifest_id": manifest_id,
+                                                               "updated_at": time.time(), "verified_at": None})
+        if inserted.rowcount > 0:
+            return None
+    return (await conn.execute(_TARGET, key)).scalar_one()
+
+
+async def tag_names(conn: Connection, repository_id: int) -> list[str]:
+    return list((await conn.execute(select(tags.c.name).where(tags.c.repository_id == repository_id))).scalars())
+
+
 async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
     """Point the tag at the manifest: one upsert, so concurrent moves end on one of them."""
     await conn.execute(db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at", "verified_at"]),

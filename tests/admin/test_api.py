@@ -337,6 +337,8 @@ def test_openapi_describes_every_admin_route(admin: httpx.Client, server: Regist
         ("/admin/api/mirror/prewarm", "POST"), ("/admin/api/mirror/pins", "GET"), ("/admin/api/mirror/pins", "POST"),
         ("/admin/api/mirror/pins", "DELETE"), ("/admin/api/mirror/evict", "POST"),
         *{(f"/admin/api/{kind}", method) for kind in ("gc", "retention", "fsck") for method in ("GET", "POST")},
+        ("/admin/api/immutable-tags", "GET"), ("/admin/api/immutable-tags", "POST"),
+        ("/admin/api/immutable-tags/{id}", "DELETE"),
     }
     assert documented == served
 
@@ -368,7 +370,8 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess
 @pytest.mark.parametrize("method, path", [
     ("GET", "/admin/"), ("GET", "/admin/static/admin.js"), ("GET", "/admin/api/openapi.json"),
     ("GET", "/admin/api/repositories"), ("DELETE", "/admin/api/repositories/a/b"), ("GET", "/admin/api/storage"),
-    ("GET", "/admin/api/uploads"), ("DELETE", "/admin/api/uploads/x")])
+    ("GET", "/admin/api/uploads"), ("DELETE", "/admin/api/uploads/x"), ("GET", "/admin/api/immutable-tags"),
+    ("POST", "/admin/api/immutable-tags"), ("DELETE", "/admin/api/immutable-tags/1")])
 def test_everything_under_admin_needs_the_admin_role(locked: RegistryProcess, method: str, path: str):
     response = httpx.request(method, f"{locked.url}{path}")
     assert_error(response, 403, "DENIED")

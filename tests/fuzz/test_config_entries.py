@@ -1,6 +1,7 @@
 """Entries of the configuration's lists (registry/config_entries.py Entry and whole_number; mirror
 upstreams, registry/mirror/upstreams.py parse_upstreams; retention policies and quotas,
-registry/gc/policy.py): for any value YAML or JSON can hand over, typed entries or one EntryError
+registry/gc/policy.py; immutable-tag rules, registry/gc/immutable.py, whose parser also reads the
+admin API's bodies): for any value YAML or JSON can hand over, typed entries or one EntryError
 (MirrorConfigError, PolicyError) naming the entry, never another exception."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from registry.config_entries import Entry, EntryError, whole_number
+from registry.gc.immutable import parse_immutable_tags
 from registry.gc.policy import PolicyError, parse_quotas, parse_retention, parse_size
 from registry.mirror.upstreams import MirrorConfigError, parse_upstreams
 from tests.fuzz.conftest import fuzz
@@ -35,6 +37,11 @@ RETENTION = st.fixed_dictionaries(
 QUOTAS = st.fixed_dictionaries({"namespace": st.one_of(st.sampled_from(["team", "/", "a/b/"]), SCALARS)},
                                optional={"bytes": st.one_of(st.sampled_from(["10GiB", "500 MB", "1.5k", "٣GB", "-1", "10 XB"]),
                                                             SCALARS)})
+
+PATTERN_PIECES = ["prod", "/", "*", "**", "?", "[a-z]", "[!", "]", "v", ".", "-", "_", "A", " ", "\x00", "é", "\udc80",
+                  "{", "1"]
+PATTERNS = st.one_of(st.lists(st.sampled_from(PATTERN_PIECES), max_size=8).map("".join), SCALARS, HUGE_INTEGERS)
+IMMUTABLE = st.fixed_dictionaries({"repositories": PATTERNS, "tags": PATTERNS}, optional={"other": SCALARS})
 
 
 def _entries(entry: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
@@ -84,6 +91,25 @@ def test_quotas(entries: list[Any]) -> None:
         assert str(exc).startswith("quota.namespaces"), exc
         return
     assert all(0 <= quota.bytes < 2 ** 63 for quota in quotas)
+
+
+@fuzz
+@given(_entries(IMMUTABLE))
+@example([{"repositories": "prod/**", "tags": "v*"}])
+@example([{"repositories": 16 ** 5000, "tags": "v*"}])
+@example([{"repositories": "a" * 300, "tags": "v*"}])
+def test_immutable_tag_rules(entries: list[Any]) -> None:
+    try:
+        rules = parse_immutable_tags(entries)
+    except PolicyError as exc:
+        assert str(exc).startswith("immutable_tags["), exc
+        return
+    for rule in rules:
+        for pattern in (rule.repositories, rule.tags):
+            assert 0 < len(pattern) <= 255 and pattern.isascii() and pattern.isprintable() and " " not in pattern
+        assert "/" not in rule.tags and rule.repositories == rule.repositories.lower()
+        assert all(segment == "**" or "**" not in segment for segment in rule.repositories.split("/"))
+        rule.holds("prod/api", "v1.0")  # any accepted pattern can be matched
 
 
 SIZES = st.builds(lambda n, unit: f"{n}{unit}", st.integers(0, 10 ** 12),

@@ -1,5 +1,5 @@
 """The configuration (registry/config.py load): a YAML file, REGISTRY_* environment values, and what
-they name (policy, htpasswd and key files, mirror upstreams, retention, quotas). For any file and any
+they name (policy, htpasswd and key files, mirror upstreams, retention, quotas, immutable tags). For any file and any
 environment, a Config or one ConfigError, never another exception: `registry serve` prints that one
 line and exits 2. The documented mistakes one by one are in tests/test_config.py."""
 
@@ -18,13 +18,14 @@ from registry.config import Config, ConfigError, options
 from registry.settings import load
 from tests.fuzz.conftest import fuzz
 from tests.fuzz.strategies import SCALARS, YAML_PIECES, any_text, dumped_yaml, laughs, mutated, values
-from tests.fuzz.test_config_entries import QUOTAS, RETENTION, UPSTREAMS
+from tests.fuzz.test_config_entries import IMMUTABLE, QUOTAS, RETENTION, UPSTREAMS
 
 SPECS = {spec.dotted: spec for spec in options()}
 # Options naming files the loader reads: only these paths (a fuzzer must not name /dev/zero or a FIFO).
 FILE_OPTIONS = {"auth.htpasswd", "auth.policy_file", "auth.token.key_file", "auth.token.external_public_key",
                 "auth.token.external_jwks", "tls.cert_file", "tls.key_file"}
-LISTS = {"mirror.upstreams": UPSTREAMS, "retention.policies": RETENTION, "quota.namespaces": QUOTAS}
+LISTS = {"mirror.upstreams": UPSTREAMS, "retention.policies": RETENTION, "quota.namespaces": QUOTAS,
+         "immutable_tags": IMMUTABLE}
 
 
 @pytest.fixture(scope="module")

@@ -209,14 +209,15 @@ async function repository(name) {
   const addRows = (page) => {
     for (const t of page.tags) {
       body.append(h("tr", { dataset: { tag: t.tag } },
-        h("td", {}, h("strong", {}, t.tag)),
+        h("td", {}, h("strong", {}, t.tag), t.immutable ? h("span", { class: "tag immutable", title: `Neither moved nor deleted: ${t.immutable}` }, "immutable") : null),
         h("td", {}, h("a", { href: manifestLink(name, t.digest), class: "mono" }, shortDigest(t.digest))),
         h("td", {}, t.platforms.map((p) => h("span", { class: "tag" }, p))),
         h("td", { class: "num size" }, bytes(t.size)),
         h("td", {}, ago(t.updated_at)),
         h("td", {}, ago(t.last_pulled_at)),
         h("td", {}, pullCommand(name, t.tag)),
-        h("td", {}, h("button", { type: "button", class: "danger delete-tag", onclick: () => deleteTag(name, t.tag) }, "Delete"))));
+        h("td", {}, h("button", { type: "button", class: "danger delete-tag", disabled: Boolean(t.immutable),
+          title: t.immutable ? `Immutable (${t.immutable})` : null, onclick: () => deleteTag(name, t.tag) }, "Delete"))));
     }
   };
   addRows(tags);
@@ -390,6 +391,39 @@ async function maintenance() {
   main().replaceChildren(h("h1", {}, "Maintenance"), ...(panels.length ? panels : [h("p", { class: "muted" }, "This server has no maintenance endpoints.")]));
 }
 
+// Immutable-tag rules: the configuration's (read-only here) and those added through the API.
+async function immutable() {
+  const { rules } = await api("/immutable-tags");
+  const repositories = h("input", { type: "text", id: "immutable-repositories", placeholder: "prod/**", required: true });
+  const tags = h("input", { type: "text", id: "immutable-tags", placeholder: "v*", required: true });
+  const form = h("form", { class: "toolbar", id: "immutable-add", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const rule = await api("/immutable-tags", { method: "POST", body: { repositories: repositories.value, tags: tags.value } });
+      toast(`Immutable: ${rule.repositories} ${rule.tags}`);
+      await render();
+    } catch (err) { toast(err.message, true); }
+  } }, repositories, tags, h("button", { type: "submit", class: "primary" }, "Add rule"));
+  const rows = rules.map((r) => h("tr", { dataset: { source: r.source, id: r.id === null ? "" : r.id } },
+    h("td", { class: "mono" }, r.repositories), h("td", { class: "mono" }, r.tags),
+    h("td", {}, r.source === "config" ? h("span", { class: "muted" }, "configuration (immutable_tags)") : "admin API"),
+    h("td", {}, r.created_at ? ago(r.created_at) : "–"), h("td", {}, r.created_by || "–"),
+    h("td", {}, r.source === "config" ? h("span", { class: "muted", title: "Change it in the configuration" }, "read-only")
+      : h("button", { type: "button", class: "danger delete-rule", onclick: async () => {
+        if (!(await confirmDialog(`Delete the rule ${r.repositories} ${r.tags}?`,
+          "Tags it holds can then be moved and deleted again, in every process at once."))) return;
+        try { await api(`/immutable-tags/${r.id}`, { method: "DELETE" }); toast("Rule deleted"); await render(); }
+        catch (err) { toast(err.message, true); }
+      } }, "Delete"))));
+  main().replaceChildren(h("h1", {}, "Immutable tags"),
+    h("p", { class: "muted" }, "A tag a rule holds, once pushed, is neither moved to another image nor deleted, and retention keeps it. ",
+      "Repositories: * and ? within a path segment, ** across segments (prod/** is everything under prod/). Tags: *, ?, [...]. ",
+      "A mirror's cache follows its upstream and is never held."),
+    form,
+    rows.length ? table(["Repositories", "Tags", "Source", "Added", "By", ""], rows, { id: "immutable-rules" })
+      : h("p", { class: "muted", id: "no-rules" }, "No rules: every tag can be moved and deleted."));
+}
+
 function reportView(r) {
   const d = r.deleted || {};
   return h("div", {}, h("p", {}, `${r.dry_run ? "Dry run" : "Run"} finished `, ago(r.finished_at),
@@ -415,6 +449,7 @@ async function render() {
     else if (view === "uploads") await uploads();
     else if (view === "mirror") await mirror();
     else if (view === "maintenance") await maintenance();
+    else if (view === "immutable") await immutable();
     else main().replaceChildren(h("p", {}, "Unknown page."));
   } catch (err) {
     showError(err);
