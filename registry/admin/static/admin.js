@@ -230,7 +230,7 @@ async function repository(name) {
   } }, "More tags");
   main().replaceChildren(
     h("h1", {}, name),
-    summary.mirror_of ? h("p", { class: "muted mirror-cache" }, `A pull-through cache of upstream ${summary.mirror_of}: filled by pulls through the mirror, never pushed to.`) : null,
+    ...(summary.mirror_of ? [h("p", { class: "muted mirror-cache" }, `A pull-through cache of upstream ${summary.mirror_of}: filled by pulls through the mirror, never pushed to.`)] : []),
     h("div", { class: "cards" },
       card("Tags", summary.tag_count), card("Manifests", summary.manifest_count),
       card("Size", bytes(summary.size), "repo-size"), card("Unique size", bytes(summary.unique_size)),
