@@ -22,7 +22,7 @@ from registry import manifest as mf
 from registry.content.locks import KeyedLocks
 from registry.content.model import BlobContent, Manifest, Upload
 from registry.content.recency import RecencyLog
-from registry.gc.immutable import ImmutableTags, held_manifest_error, held_tag_error
+from registry.gc.immutable import ImmutableTags, held_content_error, held_manifest_error, held_tag_error
 from registry.gc.policy import Quota, format_bytes, quota_for
 from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
 from registry.errors import ChunkOutOfOrder, Conflict, RegistryError
@@ -121,6 +121,12 @@ class LocalContent:
             repo_id = await repo_rows.repository_id(conn, repository)
             if repo_id is None or not await blob_rows.unlink_blob(conn, repo_id, str(digest)):
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
+            # Unlinking a layer of an image an immutable tag holds would break its pulls: refused,
+            # and the unlink rolls back.
+            held = await self.immutable.holding(conn, repository,
+                                                await inventory_rows.tags_reaching(conn, repo_id, str(digest)))
+            if held is not None:
+                raise held_content_error(repository, str(digest), *held)
 
     async def mount_blob(self, repository: str, digest: Digest, source: str) -> BlobContent | None:
         """Link a blob from `source` without copying; None when the source does not hold it.
@@ -532,8 +538,8 @@ class LocalContent:
             if isinstance(reference, Digest):
                 # Locked first (PostgreSQL), so a push tagging it meanwhile is seen or waits.
                 if await manifest_rows.lock_manifest(conn, repo_id, str(reference)):
-                    held = await self.immutable.holding(
-                        conn, repository, await inventory_rows.tags_of(conn, repo_id, str(reference)))
+                    held = await self.immutable.holding(  # its own tags, and those of indexes listing it
+                        conn, repository, await inventory_rows.tags_reaching(conn, repo_id, str(reference)))
                     if held is not None:
                         raise held_manifest_error(repository, str(reference), *held)
                 deleted = await manifest_rows.delete_manifest(conn, repo_id, str(reference))

@@ -141,6 +141,12 @@ def held_manifest_error(repository: str, digest: str, tag: str, rule: ImmutableR
                          detail={"repository": repository, "digest": digest, "tag": tag, "rule": rule.named()})
 
 
+def held_content_error(repository: str, digest: str, tag: str, rule: ImmutableRule) -> RegistryError:
+    """A blob delete of a layer or config of an image a held tag points at (its pulls would break)."""
+    return RegistryError("DENIED", f"blob {digest} in {repository} belongs to immutable tag {tag} ({rule})",
+                         detail={"repository": repository, "digest": digest, "tag": tag, "rule": rule.named()})
+
+
 def held_repository_error(repository: str, tag: str, rule: ImmutableRule) -> RegistryError:
     """A delete of a whole repository that holds a held tag."""
     return RegistryError("DENIED", f"repository {repository} holds immutable tag {tag} ({rule})",

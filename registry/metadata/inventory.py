@@ -149,6 +149,37 @@ async def tags_of(conn: Connection, repository_id: int, digest: str) -> list[str
     return list((await conn.execute(query)).scalars())
 
 
+MAX_NESTING = 8  # indexes of indexes: a walk up stops here (real images nest one or two deep)
+
+
+async def tags_reaching(conn: Connection, repository_id: int, digest: str) -> list[str]:
+    """Tags of the repository whose image contains `digest`: the tagged manifest itself, a blob or
+    child manifest it references, or one its index children reference, however deep (bounded)."""
+    found = set((await conn.execute(select(manifests.c.id).where(
+        manifests.c.repository_id == repository_id, manifests.c.digest == digest))).scalars())
+    found |= set((await conn.execute(
+        select(manifests.c.id).select_from(manifests.join(manifest_references,
+                                                          manifest_references.c.manifest_id == manifests.c.id))
+        .where(manifests.c.repository_id == repository_id, manifest_references.c.digest == digest))).scalars())
+    frontier = set(found)
+    for _ in range(MAX_NESTING):
+        if not frontier:
+            break
+        child_digests = select(manifests.c.digest).where(manifests.c.id.in_(frontier))
+        parents = set((await conn.execute(
+            select(manifests.c.id).select_from(manifests.join(manifest_references,
+                                                              manifest_references.c.manifest_id == manifests.c.id))
+            .where(manifests.c.repository_id == repository_id, manifest_references.c.kind == "manifest",
+                   manifest_references.c.digest.in_(child_digests)))).scalars())
+        frontier = parents - found
+        found |= parents
+    if not found:
+        return []
+    rows = await conn.execute(select(tags.c.name).where(tags.c.repository_id == repository_id,
+                                                        tags.c.manifest_id.in_(found)).order_by(tags.c.name))
+    return list(rows.scalars())
+
+
 async def parents_of(conn: Connection, repository_id: int, digest: str) -> list[str]:
     """Indexes in the repository that list this manifest."""
     query = (select(manifests.c.digest)

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.helpers import (OCI_MANIFEST, assert_error, image_manifest, push_manifest, put_manifest, sha256,
-                               unique_tag)
+from tests.api.helpers import (OCI_MANIFEST, assert_error, image_manifest, push_image, push_index, push_manifest,
+                               put_manifest, sha256, unique_tag)
 from tests.support.backends import SETUPS, postgres_s3_registry
 from tests.support.mirror import push_image as push_upstream_image
 from tests.support.mirror import small_image
@@ -120,6 +120,26 @@ def test_a_held_tag_is_not_deleted_by_tag_by_digest_or_with_its_repository(http:
 
     assert http.delete(f"/v2/{repository}/manifests/latest").status_code == 202  # a mutable tag goes
     assert http.delete(f"/v2/{repository}/manifests/nothing-here").status_code == 404
+
+
+def test_the_content_of_a_held_image_is_not_deleted_blob_by_blob_or_child_by_child(http: httpx.Client) -> None:
+    """A held tag's pulls stay whole: its layers and config, and its index's children and their blobs."""
+    repository = new_repository("prod")
+    image = push_image(http, repository, "v4.0")
+    index = push_index(http, repository, "v4.1")
+    loose = push_image(http, repository, "latest")  # a mutable tag beside: its content may go
+
+    layer = image.blobs[-1]
+    assert denial(http.delete(f"/v2/{repository}/blobs/{layer}")) == \
+        f"blob {layer} in {repository} belongs to immutable tag v4.0 ({CONFIG_RULE})"
+    child = index.children[0]
+    assert denial(http.delete(f"/v2/{repository}/manifests/{child.digest}")) == \
+        f"manifest {child.digest} in {repository} is held by immutable tag v4.1 ({CONFIG_RULE})"
+    assert denial(http.delete(f"/v2/{repository}/blobs/{child.blobs[0]}")).startswith(f"blob {child.blobs[0]}")
+    assert http.head(f"/v2/{repository}/blobs/{layer}").status_code == 200  # the refused unlink rolled back
+    assert http.get(f"/v2/{repository}/manifests/{child.digest}", headers={"Accept": OCI_MANIFEST}).status_code == 200
+
+    assert http.delete(f"/v2/{repository}/blobs/{loose.blobs[-1]}").status_code == 202
 
 
 def test_an_admin_rule_applies_at_once_and_stops_when_deleted(http: httpx.Client) -> None:
