@@ -187,7 +187,8 @@ def measure_eviction(target: Target, data: Path, n: dict[str, int], work: Path) 
             str(data), "--prefix", MIRROR_ALIAS, "--cap", str(cap)]
     seconds, peak, out, _ = run_measured(argv, {**os.environ, **target.env}, JOB_TIMEOUT, work, "evict")
     report = json.loads(out)
-    return {"seconds": report["seconds"], "process_seconds": seconds, "peak_rss_mib": peak,
+    return {"seconds": report["seconds"], "first_usage_seconds": report["first_usage_seconds"],
+            "process_seconds": seconds, "peak_rss_mib": peak,
             "cached_links": n["mirror_links"], "evicted_links": report["evicted_links"],
             "deleted_blobs": report["deleted_blobs"]}
 
