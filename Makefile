@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test fuzz bench docs system-deps swift-venv clean
+.PHONY: serve test fuzz bench bench-scale docs system-deps swift-venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/system-deps python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -34,6 +34,13 @@ fuzz: $(STAMP)
 
 bench: $(STAMP) system-deps swift-venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# The metadata path at scale (bench/README.md, Scale): SIZE=full|small|smoke, DATABASE=postgres|sqlite.
+SIZE ?= full
+DATABASE ?= postgres
+bench-scale: $(STAMP)
+	$(if $(filter postgres,$(DATABASE)),scripts/system-deps postgresql)
+	$(VENV)/bin/python bench/scale.py --size $(SIZE) --database $(DATABASE) $(BENCH_ARGS)
 
 # docs/configuration.md is generated from registry/config.py; a test fails when it is stale.
 docs: $(STAMP)
