@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import CursorResult, Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -53,6 +53,58 @@ class _InlineSQLite:
 
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
         return self._conn.execute(statement, parameters)
+
+
+class Dedicated(Connection, Protocol):
+    """A connection that is not a single transaction (see Database.dedicated)."""
+
+    async def snapshot(self) -> None:
+        """Begin a transaction whose reads all see one state of the database (until commit)."""
+
+    async def commit(self) -> None: ...
+
+
+class _DedicatedPostgres:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return await self._conn.execute(statement, parameters)
+
+    async def snapshot(self) -> None:
+        await self._conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    async def commit(self) -> None:
+        await self._conn.commit()
+
+
+class _DedicatedSQLite:
+    """Every call in a worker thread, rows fetched there too (a step may sort or scan)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: SyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Any:
+        return await asyncio.to_thread(self._execute, statement, parameters)
+
+    def _execute(self, statement: Executable, parameters: Any) -> Any:
+        result = self._conn.execute(statement, parameters)
+        return result.freeze()() if result.returns_rows else result
+
+    async def snapshot(self) -> None:
+        pass  # the deferred BEGIN of the next statement takes its snapshot at the first read, kept until commit
+
+    async def commit(self) -> None:
+        await asyncio.to_thread(self._conn.commit)
+
+
+def _discard(conn: SyncConnection) -> None:
+    conn.invalidate()
+    conn.close()
 
 
 class Database:
@@ -141,6 +193,30 @@ class Database:
                 writer_lock.release()  # the writers it was kept for were cancelled while queued
         if durable and self._group_sync is not None:
             await self._group_sync.flush()  # outside the lock: concurrent commits share one fsync
+
+    @contextlib.asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[Dedicated]:
+        """A connection of its own for long work over the whole database (garbage collection's mark):
+        its TEMP tables last as long as the block, it commits when told, and on SQLite each statement
+        runs in a worker thread (sqlite3 lets go of the GIL while it steps), so a statement over millions
+        of rows never holds the event loop. It is closed, not pooled, afterwards: its session state
+        (TEMP tables) goes with it."""
+        if not self.is_sqlite:
+            async_conn = await self._connect()
+            try:
+                yield _DedicatedPostgres(async_conn)
+            finally:
+                await async_conn.invalidate()
+                await async_conn.close()
+            return
+        conn = await asyncio.to_thread(self._sqlite.connect)
+        try:
+            dedicated = _DedicatedSQLite(conn)
+            await dedicated.execute(text("PRAGMA temp_store = FILE"))  # TEMP tables on disk, not in our memory
+            await dedicated.commit()
+            yield dedicated
+        finally:
+            await asyncio.to_thread(_discard, conn)
 
     async def _connect(self) -> AsyncConnection:
         """A pooled connection; a server that cannot be reached is DatabaseUnavailable."""
