@@ -15,15 +15,13 @@ from collections.abc import AsyncIterator, Callable
 
 from registry.gc import fsck as fsck_check
 from registry.gc.immutable import ImmutableTags
-from registry.gc.plan import Plan, mark
+from registry.gc.plan import Outcome, mark
 from registry.gc.policy import RetentionPolicy, parse_retention
 from registry.gc.reclaim import Reclaimed, reclaim
 from registry.gc.sweep import Sweeper
-from registry.metadata import gc as gc_rows
 from registry.metadata import leases
 from registry.metadata import maintenance as rows
 from registry.metadata.db import Database
-from registry.metadata.gc import TagRow
 from registry.storage import BlobStore
 
 log = logging.getLogger("registry.gc")
@@ -94,38 +92,33 @@ class Maintenance:
 
     async def _collect(self, dry_run: bool, collect: bool) -> dict[str, Any]:
         settings, now = self.settings, time.time()
-        async with self.db.read() as conn:
-            snapshot = await gc_rows.load_snapshot(conn)
-        plan = mark(snapshot, now=now, grace_seconds=settings.grace_seconds, untagged_days=settings.untagged_days,
-                    policies=list(settings.policies), collect=collect)
-        plan.tags = await self._without_immutable(plan.tags, snapshot.repositories)
-        idle_before = now - settings.upload_expiry_seconds
-        uploads = await self.sweeper.expired_uploads(idle_before) if collect else []
-        if not dry_run:
-            purged = set(await self.sweeper.purge_uploads(uploads, idle_before))
-            uploads = [u for u in uploads if u[0] in purged]
-            plan.tags = await self.sweeper.delete_tags(plan.tags)
-            deleted = set(await self.sweeper.delete_manifests(plan.manifests))
-            plan.manifests = [m for m in plan.manifests if m.id in deleted]
-            plan.links = await self.sweeper.delete_links(plan.links, now - settings.grace_seconds)
-            plan.blobs = await self.sweeper.delete_blobs(plan.blobs)
-        report = _describe(plan, snapshot.repositories, [u for u, _ in uploads], collect)
+        held = await self._held_by_immutable_rules() if settings.policies else None
+        async with mark(self.db, now=now, grace_seconds=settings.grace_seconds, untagged_days=settings.untagged_days,
+                        policies=list(settings.policies), collect=collect, page_size=settings.batch_size,
+                        spare=held) as plan:
+            idle_before = now - settings.upload_expiry_seconds
+            uploads = await self.sweeper.expired_uploads(idle_before) if collect else []
+            if dry_run:
+                outcome = await plan.outcome(MAX_ITEMS)
+            else:
+                purged = set(await self.sweeper.purge_uploads(uploads, idle_before))
+                uploads = [u for u in uploads if u[0] in purged]
+                outcome = await self.sweeper.sweep(plan, now - settings.grace_seconds, MAX_ITEMS)
+        report = _describe(outcome, [u for u, _ in uploads], collect)
         if collect and settings.orphan_grace_seconds >= 0:  # bytes a crash left without their row
             _add_orphans(report, await reclaim(self.db, self.store, self.sweeper, now - settings.orphan_grace_seconds,
                                                dry_run, settings.batch_size, keep=MAX_ITEMS))
         return report
 
-    async def _without_immutable(self, victims: list[TagRow], repositories: dict[int, str]) -> list[TagRow]:
-        """Retention's victims less the tags an immutable rule holds. Their manifests stay: the sweep
-        deletes only manifests it finds untagged, and keeps what they reference. (A dry run still lists
-        such a manifest, and under gc its blobs, when that tag alone kept it.)"""
-        if not victims:
-            return victims
+    async def _held_by_immutable_rules(self) -> Callable[[str, str], bool] | None:
+        """Whether an immutable rule holds a tag (`repository`, `tag`): retention spares it, and so the
+        manifest it points at stays a root. None while no rule is in force."""
         immutable = self.settings.immutable
         async with self.db.read() as conn:
             rules = await immutable.rules(conn)
-        return [tag for tag in victims
-                if immutable.rule_holding(rules, repositories.get(tag.repository_id, ""), tag.name) is None]
+        if not rules:
+            return None
+        return lambda repository, tag: immutable.rule_holding(rules, repository, tag) is not None
 
     # -- leases and reports -----------------------------------------------------------
     async def _run(self, kind: str, dry_run: bool, job: Callable[[], Any], exclusive: bool | None = None,
@@ -197,18 +190,14 @@ class Maintenance:
                 log.exception("scheduled %s failed; trying again at the next interval", kind)
 
 
-def _describe(plan: Plan, repositories: dict[int, str], uploads: list[str], collect: bool) -> dict[str, Any]:
-    items: list[dict[str, Any]] = []
-    items += [{"type": "tag", "repository": repositories.get(t.repository_id), "tag": t.name} for t in plan.tags]
-    items += [{"type": "manifest", "repository": repositories.get(m.repository_id), "digest": m.digest,
-               "size": m.size} for m in plan.manifests]
-    items += [{"type": "blob", "digest": digest, "size": size} for digest, size in plan.blobs.items()]
+def _describe(outcome: Outcome, uploads: list[str], collect: bool) -> dict[str, Any]:
+    items = [*outcome.items["tags"], *outcome.items["manifests"], *outcome.items["blobs"]]
     items += [{"type": "upload", "id": upload_id} for upload_id in uploads]
+    counted = outcome.deleted["tags"] + outcome.deleted["manifests"] + outcome.deleted["blobs"] + len(uploads)
     report: dict[str, Any] = {
-        "deleted": {"tags": len(plan.tags), "manifests": len(plan.manifests), "links": len(plan.links),
-                    "blobs": len(plan.blobs), "uploads": len(uploads)},
-        "freed_bytes": plan.freed_bytes,
-        "items": items[:MAX_ITEMS], "items_truncated": len(items) > MAX_ITEMS, "problems": []}
+        "deleted": {**outcome.deleted, "uploads": len(uploads)},
+        "freed_bytes": outcome.freed_bytes,
+        "items": items[:MAX_ITEMS], "items_truncated": counted > MAX_ITEMS, "problems": []}
     if not collect:
         report["note"] = "retention only: the next gc frees the bytes of what it untagged"
     return report

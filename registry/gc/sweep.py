@@ -16,10 +16,11 @@ from typing import TypeVar
 from collections.abc import Iterable, Iterator
 
 from registry.digest import parse_digest
+from registry.gc.plan import Outcome, Plan
 from registry.metadata import deletions
 from registry.metadata import gc as gc_rows
 from registry.metadata.db import Database
-from registry.metadata.gc import ManifestNode, TagRow
+from registry.metadata.gc import TagRow
 from registry.storage import BlobStore
 
 log = logging.getLogger("registry.gc")
@@ -50,6 +51,26 @@ class Sweeper:
         self.store = store
         self.batch_size = batch_size
 
+    async def sweep(self, plan: Plan, cutoff: float, max_items: int) -> Outcome:
+        """Delete what the plan holds, a page at a time in the plan's order (tags, manifests, links,
+        then blobs), each re-checked under its lock; `cutoff` is the links' grace cutoff."""
+        outcome = Outcome(max_items)
+        async for rows in plan.pages("tags"):
+            gone = {(t.repository_id, t.name) for t in await self.delete_tags(
+                [TagRow(r.repository_id, r.name, r.manifest_id, r.updated_at) for r in rows])}
+            outcome.add("tags", [r for r in rows if (r.repository_id, r.name) in gone])
+        async for rows in plan.pages("manifests"):
+            deleted = set(await self.delete_manifests([r.id for r in rows]))
+            outcome.add("manifests", [r for r in rows if r.id in deleted])
+        async for rows in plan.pages("links"):
+            unlinked = set(await self.delete_links([(r.repository_id, r.digest) for r in rows], cutoff))
+            outcome.add("links", [r for r in rows if (r.repository_id, r.digest) in unlinked])
+        await self.finish_stale_deletions()
+        async for rows in plan.pages("blobs"):
+            freed = await self._delete_unreferenced_blobs([r.digest for r in rows])
+            outcome.add("blobs", [r for r in rows if r.digest in freed])
+        return outcome
+
     async def delete_tags(self, tags: list[TagRow]) -> list[TagRow]:
         deleted = []
         for batch in batches(tags, self.batch_size):
@@ -59,13 +80,13 @@ class Sweeper:
                         deleted.append(tag)
         return deleted
 
-    async def delete_manifests(self, nodes: list[ManifestNode]) -> list[int]:
-        """Delete manifests; an index and its children should share a batch, so batches follow
-        repositories (the plan sorts by repository)."""
+    async def delete_manifests(self, ids: list[int]) -> list[int]:
+        """Delete manifests that nothing needs any more, in the plan's order: an index before its
+        children, a subject before its referrers (a batch keeps one whose index or subject stays)."""
         deleted: list[int] = []
-        for batch in batches(nodes, self.batch_size):
+        for batch in batches(ids, self.batch_size):
             async with self.db.write() as conn:
-                deleted += await gc_rows.delete_unreachable_manifests(conn, [n.id for n in batch])
+                deleted += await gc_rows.delete_unreachable_manifests(conn, batch)
         return deleted
 
     async def delete_links(self, links: list[tuple[int, str]], cutoff: float) -> list[tuple[int, str]]:
@@ -79,6 +100,9 @@ class Sweeper:
         """Delete the bytes and rows of those blobs that nothing needs any more (a mirror's
         eviction passes `references_hold=False`: its cached manifests do not pin blobs)."""
         await self.finish_stale_deletions()
+        return await self._delete_unreferenced_blobs(digests, references_hold)
+
+    async def _delete_unreferenced_blobs(self, digests: Iterable[str], references_hold: bool = True) -> dict[str, int]:
         deleted: dict[str, int] = {}
         for batch in batches(digests, min(self.batch_size, 200)):
             async with self.db.write() as conn:

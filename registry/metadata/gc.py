@@ -1,5 +1,5 @@
-"""Queries of garbage collection: the graph snapshot the mark phase reads, and the sweep's
-locked re-checks and deletes.
+"""Queries of garbage collection's sweep: its locked re-checks and deletes (the mark phase's are in
+gc_mark.py).
 
 Every delete re-checks its condition after locking the rows (PostgreSQL: FOR UPDATE SKIP LOCKED,
 so a sweep never waits on a push; SQLite: the write transaction is already exclusive). Pushes
@@ -11,7 +11,7 @@ sees the new reference and keeps it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, exists, select, tuple_
 
@@ -20,60 +20,13 @@ from registry.metadata.schema import (blobs, manifest_references, manifests, mir
                                       repository_blobs, tags, uploads)
 
 
-# -- the snapshot the mark phase works on -------------------------------------------------------
-@dataclass(slots=True)
-class ManifestNode:
-    id: int
-    repository_id: int
-    digest: str
-    subject: str | None
-    size: int
-    created_at: float
-    last_pulled_at: float | None
-    blobs: list[str] = field(default_factory=list)
-    children: list[str] = field(default_factory=list)
-
-
+# -- the rows the sweep re-checks ---------------------------------------------------------------
 @dataclass(slots=True)
 class TagRow:
     repository_id: int
     name: str
     manifest_id: int
     updated_at: float
-
-
-@dataclass(slots=True)
-class Snapshot:
-    repositories: dict[int, str]
-    manifests: dict[int, ManifestNode]
-    tags: list[TagRow]
-    links: dict[tuple[int, str], float]  # (repository id, digest) -> its grace period's start
-    blobs: dict[str, int]  # digest -> size
-    filling: set[str]  # blobs a mirror is fetching right now
-
-
-async def load_snapshot(conn: Connection) -> Snapshot:
-    repos = {r.id: r.name for r in await conn.execute(select(repositories.c.id, repositories.c.name))}
-    nodes = {r.id: ManifestNode(r.id, r.repository_id, r.digest, r.subject_digest, r.size, r.created_at,
-                                r.last_pulled_at)
-             for r in await conn.execute(select(manifests.c.id, manifests.c.repository_id, manifests.c.digest,
-                                                manifests.c.subject_digest, manifests.c.size, manifests.c.created_at,
-                                                manifests.c.last_pulled_at))}
-    for ref in await conn.execute(select(manifest_references.c.manifest_id, manifest_references.c.digest,
-                                         manifest_references.c.kind)):
-        node = nodes.get(ref.manifest_id)
-        if node is not None:
-            (node.blobs if ref.kind == "blob" else node.children).append(ref.digest)
-    tag_rows = [TagRow(r.repository_id, r.name, r.manifest_id, r.updated_at)
-                for r in await conn.execute(select(tags.c.repository_id, tags.c.name, tags.c.manifest_id,
-                                                   tags.c.updated_at))]
-    links = {(r.repository_id, r.digest): r.created_at
-             for r in await conn.execute(select(repository_blobs.c.repository_id, repository_blobs.c.digest,
-                                                repository_blobs.c.created_at))}
-    sizes = {r.digest: r.size for r in await conn.execute(select(blobs.c.digest, blobs.c.size))}
-    filling = set((await conn.execute(select(mirror_fills.c.digest)
-                                      .where(mirror_fills.c.expires_at >= time.time()))).scalars())
-    return Snapshot(repos, nodes, tag_rows, links, sizes, filling)
 
 
 # -- sweep: tags ------------------------------------------------------------------------------

@@ -127,15 +127,15 @@ def test_gc_that_marked_before_the_head_keeps_the_link_and_the_bytes(database_ur
     async def test(content: LocalContent, sweeper: Sweeper) -> None:
         await old_orphan(content)
         now = time.time()
-        async with content.db.read() as conn:
-            snapshot = await gc_rows.load_snapshot(conn)
-        plan = mark(snapshot, now=now, grace_seconds=GRACE, untagged_days=0, policies=[])
-        assert plan.links == [await key(content)] and list(plan.blobs) == [str(DIGEST)]
+        async with mark(content.db, now=now, grace_seconds=GRACE, untagged_days=0, policies=[]) as plan:
+            links = [(r.repository_id, r.digest) async for rows in plan.pages("links") for r in rows]
+            planned_blobs = [r.digest async for rows in plan.pages("blobs") for r in rows]
+        assert links == [await key(content)] and planned_blobs == [str(DIGEST)]
 
         await content.blob_head("t/app", DIGEST)  # the client looks between gc's mark and its sweep
 
-        assert await sweeper.delete_links(plan.links, now - GRACE) == []
-        assert await sweeper.delete_blobs(plan.blobs) == {}
+        assert await sweeper.delete_links(links, now - GRACE) == []
+        assert await sweeper.delete_blobs(planned_blobs) == {}
         assert (await content.blob_head("t/app", DIGEST)).size == len(DATA)
         assert await content.store.stat(DIGEST) is not None
 
