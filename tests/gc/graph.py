@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert
 
 from registry.gc.plan import KINDS, mark
-from registry.gc.policy import RetentionPolicy
+from registry.gc.policy import DAY, RetentionPolicy
 from registry.metadata.db import Database
 from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_fills, repositories,
                                       repository_blobs, tags)
@@ -117,3 +118,48 @@ def mark_graph(url: str, graph: Graph, **settings: Any) -> Marked:
             await db.close()
 
     return asyncio.run(main())
+
+
+def reference(g: Graph, now: float, grace: float, untagged_days: float | None, policies: list[RetentionPolicy],
+              collect: bool) -> dict[str, Any]:
+    """The rules, in the plainest Python: what a plan must hold."""
+    nodes = {m.id: m for m in g.manifests}
+    by_repository: dict[int, list[Tag]] = defaultdict(list)
+    for t in g.tags:
+        by_repository[t.repository_id].append(t)
+    victims = set()
+    for repository_id, repo_tags in by_repository.items():
+        policy = next((p for p in policies if p.matches(g.repositories[repository_id])), None)
+        if policy is None:
+            continue
+        newest_first = sorted(repo_tags, key=lambda t: (t.updated_at, t.name), reverse=True)
+        for position, t in enumerate(newest_first):
+            pulled = nodes[t.manifest_id].last_pulled_at
+            kept = ((policy.keep_last is not None and position < policy.keep_last)
+                    or (policy.older_than_days is not None and t.updated_at >= now - policy.older_than_days * DAY)
+                    or policy.keeps_by_name(t.name)
+                    or (policy.keep_pulled_within_days is not None and pulled is not None
+                        and pulled >= now - policy.keep_pulled_within_days * DAY))
+            if not kept:
+                victims.add((repository_id, t.name))
+    tagged_after = {t.manifest_id for t in g.tags if (t.repository_id, t.name) not in victims}
+    tagged_before = {t.manifest_id for t in g.tags}
+    cutoff = None if untagged_days is None or not collect else now - untagged_days * DAY
+    pending = [m for m in g.manifests if m.id in tagged_after
+               or (m.id not in tagged_before and (cutoff is None or m.created_at >= cutoff))]
+    by_key = {(m.repository_id, m.digest): m for m in g.manifests}
+    surviving: set[int] = set()
+    while pending:
+        m = pending.pop()
+        if m.id not in surviving:
+            surviving.add(m.id)
+            pending += [by_key[(m.repository_id, d)] for d in m.children if (m.repository_id, d) in by_key]
+            pending += [r for r in g.manifests if r.repository_id == m.repository_id and r.subject == m.digest]
+    doomed = {m.id for m in g.manifests} - surviving
+    if not collect:
+        return {"tags": victims, "manifests": doomed, "links": set(), "blobs": {}}
+    needed = {(m.repository_id, d) for m in g.manifests if m.id in surviving for d in m.blobs}
+    links = {key for key, at in g.links.items() if at < now - grace and key not in needed}
+    kept_digests = {d for _, d in needed} | g.filling | {d for (r, d) in g.links if (r, d) not in links}
+    return {"tags": victims, "manifests": doomed, "links": links,
+            "blobs": {d: s for d, s in g.blobs.items() if d not in kept_digests}}
