@@ -185,7 +185,8 @@ class GCConfig:
                                                 "them)")
     interval: float = option(0.0, "seconds between scheduled gc runs (retention policies included); 0: only "
                                   "`registry gc` and the admin API run it")
-    batch_size: int = option(500, "rows per sweep transaction (smaller: shorter pauses for concurrent pushes)")
+    batch_size: int = option(500, "rows per sweep transaction, and per page the mark reads back (smaller: shorter "
+                                  "pauses for concurrent pushes, less memory)")
 
 
 @dataclass

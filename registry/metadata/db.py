@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 from collections.abc import AsyncIterator
@@ -81,30 +82,42 @@ class _DedicatedPostgres:
 
 
 class _DedicatedSQLite:
-    """Every call in a worker thread, rows fetched there too (a step may sort or scan)."""
+    """Every call in a worker thread, rows fetched there too (a step may sort or scan), one at a time."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_lock")
 
     def __init__(self, conn: SyncConnection) -> None:
         self._conn = conn
+        self._lock = threading.Lock()  # a call whose awaiter was cancelled may still run in its thread
 
     async def execute(self, statement: Executable, parameters: Any = None) -> Any:
         return await asyncio.to_thread(self._execute, statement, parameters)
 
     def _execute(self, statement: Executable, parameters: Any) -> Any:
-        result = self._conn.execute(statement, parameters)
-        return result.freeze()() if result.returns_rows else result
+        with self._lock:
+            result = self._conn.execute(statement, parameters)
+            return result.freeze()() if result.returns_rows else result
 
     async def snapshot(self) -> None:
         pass  # the deferred BEGIN of the next statement takes its snapshot at the first read, kept until commit
 
     async def commit(self) -> None:
-        await asyncio.to_thread(self._conn.commit)
+        await asyncio.to_thread(self._commit)
 
+    def _commit(self) -> None:
+        with self._lock:
+            self._conn.commit()
 
-def _discard(conn: SyncConnection) -> None:
-    conn.invalidate()
-    conn.close()
+    async def close(self) -> None:
+        """Stop a statement still running (its awaiter was cancelled), then close the connection."""
+        driver: Any = self._conn.connection.driver_connection  # sqlite3's: interrupt() is safe from any thread
+        driver.interrupt()
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._conn.invalidate()
+            self._conn.close()
 
 
 class Database:
@@ -209,14 +222,13 @@ class Database:
                 await async_conn.invalidate()
                 await async_conn.close()
             return
-        conn = await asyncio.to_thread(self._sqlite.connect)
+        dedicated = _DedicatedSQLite(await asyncio.to_thread(self._sqlite.connect))
         try:
-            dedicated = _DedicatedSQLite(conn)
             await dedicated.execute(text("PRAGMA temp_store = FILE"))  # TEMP tables on disk, not in our memory
             await dedicated.commit()
             yield dedicated
         finally:
-            await asyncio.to_thread(_discard, conn)
+            await dedicated.close()
 
     async def _connect(self) -> AsyncConnection:
         """A pooled connection; a server that cannot be reached is DatabaseUnavailable."""

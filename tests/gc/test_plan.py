@@ -3,13 +3,15 @@ retention rules."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from registry.gc.plan import mark
 from registry.gc.policy import PolicyError, RetentionPolicy, parse_quotas, parse_retention, parse_size, quota_for
-from registry.metadata.db import migrate
-from tests.gc.graph import Graph, Marked, Node, Tag, mark_graph
+from registry.metadata.db import Database, migrate
+from tests.gc.graph import Graph, Marked, Node, Tag, mark_graph, write
 
 NOW = 1_000_000_000.0
 DAY = 86400.0
@@ -144,3 +146,22 @@ def test_sweep_order_puts_indexes_before_children_and_subjects_before_referrers(
     order = [m.digest for m in plan(url, snap).manifests]
     assert order.index("z-index") < order.index("a-child")
     assert order.index("y-image") < order.index("b-signature")
+
+
+def test_a_run_that_fails_midway_leaves_nothing_behind(url):
+    """The plan's TEMP tables go with the dedicated connection: the next run, on the same pool, starts clean."""
+    async def main() -> None:
+        db = Database(url, pool_size=1)
+        try:
+            await write(db, snapshot([node(1, "m1", ["l1"])]))
+            for _ in range(2):
+                with pytest.raises(RuntimeError):
+                    async with mark(db, now=NOW, grace_seconds=0, untagged_days=0, policies=[]) as first:
+                        assert [r.digest async for rows in first.pages("manifests") for r in rows] == ["m1"]
+                        raise RuntimeError("the sweep failed")
+            async with mark(db, now=NOW, grace_seconds=0, untagged_days=None, policies=[]) as second:
+                assert [r async for r in second.pages("manifests")] == []
+        finally:
+            await db.close()
+
+    asyncio.run(main())
