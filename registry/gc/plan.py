@@ -111,12 +111,12 @@ async def mark(db: Database, *, now: float, grace_seconds: float, untagged_days:
         await _retention(conn, policies, now, page_size, postgres, spare)
         untagged_since = None if untagged_days is None or not collect else now - untagged_days * DAY
         await marks.mark_roots(conn, untagged_since)
-        await marks.analyze(conn, postgres, marks.live, marks.frontier)
-        for _ in range(MAX_GENERATIONS):
-            if not await marks.spread(conn):
+        await marks.index(conn, postgres, marks.live)
+        for generation in range(MAX_GENERATIONS):
+            if not await marks.spread(conn, first=generation == 0):
                 break
         await marks.mark_doomed(conn)
-        await marks.analyze(conn, postgres, marks.doomed)
+        await marks.index(conn, postgres, marks.doomed)
         for level in range(1, MAX_GENERATIONS):
             if not await marks.level_doomed(conn, level):
                 break
@@ -138,6 +138,7 @@ async def _retention(conn: Dedicated, policies: list[RetentionPolicy], now: floa
             pushed_before=None if policy.older_than_days is None else now - policy.older_than_days * DAY,
             pulled_before=None if policy.keep_pulled_within_days is None
             else now - policy.keep_pulled_within_days * DAY)
+    await marks.index(conn, postgres, marks.victims)
     if used and (spare is not None or any(policies[index].keep_tags is not None for index in used)):
         await _spare_victims(conn, policies, spare, page_size)
     await marks.plan_victims(conn)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (BigInteger, Column, ColumnElement, Float, Index, Integer, MetaData, Select, String, Table,
-                        UniqueConstraint, and_, delete, exists, func, insert, literal, or_, select, text, tuple_, union,
+                        and_, delete, exists, func, insert, literal, or_, select, text, tuple_, union,
                         update)
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql import FromClause
@@ -39,21 +39,20 @@ def _seq() -> Column[int]:
 policy_of = _table("gc_policy_of", Column("repository_id", Integer, primary_key=True),
                    Column("policy", Integer, nullable=False))
 # Tags a policy would delete, before its keep_tags pattern (Python's `re`) spares some.
-victims = _table("gc_victims", Column("repository_id", Integer, primary_key=True),
-                 Column("name", String(128), primary_key=True), Column("manifest_id", Integer, nullable=False),
-                 Column("updated_at", Float, nullable=False), Column("policy", Integer, nullable=False))
+victims = _table("gc_victims", Column("repository_id", Integer, nullable=False),
+                 Column("name", String(128), nullable=False), Column("manifest_id", Integer, nullable=False),
+                 Column("updated_at", Float, nullable=False), Column("policy", Integer, nullable=False),
+                 Index("ix_gc_victims", "repository_id", "name", unique=True))
 # Surviving manifests; a generation's frontier, and the next one while it is found.
-live = _table("gc_live", Column("id", Integer, primary_key=True))
-frontier = _table("gc_frontier", Column("id", Integer, primary_key=True))
-found = _table("gc_found", Column("id", Integer, primary_key=True))
-doomed = _table("gc_doomed", Column("id", Integer, primary_key=True),
+live = _table("gc_live", Column("id", Integer, nullable=False), Index("ix_gc_live", "id", unique=True))
+frontier = _table("gc_frontier", Column("id", Integer, nullable=False))
+found = _table("gc_found", Column("id", Integer, nullable=False))
+doomed = _table("gc_doomed", Column("id", Integer, nullable=False),
                 Column("repository_id", Integer, nullable=False), Column("digest", DIGEST, nullable=False),
                 Column("subject", DIGEST, nullable=True), Column("size", BigInteger, nullable=False),
-                Column("level", Integer, nullable=False),
-                UniqueConstraint("repository_id", "digest"), Index("ix_gc_doomed_subject", "repository_id", "subject"))
-# (repository, blob) pairs a surviving manifest references: their links stay, and so do their blobs.
-needed = _table("gc_needed", Column("repository_id", Integer, primary_key=True),
-                Column("digest", DIGEST, primary_key=True), Index("ix_gc_needed_digest", "digest"))
+                Column("level", Integer, nullable=False), Index("ix_gc_doomed_id", "id", unique=True),
+                Index("ix_gc_doomed_digest", "repository_id", "digest"),
+                Index("ix_gc_doomed_subject", "repository_id", "subject"))
 # The plan, each in sweep order.
 plan_tags = _table("gc_plan_tags", _seq(), Column("repository_id", Integer, nullable=False),
                    Column("name", String(128), nullable=False), Column("manifest_id", Integer, nullable=False),
@@ -62,25 +61,26 @@ plan_manifests = _table("gc_plan_manifests", _seq(), Column("id", Integer, nulla
                         Column("repository_id", Integer, nullable=False), Column("digest", DIGEST, nullable=False),
                         Column("size", BigInteger, nullable=False))
 plan_links = _table("gc_plan_links", _seq(), Column("repository_id", Integer, nullable=False),
-                    Column("digest", DIGEST, nullable=False), UniqueConstraint("repository_id", "digest"))
+                    Column("digest", DIGEST, nullable=False), Index("ix_gc_plan_links", "repository_id", "digest"))
 plan_blobs = _table("gc_plan_blobs", _seq(), Column("digest", DIGEST, nullable=False, unique=True),
                     Column("size", BigInteger, nullable=False))
 PLANS = {"tags": plan_tags, "manifests": plan_manifests, "links": plan_links, "blobs": plan_blobs}
 
 
 async def create_tables(conn: Connection) -> None:
+    """The tables only: an index is built once its table's bulk is in (`index`), by one sort rather than
+    row by row (on PostgreSQL, a TEMP index larger than temp_buffers thrashes when filled a row at a time)."""
     for table in _temp.sorted_tables:
         await conn.execute(CreateTable(table))
-        for index in table.indexes:
-            await conn.execute(CreateIndex(index))
 
 
-async def analyze(conn: Connection, postgres: bool, *tables: Table) -> None:
-    """PostgreSQL's planner has no statistics of a TEMP table until told to gather them (autovacuum
-    never sees one); SQLite's does without."""
+async def index(conn: Connection, postgres: bool, table: Table) -> None:
+    """Build the table's indexes, and on PostgreSQL gather its statistics: its planner has none of a TEMP
+    table until told (autovacuum never sees one); SQLite's does without."""
+    for table_index in table.indexes:
+        await conn.execute(CreateIndex(table_index))
     if postgres:
-        for table in tables:
-            await conn.execute(text(f"ANALYZE {table.name}"))
+        await conn.execute(text(f"ANALYZE {table.name}"))
 
 
 # -- retention ---------------------------------------------------------------------------------
@@ -152,7 +152,6 @@ async def mark_roots(conn: Connection, untagged_since: float | None) -> None:
     if untagged_since is not None:
         untagged = untagged.where(manifests.c.created_at >= untagged_since)
     await conn.execute(insert(live).from_select(["id"], untagged))
-    await conn.execute(insert(frontier).from_select(["id"], select(live.c.id)))
 
 
 def _successors(nodes: Table, members: FromClause | None, ids: FromClause | None) -> Select[Any]:
@@ -168,9 +167,10 @@ def _successors(nodes: Table, members: FromClause | None, ids: FromClause | None
                           child.c.digest == manifest_references.c.digest))))
     referring = select(child.c.id).select_from(
         parents.join(child, and_(child.c.repository_id == parent.c.repository_id, subject == parent.c.digest)))
-    if members is not None:  # only those not in `members` yet
-        listed = listed.where(~exists().where(members.c.id == child.c.id))
-        referring = referring.where(~exists().where(members.c.id == child.c.id))
+    if members is not None:  # only those not in `members` yet (an alias: `members` may also be `ids`)
+        seen = members.alias("seen")
+        listed = listed.where(~exists().where(seen.c.id == child.c.id))
+        referring = referring.where(~exists().where(seen.c.id == child.c.id))
     return union(listed, referring)  # type: ignore[return-value]
 
 
@@ -182,10 +182,10 @@ async def _next_generation(conn: Connection, nodes: Table, members: Table | None
     return int(result.rowcount)
 
 
-async def spread(conn: Connection) -> int:
-    """One generation of survivors: what the frontier needs and is not yet live becomes live and the
-    next frontier. Returns how many; 0 when reachability is complete."""
-    added = await _next_generation(conn, manifests, live, frontier)
+async def spread(conn: Connection, first: bool) -> int:
+    """One generation of survivors: what the frontier (the roots, the `first` time) needs and is not yet
+    live becomes live and the next frontier. Returns how many; 0 when reachability is complete."""
+    added = await _next_generation(conn, manifests, live, live if first else frontier)
     if added:
         await conn.execute(insert(live).from_select(["id"], select(found.c.id)))
         await conn.execute(delete(frontier))
@@ -220,29 +220,31 @@ async def plan_doomed(conn: Connection) -> None:
 
 
 # -- links and blobs ---------------------------------------------------------------------------
+def _referenced_by_survivor(digest: ColumnElement[Any], repository_id: ColumnElement[Any] | None = None) -> Any:
+    """Whether a surviving manifest (of that repository, if given) references the blob."""
+    conditions = [manifest_references.c.digest == digest, manifest_references.c.kind == "blob",
+                  live.c.id == manifest_references.c.manifest_id]
+    if repository_id is not None:
+        conditions += [manifests.c.id == manifest_references.c.manifest_id, manifests.c.repository_id == repository_id]
+    return exists().where(*conditions)
+
+
 async def plan_links_and_blobs(conn: Connection, linked_before: float, now: float, postgres: bool) -> None:
     """Links no surviving manifest of their repository references, linked (or looked at) before
     `linked_before`; blobs that no surviving manifest references, no link left keeps and no mirror is
     fetching at `now`."""
-    await conn.execute(insert(needed).from_select(["repository_id", "digest"], select(
-        manifests.c.repository_id, manifest_references.c.digest).distinct().select_from(
-        live.join(manifests, manifests.c.id == live.c.id)
-        .join(manifest_references, and_(manifest_references.c.manifest_id == manifests.c.id,
-                                         manifest_references.c.kind == "blob")))))
-    await analyze(conn, postgres, needed)
     link_order = func.row_number().over(order_by=(repository_blobs.c.repository_id, repository_blobs.c.digest))
     await conn.execute(insert(plan_links).from_select(["seq", "repository_id", "digest"], select(
         link_order, repository_blobs.c.repository_id, repository_blobs.c.digest).where(
         repository_blobs.c.created_at < linked_before,
-        ~exists().where(needed.c.repository_id == repository_blobs.c.repository_id,
-                        needed.c.digest == repository_blobs.c.digest))))
-    await analyze(conn, postgres, plan_links)
+        ~_referenced_by_survivor(repository_blobs.c.digest, repository_blobs.c.repository_id))))
+    await index(conn, postgres, plan_links)
     dropped = exists().where(plan_links.c.repository_id == repository_blobs.c.repository_id,
                              plan_links.c.digest == repository_blobs.c.digest)
     kept_link = exists().where(repository_blobs.c.digest == blobs.c.digest, ~dropped)
     await conn.execute(insert(plan_blobs).from_select(["seq", "digest", "size"], select(
         func.row_number().over(order_by=blobs.c.digest), blobs.c.digest, blobs.c.size).where(
-        ~exists().where(needed.c.digest == blobs.c.digest),
+        ~_referenced_by_survivor(blobs.c.digest),
         ~exists().where(mirror_fills.c.digest == blobs.c.digest, mirror_fills.c.expires_at >= now),
         ~kept_link)))
 
