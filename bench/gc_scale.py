@@ -1,27 +1,26 @@
-"""Garbage collection at the size real registries reach: wall time and peak RSS of `registry gc`.
+"""Garbage collection at the size real registries reach, source tree against source tree: wall time, peak
+RSS and how long it holds the event loop.
 
-    .venv/bin/python bench/gc_scale.py --size small                      # a hundredth of full
-    .venv/bin/python bench/gc_scale.py --size small --code /tmp/old-tree # the same, run by another source tree
+    .venv/bin/python bench/gc_scale.py --size small --code /tmp/before --code .            # PostgreSQL
+    .venv/bin/python bench/gc_scale.py --size tenth --database sqlite --code /tmp/before --code .
 
-PostgreSQL is seeded by bench/scale.py's `seed_sql` (rows only), then each run is the `registry gc` CLI
-under /usr/bin/time -v, one process per run, so its peak RSS is the collector's alone. The runs:
-- `default`: a dry run with the defaults (untagged manifests kept, one hour of grace): the whole graph is
-  marked, nothing is planned;
-- `untagged`: a dry run with `--gc-untagged-days 0 --gc-grace-period 0`: every untagged manifest, every
-  link no surviving manifest needs and every blob left without a link is planned (the largest plan);
-- `real` (with --real): the same settings, not a dry run: the sweep deletes the plan (run last).
-Each `--code` tree (default: this one) runs every dry run in turn, `--repeat` times, interleaved.
-
-With --latency, each tree then serves the database (`registry serve`) and 4 clients time manifest GETs by
-digest, blob HEADs and the first tags page of the 100,000-tag repository, idle and then while the server
-itself runs the `untagged` dry run (POST /admin/api/gc): p50, p99 and the slowest call, in ms.
+The database is seeded by bench/scale_seed.py (rows only: gc's mark reads no bytes), at one of bench/scale.py's
+sizes or `tenth` (a tenth of full), into a database the migrations of this tree made. Then, for each `--code`
+tree in turn (`git archive REV | tar -x -C DIR` makes one), each a process of its own started from that tree:
+- `default`: `registry gc --dry-run` with the defaults (untagged manifests kept, an hour of grace): the whole
+  graph is marked, only the seed's unlinked blobs are planned; under /usr/bin/time -v;
+- `untagged`: the same with `--gc-untagged-days 0 --gc-grace-period 0`: every untagged manifest, every link
+  no surviving manifest needs and every blob left without one is planned (the largest plan);
+- `stalls`: the `untagged` dry run inside a process as a server runs it, on its event loop, beside a task
+  that sleeps 1 ms at a time and records how late it wakes (a late wake is a request that waited): the
+  longest stall and the 99th percentile, in ms;
+- with --real, last and by the last tree only: the `untagged` run for real (the sweep deletes the plan).
+Prints one JSON document on stdout, and each run on stderr as it ends.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import re
@@ -29,131 +28,122 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-from bench.scale import SIZES, seed_sql  # noqa: E402
+from scale import SIZES  # noqa: E402
+from scale_seed import Dialect, open_sqlite, seed_sql  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
-from tests.support.server import RegistryProcess  # noqa: E402
 
-GC_SIZES = {**SIZES, "tenth": {**{k: v // 10 for k, v in SIZES["full"].items()}, "referrers": 1_000}}
-RUNS = {"default": ["--dry-run"], "untagged": ["--dry-run", "--gc-untagged-days", "0", "--gc-grace-period", "0"]}
-REAL = ["--gc-untagged-days", "0", "--gc-grace-period", "0"]
-CLIENTS = 4
+GC_SIZES = {**SIZES, "tenth": {k: max(1, v // 10) for k, v in SIZES["full"].items()}}
+UNTAGGED = ["--gc-untagged-days", "0", "--gc-grace-period", "0"]
+RUNS = {"default": ["--dry-run"], "untagged": ["--dry-run", *UNTAGGED]}
+
+STALLS = """
+import asyncio, json, resource, sys, time
+from pathlib import Path
+from registry.gc.jobs import Maintenance, Settings
+from registry.metadata.db import Database
+from registry.storage.filesystem import FilesystemStore
+
+async def main():
+    db = Database(sys.argv[1])
+    maintenance = Maintenance(db, FilesystemStore(Path(sys.argv[2])), Settings(grace_seconds=0.0, untagged_days=0.0))
+    stalls, done = [], asyncio.Event()
+
+    async def ticker():
+        while not done.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            stalls.append((time.perf_counter() - before) * 1000 - 1)
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)  # the ticker sleeps: a gc that holds the loop from its first step wakes it late
+    started = time.perf_counter()
+    report = await maintenance.gc(dry_run=True)
+    seconds = time.perf_counter() - started
+    done.set()
+    await tick
+    await db.close()
+    stalls.sort()
+    print(json.dumps({"seconds": round(seconds, 1), "longest_stall_ms": round(stalls[-1], 1),
+                      "p99_stall_ms": round(stalls[int(0.99 * len(stalls))], 1), "ticks": len(stalls),
+                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "deleted": report["deleted"]}))
+
+asyncio.run(main())
+"""
 
 
-def timed_gc(code: Path, data: Path, env: dict[str, str], args: list[str]) -> dict[str, object]:
-    """One `registry gc --json` process under /usr/bin/time -v: seconds, peak RSS (MiB), what it counted."""
-    command = ["/usr/bin/time", "-v", sys.executable, "-m", "registry", "gc", "--json", "--data-dir", str(data), *args]
-    started = time.monotonic()
-    # Run from the tree: `python -m` puts the working directory first on the path, before PYTHONPATH.
-    proc = subprocess.run(command, env={**os.environ, **env, "PYTHONPATH": str(code)}, cwd=code, capture_output=True,
+def in_tree(tree: Path, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run from the tree: `python -m` and `-c` put the working directory first on the path."""
+    proc = subprocess.run(command, env={**os.environ, **env, "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True,
                           text=True, timeout=7200)
-    seconds = time.monotonic() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"gc failed: {proc.stderr[-3000:]}")
-    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
+        raise RuntimeError(f"{command[:6]} failed: {proc.stderr[-3000:]}")
+    return proc
+
+
+def timed_gc(tree: Path, data: Path, env: dict[str, str], args: list[str]) -> dict[str, Any]:
+    """One `registry gc --json` under /usr/bin/time -v: seconds, peak RSS (MiB), what it counted."""
+    started = time.monotonic()
+    proc = in_tree(tree, ["/usr/bin/time", "-v", sys.executable, "-m", "registry", "gc", "--json", "--data-dir",
+                          str(data), *args], env)
+    seconds = time.monotonic() - started
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    assert peak is not None, proc.stderr[-1000:]
     report = json.loads(proc.stdout)
-    return {"seconds": round(seconds, 1), "peak_rss_mib": round(rss_kib / 1024, 1), "deleted": report["deleted"],
-            "freed_bytes": report["freed_bytes"]}
-
-
-@contextlib.contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    """`python -m registry` takes the package from the working directory first."""
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
-def figures(latencies: list[float]) -> dict[str, float]:
-    ordered = sorted(latencies)
-    return {"calls": len(ordered), "p50": round(ordered[len(ordered) // 2], 1),
-            "p99": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1), "max": round(ordered[-1], 1)}
-
-
-async def during(url: str, paths: list[tuple[str, str, dict[str, str]]], gc: bool) -> dict[str, object]:
-    """Time the paths round-robin from CLIENTS clients: 200 rounds idle, or for as long as a gc dry run
-    that the server runs takes."""
-    latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-        started = time.monotonic()
-        job = asyncio.ensure_future(client.post("/admin/api/gc", json={"dry_run": True})) if gc else None
-
-        async def worker() -> None:
-            rounds = 0
-            while (job is not None and not job.done()) or (job is None and rounds < 200):
-                for method, path, headers in paths:
-                    sent = time.perf_counter()
-                    response = await client.request(method, path, headers=headers)
-                    latencies.append((time.perf_counter() - sent) * 1000)
-                    assert response.status_code == 200, (path, response.status_code)
-                rounds += 1
-
-        await asyncio.gather(*(worker() for _ in range(CLIENTS)))
-        result: dict[str, object] = figures(latencies)
-        if job is not None:
-            report = (await job).json()
-            result |= {"gc_seconds": round(time.monotonic() - started, 1), "gc_deleted": report["deleted"]}
-    return result
-
-
-def latency(tree: Path, pg: PostgresServer, data: Path, env: dict[str, str]) -> dict[str, object]:
-    manifest = pg.psql("SELECT digest FROM manifests WHERE id = 1", database="registry")
-    blob = pg.psql("SELECT digest FROM repository_blobs WHERE repository_id = 1 LIMIT 1", database="registry")
-    paths = [("GET", f"/v2/big/repo/manifests/{manifest}", {"Accept": "application/vnd.oci.image.manifest.v1+json"}),
-             ("HEAD", f"/v2/big/repo/blobs/{blob}", {}), ("GET", "/v2/big/repo/tags/list?n=100", {})]
-    settings = {**env, "PYTHONPATH": str(tree), "REGISTRY_GC_UNTAGGED_DAYS": "0", "REGISTRY_GC_GRACE_PERIOD": "0"}
-    with working_directory(tree), RegistryProcess(data, env=settings) as server:
-        idle = asyncio.run(during(server.url, paths, gc=False))
-        busy = asyncio.run(during(server.url, paths, gc=True))
-    return {"idle": idle, "while gc runs": busy}
+    return {"seconds": round(seconds, 1), "peak_rss_mib": round(int(peak.group(1)) / 1024, 1),
+            "deleted": report["deleted"], "freed_bytes": report["freed_bytes"]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(GC_SIZES), default="small")
+    parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--code", action="append", type=Path, help="a source tree to run gc from (repeatable)")
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the dry runs, trees interleaved")
     parser.add_argument("--real", action="store_true", help="end with a real gc by the last --code tree")
-    parser.add_argument("--latency", action="store_true", help="time API calls idle and while the server runs gc")
     args = parser.parse_args()
-    trees = args.code or [REPO_ROOT]
+    trees = [tree.resolve() for tree in args.code or [REPO_ROOT]]
     work = Path(tempfile.mkdtemp(prefix="bench-gc-"))
-    results: dict[str, list[dict[str, object]]] = {}
-    with PostgresServer(work) as pg:
-        url = pg.create_database("registry")
-        env = {"REGISTRY_DATABASE_URL": url}
-        subprocess.run([sys.executable, "-m", "registry", "db", "upgrade", "--data-dir", str(work / "data")],
-                       env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT, check=True,
-                       capture_output=True)
+    data = work / "data"
+    results: dict[str, list[dict[str, Any]]] = {}
+    pg = PostgresServer(work).start() if args.database == "postgres" else None
+    try:
+        url = pg.create_database("registry") if pg else f"sqlite+aiosqlite:///{data / 'registry.db'}"
+        env = {"REGISTRY_DATABASE_URL": url} if pg else {}
+        in_tree(REPO_ROOT, [sys.executable, "-m", "registry", "db", "upgrade", "--data-dir", str(data)], env)
         started = time.monotonic()
-        for statement in seed_sql(GC_SIZES[args.size]):
-            pg.psql(statement, database="registry", timeout=3600)
-        print(f"seeded {args.size} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        statements = seed_sql(GC_SIZES[args.size], Dialect(sqlite=pg is None), time.time())
+        if pg is not None:
+            for statement in statements:
+                pg.psql(statement, database="registry", timeout=7200)
+        else:
+            conn = open_sqlite(data / "registry.db")
+            for statement in statements:
+                conn.execute(statement)
+            conn.close()
+        print(f"seeded {args.size} ({args.database}) in {time.monotonic() - started:.0f} s", file=sys.stderr)
         for _ in range(args.repeat):
-            for name, extra in RUNS.items():
-                for tree in trees:
-                    figures = timed_gc(tree, work / "data", env, extra)
-                    results.setdefault(f"{name} {tree}", []).append(figures)
-                    print(f"{name} by {tree}: {figures}", file=sys.stderr)
-        if args.latency:
             for tree in trees:
-                results[f"latency {tree}"] = [latency(tree, pg, work / "data", env)]
-                print(f"latency by {tree}: {results[f'latency {tree}']}", file=sys.stderr)
+                for name, extra in RUNS.items():
+                    results.setdefault(f"{name} {tree}", []).append(timed_gc(tree, data, env, extra))
+                proc = in_tree(tree, [sys.executable, "-c", STALLS, url, str(data)], env)
+                results.setdefault(f"stalls {tree}", []).append(json.loads(proc.stdout))
+                for name in (*RUNS, "stalls"):
+                    print(f"{name} by {tree}: {results[f'{name} {tree}'][-1]}", file=sys.stderr)
         if args.real:
-            figures = timed_gc(trees[-1], work / "data", env, REAL)
-            results[f"real {trees[-1]}"] = [figures]
-            print(f"real by {trees[-1]}: {figures}", file=sys.stderr)
-    print(json.dumps({"size": args.size, "runs": results}, indent=2))
+            results[f"real {trees[-1]}"] = [timed_gc(trees[-1], data, env, UNTAGGED)]
+            print(f"real by {trees[-1]}: {results[f'real {trees[-1]}'][0]}", file=sys.stderr)
+    finally:
+        if pg is not None:
+            pg.stop()
+    print(json.dumps({"size": args.size, "database": args.database, "runs": results}, indent=2))
     return 0
 
 
