@@ -96,11 +96,14 @@ async def write(db: Database, graph: Graph) -> None:
 
 
 async def marked(db: Database, *, now: float, grace_seconds: float, untagged_days: float | None,
-                 policies: list[RetentionPolicy], collect: bool = True, page_size: int = 3) -> Marked:
-    """Mark and read the whole plan back (pages of three: the paging is exercised too)."""
+                 policies: list[RetentionPolicy], collect: bool = True, page_size: int = 3,
+                 held: frozenset[tuple[str, str]] = frozenset()) -> Marked:
+    """Mark and read the whole plan back (pages of three: the paging is exercised too); `held` are the
+    (repository, tag) an immutable rule holds."""
     whole: dict[str, list[Any]] = {kind: [] for kind in KINDS}
+    spare = (lambda repository, tag: (repository, tag) in held) if held else None
     async with mark(db, now=now, grace_seconds=grace_seconds, untagged_days=untagged_days, policies=policies,
-                    collect=collect, page_size=page_size) as plan:
+                    collect=collect, page_size=page_size, spare=spare) as plan:
         for kind in KINDS:
             async for rows in plan.pages(kind):
                 whole[kind] += rows
@@ -121,7 +124,7 @@ def mark_graph(url: str, graph: Graph, **settings: Any) -> Marked:
 
 
 def reference(g: Graph, now: float, grace: float, untagged_days: float | None, policies: list[RetentionPolicy],
-              collect: bool) -> dict[str, Any]:
+              collect: bool, held: frozenset[tuple[str, str]] = frozenset()) -> dict[str, Any]:
     """The rules, in the plainest Python: what a plan must hold."""
     nodes = {m.id: m for m in g.manifests}
     by_repository: dict[int, list[Tag]] = defaultdict(list)
@@ -138,6 +141,7 @@ def reference(g: Graph, now: float, grace: float, untagged_days: float | None, p
             kept = ((policy.keep_last is not None and position < policy.keep_last)
                     or (policy.older_than_days is not None and t.updated_at >= now - policy.older_than_days * DAY)
                     or policy.keeps_by_name(t.name)
+                    or (g.repositories[repository_id], t.name) in held
                     or (policy.keep_pulled_within_days is not None and pulled is not None
                         and pulled >= now - policy.keep_pulled_within_days * DAY))
             if not kept:

@@ -1,7 +1,7 @@
 """The mark phase in SQL against the rules written plainly in Python, on random graphs, on SQLite and
 PostgreSQL: indexes, referrers (also of missing subjects), tags sharing a push time (ties broken by name,
-in code-point order: `V1` < `_x` < `v1`), every retention rule, link ages around the grace period,
-mirror fills, and the retention-only mode."""
+in code-point order: `V1` < `_x` < `v1`), every retention rule, tags an immutable rule holds, link ages
+around the grace period, mirror fills, and the retention-only mode."""
 
 from __future__ import annotations
 
@@ -103,11 +103,13 @@ def test_the_plan_follows_the_rules_on_random_graphs(url: str):
                 rng = random.Random(seed)
                 graph, policies = random_graph(rng), random_policies(rng)
                 untagged_days = rng.choice((None, 0.0, 7.0))
+                names = [(r, t.name) for r in graph.repositories.values() for t in graph.tags]
+                held = frozenset(rng.sample(names, min(len(names), rng.choice((0, 0, 2)))))
                 for collect in (True, False):
                     await write(db, graph)
                     got = await marked(db, now=NOW, grace_seconds=GRACE, untagged_days=untagged_days,
-                                       policies=policies, collect=collect, page_size=rng.choice((1, 2, 500)))
-                    want = reference(graph, NOW, GRACE, untagged_days, policies, collect)
+                                       policies=policies, collect=collect, page_size=rng.choice((1, 2, 500)), held=held)
+                    want = reference(graph, NOW, GRACE, untagged_days, policies, collect, held)
                     case = f"seed {seed}, collect {collect}"
                     assert {(t.repository_id, t.name) for t in got.tags} == want["tags"], case
                     assert {m.id for m in got.manifests} == want["manifests"], case
