@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from registry.auth.files import check_files
 from registry.config import Config, ConfigError
 from registry.config import load as load_options
+from registry.events.endpoints import NotificationsConfigError, parse_endpoints
 from registry.gc.policy import PolicyError, parse_quotas, parse_retention
 from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
 from registry.startup import require_extra
 
 
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    config = load_options(args, environ, checks=(_mirror, _policies, _auth_files))
+    config = load_options(args, environ, checks=(_mirror, _policies, _auth_files, _notifications))
     require_extras(config)
     return config
 
@@ -56,3 +57,10 @@ def _policies(config: Config, sources: Mapping[str, str]) -> None:
 
 def _auth_files(config: Config, sources: Mapping[str, str]) -> None:
     check_files(config)  # policy, htpasswd and key files: an AuthFileError (a ConfigError) names file and entry
+
+
+def _notifications(config: Config, sources: Mapping[str, str]) -> None:
+    try:
+        parse_endpoints(config.notifications.endpoints)
+    except NotificationsConfigError as exc:
+        raise ConfigError(f"{sources.get('notifications.endpoints', 'notifications.endpoints')}: {exc}") from None
