@@ -18,7 +18,7 @@ from typing import Any
 
 from registry.events.envelope import timestamp
 from registry.metadata import audit as audit_rows
-from registry.metadata.audit import Filters
+from registry.metadata.audit import Filters, Position
 from registry.metadata.db import Database
 from registry.metadata.events import Cursor, EventRow
 
@@ -31,7 +31,7 @@ CSV_COLUMNS = ("seq", "timestamp", "action", "outcome", "actor", "actor_kind", "
                "digest", "tag", "media_type", "size", "target", "from_repository", "detail", "request_id", "method",
                "user_agent")
 
-__all__ = ["ACTIONS", "Audit", "Filters", "entry"]
+__all__ = ["ACTIONS", "Audit", "Filters", "Position", "entry"]
 
 
 def entry(row: EventRow) -> dict[str, Any]:
@@ -57,17 +57,18 @@ class Audit:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def page(self, filters: Filters, limit: int, before: int | None) -> tuple[list[dict[str, Any]], int | None]:
-        """Entries newest first; the cursor of the next page (None: this is the last)."""
+    async def page(self, filters: Filters, limit: int,
+                   before: Position | None) -> tuple[list[dict[str, Any]], Position | None]:
+        """Entries newest first; where the next page starts (None: this is the last)."""
         async with self.db.read() as conn:
             found = await audit_rows.page(conn, filters, limit + 1, before)
         more = len(found) > limit
         found = found[:limit]
-        return [entry(row) for row in found], found[-1].seq if more and found else None
+        return [entry(row) for row in found], (found[-1].created_at, found[-1].seq) if more and found else None
 
     async def rows(self, filters: Filters) -> AsyncIterator[EventRow]:
         """Every matching entry, newest first, read a page at a time (an export of any size)."""
-        before = None
+        before: Position | None = None
         while True:
             async with self.db.read() as conn:
                 found = await audit_rows.page(conn, filters, EXPORT_PAGE, before)
@@ -75,7 +76,7 @@ class Audit:
                 yield row
             if len(found) < EXPORT_PAGE:
                 return
-            before = found[-1].seq
+            before = (found[-1].created_at, found[-1].seq)
 
     async def purge(self, retention_seconds: float, delivered: Callable[[], Awaitable[Cursor | None]]) -> int:
         """Delete entries older than the retention, in batches, keeping those a webhook endpoint has

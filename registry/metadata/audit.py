@@ -1,5 +1,6 @@
-"""The audit trail's reads over the `events` table: newest first, filtered, a page at a time (keyset on
-`seq`), and the purge of entries older than the retention."""
+"""The audit trail's reads over the `events` table: newest first by when each happened (pulls and
+logins are written in batches, after a push that followed them), filtered, a page at a time (keyset
+on (created_at, seq)), and the purge of entries older than the retention."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ class Filters:
     until: float | None = None  # created_at < until
 
 
-async def page(conn: Connection, filters: Filters, limit: int, before: int | None) -> list[EventRow]:
-    """Up to `limit` entries matching `filters`, newest first, older than the entry `before` (a seq)."""
-    query = select(*COLUMNS).order_by(events.c.seq.desc()).limit(limit)
+Position = tuple[float, int]  # (created_at, seq) of an entry: where a page ends
+
+
+async def page(conn: Connection, filters: Filters, limit: int, before: Position | None) -> list[EventRow]:
+    """Up to `limit` entries matching `filters`, newest first, after the entry at `before`."""
+    query = select(*COLUMNS).order_by(events.c.created_at.desc(), events.c.seq.desc()).limit(limit)
     if before is not None:
-        query = query.where(events.c.seq < before)
+        query = query.where(tuple_(events.c.created_at, events.c.seq) < tuple_(*before))
     if filters.repository is not None:
         query = query.where(events.c.repository == filters.repository)
     if filters.actor is not None:

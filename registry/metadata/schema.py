@@ -214,8 +214,8 @@ events = Table(
     Column("source_addr", String(255), nullable=True),  # the registry process that wrote it
     Column("source_instance", String(36), nullable=True),
     Index("ix_events_txid_seq", "txid", "seq"),
-    Index("ix_events_repository", "repository", "seq"),
-    Index("ix_events_actor", "actor", "seq"),
+    Index("ix_events_repository", "repository", "created_at"),  # the audit trail: newest first, filtered
+    Index("ix_events_actor", "actor", "created_at"),
     Index("ix_events_created", "created_at"),
     sqlite_autoincrement=True,
 )

@@ -192,7 +192,7 @@ def test_audit_pages_filter_and_go_back_in_time(database_url: str) -> None:
             await journal.flush()
             async with db.read() as conn:
                 first = await audit_rows.page(conn, audit_rows.Filters(), 2, None)
-                second = await audit_rows.page(conn, audit_rows.Filters(), 2, first[-1].seq)
+                second = await audit_rows.page(conn, audit_rows.Filters(), 2, (first[-1].created_at, first[-1].seq))
                 pulls = await audit_rows.page(conn, audit_rows.Filters(action="pull"), 10, None)
                 team1 = await audit_rows.page(conn, audit_rows.Filters(repository="team/1"), 10, None)
                 none = await audit_rows.page(conn, audit_rows.Filters(since=time.time() + 60), 10, None)

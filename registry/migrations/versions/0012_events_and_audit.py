@@ -46,8 +46,8 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_events_txid_seq", "events", ["txid", "seq"])
-    op.create_index("ix_events_repository", "events", ["repository", "seq"])
-    op.create_index("ix_events_actor", "events", ["actor", "seq"])
+    op.create_index("ix_events_repository", "events", ["repository", "created_at"])
+    op.create_index("ix_events_actor", "events", ["actor", "created_at"])
     op.create_index("ix_events_created", "events", ["created_at"])
     op.create_table(
         "event_endpoints",
