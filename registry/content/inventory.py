@@ -16,6 +16,7 @@ from registry import manifest as mf
 from registry.content.local import LocalContent
 from registry.digest import parse_digest
 from registry.errors import RegistryError
+from registry.events.journal import Change
 from registry.metadata import inventory as rows
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
@@ -48,6 +49,7 @@ class Inventory:
             summary = (await rows.repository_stats(conn, name))
             pending = await rows.upload_ids(conn, repo_id)
             await rows.delete_repository(conn, repo_id)
+            await self.local.record(conn, Change("delete", "repository", name))
         for upload_id in pending:  # staged bytes of unfinished uploads; committed blobs wait for GC
             await self.store.abort_upload(upload_id)
         assert summary is not None
@@ -71,7 +73,7 @@ class Inventory:
             if config is not None and not summary["platforms"]:
                 summary["platforms"] = [_platform_name(config)]
             result.append({"tag": t.tag, "digest": t.digest, "media_type": t.media_type, "updated_at": t.updated_at,
-                           "created_at": t.created_at, "last_pulled_at": t.last_pulled_at,
+                           "pushed_by": t.pushed_by, "created_at": t.created_at, "last_pulled_at": t.last_pulled_at,
                            "created": (config or {}).get("created"), **summary})
         return result
 

@@ -25,6 +25,8 @@ from registry.content.recency import RecencyLog
 from registry.gc.policy import Quota, format_bytes, quota_for
 from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
 from registry.errors import ChunkOutOfOrder, Conflict, RegistryError
+from registry.events.context import current as current_request
+from registry.events.journal import BLOB_MEDIA_TYPE, Change, Journal
 from registry.gc.sweep import STALE_SECONDS, Sweeper
 from registry.metadata import blobs as blob_rows
 from registry.metadata import deletions, leases
@@ -68,8 +70,10 @@ class _HashState:
 
 class LocalContent:
     def __init__(self, db: Database, store: BlobStore, redirect_expiry: int | None = None,
-                 quotas: list[Quota] | None = None, grace_seconds: float = 3600.0) -> None:
+                 quotas: list[Quota] | None = None, grace_seconds: float = 3600.0,
+                 journal: Journal | None = None) -> None:
         self.db = db
+        self.journal = journal  # events (webhooks, audit): written in the transactions below
         self.store = store
         self.redirect_expiry = redirect_expiry
         self.quotas = quotas or []
@@ -117,6 +121,7 @@ class LocalContent:
             repo_id = await repo_rows.repository_id(conn, repository)
             if repo_id is None or not await blob_rows.unlink_blob(conn, repo_id, str(digest)):
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
+            await self.record(conn, Change("delete", "blob", repository, str(digest)))
 
     async def mount_blob(self, repository: str, digest: Digest, source: str) -> BlobContent | None:
         """Link a blob from `source` without copying; None when the source does not hold it.
@@ -133,6 +138,8 @@ class LocalContent:
                 return None
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await self._link(conn, repository, repo_id, str(digest), size)
+            await self.record(conn, Change("mount", "blob", repository, str(digest), media_type=BLOB_MEDIA_TYPE,
+                                           size=size, from_repository=source))
         return BlobContent(str(digest), size)
 
     async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
@@ -151,6 +158,7 @@ class LocalContent:
         try:
             async with self.db.write() as conn:
                 await self._record_and_link(conn, repository, digest, size, known)
+                await self.record(conn, _blob_pushed(repository, digest, size))
         except RegistryError as exc:
             if exc.code == "DENIED":
                 await self._leave_for_collection(digest, size)
@@ -294,6 +302,7 @@ class LocalContent:
                     async with self.db.write() as conn:
                         await self._record_and_link(conn, repository, digest, size, known)
                         await upload_rows.delete_upload(conn, upload_id)
+                        await self.record(conn, _blob_pushed(repository, digest, size))
                 except RegistryError as exc:
                     if exc.code == "DENIED":  # a concurrent push took the quota's last room
                         lease.ended = True
@@ -323,6 +332,7 @@ class LocalContent:
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await self._link(conn, repository, repo_id, str(digest), size)
             await upload_rows.delete_upload(conn, upload_id)
+            await self.record(conn, _blob_pushed(repository, digest, size))
         await self.store.abort_upload(upload_id)
         return True
 
@@ -453,8 +463,15 @@ class LocalContent:
                 artifact_type=parsed.artifact_type, subject=parsed.subject, annotations=parsed.annotations,
                 references=[(d.digest, "blob") for d in parsed.blobs]
                 + [(d.digest, "manifest") for d in parsed.manifests])
-            if not isinstance(reference, Digest):
-                await tag_rows.set_tag(self.db, conn, repo_id, reference, manifest_id)
+            tag = None if isinstance(reference, Digest) else reference
+            pusher = None
+            if check_references:  # a push (not a mirror's cache filling)
+                request = current_request()
+                pusher = request.actor_label() if request else None
+                await self.record(conn, Change("push", "manifest", repository, digest, tag, parsed.media_type,
+                                               len(payload)))
+            if tag is not None:
+                await tag_rows.set_tag(self.db, conn, repo_id, tag, manifest_id, pushed_by=pusher)
         return Manifest(digest, parsed.media_type, payload, parsed.subject)
 
     async def _check_references(self, conn, repo_id: int, parsed: mf.ParsedManifest) -> None:
@@ -514,10 +531,18 @@ class LocalContent:
                 raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
             if isinstance(reference, Digest):
                 deleted = await manifest_rows.delete_manifest(conn, repo_id, str(reference))
+                change = Change("delete", "manifest", repository, str(reference))
             else:
                 deleted = await tag_rows.delete_tag(conn, repo_id, reference)
+                change = Change("delete", "manifest", repository, tag=reference)
             if not deleted:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
+            await self.record(conn, change)
+
+    async def record(self, conn, change: Change) -> None:
+        """The one hook for events: inside a write transaction, so the event commits with the change."""
+        if self.journal is not None:
+            await self.journal.record(conn, change)
 
     # -- discovery --------------------------------------------------------------------
     async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
@@ -534,6 +559,10 @@ class LocalContent:
                         artifact_type: str | None) -> list[manifest_rows.Referrer]:
         async with self.db.read() as conn:
             return await manifest_rows.referrers(conn, repository, str(subject), artifact_type)
+
+
+def _blob_pushed(repository: str, digest: Digest, size: int) -> Change:
+    return Change("push", "blob", repository, str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
 
 
 def _new_upload_id() -> str:

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 from registry.events.context import RequestInfo, current
 from registry.metadata import events as rows
-from registry.metadata.db import Connection, Database
+from registry.metadata.db import Connection, Database, DatabaseUnavailable
 
 log = logging.getLogger("registry.events")
 
@@ -143,13 +145,20 @@ class Journal:
             self._full.clear()
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - the database may be away for a moment: the next round retries
-                log.warning("could not write %d events; retrying", len(self._buffer), exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - the database may be away for a moment: the next round retries
+                log.warning("could not write %d events; retrying: %r", len(self._buffer), exc,
+                            exc_info=not database_away(exc))
                 await asyncio.sleep(self.flush_seconds)
 
     def _tell(self) -> None:
         for listener in self.listeners:
             listener()
+
+
+def database_away(exc: BaseException) -> bool:
+    """The database not answering for a moment (logged in a line; anything else with its traceback)."""
+    return isinstance(exc, (DatabaseUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError,
+                            sa_exc.DisconnectionError, OSError, TimeoutError))
 
 
 def _text(value: str | None, limit: int) -> str | None:

@@ -34,7 +34,7 @@ import aiohttp
 from registry.events import envelope
 from registry.events.context import RequestInfo
 from registry.events.endpoints import Endpoint
-from registry.events.journal import Journal
+from registry.events.journal import Journal, database_away
 from registry.metadata import events as rows
 from registry.metadata import leases
 from registry.metadata.db import Database
@@ -115,9 +115,9 @@ class Notifier:
                     await self._deliver(endpoint, owner)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the database may be away: try again, never stop sending
-                log.warning("notifications: endpoint %s: delivery interrupted; resuming", endpoint.name,
-                            exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - the database may be away: try again, never stop sending
+                log.warning("notifications: endpoint %s: delivery interrupted (%r); resuming", endpoint.name, exc,
+                            exc_info=not database_away(exc))
                 await asyncio.sleep(self.poll_seconds)
 
     async def _deliver(self, endpoint: Endpoint, owner: str) -> None:

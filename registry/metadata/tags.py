@@ -39,11 +39,14 @@ async def list_tags(db: Database, repository: str, limit: int | None, last: str 
     return found
 
 
-async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
-    """Point the tag at the manifest: one upsert, so concurrent moves end on one of them."""
-    await conn.execute(db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at", "verified_at"]),
+async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int,
+                  pushed_by: str | None = None) -> None:
+    """Point the tag at the manifest: one upsert, so concurrent moves end on one of them. `pushed_by`:
+    who set it, for people (None for a mirror's cache)."""
+    await conn.execute(db.upsert(tags, ["repository_id", "name"],
+                                 ["manifest_id", "updated_at", "verified_at", "pushed_by"]),
                        {"repository_id": repository_id, "name": name, "manifest_id": manifest_id,
-                        "updated_at": time.time(), "verified_at": None})
+                        "updated_at": time.time(), "verified_at": None, "pushed_by": pushed_by})
 
 
 async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:

@@ -337,6 +337,8 @@ def test_openapi_describes_every_admin_route(admin: httpx.Client, server: Regist
         ("/admin/api/mirror/prewarm", "POST"), ("/admin/api/mirror/pins", "GET"), ("/admin/api/mirror/pins", "POST"),
         ("/admin/api/mirror/pins", "DELETE"), ("/admin/api/mirror/evict", "POST"),
         *{(f"/admin/api/{kind}", method) for kind in ("gc", "retention", "fsck") for method in ("GET", "POST")},
+        ("/admin/api/notifications", "GET"), ("/admin/api/notifications/{name}/test", "POST"),
+        ("/admin/api/audit", "GET"), ("/admin/api/audit/export", "GET"),
     }
     assert documented == served
 
