@@ -435,7 +435,9 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
     if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:
         raise ConfigError("gc.batch_size must be positive, gc.grace_period not negative, fsck.sample in [0, 1]")
     if config.audit.retention_days < 0:
-        raise ConfigError("audit.retention_days: must not be negative (0 keeps entries forever)")
+        where = sources.get("audit.retention_days", "")
+        raise ConfigError(f"{where + ': ' if where else ''}audit.retention_days: must not be negative (0 keeps "
+                          "entries forever)")
     if bool(config.tls.cert_file) != bool(config.tls.key_file):
         raise ConfigError("tls.cert_file and tls.key_file go together")
     if config.storage.backend == "s3":

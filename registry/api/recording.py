@@ -19,7 +19,7 @@ from registry.api.common import REQUEST_ID_KEY
 from registry.auth.gate import client_address, identity_of
 from registry.auth.identity import Identity
 from registry.errors import RegistryError
-from registry.events.context import RequestInfo, actor_kind, serving
+from registry.events.context import RequestInfo, actor_kind, current, serving
 from registry.events.journal import Change, Journal
 
 JOURNAL_KEY = web.AppKey("journal", Journal)
@@ -46,9 +46,11 @@ async def recorded(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def note(request: web.Request, change: Change, identity: Identity | None = None) -> None:
+    """Note an event of this request (by `identity`, when not the request's caller)."""
     journal = request.app.get(JOURNAL_KEY)
     if journal is not None:
-        journal.note(change, request_info(request, identity or identity_of(request)))
+        info = current() if identity is None else None  # the middleware's, made once per request
+        journal.note(change, info or request_info(request, identity or identity_of(request)))
 
 
 def note_pull(request: web.Request, target_type: str, repository: str, digest: str, media_type: str,
