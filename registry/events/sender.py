@@ -47,7 +47,6 @@ POLL_SECONDS = 1.0
 PENDING_CAP = 100_000
 MAX_BACKOFF = 300.0
 RESPONSE_CAP = 64 * 1024  # of a receiver's answer body, read and dropped
-PROCESS_TAG = secrets.token_hex(6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +99,9 @@ class Notifier:
 
     # -- delivery ---------------------------------------------------------------------------
     async def _run(self, endpoint: Endpoint) -> None:
-        """Hold the endpoint's lease (waiting while another process holds it) and deliver."""
-        owner = f"{PROCESS_TAG}:{secrets.token_hex(4)}"
+        """Hold the endpoint's lease (waiting while another process holds it) and deliver. The owner
+        names this process (host:port/random), so the admin API can say which one sends."""
+        owner = f"{self.journal.source.addr[:48]}/{secrets.token_hex(6)}"
         while True:
             try:
                 async with self.db.write(durable=False) as conn:
@@ -227,7 +227,8 @@ class Notifier:
                     "last_success_at": row.last_success_at if row else None,
                     "last_failure_at": row.last_failure_at if row else None,
                     "last_error": row.last_error if row else None,
-                    "sending": bool(row and row.owner and row.expires_at and row.expires_at >= now)})
+                    "sender": row.owner.rpartition("/")[0] if row and row.owner and row.expires_at
+                    and row.expires_at >= now else None})
         return result
 
     async def delivered_everywhere(self) -> rows.Cursor | None:

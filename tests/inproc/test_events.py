@@ -111,6 +111,12 @@ async def test_failed_deliveries_are_retried_with_the_same_events(make_client: M
     status = (await (await api.get("/admin/api/notifications")).json())["endpoints"][0]
     assert (status["name"], status["sent"], status["failed"], status["pending"]) == ("flaky", 1, 3, 0)
     assert status["last_success_at"] and "redirect" in status["last_error"]
+    assert status["sender"] and status["sender"].endswith(":5000")  # this process (host:port of its config)
+    metrics = await (await api.get("/metrics")).text()
+    assert 'registry_notification_events_sent_total{endpoint="flaky"} 1.0' in metrics
+    assert 'registry_notification_failures_total{endpoint="flaky"} 3.0' in metrics
+    assert 'registry_notification_events_pending{endpoint="flaky"} 0.0' in metrics
+    assert 'registry_notification_last_success_timestamp_seconds{endpoint="flaky"}' in metrics
 
 
 async def test_ignored_actions_and_media_types_are_not_sent(make_client: MakeClient,

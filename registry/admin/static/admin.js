@@ -408,7 +408,8 @@ async function notifications() {
   const rows = endpoints.map((e) => {
     const result = h("span", { class: "test-result muted" });
     return h("tr", { dataset: { endpoint: e.name } },
-      h("td", {}, h("strong", {}, e.name), e.disabled ? h("span", { class: "tag" }, "disabled") : null, h("div", { class: "muted mono" }, e.url)),
+      h("td", {}, h("strong", {}, e.name), e.disabled ? h("span", { class: "tag" }, "disabled") : null, h("div", { class: "muted mono" }, e.url),
+        e.sender ? h("div", { class: "muted sender" }, `sent by ${e.sender}`) : null),
       h("td", { class: "num sent" }, e.sent), h("td", { class: "num failed" }, e.failed),
       h("td", { class: "num pending" }, e.pending_capped ? `${e.pending}+` : e.pending),
       h("td", { class: "last-success" }, ago(e.last_success_at)),
