@@ -12,7 +12,7 @@ is not followed has delivered nothing, and the error names where it points.
 
 Retries: while fewer than `threshold` attempts in a row failed, the next comes after 100 ms times
 the count (capped at `backoff`); from then on after `backoff`, doubling with each further failure
-up to 5 minutes (or `backoff`, if longer).
+up to 5 minutes (or `backoff`, if longer); never sooner than 100 ms.
 
 The sender learns of new events at once when its own process wrote them (Journal.listeners); those
 another process wrote are found by looking every POLL_SECONDS.
@@ -46,6 +46,7 @@ BATCH = 100  # events read at once; those wanted go in one envelope
 POLL_SECONDS = 1.0
 PENDING_CAP = 100_000
 MAX_BACKOFF = 300.0
+MIN_RETRY = 0.1
 RESPONSE_CAP = 64 * 1024  # of a receiver's answer body, read and dropped
 
 
@@ -162,9 +163,12 @@ class Notifier:
 
     @staticmethod
     def _delay(endpoint: Endpoint, failures: int) -> float:
+        """How long to wait before the next attempt; never less than MIN_RETRY (a backoff of 0 must
+        not turn a refusing receiver into a busy loop)."""
         if failures < endpoint.threshold:
-            return min(0.1 * failures, endpoint.backoff)
-        return min(endpoint.backoff * 2 ** min(failures - endpoint.threshold, 30), max(endpoint.backoff, MAX_BACKOFF))
+            return max(MIN_RETRY, min(0.1 * failures, endpoint.backoff))
+        return max(MIN_RETRY, min(endpoint.backoff * 2 ** min(failures - endpoint.threshold, 30),
+                                  max(endpoint.backoff, MAX_BACKOFF)))
 
     async def post(self, endpoint: Endpoint, body: bytes) -> Delivery:
         """POST one envelope; delivered on a 2xx answer within the endpoint's timeout."""
