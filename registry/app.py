@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +16,19 @@ from registry.api import add_routes, health
 from registry.api.common import (API_VERSION_HEADER, CHUNK_BYTES_KEY, CONTENT_KEY, DELETE_ENABLED_KEY, LIMITS_KEY,
                                  MIRROR_KEY, REQUEST_ID_KEY)
 from registry import admin
+from registry.admin.audit import AUDIT_KEY, admin_actions
 from registry.admin.maintenance import MAINTENANCE_KEY
+from registry.admin.notifications import NOTIFIER_KEY
 from registry.admin.metrics import in_flight_middleware, record_auth_failure, storage_recorder
 from registry.api import token as token_endpoint
+from registry.api.recording import JOURNAL_KEY, gate_recorder, recorded
 from registry.auth.gate import GATE_KEY, Gate
 from registry.config import Config
 from registry.content.local import LocalContent
+from registry.events.audit import Audit
+from registry.events.endpoints import parse_endpoints
+from registry.events.journal import Journal, Source
+from registry.events.sender import Notifier
 from registry.gc.immutable import ImmutableTags
 from registry.gc.jobs import Maintenance, Settings as MaintenanceSettings
 from registry.gc.policy import parse_quotas
@@ -61,12 +69,15 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
 def create_app(config: Config) -> web.Application:
     db = Database(config.database_url, pool_size=config.database.pool_size)
     gate = Gate(config, db)
+    # Events: one record (the journal) of what happened, read by the webhook sender and the audit trail.
+    journal = Journal(db, Source(f"{socket.gethostname()}:{config.host_port[1]}", str(uuid.uuid4())))
+    gate.on_audit = gate_recorder(journal)
     # handler_args: aiohttp's parser limits (registry/http_edges.py answers what they refuse), and
     # request bodies taken as sent: a blob is the bytes the client hashed, whatever its
     # Content-Encoding says (Distribution does the same), and no gzip bomb is inflated here.
     gate.on_refusal = record_auth_failure
     app = web.Application(middlewares=[request_context, in_flight_middleware, framing_middleware(config.limits),
-                                       gate.middleware()],
+                                       gate.middleware(), recorded, admin_actions],
                           client_max_size=1024 ** 2,
                           handler_args={"read_bufsize": config.upload_chunk_bytes,
                                         "max_line_size": config.limits.header_bytes,
@@ -79,8 +90,15 @@ def create_app(config: Config) -> web.Application:
     local = app[CONTENT_KEY] = LocalContent(db, store, redirect_expiry=redirect_expiry,
                                             quotas=parse_quotas(config.quota.namespaces),
                                             grace_seconds=config.gc.grace_period,
-                                            immutable=ImmutableTags.from_config(config))
+                                            immutable=ImmutableTags.from_config(config), journal=journal)
     maintenance = app[MAINTENANCE_KEY] = Maintenance(db, store, MaintenanceSettings.from_config(config))
+    app[JOURNAL_KEY] = journal
+    scheme = "https" if config.tls.cert_file or config.tls.self_signed else "http"
+    notifier = app[NOTIFIER_KEY] = Notifier(db, journal, parse_endpoints(config.notifications.endpoints), scheme)
+    audit = app[AUDIT_KEY] = Audit(db)
+    retention_seconds = config.audit.retention_days * 86400
+    if retention_seconds > 0:
+        maintenance.every("audit purge", 3600.0, lambda: audit.purge(retention_seconds, notifier.delivered_everywhere))
     mirror = None
     if config.mirror.upstreams:
         upstreams = parse_upstreams(config.mirror.upstreams)
@@ -108,11 +126,15 @@ def create_app(config: Config) -> web.Application:
         if mirror is not None:
             mirror.cache.start()
         local.pulls.start()
+        journal.start()
+        await notifier.start()
         maintenance.start()
 
     async def close(_: web.Application) -> None:
         gate.close()
         await maintenance.stop()
+        await notifier.stop()
+        await journal.stop()
         await local.pulls.stop()
         if mirror is not None:
             await mirror.close()

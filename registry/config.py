@@ -212,6 +212,21 @@ class FsckConfig:
 
 
 @dataclass
+class NotificationsConfig:
+    endpoints: list = option([], "webhook endpoints sent every push, pull, mount and delete in CNCF Distribution's "
+                                 "event envelope, in order and at least once: a YAML list of {name, url, headers, "
+                                 "timeout, threshold, backoff, ignoredmediatypes, ignore: {mediatypes, actions}, "
+                                 "disabled}, Distribution's keys (env/flag: the same as JSON)")
+
+
+@dataclass
+class AuditConfig:
+    retention_days: float = option(90.0, "days audit entries (every push, pull, delete, login, denial and admin "
+                                         "action) are kept; older ones are purged hourly, except those a webhook "
+                                         "endpoint has not been sent yet; 0: kept forever")
+
+
+@dataclass
 class Config:
     listen: str = option(":5000", "address to listen on, host:port (an empty host means all interfaces)")
     workers: int = option(1, "server processes sharing the listening socket (use every core; with several "
@@ -239,6 +254,8 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     fsck: FsckConfig = field(default_factory=FsckConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     # Derived values, resolved once so every reader agrees.
     @property
@@ -460,6 +477,10 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
         raise ConfigError("storage.min_free_bytes: must not be negative (0 turns the check off)")
     if config.gc.batch_size < 1 or config.gc.grace_period < 0 or not 0 <= config.fsck.sample <= 1:
         raise ConfigError("gc.batch_size must be positive, gc.grace_period not negative, fsck.sample in [0, 1]")
+    if config.audit.retention_days < 0:
+        where = sources.get("audit.retention_days", "")
+        raise ConfigError(f"{where + ': ' if where else ''}audit.retention_days: must not be negative (0 keeps "
+                          "entries forever)")
     if bool(config.tls.cert_file) != bool(config.tls.key_file):
         raise ConfigError("tls.cert_file and tls.key_file go together")
     if config.storage.backend == "s3":

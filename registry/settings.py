@@ -12,6 +12,7 @@ from registry.auth.directory import DirectoryConfigError, check_directory
 from registry.auth.files import check_files
 from registry.config import Config, ConfigError
 from registry.config import load as load_options
+from registry.events.endpoints import NotificationsConfigError, parse_endpoints
 from registry.gc.immutable import parse_immutable_tags
 from registry.gc.policy import PolicyError, parse_quotas, parse_retention
 from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
@@ -20,7 +21,7 @@ from registry.startup import require_extra
 
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
     # The extras first: the directory's check parses its filters with the ldap extra's own parser.
-    return load_options(args, environ, checks=(_extras, _mirror, _policies, _auth_files, _directory))
+    return load_options(args, environ, checks=(_extras, _mirror, _policies, _auth_files, _directory, _notifications))
 
 
 def require_extras(config: Config) -> None:
@@ -72,3 +73,10 @@ def _directory(config: Config, sources: Mapping[str, str]) -> None:
     except DirectoryConfigError as exc:
         where = sources.get(exc.option)
         raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+
+
+def _notifications(config: Config, sources: Mapping[str, str]) -> None:
+    try:
+        parse_endpoints(config.notifications.endpoints)
+    except NotificationsConfigError as exc:
+        raise ConfigError(f"{sources.get('notifications.endpoints', 'notifications.endpoints')}: {exc}") from None

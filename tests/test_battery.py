@@ -5,8 +5,9 @@ Each case is its own test id, sent as raw bytes over a socket (tests/support/bat
 - a 4xx, never a 5xx: the status the spec (or the endpoint's documentation) gives;
 - the spec's JSON error body `{"errors": [{"code", "message"}]}` with the right code (a HEAD: the
   status alone, it has no body); the admin API and the token server answer the same JSON;
-- nothing stored: no table of the SQLite database gained a row, and no file under blobs/ or uploads/
-  appeared or grew (a refused request may drop its own upload session, as a wrong digest does);
+- nothing stored: no table of the SQLite database gained a row (but the audit trail's, which records
+  refused admin actions and failed logins), and no file under blobs/ or uploads/ appeared or grew (a
+  refused request may drop its own upload session, as a wrong digest does);
 - the server still answers /v2/;
 - no traceback in its log (the suite-wide check in tests/conftest.py, after every test).
 
@@ -439,6 +440,40 @@ CASES: list[Case] = [
     case("admin/post-whoami", "POST", "/admin/api/whoami", 405, "UNSUPPORTED"),
     case("admin/unknown-endpoint", "GET", "/admin/api/nothing", 404, "NOT_FOUND"),
 
+    # -- the audit trail and webhook endpoints (admin API) ------------------------------------------------
+    case("audit/limit-zero", "GET", "/admin/api/audit?limit=0", 400, "PAGINATION_NUMBER_INVALID"),
+    case("audit/limit-arabic", "GET", "/admin/api/audit?limit=%D9%A3", 400, "PAGINATION_NUMBER_INVALID"),
+    case("audit/before-letters", "GET", "/admin/api/audit?before=abc", 400, "PAGINATION_NUMBER_INVALID"),
+    case("audit/before-no-seq", "GET", "/admin/api/audit?before=1700000000.5", 400, "PAGINATION_NUMBER_INVALID"),
+    case("audit/before-negative", "GET", "/admin/api/audit?before=-1-5", 400, "PAGINATION_NUMBER_INVALID"),
+    case("audit/before-seq-past-int64", "GET", "/admin/api/audit?before=1.5-" + "9" * 19, 400,
+         "PAGINATION_NUMBER_INVALID"),
+    case("audit/before-5000-digits", "GET", "/admin/api/audit?before=" + "1" * 5000, 400,
+         "PAGINATION_NUMBER_INVALID"),
+    case("audit/repository-uppercase", "GET", "/admin/api/audit?repository=Battery/seed", 400, "NAME_INVALID"),
+    case("audit/repository-nul", "GET", "/admin/api/audit?repository=battery%00seed", 400, "NAME_INVALID"),
+    case("audit/repository-too-long", "GET", "/admin/api/audit?repository=" + "a" * 256, 400, "NAME_INVALID"),
+    case("audit/actor-nul", "GET", "/admin/api/audit?actor=a%00b", 400, "UNSUPPORTED"),
+    case("audit/actor-newline", "GET", "/admin/api/audit?actor=a%0Ab", 400, "UNSUPPORTED"),
+    case("audit/actor-too-long", "GET", "/admin/api/audit?actor=" + "a" * 256, 400, "UNSUPPORTED"),
+    case("audit/action-unknown", "GET", "/admin/api/audit?action=steal", 400, "UNSUPPORTED"),
+    case("audit/since-words", "GET", "/admin/api/audit?since=yesterday", 400, "UNSUPPORTED"),
+    case("audit/since-exponent", "GET", "/admin/api/audit?since=1e400", 400, "UNSUPPORTED"),
+    case("audit/since-arabic-digits", "GET", "/admin/api/audit?since=%D9%A3%D9%A3", 400, "UNSUPPORTED"),
+    case("audit/since-5000-digits", "GET", "/admin/api/audit?since=" + "1" * 5000, 400, "UNSUPPORTED"),
+    case("audit/until-month-13", "GET", "/admin/api/audit?until=2026-13-01", 400, "UNSUPPORTED"),
+    case("audit/until-offset-25h", "GET", "/admin/api/audit?until=2026-05-01T00:00:00%2B25:00", 400, "UNSUPPORTED"),
+    case("audit/export-format-xml", "GET", "/admin/api/audit/export?format=xml", 400, "UNSUPPORTED"),
+    case("audit/export-action-unknown", "GET", "/admin/api/audit/export?format=csv&action=x", 400, "UNSUPPORTED"),
+    case("audit/export-since-nul", "GET", "/admin/api/audit/export?since=1%00", 400, "UNSUPPORTED"),
+    case("audit/post", "POST", "/admin/api/audit", 405, "UNSUPPORTED"),
+    case("audit/delete-export", "DELETE", "/admin/api/audit/export", 405, "UNSUPPORTED"),
+    case("audit/webhook-test-unknown", "POST", "/admin/api/notifications/nope/test", 404, "NOT_FOUND"),
+    case("audit/webhook-test-nul", "POST", "/admin/api/notifications/a%00b/test", 404, "NOT_FOUND"),
+    case("audit/webhook-test-too-long", "POST", "/admin/api/notifications/" + "n" * 5000 + "/test", 404, "NOT_FOUND"),
+    case("audit/webhook-test-get", "GET", "/admin/api/notifications/nope/test", 405, "UNSUPPORTED"),
+    case("audit/webhooks-delete", "DELETE", "/admin/api/notifications", 405, "UNSUPPORTED"),
+
     # -- token mode: the token server, and bad requests with and without a token -----------------------
     case("token/mode-none-has-no-token-server", "GET", "/auth/token?scope=repository:a:pull", 404, "UNSUPPORTED"),
     case("token/grant-client-credentials", "POST", "/auth/token", 400, "UNSUPPORTED",
@@ -584,5 +619,5 @@ def test_the_battery_covers_every_endpoint_family() -> None:
     assert len(CASES) >= 120, len(CASES)
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
     for family in ("base", "names", "blobs", "uploads", "manifests", "tags", "catalog", "referrers", "http", "admin",
-                   "token"):
+                   "audit", "token"):
         assert families.get(family, 0) >= 4, (family, families)

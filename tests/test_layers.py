@@ -18,8 +18,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("config", "tls"),                                   # options, and the certificates they name
     ("metadata", "storage", "client"),                   # SQL rows; bytes by digest; the one registry client
     ("gc",),                                             # maintenance over metadata and storage: sweep, policy, fsck
-    ("content", "mirror", "auth", "runtime", "http_errors"),  # content (local and mirrored), identities, the runtime;
-    #                                                      failures as HTTP (used by auth and all above)
+    ("content", "mirror", "auth", "runtime", "http_errors", "events"),  # content (local and mirrored), identities,
+    #                                                      the runtime; failures as HTTP (used by auth and all above);
+    #                                                      events: the journal the content writes, webhooks, audit
     ("api",),                                            # HTTP handlers of the Distribution API and /auth/token
     ("admin", "http_edges"),                             # the admin API and page, metrics, logs; framing
     ("app", "settings"),                                 # the application assembled; configuration with its sections
@@ -70,7 +71,8 @@ def test_imports_only_go_downward() -> None:
 
 # Below HTTP: these raise the spec's errors (registry/errors.py, whose constructor takes no status or
 # header: mypy holds that) or their own; registry/http_errors.py alone turns failures into HTTP.
-DOMAIN = ("errors", "digest", "reference", "manifest", "numbers", "metadata", "storage", "gc", "content", "mirror")
+DOMAIN = ("errors", "digest", "reference", "manifest", "numbers", "metadata", "storage", "gc", "content", "mirror",
+          "events")
 HTTP_MODULES = ("aiohttp.web", "registry.http_errors", "registry.api", "registry.admin")
 
 

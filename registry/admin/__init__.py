@@ -13,7 +13,8 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from registry.admin import immutable, maintenance, metrics, mirror, page, repositories, storage, uploads
+    from registry.admin import (audit, immutable, maintenance, metrics, mirror, notifications, page, repositories,
+                                storage, uploads)
     from registry.admin.common import INVENTORY_KEY
     from registry.api.common import CONTENT_KEY
     from registry.content.inventory import Inventory
@@ -26,5 +27,7 @@ def add_routes(app: web.Application) -> None:
     repositories.add_routes(app)
     storage.add_routes(app)
     uploads.add_routes(app)
+    notifications.add_routes(app)
+    audit.add_routes(app)
     page.add_routes(app)
     metrics.add_routes(app)

@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from registry.admin.common import every, inventory
 from registry.admin.maintenance import MAINTENANCE_KEY
+from registry.admin.notifications import NOTIFIER_KEY
 from registry.api.common import CONTENT_KEY, MIRROR_KEY
 
 # The classic text format, which generate_latest writes and every Prometheus version reads.
@@ -246,7 +247,7 @@ def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-def exposition(snapshot: list[GaugeMetricFamily]) -> bytes:
+def exposition(snapshot: list[Metric]) -> bytes:
     """The text format: every counter (summed over workers in multi-process mode), then the gauges
     read from the database for this scrape."""
     if multiprocess():
@@ -261,10 +262,10 @@ def exposition(snapshot: list[GaugeMetricFamily]) -> bytes:
 
 
 class _Snapshot:
-    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+    def __init__(self, families: list[Metric]) -> None:
         self.families = families
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[Metric]:
         return iter(self.families)
 
 
@@ -332,6 +333,27 @@ async def _last_runs(maintenance: Any) -> list[GaugeMetricFamily]:
     return [finished, problems, freed]
 
 
+async def notification_families(notifier: Any) -> list[Metric]:
+    """Per webhook endpoint, from the database (the same whatever process sends to it)."""
+    labels = ["endpoint"]
+    sent = CounterMetricFamily("registry_notification_events_sent", "Events a webhook endpoint acknowledged (2xx)",
+                               labels=labels)
+    failed = CounterMetricFamily("registry_notification_failures", "Deliveries to a webhook endpoint that failed "
+                                 "(no 2xx in time); each is retried", labels=labels)
+    pending = GaugeMetricFamily("registry_notification_events_pending", "Events waiting to be sent to a webhook "
+                                "endpoint (counted up to 100,000)", labels=labels)
+    success = GaugeMetricFamily("registry_notification_last_success_timestamp_seconds", "When a webhook endpoint "
+                                "last acknowledged events", labels=labels)
+    for endpoint in await notifier.status():
+        name = [endpoint["name"]]
+        sent.add_metric(name, endpoint["sent"])
+        failed.add_metric(name, endpoint["failed"])
+        pending.add_metric(name, endpoint["pending"])
+        if endpoint["last_success_at"]:
+            success.add_metric(name, endpoint["last_success_at"])
+    return [sent, failed, pending, success]
+
+
 GAUGES_KEY = web.AppKey("metric_gauges", DatabaseGauges)
 MIRROR_COUNTERS_KEY = web.AppKey("mirror_counters", MirrorCounters)
 
@@ -341,8 +363,11 @@ async def serve_metrics(request: web.Request) -> web.Response:
     if counters is not None:
         counters.sync()
     sample_database_pool(request.app[CONTENT_KEY].db)  # this worker's, now; the others' from their last sample
-    snapshot = await request.app[GAUGES_KEY].read(inventory(request), request.app.get(MIRROR_KEY),
-                                                  request.app.get(MAINTENANCE_KEY))
+    snapshot: list[Metric] = [*await request.app[GAUGES_KEY].read(inventory(request), request.app.get(MIRROR_KEY),
+                                                                  request.app.get(MAINTENANCE_KEY))]
+    notifier = request.app.get(NOTIFIER_KEY)
+    if notifier is not None and notifier.endpoints:
+        snapshot += await notification_families(notifier)
     return web.Response(body=exposition(snapshot), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -3,7 +3,9 @@
 from aiohttp import web
 
 from registry.api.common import digest_param, require_deletes, routed
+from registry.api.recording import note_pull
 from registry.api.responses import send_blob
+from registry.events.journal import BLOB_MEDIA_TYPE
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
@@ -11,7 +13,9 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     digest = digest_param(request.match_info["digest"])
     if request.method == "HEAD":  # existence and size only: a mirror asks its upstream, downloads nothing
         return await send_blob(request, await store.blob_head(name, digest), head=True)
-    return await send_blob(request, await store.blob(name, digest))
+    found = await store.blob(name, digest)
+    note_pull(request, "blob", name, found.digest, BLOB_MEDIA_TYPE, found.size)
+    return await send_blob(request, found)
 
 
 async def delete_blob(request: web.Request) -> web.Response:

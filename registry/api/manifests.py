@@ -13,6 +13,7 @@ from aiohttp import web
 
 from registry import manifest as mf
 from registry.api.common import LIMITS_KEY, require_deletes, routed
+from registry.api.recording import note_pull
 from registry.api.responses import head_response
 from registry.digest import Digest, is_digest, parse_digest
 from registry.errors import RegistryError, TooLarge
@@ -55,6 +56,8 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
         headers["Warning"] = '110 - "Response is Stale"'
     if request.method == "HEAD":
         return await head_response(request, headers, len(found.payload))
+    note_pull(request, "manifest", name, found.digest, found.media_type, len(found.payload),
+              None if isinstance(reference, Digest) else reference)
     return web.Response(body=found.payload, headers=headers)
 
 

@@ -33,6 +33,7 @@ from registry.auth.gate import GATE_KEY, Gate, client_address, need_of, parse_ba
 from registry.auth.identity import Identity, anonymous
 from registry.auth.tokens import Grant, TokenError
 from registry.errors import RegistryError
+from registry.events.journal import Change
 from registry.http_errors import HTTPError
 from registry.reference import validate_name
 
@@ -119,7 +120,7 @@ async def get_token(request: web.Request) -> web.Response:
             name, password = parse_basic(value)
         except RegistryError as exc:
             raise gate.challenge(request, need_of(request), message=exc.message) from None
-        identity = await gate.login(name, password, address, request)
+        identity = await gate.login(name, password, address, request, announce=True)
     else:
         identity = anonymous(address)
     offline = request.query.get("offline_token", "").lower() == "true"
@@ -149,9 +150,11 @@ async def post_token(request: web.Request) -> web.Response:
     address = client_address(request)
     grant_type = field("grant_type")
     if grant_type == "password":
-        identity = await gate.login(field("username"), field("password"), address, request)
+        identity = await gate.login(field("username"), field("password"), address, request, announce=True)
     elif grant_type == "refresh_token":
         identity = await _from_refresh_token(gate, field("refresh_token"), address)
+        gate.on_audit(request, identity, Change("login", "account", detail={"path": request.path,
+                                                                            "grant": "refresh_token"}))
     else:
         raise HTTPError("UNSUPPORTED", "grant_type must be password or refresh_token", status=400)
     return _answer(request, gate, identity, wanted, field("access_type") == "offline")

@@ -36,6 +36,7 @@ from registry.auth.tokens import (EXTERNAL_LEEWAY_SECONDS, TokenError, TokenIssu
                                   load_or_create_key)
 from registry.config import Config
 from registry.errors import RegistryError
+from registry.events.journal import Change
 from registry.http_errors import HTTPError
 from registry.metadata.db import Database
 from registry.reference import validate_name
@@ -127,6 +128,9 @@ class Gate:
         # Told each refusal's reason (registry_auth_failures_total); a challenge to a caller who sent no
         # credentials is how every client starts, not a failure, and is not told.
         self.on_refusal: Callable[[str], None] = lambda reason: None
+        # Told logins (successes where a client logs in: `docker login`'s GET /v2/, the token endpoint;
+        # every failure) and policy denials, for the audit trail (registry/api/recording.py).
+        self.on_audit: Callable[[web.Request, Identity, Change], None] = lambda request, identity, change: None
         if auth.mode == "token":
             token = auth.token
             trusted = external_keys(token.external_public_key, token.external_jwks)
@@ -155,7 +159,7 @@ class Gate:
             except RegistryError as exc:
                 self.on_refusal("malformed")
                 raise self.challenge(request, need_of(request), message=exc.message) from None
-            return await self.login(name, password, address, request)
+            return await self.login(name, password, address, request, announce=need_of(request).kind == "signed-in")
         if scheme.lower() == "bearer" and self.verifier is not None:
             try:
                 claims = self.verifier.access(value.strip())
@@ -166,7 +170,10 @@ class Gate:
         self.on_refusal("malformed")
         raise self.challenge(request, need_of(request), message="unsupported authorization scheme")
 
-    async def login(self, name: str, password: str, address: str, request: web.Request) -> Identity:
+    async def login(self, name: str, password: str, address: str, request: web.Request,
+                    announce: bool = False) -> Identity:
+        """The account behind a name and password; 401 (429 while locked out) otherwise. Failures are
+        audited; a success when `announce` (a client logging in, not one more request of a session)."""
         wait = self.logins.blocked_for(address, name)
         if wait:
             self.on_refusal("locked_out")
@@ -181,8 +188,13 @@ class Gate:
             self.logins.failed(address, name)
             log.warning("failed login for %r from %s", name[:100], address)  # names come from anyone
             self.on_refusal("bad_credentials")
+            claimed = Identity(name=name, kind="user", address=address)
+            self.on_audit(request, claimed, Change("login", "account", outcome="failed",
+                                                   detail={"reason": "invalid username or password"}))
             raise self.challenge(request, need_of(request), message="invalid username or password")
         self.logins.succeeded(address, name)
+        if announce:
+            self.on_audit(request, identity, Change("login", "account", detail={"path": request.path}))
         return identity
 
     def close(self) -> None:
@@ -216,6 +228,8 @@ class Gate:
             if identity.anonymous and self.mode != "none":
                 raise self.challenge(request, need)
             self.on_refusal("denied")
+            self.on_audit(request, identity, Change("denied", "admin", outcome="denied", detail={
+                "method": request.method, "path": request.path[:200], "reason": "the admin role is required"}))
             raise RegistryError("DENIED", "the admin role is required")
         if need.kind in ("signed-in", "catalog"):
             if identity.anonymous and self.mode != "none":
@@ -230,6 +244,7 @@ class Gate:
             # can say what is missing. docker, skopeo and podman print "denied: requested access to
             # the resource is denied".
             self.on_refusal("insufficient_scope")
+            self._audit_denial(request, identity, need, "the token does not allow it")
             raise self.challenge(request, need, "insufficient_scope",
                                  f"insufficient scope: the token does not allow {need.action} on {need.repository}")
         if identity.kind == "token":
@@ -243,7 +258,13 @@ class Gate:
         message = "requested access to the resource is denied"
         if identity.anonymous:
             message += f"; anonymous {need.action} is not allowed from this address (configure auth, see README)"
+        self._audit_denial(request, identity, need, "the policy does not allow it")
         raise RegistryError("DENIED", message, detail={"repository": need.repository, "action": need.action})
+
+    def _audit_denial(self, request: web.Request, identity: Identity, need: Need, reason: str) -> None:
+        self.on_audit(request, identity, Change("denied", "repository", need.repository, outcome="denied",
+                                                detail={"action": need.action, "method": request.method,
+                                                        "reason": reason}))
 
     def challenge(self, request: web.Request, need: Need, error: str = "", message: str = "") -> RegistryError:
         """401 UNAUTHORIZED with WWW-Authenticate. `error` is RFC 6750's: "invalid_token" for a token

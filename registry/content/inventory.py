@@ -16,6 +16,7 @@ from registry import manifest as mf
 from registry.content.local import LocalContent
 from registry.digest import parse_digest
 from registry.errors import RegistryError
+from registry.events.journal import Change
 from registry.gc.immutable import ImmutableRule, held_repository_error
 from registry.metadata import immutable_rules as rule_rows
 from registry.metadata import inventory as rows
@@ -55,6 +56,7 @@ class Inventory:
             summary = (await rows.repository_stats(conn, name))
             pending = await rows.upload_ids(conn, repo_id)
             await rows.delete_repository(conn, repo_id)
+            await self.local.record(conn, Change("delete", "repository", name))
         for upload_id in pending:  # staged bytes of unfinished uploads; committed blobs wait for GC
             await self.store.abort_upload(upload_id)
         assert summary is not None
@@ -80,7 +82,7 @@ class Inventory:
                 summary["platforms"] = [_platform_name(config)]
             holding = self.local.immutable.rule_holding(rules, name, t.tag)
             result.append({"tag": t.tag, "digest": t.digest, "media_type": t.media_type, "updated_at": t.updated_at,
-                           "created_at": t.created_at, "last_pulled_at": t.last_pulled_at,
+                           "pushed_by": t.pushed_by, "created_at": t.created_at, "last_pulled_at": t.last_pulled_at,
                            "created": (config or {}).get("created"),
                            "immutable": str(holding) if holding is not None else None, **summary})
         return result

@@ -26,6 +26,8 @@ from registry.gc.immutable import ImmutableTags, held_content_error, held_manife
 from registry.gc.policy import Quota, format_bytes, quota_for
 from registry.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
 from registry.errors import ChunkOutOfOrder, Conflict, RegistryError
+from registry.events.context import current as current_request
+from registry.events.journal import BLOB_MEDIA_TYPE, Change, Journal
 from registry.gc.sweep import STALE_SECONDS, Sweeper
 from registry.metadata import blobs as blob_rows
 from registry.metadata import deletions, leases
@@ -71,8 +73,9 @@ class _HashState:
 class LocalContent:
     def __init__(self, db: Database, store: BlobStore, redirect_expiry: int | None = None,
                  quotas: list[Quota] | None = None, grace_seconds: float = 3600.0,
-                 immutable: ImmutableTags | None = None) -> None:
+                 immutable: ImmutableTags | None = None, journal: Journal | None = None) -> None:
         self.db = db
+        self.journal = journal  # events (webhooks, audit): written in the transactions below
         self.store = store
         self.redirect_expiry = redirect_expiry
         self.quotas = quotas or []
@@ -122,11 +125,12 @@ class LocalContent:
             if repo_id is None or not await blob_rows.unlink_blob(conn, repo_id, str(digest)):
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
             # Unlinking a layer of an image an immutable tag holds would break its pulls: refused,
-            # and the unlink rolls back.
+            # and the unlink rolls back (with nothing recorded).
             held = await self.immutable.holding(conn, repository,
                                                 await inventory_rows.tags_reaching(conn, repo_id, str(digest)))
             if held is not None:
                 raise held_content_error(repository, str(digest), *held)
+            await self.record(conn, Change("delete", "blob", repository, str(digest)))
 
     async def mount_blob(self, repository: str, digest: Digest, source: str) -> BlobContent | None:
         """Link a blob from `source` without copying; None when the source does not hold it.
@@ -143,6 +147,8 @@ class LocalContent:
                 return None
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await self._link(conn, repository, repo_id, str(digest), size)
+            await self.record(conn, Change("mount", "blob", repository, str(digest), media_type=BLOB_MEDIA_TYPE,
+                                           size=size, from_repository=source))
         return BlobContent(str(digest), size)
 
     async def put_blob(self, repository: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobContent:
@@ -161,6 +167,7 @@ class LocalContent:
         try:
             async with self.db.write() as conn:
                 await self._record_and_link(conn, repository, digest, size, known)
+                await self.record(conn, _blob_pushed(repository, digest, size))
         except RegistryError as exc:
             if exc.code == "DENIED":
                 await self._leave_for_collection(digest, size)
@@ -304,6 +311,7 @@ class LocalContent:
                     async with self.db.write() as conn:
                         await self._record_and_link(conn, repository, digest, size, known)
                         await upload_rows.delete_upload(conn, upload_id)
+                        await self.record(conn, _blob_pushed(repository, digest, size))
                 except RegistryError as exc:
                     if exc.code == "DENIED":  # a concurrent push took the quota's last room
                         lease.ended = True
@@ -333,6 +341,7 @@ class LocalContent:
             repo_id = await repo_rows.ensure_repository(self.db, conn, repository)
             await self._link(conn, repository, repo_id, str(digest), size)
             await upload_rows.delete_upload(conn, upload_id)
+            await self.record(conn, _blob_pushed(repository, digest, size))
         await self.store.abort_upload(upload_id)
         return True
 
@@ -463,22 +472,31 @@ class LocalContent:
                 artifact_type=parsed.artifact_type, subject=parsed.subject, annotations=parsed.annotations,
                 references=[(d.digest, "blob") for d in parsed.blobs]
                 + [(d.digest, "manifest") for d in parsed.manifests])
-            if not isinstance(reference, Digest):
-                await self._point_tag(conn, repository, repo_id, reference, manifest_id)
+            tag = None if isinstance(reference, Digest) else reference
+            pusher = None
+            if check_references:  # a push (not a mirror's cache filling)
+                request = current_request()
+                pusher = request.actor_label() if request else None
+                await self.record(conn, Change("push", "manifest", repository, digest, tag, parsed.media_type,
+                                               len(payload)))
+            if tag is not None:  # an immutable tag's refusal rolls back the manifest and its event
+                await self._point_tag(conn, repository, repo_id, tag, manifest_id, pusher)
         return Manifest(digest, parsed.media_type, payload, parsed.subject)
 
-    async def _point_tag(self, conn, repository: str, repository_id: int, tag: str, manifest_id: int) -> None:
+    async def _point_tag(self, conn, repository: str, repository_id: int, tag: str, manifest_id: int,
+                         pushed_by: str | None) -> None:
         """Inside the manifest's write transaction: point the tag at it. Moving a tag an immutable rule
         holds is DENIED, which rolls the whole transaction back (the manifest too: nothing changed);
-        pointing it at the manifest it has already is a push like any other."""
-        previous = await tag_rows.claim_tag(self.db, conn, repository_id, tag, manifest_id)
+        pointing it at the manifest it has already is a push like any other. `pushed_by` is kept on
+        the tag either way (None for a mirror's cache)."""
+        previous = await tag_rows.claim_tag(self.db, conn, repository_id, tag, manifest_id, pushed_by=pushed_by)
         if previous is None:
             return  # a new tag, created pointing at the manifest
         if previous != manifest_id:
             held = await self.immutable.holding(conn, repository, [tag])
             if held is not None:
                 raise held_tag_error(repository, *held)
-        await tag_rows.set_tag(self.db, conn, repository_id, tag, manifest_id)
+        await tag_rows.set_tag(self.db, conn, repository_id, tag, manifest_id, pushed_by=pushed_by)
 
     async def _check_references(self, conn, repo_id: int, parsed: mf.ParsedManifest) -> None:
         wanted = sorted({d.digest for d in parsed.blobs})
@@ -543,13 +561,21 @@ class LocalContent:
                     if held is not None:
                         raise held_manifest_error(repository, str(reference), *held)
                 deleted = await manifest_rows.delete_manifest(conn, repo_id, str(reference))
+                change = Change("delete", "manifest", repository, str(reference))
             else:
                 deleted = await tag_rows.delete_tag(conn, repo_id, reference)
                 held = await self.immutable.holding(conn, repository, [reference] if deleted else [])
                 if held is not None:
                     raise held_tag_error(repository, *held)  # and the delete rolls back
+                change = Change("delete", "manifest", repository, tag=reference)
             if not deleted:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
+            await self.record(conn, change)
+
+    async def record(self, conn, change: Change) -> None:
+        """The one hook for events: inside a write transaction, so the event commits with the change."""
+        if self.journal is not None:
+            await self.journal.record(conn, change)
 
     # -- discovery --------------------------------------------------------------------
     async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
@@ -566,6 +592,10 @@ class LocalContent:
                         artifact_type: str | None) -> list[manifest_rows.Referrer]:
         async with self.db.read() as conn:
             return await manifest_rows.referrers(conn, repository, str(subject), artifact_type)
+
+
+def _blob_pushed(repository: str, digest: Digest, size: int) -> Change:
+    return Change("push", "blob", repository, str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
 
 
 def _new_upload_id() -> str:

@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from registry.gc import fsck as fsck_check
 from registry.gc.immutable import ImmutableTags
@@ -69,6 +69,7 @@ class Maintenance:
         self.sweeper = Sweeper(db, store, settings.batch_size)
         self.listeners: list[Callable[[dict[str, Any]], None]] = []  # e.g. metrics
         self._tasks: list[asyncio.Task[None]] = []
+        self._housekeeping: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
 
     # -- the jobs ---------------------------------------------------------------------
     async def gc(self, dry_run: bool = False) -> dict[str, Any]:
@@ -161,6 +162,20 @@ class Maintenance:
         for kind, interval in schedule.items():
             if interval > 0:
                 self._tasks.append(asyncio.create_task(self._every(kind, interval)))
+        for what, interval, job in self._housekeeping:
+            self._tasks.append(asyncio.create_task(self._repeat(what, interval, job)))
+
+    def every(self, what: str, interval: float, job: Callable[[], Awaitable[Any]]) -> None:
+        """Other features' housekeeping (the audit purge), run every `interval` seconds from start()."""
+        self._housekeeping.append((what, interval, job))
+
+    async def _repeat(self, what: str, interval: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+            try:
+                await job()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("%s failed; trying again at the next interval", what)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -108,17 +108,18 @@ class TaggedManifest:
     payload: bytes
     created_at: float
     last_pulled_at: float | None
+    pushed_by: str | None
 
 
 async def tag_page(conn: Connection, repository_id: int, limit: int, last: str | None) -> list[TaggedManifest]:
     query = (select(tags.c.name, tags.c.updated_at, manifests.c.digest, manifests.c.media_type, manifests.c.payload,
-                    manifests.c.created_at, manifests.c.last_pulled_at)
+                    manifests.c.created_at, manifests.c.last_pulled_at, tags.c.pushed_by)
              .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
              .where(tags.c.repository_id == repository_id).order_by(tags.c.name).limit(limit))
     if last:
         query = query.where(tags.c.name > last)
     return [TaggedManifest(r.name, r.updated_at, r.digest, r.media_type, bytes(r.payload), r.created_at,
-                           r.last_pulled_at) for r in await conn.execute(query)]
+                           r.last_pulled_at, r.pushed_by) for r in await conn.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)

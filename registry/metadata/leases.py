@@ -1,8 +1,9 @@
 """Leases in the database: one holder at a time across processes, and a dead holder cannot block the
 others for longer than the lease's length.
 
-Three things are leased: an upload (one writer per session), a maintenance job (one gc, retention
-or fsck run at a time) and a mirror fill (one fetch of a blob from its upstream). Each is a row
+Four things are leased: an upload (one writer per session), a maintenance job (one gc, retention
+or fsck run at a time), a mirror fill (one fetch of a blob from its upstream) and a webhook
+endpoint (one process sends to it, in order). Each is a row
 with an owner and an expiry; `LeaseKind` says which table and columns, and whether releasing
 deletes the row (a fill's row is only its lease) or clears the owner (an upload's and a job's rows
 hold more). `renewed()` is the one renewal loop: it extends the lease every third of its length
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import Column, Table, and_, bindparam, delete, or_, select, update
 
 from registry.metadata.db import Connection, Database
-from registry.metadata.schema import maintenance, mirror_fills, repositories, uploads
+from registry.metadata.schema import event_endpoints, maintenance, mirror_fills, repositories, uploads
 
 log = logging.getLogger("registry.leases")
 
@@ -58,6 +59,9 @@ MAINTENANCE = LeaseKind("maintenance", maintenance, maintenance.c.kind, maintena
 # A fill's row is created holding its lease (the owner column is NOT NULL): see take().
 MIRROR_FILL = LeaseKind("mirror fill", mirror_fills, mirror_fills.c.digest, mirror_fills.c.owner,
                         mirror_fills.c.expires_at, release_deletes=True)
+# An endpoint's row (its cursor and counters) is made at start-up: registry/metadata/events.py ensure_endpoints.
+NOTIFICATION_ENDPOINT = LeaseKind("notification endpoint", event_endpoints, event_endpoints.c.name,
+                                  event_endpoints.c.owner, event_endpoints.c.expires_at)
 
 # An upload is leased only within the repository the request names: another's session is unknown to it.
 _IN_REPOSITORY = uploads.c.repository_id == (select(repositories.c.id)

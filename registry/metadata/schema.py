@@ -73,6 +73,7 @@ tags = Table(
     Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
     Column("updated_at", Float, nullable=False),      # when the tag was last set (pushed)
     Column("verified_at", Float, nullable=True),      # a mirror's tag: when its upstream last confirmed it
+    Column("pushed_by", String(300), nullable=True),  # who last set it ("alice", "anonymous (10.0.0.7)")
     Index("ix_tags_manifest", "manifest_id"),
     # A repository's last push (inventory.py): max(updated_at) in one probe, not a read of all its tags.
     Index("ix_tags_repository_updated", "repository_id", "updated_at"),
@@ -191,4 +192,60 @@ immutable_tag_rules = Table(
     Column("created_at", Float, nullable=False),
     Column("created_by", String(255), nullable=True),  # who added it (a user, or "anonymous from ADDRESS")
     UniqueConstraint("repositories", "tags", name="uq_immutable_tag_rules_patterns"),
+)
+
+# What happened, one row per event (registry/events/): written in the transaction that made the change
+# (pushes, mounts, deletes), or in batches for what changes nothing (pulls, logins, denials, admin
+# actions). Two consumers read it: the webhook sender (registry/events/sender.py), each endpoint
+# from its cursor in event_endpoints, and the audit trail (registry/events/audit.py).
+# `txid` is the writing transaction's id on PostgreSQL (0 on SQLite, whose writers take turns): a
+# sender reads rows in (txid, seq) order up to the oldest transaction still running, so a row that
+# commits late can never land behind a cursor that has moved past it.
+_SEQUENCE = BigInteger().with_variant(Integer, "sqlite")  # SQLite's AUTOINCREMENT wants INTEGER
+events = Table(
+    "events", metadata,
+    Column("seq", _SEQUENCE, primary_key=True, autoincrement=True),
+    Column("txid", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),  # the id receivers see, the same in every retry
+    Column("created_at", Float, nullable=False),
+    Column("action", String(16), nullable=False),  # push, pull, mount, delete; login, denied, admin
+    Column("target_type", String(16), nullable=False),  # blob, manifest, repository, account, admin
+    Column("repository", String(255), nullable=True),
+    Column("digest", DIGEST, nullable=True),
+    Column("tag", String(128), nullable=True),
+    Column("media_type", String(255), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("from_repository", String(255), nullable=True),  # a mount's source
+    Column("actor", String(255), nullable=False),  # "" for anonymous
+    Column("actor_kind", String(16), nullable=False),  # user, robot, anonymous, system
+    Column("address", String(64), nullable=True),  # the client's address
+    Column("outcome", String(16), nullable=False),  # ok, failed, denied
+    Column("detail", Text, nullable=True),  # JSON object text
+    Column("request_id", String(64), nullable=True),
+    Column("method", String(16), nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("user_agent", String(255), nullable=True),
+    Column("source_addr", String(255), nullable=True),  # the registry process that wrote it
+    Column("source_instance", String(36), nullable=True),
+    Index("ix_events_txid_seq", "txid", "seq"),
+    Index("ix_events_repository", "repository", "created_at"),  # the audit trail: newest first, filtered
+    Index("ix_events_actor", "actor", "created_at"),
+    Index("ix_events_created", "created_at"),
+    sqlite_autoincrement=True,
+)
+
+# One row per webhook endpoint (notifications.endpoints, by name): the lease of the process sending
+# to it, the cursor of the last event it acknowledged, and its counters.
+event_endpoints = Table(
+    "event_endpoints", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=True),
+    Column("expires_at", Float, nullable=True),
+    Column("cursor_txid", BigInteger, nullable=False),
+    Column("cursor_seq", BigInteger, nullable=False),
+    Column("sent", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("last_success_at", Float, nullable=True),
+    Column("last_failure_at", Float, nullable=True),
+    Column("last_error", String(500), nullable=True),
 )

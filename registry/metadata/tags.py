@@ -48,17 +48,20 @@ _TARGET = (select(tags.c.manifest_id).where(tags.c.repository_id == bindparam("r
                                             tags.c.name == bindparam("name")).with_for_update())
 
 
-async def claim_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> int | None:
+async def claim_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int,
+                    pushed_by: str | None = None) -> int | None:
     """A new tag is created pointing at the manifest (None); an existing one is locked and the manifest it
     points at returned, for the caller to decide on the move (then `set_tag`). On PostgreSQL a concurrent
-    first push of the same tag waits for this transaction, then finds the tag (its own insert skipped)."""
+    first push of the same tag waits for this transaction, then finds the tag (its own insert skipped).
+    `pushed_by` as for `set_tag`: a tag created here shows who pushed it."""
     key = {"repository_id": repository_id, "name": name}
     for _ in range(3):  # again only if the tag that skipped our insert was deleted before we looked
         current = (await conn.execute(_TARGET, key)).scalar()
         if current is not None:
             return current
         inserted = await conn.execute(db.insert_ignore(tags), {**key, "manifest_id": manifest_id,
-                                                               "updated_at": time.time(), "verified_at": None})
+                                                               "updated_at": time.time(), "verified_at": None,
+                                                               "pushed_by": pushed_by})
         if inserted.rowcount > 0:
             return None
     return (await conn.execute(_TARGET, key)).scalar_one()
@@ -68,11 +71,14 @@ async def tag_names(conn: Connection, repository_id: int) -> list[str]:
     return list((await conn.execute(select(tags.c.name).where(tags.c.repository_id == repository_id))).scalars())
 
 
-async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int) -> None:
-    """Point the tag at the manifest: one upsert, so concurrent moves end on one of them."""
-    await conn.execute(db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at", "verified_at"]),
+async def set_tag(db: Database, conn: Connection, repository_id: int, name: str, manifest_id: int,
+                  pushed_by: str | None = None) -> None:
+    """Point the tag at the manifest: one upsert, so concurrent moves end on one of them. `pushed_by`:
+    who set it, for people (None for a mirror's cache)."""
+    await conn.execute(db.upsert(tags, ["repository_id", "name"],
+                                 ["manifest_id", "updated_at", "verified_at", "pushed_by"]),
                        {"repository_id": repository_id, "name": name, "manifest_id": manifest_id,
-                        "updated_at": time.time(), "verified_at": None})
+                        "updated_at": time.time(), "verified_at": None, "pushed_by": pushed_by})
 
 
 async def delete_tag(conn: Connection, repository_id: int, name: str) -> bool:

@@ -339,6 +339,8 @@ def test_openapi_describes_every_admin_route(admin: httpx.Client, server: Regist
         *{(f"/admin/api/{kind}", method) for kind in ("gc", "retention", "fsck") for method in ("GET", "POST")},
         ("/admin/api/immutable-tags", "GET"), ("/admin/api/immutable-tags", "POST"),
         ("/admin/api/immutable-tags/{id}", "DELETE"),
+        ("/admin/api/notifications", "GET"), ("/admin/api/notifications/{name}/test", "POST"),
+        ("/admin/api/audit", "GET"), ("/admin/api/audit/export", "GET"),
     }
     assert documented == served
 

@@ -8,6 +8,7 @@ exist their 404 is accepted (it is documented for the GET of a last report).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -17,14 +18,17 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
 from tests.api.helpers import push_image, push_index
-from tests.support.server import RegistryProcess
+from tests.support.server import RegistryProcess, free_port
 
 MAINTENANCE = ("/admin/api/gc", "/admin/api/retention", "/admin/api/fsck")
 
 
 @pytest.fixture(scope="module")
 def schema_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    with RegistryProcess(tmp_path_factory.mktemp("schema") / "data") as registry:
+    # A webhook endpoint nobody listens on: its test event is answered (not delivered), not a 404.
+    endpoints = [{"name": "ci", "url": f"http://127.0.0.1:{free_port()}/events", "timeout": "1s"}]
+    env = {"REGISTRY_NOTIFICATIONS_ENDPOINTS": json.dumps(endpoints)}
+    with RegistryProcess(tmp_path_factory.mktemp("schema") / "data", env=env) as registry:
         with httpx.Client(base_url=registry.url) as client:
             push_image(client, "team/app", "latest")
             push_index(client, "team/multi", "latest")
@@ -53,8 +57,6 @@ def test_admin_api_never_fails_and_matches_its_description(case):  # type: ignor
 def test_the_document_is_valid_openapi() -> None:
     """openapi-spec-validator accepts the document as served (it refused `"required": []`, which OpenAPI 3.0
     forbids: an empty list must be left out)."""
-    import json
-
     from openapi_spec_validator import validate
 
     from registry.admin.page import OPENAPI

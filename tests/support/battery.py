@@ -133,11 +133,17 @@ class Stored:
     files: dict[str, int] = field(default_factory=dict)
 
 
+# The record of requests, not what the registry holds: the audit trail keeps refused admin actions and
+# failed logins on purpose (registry/events/).
+JOURNAL_TABLES = ("events",)
+
+
 def stored(data_dir: Path, file_roots: Iterable[str] = ("blobs", "uploads")) -> Stored:
     data_dir = Path(data_dir)
     with sqlite3.connect(f"file:{data_dir / 'registry.db'}?mode=ro", uri=True, timeout=30) as conn:
         tables = [row[0] for row in conn.execute(
-            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'")]
+            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'")
+            if row[0] not in JOURNAL_TABLES]
         rows = {table: conn.execute(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
     conn.close()
     files = {}

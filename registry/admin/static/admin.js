@@ -214,6 +214,7 @@ async function repository(name) {
         h("td", {}, t.platforms.map((p) => h("span", { class: "tag" }, p))),
         h("td", { class: "num size" }, bytes(t.size)),
         h("td", {}, ago(t.updated_at)),
+        h("td", { class: "pushed-by" }, t.pushed_by || h("span", { class: "muted" }, "–")),
         h("td", {}, ago(t.last_pulled_at)),
         h("td", {}, pullCommand(name, t.tag)),
         h("td", {}, h("button", { type: "button", class: "danger delete-tag", disabled: Boolean(t.immutable),
@@ -237,7 +238,7 @@ async function repository(name) {
       card("Last push", ago(summary.last_push)), card("Last pull", ago(summary.last_pull))),
     h("h2", {}, "Tags"),
     body.children.length ? h("table", { id: "tags" },
-      h("thead", {}, h("tr", {}, ["Tag", "Digest", "Platforms", "Size", "Pushed", "Pulled", "Pull", ""].map((x) => h("th", {}, x)))), body)
+      h("thead", {}, h("tr", {}, ["Tag", "Digest", "Platforms", "Size", "Pushed", "Pushed by", "Pulled", "Pull", ""].map((x) => h("th", {}, x)))), body)
       : h("p", { class: "muted", id: "no-tags" }, "No tags."),
     more,
     h("div", { class: "toolbar" }, h("button", { type: "button", class: "danger", onclick: () => deleteRepository(name) }, "Delete repository")));
@@ -432,6 +433,106 @@ function reportView(r) {
   (r.items || []).length ? h("pre", {}, r.items.slice(0, 200).map((i) => (typeof i === "string" ? i : JSON.stringify(i))).join("\n")) : null);
 }
 
+async function notifications() {
+  const { endpoints } = await api("/notifications");
+  if (!endpoints.length) {
+    main().replaceChildren(h("h1", {}, "Webhooks"), h("p", { class: "muted" }, "No webhook endpoints are configured (notifications.endpoints)."));
+    return;
+  }
+  const rows = endpoints.map((e) => {
+    const result = h("span", { class: "test-result muted" });
+    return h("tr", { dataset: { endpoint: e.name } },
+      h("td", {}, h("strong", {}, e.name), e.disabled ? h("span", { class: "tag" }, "disabled") : null, h("div", { class: "muted mono" }, e.url),
+        e.sender ? h("div", { class: "muted sender" }, `sent by ${e.sender}`) : null),
+      h("td", { class: "num sent" }, e.sent), h("td", { class: "num failed" }, e.failed),
+      h("td", { class: "num pending" }, e.pending_capped ? `${e.pending}+` : e.pending),
+      h("td", { class: "last-success" }, ago(e.last_success_at)),
+      h("td", { class: "last-error" }, e.last_error ? h("span", { class: "error", title: e.last_error }, e.last_error, " ", ago(e.last_failure_at)) : "–"),
+      h("td", {}, h("button", { type: "button", class: "send-test", onclick: async (ev) => {
+        const button = ev.currentTarget;
+        button.disabled = true;
+        try {
+          const r = await api(`/notifications/${encodeURIComponent(e.name)}/test`, { method: "POST" });
+          result.textContent = r.delivered ? `delivered (${r.status})` : `not delivered: ${r.error}`;
+          result.className = `test-result ${r.delivered ? "" : "error"}`;
+        } catch (err) { toast(err.message, true); }
+        finally { button.disabled = false; }
+      } }, "Send test event"), " ", result));
+  });
+  main().replaceChildren(h("h1", {}, "Webhooks"),
+    h("p", { class: "muted" }, "Every push, pull, mount and delete goes to each endpoint in CNCF Distribution's envelope, in order, at least once; counters are shared by all registry processes."),
+    table(["Endpoint", "Sent#", "Failed#", "Pending#", "Last success", "Last error", ""], rows, { id: "endpoints" }));
+}
+
+const AUDIT_ACTIONS = ["push", "pull", "mount", "delete", "login", "denied", "admin"];
+const AUDIT_FILTERS = ["repository", "actor", "action", "since", "until"];
+
+// A datetime-local input's value (local time) as seconds since the epoch, and back.
+const toEpoch = (value) => (value ? String(Math.floor(new Date(value).getTime() / 1000)) : "");
+function fromEpoch(seconds) {
+  if (!seconds) return "";
+  const d = new Date(Number(seconds) * 1000);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function who(actor) {
+  if (actor.kind === "anonymous") return h("span", {}, "anonymous", h("span", { class: "muted" }, ` ${actor.address || ""}`));
+  return h("span", {}, actor.name || actor.kind, actor.kind === "robot" ? h("span", { class: "tag" }, "robot") : null,
+    actor.address ? h("span", { class: "muted" }, ` ${actor.address}`) : null);
+}
+
+function auditDetail(e) {
+  const d = e.detail || {};
+  const parts = [];
+  if (e.from_repository) parts.push(`from ${e.from_repository}`);
+  if (d.reason) parts.push(d.reason);
+  if (d.action) parts.push(`wanted ${d.action}`);
+  if (d.method && d.path) parts.push(`${d.method} ${d.path}${d.status ? ` → ${d.status}` : ""}`);
+  if (e.size !== null && e.size !== undefined) parts.push(bytes(e.size));
+  return parts.join("; ");
+}
+
+async function audit(params) {
+  const query = new URLSearchParams();
+  for (const k of [...AUDIT_FILTERS, "before"]) if (params.get(k)) query.set(k, params.get(k));
+  query.set("limit", "100");
+  const page = await api(`/audit?${query}`);
+  const input = (name, attrs) => h("input", { name, id: `audit-${name}`, value: params.get(name) || "", ...attrs });
+  const action = h("select", { name: "action", id: "audit-action" }, h("option", { value: "" }, "any action"),
+    AUDIT_ACTIONS.map((a) => h("option", { value: a, selected: params.get("action") === a }, a)));
+  const since = input("since-local", { type: "datetime-local", value: fromEpoch(params.get("since")), title: "from" });
+  const until = input("until-local", { type: "datetime-local", value: fromEpoch(params.get("until")), title: "until" });
+  const repository = input("repository", { type: "text", placeholder: "repository" });
+  const actor = input("actor", { type: "text", placeholder: "who (account name)" });
+  const chosen = () => {
+    const q = new URLSearchParams();
+    if (repository.value) q.set("repository", repository.value);
+    if (actor.value) q.set("actor", actor.value);
+    if (action.value) q.set("action", action.value);
+    if (since.value) q.set("since", toEpoch(since.value));
+    if (until.value) q.set("until", toEpoch(until.value));
+    return q;
+  };
+  const form = h("form", { class: "toolbar", id: "audit-filters", onsubmit: (e) => { e.preventDefault(); location.hash = `#/audit?${chosen()}`; } },
+    repository, actor, action, since, until, h("button", { type: "submit", class: "primary" }, "Filter"));
+  const filtersNow = new URLSearchParams();
+  for (const k of AUDIT_FILTERS) if (params.get(k)) filtersNow.set(k, params.get(k));
+  const exportLink = (format) => h("a", { href: `${API}/audit/export?${new URLSearchParams({ ...Object.fromEntries(filtersNow), format })}`, id: `audit-export-${format}`, download: `audit.${format}` }, `Export ${format.toUpperCase()}`);
+  const rows = page.entries.map((e) => h("tr", { dataset: { action: e.action, outcome: e.outcome, seq: e.seq } },
+    h("td", {}, h("time", { datetime: e.timestamp, title: e.timestamp }, new Date(e.time * 1000).toLocaleString())),
+    h("td", {}, h("strong", {}, e.action), " ", h("span", { class: `tag outcome outcome-${e.outcome}` }, e.outcome)),
+    h("td", { class: "who" }, who(e.actor)),
+    h("td", {}, e.repository ? h("a", { href: repoLink(e.repository) }, e.repository) : h("span", { class: "muted" }, e.target)),
+    h("td", { class: "mono reference", title: e.digest || "" }, e.tag || (e.digest ? shortDigest(e.digest) : "")),
+    h("td", { class: "muted detail" }, auditDetail(e))));
+  const older = page.next ? h("a", { id: "audit-older", href: `#/audit?${new URLSearchParams({ ...Object.fromEntries(filtersNow), before: page.next })}` }, "Older »") : null;
+  main().replaceChildren(h("h1", {}, "Audit"), form,
+    h("div", { class: "toolbar" }, exportLink("csv"), exportLink("json"),
+      params.get("before") ? h("a", { href: `#/audit?${filtersNow}` }, "« Newest") : null, older),
+    rows.length ? table(["When", "What", "Who", "Repository", "Reference", "Detail"], rows, { id: "audit" })
+      : h("p", { class: "muted", id: "no-audit" }, "No entries match."));
+}
+
 // -- routing ----------------------------------------------------------------------------
 async function render() {
   const [path, query] = location.hash.replace(/^#/, "").split("?");
@@ -450,6 +551,8 @@ async function render() {
     else if (view === "mirror") await mirror();
     else if (view === "maintenance") await maintenance();
     else if (view === "immutable") await immutable();
+    else if (view === "notifications") await notifications();
+    else if (view === "audit") await audit(params);
     else main().replaceChildren(h("p", {}, "Unknown page."));
   } catch (err) {
     showError(err);

@@ -1,0 +1,1 @@
+"""Tests of registry/events/ below HTTP: the audit purge and its schedule."""
