@@ -15,7 +15,8 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from tests.inproc.conftest import MakeClient
-from tests.inproc.helpers import Client, push_blob, push_image, repository_name, sha256
+from tests.inproc.helpers import (OCI_MANIFEST, Client, image_manifest, push_blob, push_image, repository_name,
+                                  sha256)
 
 pytestmark = pytest.mark.asyncio
 
@@ -172,3 +173,37 @@ async def test_events_are_in_the_audit_trail(api: Client) -> None:
     tags = await (await api.get(f"/admin/api/repositories/{name}/tags")).json()
     assert tags["tags"][0]["pushed_by"] == "anonymous (127.0.0.1)"
     assert sha256(body) == digest
+
+
+async def test_immutable_tag_and_quota_refusals_are_in_the_audit_trail(make_client: MakeClient) -> None:
+    """Main's refusals (registry/gc/immutable.py, quotas) are handler DENIEDs: each one is a `denied` entry
+    with the refusal's message, and the refused change itself records nothing (it rolled back)."""
+    api = await make_client(immutable_tags=json.dumps([{"repositories": "prod/**", "tags": "v*"}]),
+                            quota_namespaces=json.dumps([{"namespace": "tiny", "bytes": 10}]))
+    name = repository_name("prod")
+    first, _ = await push_image(api, name, "v1")
+    moved = await image_manifest(api, name)
+    assert (await api.put(f"/v2/{name}/manifests/v1", data=moved,
+                          headers={"Content-Type": OCI_MANIFEST})).status == 403
+    assert (await api.delete(f"/v2/{name}/manifests/v1")).status == 403
+    assert (await api.delete(f"/v2/{name}/manifests/{first}")).status == 403
+    small = repository_name("tiny")
+    assert (await api.post(f"/v2/{small}/blobs/uploads/", params={"digest": sha256(b"x" * 64)}, data=b"x" * 64,
+                           headers={"Content-Type": "application/octet-stream"})).status == 403
+    await asyncio.sleep(1.5)  # denials are written in a batch within the second
+
+    page = await (await api.get("/admin/api/audit", params={"repository": name})).json()
+    actions = [(e["action"], e["outcome"], e["detail"]["method"] if e["action"] == "denied" else e["reference"])
+               for e in page["entries"]]
+    assert actions[:3] == [("denied", "denied", "DELETE"), ("denied", "denied", "DELETE"),
+                           ("denied", "denied", "PUT")]
+    assert all("immutable" in e["detail"]["reason"] for e in page["entries"][:3])
+    pushes = [(e["target"], e["reference"]) for e in page["entries"][3:]]
+    assert [e["action"] for e in page["entries"][3:]] == ["push"] * 5  # 2 images' blobs; one manifest, the first
+    assert [p for p in pushes if p[0] == "manifest"] == [("manifest", "v1")]
+    tags = await (await api.get(f"/admin/api/repositories/{name}/tags")).json()
+    assert [(t["tag"], t["digest"], t["pushed_by"]) for t in tags["tags"]] == [("v1", first, "anonymous (127.0.0.1)")]
+
+    quota = await (await api.get("/admin/api/audit", params={"repository": small})).json()
+    assert [(e["action"], e["outcome"]) for e in quota["entries"]] == [("denied", "denied")]
+    assert "quota exceeded for namespace 'tiny'" in quota["entries"][0]["detail"]["reason"]
