@@ -348,7 +348,10 @@ def next_page(link_header: str, expected_path: str) -> str | None:
     match = _NEXT_LINK.search(link_header)
     if match is None:
         return None
-    target = urllib.parse.urlsplit(match.group(1))
+    try:
+        target = urllib.parse.urlsplit(match.group(1))
+    except ValueError:  # e.g. "http://[h/...": an IPv6 literal never closed
+        return None
     if target.path != expected_path:
         return None
     return f"{target.path}?{target.query}" if target.query else None
