@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -19,15 +18,6 @@ from registry.metadata import leases
 from registry.metadata.db import Database, migrate
 from registry.metadata.schema import events, repositories
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    migrate(url)
-    return url
 
 
 def _journal(db: Database) -> Journal:

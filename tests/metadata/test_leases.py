@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from registry.metadata import leases
-from registry.metadata.db import Database, migrate
+from registry.metadata.db import Database
 from registry.metadata.schema import mirror_fills, repositories, uploads
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    migrate(url)
-    return url
 
 
 async def _with_upload(db: Database) -> None:

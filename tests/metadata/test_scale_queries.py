@@ -7,25 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-import pytest
 from sqlalchemy import event, insert
 
 from registry.metadata import inventory, mirror_cache, tags as tag_rows
-from registry.metadata.db import Database, migrate
+from registry.metadata.db import Database
 from registry.metadata.schema import (blobs, manifest_references, manifests, mirror_pins, repositories,
                                       repository_blobs, tags)
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    migrate(url)
-    return url
 
 
 @contextmanager

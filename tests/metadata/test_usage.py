@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from pathlib import Path
 
-import pytest
 from sqlalchemy import delete, select
 
 from registry.metadata import usage
 from registry.metadata.blobs import link_blob, unlink_blob
-from registry.metadata.db import Database, migrate
+from registry.metadata.db import Database
 from registry.metadata.inventory import delete_repository
 from registry.metadata.repositories import ensure_repository
 from registry.metadata.schema import blobs, repositories, repository_blobs, scope_blobs
@@ -23,15 +21,6 @@ SCOPES = {usage.quota_scope("team"): frozenset({"team"}), usage.quota_scope("tea
           usage.MIRROR_CACHE: frozenset({"hub", "ghcr"})}
 DIGESTS = {f"sha256:{i:064x}": 1000 * (i + 1) for i in range(12)}
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    migrate(url)
-    return url
 
 
 def _covered(name: str, prefixes: frozenset[str]) -> bool:
