@@ -12,6 +12,7 @@ from registry.http_errors import HTTPError
 from registry.reference import validate_tag
 
 NAME = "{name:.+}"
+FLAG_VALUES = {"": False, "0": False, "false": False, "1": True, "true": True}
 
 
 async def list_repositories(request: web.Request) -> web.Response:
@@ -55,6 +56,12 @@ async def delete_tag(request: web.Request) -> web.Response:
     return web.json_response({"deleted": f"{name}:{tag}"})
 
 
+async def list_untagged(request: web.Request) -> web.Response:
+    name = name_param(request)
+    limit, last = page_params(request)
+    return paged("manifests", await inventory(request).untagged(name, limit + 1, last), limit, "cursor")
+
+
 async def get_manifest(request: web.Request) -> web.Response:
     return web.json_response(await inventory(request).manifest(name_param(request), request.match_info["digest"]))
 
@@ -62,9 +69,17 @@ async def get_manifest(request: web.Request) -> web.Response:
 async def delete_manifest(request: web.Request) -> web.Response:
     name = name_param(request)
     digest = request.match_info["digest"]
+    with_referrers = _flag(request, "referrers")
     require_deletes(request)
-    await inventory(request).delete_manifest(name, digest)
-    return web.json_response({"deleted": f"{name}@{digest}"})
+    referrers = await inventory(request).delete_manifest(name, digest, with_referrers)
+    return web.json_response({"deleted": f"{name}@{digest}", "referrers": referrers})
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "")
+    if value not in FLAG_VALUES:
+        raise HTTPError("UNSUPPORTED", f"{name}: true or false", status=400, detail={name: value[:20]})
+    return FLAG_VALUES[value]
 
 
 def add_routes(app: web.Application) -> None:
@@ -75,6 +90,7 @@ def add_routes(app: web.Application) -> None:
     # whose name ends in /tags or /manifests/... is reached by those routes).
     r.add_get(f"{base}/{NAME}/tags", list_tags)
     r.add_delete(f"{base}/{NAME}/tags/{{tag}}", delete_tag)
+    r.add_get(f"{base}/{NAME}/untagged", list_untagged)
     r.add_get(f"{base}/{NAME}/manifests/{{digest}}", get_manifest)
     r.add_delete(f"{base}/{NAME}/manifests/{{digest}}", delete_manifest)
     r.add_get(f"{base}/{NAME}", get_repository)

@@ -24,8 +24,11 @@ from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
 from registry.metadata import uploads as upload_rows
+from registry.numbers import ascii_decimal
 
 CONFIG_READ_LIMIT = 1024 * 1024  # image configs are a few KiB; never pull a huge blob into memory
+LISTED_REFERRERS = 10  # per untagged manifest on a page; the count says how many there are in all
+MAX_DELETED_REFERRERS = 1000  # with one manifest, in one transaction
 MAX_IMMUTABLE_RULES = 1000  # in the database; each move or delete of a tag reads them all
 
 
@@ -119,11 +122,50 @@ class Inventory:
                                 if isinstance(d, dict) and isinstance(d.get("digest"), str)]
         return detail
 
+    async def untagged(self, name: str, limit: int, last: str | None) -> list[dict[str, Any]]:
+        """The repository's manifests that no tag, index or subject names (rows.untagged_page), newest
+        first, each with its size, platforms and first referrers; `cursor` is the next page's `last`."""
+        before = None
+        if last is not None:
+            before = ascii_decimal(last, 19)
+            if before is None:
+                raise RegistryError("PAGINATION_NUMBER_INVALID", "last must be the `next` of the previous page",
+                                    detail={"last": last[:100]})
+        async with self.db.read() as conn:
+            repo_id = await self._repository_id(conn, name)
+            found = await rows.untagged_page(conn, repo_id, limit, before)
+            children = await rows.manifests_by_digest(conn, repo_id, sorted({
+                d.digest for m in found for d in _index_entries(m.payload, m.media_type)}))
+            blob_digests = {d for m in found for d in _blob_digests(m.payload, m.media_type)}
+            blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
+            sizes = await rows.blob_sizes(conn, sorted(blob_digests))
+            referrers = await rows.referrers_of_each(conn, repo_id, [m.digest for m in found], LISTED_REFERRERS)
+        by_subject: dict[str, list[rows.ReferrerRow]] = {}
+        for r in referrers:
+            by_subject.setdefault(r.subject, []).append(r)
+        result = []
+        for m in found:
+            listed = by_subject.get(m.digest, [])
+            result.append({
+                "digest": m.digest, "media_type": m.media_type, "artifact_type": m.artifact_type,
+                "missing_subject": m.subject, "manifest_size": len(m.payload), "created_at": m.created_at,
+                "last_pulled_at": m.last_pulled_at, "cursor": str(m.id),
+                "referrer_count": listed[0].count if listed else 0,
+                "referrers": [{"digest": r.digest, "media_type": r.media_type, "artifact_type": r.artifact_type,
+                               "size": r.size} for r in listed],
+                **_summary(m.payload, m.media_type, children, sizes)})
+        return result
+
     async def delete_tag(self, name: str, tag: str) -> None:
         await self.local.delete_manifest(name, tag)
 
-    async def delete_manifest(self, name: str, digest: str) -> None:
+    async def delete_manifest(self, name: str, digest: str, with_referrers: bool = False) -> list[str]:
+        """Delete one manifest, as the v2 DELETE does; `with_referrers`: its referrers too, in one
+        transaction. Returns the referrers deleted."""
+        if with_referrers:
+            return await self.local.delete_with_referrers(name, parse_digest(digest), MAX_DELETED_REFERRERS)
         await self.local.delete_manifest(name, parse_digest(digest))
+        return []
 
     # -- immutable-tag rules ------------------------------------------------------------
     async def immutable_rules(self) -> list[dict[str, Any]]:

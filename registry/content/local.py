@@ -554,23 +554,42 @@ class LocalContent:
             if repo_id is None:
                 raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
             if isinstance(reference, Digest):
-                # Locked first (PostgreSQL), so a push tagging it meanwhile is seen or waits.
-                if await manifest_rows.lock_manifest(conn, repo_id, str(reference)):
-                    held = await self.immutable.holding(  # its own tags, and those of indexes listing it
-                        conn, repository, await inventory_rows.tags_reaching(conn, repo_id, str(reference)))
-                    if held is not None:
-                        raise held_manifest_error(repository, str(reference), *held)
-                deleted = await manifest_rows.delete_manifest(conn, repo_id, str(reference))
-                change = Change("delete", "manifest", repository, str(reference))
-            else:
-                deleted = await tag_rows.delete_tag(conn, repo_id, reference)
-                held = await self.immutable.holding(conn, repository, [reference] if deleted else [])
-                if held is not None:
-                    raise held_tag_error(repository, *held)  # and the delete rolls back
-                change = Change("delete", "manifest", repository, tag=reference)
+                await self._delete_by_digest(conn, repository, repo_id, str(reference))
+                return
+            deleted = await tag_rows.delete_tag(conn, repo_id, reference)
+            held = await self.immutable.holding(conn, repository, [reference] if deleted else [])
+            if held is not None:
+                raise held_tag_error(repository, *held)  # and the delete rolls back
             if not deleted:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": str(reference)})
-            await self.record(conn, change)
+            await self.record(conn, Change("delete", "manifest", repository, tag=reference))
+
+    async def delete_with_referrers(self, repository: str, digest: Digest, limit: int) -> list[str]:
+        """Delete a manifest and every manifest referring to it, however deep (a signature of its SBOM),
+        in one transaction: all go or none does. Returns the referrers deleted. More than `limit` of them
+        is refused (`DENIED`) rather than held in one transaction."""
+        async with self.db.write() as conn:
+            repo_id = await repo_rows.repository_id(conn, repository)
+            if repo_id is None:
+                raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
+            referrers = await inventory_rows.referrer_closure(conn, repo_id, str(digest), limit)
+            if len(referrers) > limit:
+                raise RegistryError("DENIED", f"{repository}@{digest} has more than {limit} referrers: delete "
+                                    "some of them first", detail={"digest": str(digest)})
+            for each in [*referrers, str(digest)]:  # the deepest first: a subject outlives its referrers
+                await self._delete_by_digest(conn, repository, repo_id, each)
+            return referrers
+
+    async def _delete_by_digest(self, conn, repository: str, repo_id: int, digest: str) -> None:
+        # Locked first (PostgreSQL), so a push tagging it meanwhile is seen or waits.
+        if await manifest_rows.lock_manifest(conn, repo_id, digest):
+            held = await self.immutable.holding(  # its own tags, and those of indexes listing it
+                conn, repository, await inventory_rows.tags_reaching(conn, repo_id, digest))
+            if held is not None:
+                raise held_manifest_error(repository, digest, *held)
+        if not await manifest_rows.delete_manifest(conn, repo_id, digest):
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": digest})
+        await self.record(conn, Change("delete", "manifest", repository, digest))
 
     async def record(self, conn, change: Change) -> None:
         """The one hook for events: inside a write transaction, so the event commits with the change."""

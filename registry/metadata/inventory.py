@@ -144,6 +144,94 @@ async def manifests_by_digest(conn: Connection, repository_id: int, digests: lis
                                      r.created_at, r.last_pulled_at) for r in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class UntaggedManifest:
+    id: int
+    digest: str
+    media_type: str
+    payload: bytes
+    artifact_type: str | None
+    subject: str | None  # set only when the subject is not in the repository (a dangling referrer)
+    created_at: float
+    last_pulled_at: float | None
+
+
+async def untagged_page(conn: Connection, repository_id: int, limit: int,
+                        before_id: int | None) -> list[UntaggedManifest]:
+    """The repository's manifests nothing else names, newest first: no tag points at them, no index of the
+    repository lists them, and they refer to no subject the repository holds. Index children and referrers
+    are left out: they show under their index or subject. Walks `ix_manifests_repository_id` from the top
+    and probes each manifest's tags, parents and subject by index, so a page stops at its end."""
+    parent = aliased(manifests)
+    subject = aliased(manifests)
+    listed_by_parent = manifest_references.join(parent, parent.c.id == manifest_references.c.manifest_id)
+    query = (select(manifests.c.id, manifests.c.digest, manifests.c.media_type, manifests.c.payload,
+                    manifests.c.artifact_type, manifests.c.subject_digest, manifests.c.created_at,
+                    manifests.c.last_pulled_at)
+             .where(manifests.c.repository_id == repository_id,
+                    ~exists().where(tags.c.manifest_id == manifests.c.id),
+                    ~exists().select_from(listed_by_parent)
+                    .where(manifest_references.c.digest == manifests.c.digest, manifest_references.c.kind == "manifest",
+                           parent.c.repository_id == repository_id),
+                    (manifests.c.subject_digest.is_(None)
+                     | ~exists().where(subject.c.repository_id == repository_id,
+                                       subject.c.digest == manifests.c.subject_digest)))
+             .order_by(manifests.c.id.desc()).limit(limit))
+    if before_id is not None:
+        query = query.where(manifests.c.id < before_id)
+    return [UntaggedManifest(r.id, r.digest, r.media_type, bytes(r.payload), r.artifact_type, r.subject_digest,
+                             r.created_at, r.last_pulled_at) for r in await conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRow:
+    subject: str
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    size: int
+    count: int  # how many referrers the subject has in all, however many are listed
+
+
+async def referrers_of_each(conn: Connection, repository_id: int, subjects: list[str], each: int) -> list[ReferrerRow]:
+    """Up to `each` referrers of every subject (oldest first), each row with the subject's total: one
+    statement for a page, however many referrers a subject has (a signed image may have thousands)."""
+    if not subjects:
+        return []
+    ranked = (select(manifests.c.subject_digest, manifests.c.digest, manifests.c.media_type, manifests.c.artifact_type,
+                     manifests.c.size,
+                     func.row_number().over(partition_by=manifests.c.subject_digest,
+                                            order_by=(manifests.c.created_at, manifests.c.id)).label("rank"),
+                     func.count().over(partition_by=manifests.c.subject_digest).label("total"))
+              .where(manifests.c.repository_id == repository_id, manifests.c.subject_digest.in_(subjects))
+              .subquery())
+    rows = await conn.execute(select(ranked).where(ranked.c.rank <= each)
+                              .order_by(ranked.c.subject_digest, ranked.c.rank))
+    return [ReferrerRow(r.subject_digest, r.digest, r.media_type, r.artifact_type, r.size, r.total) for r in rows]
+
+
+async def referrer_closure(conn: Connection, repository_id: int, digest: str, limit: int) -> list[str]:
+    """The referrers of `digest`, theirs (a signature of an SBOM), and so on (bounded by MAX_NESTING
+    generations): deepest generation first, the order they can be deleted in. More than `limit` of them
+    means there are more than `limit`; the list is then not the whole closure."""
+    generations: list[list[str]] = []
+    seen = {digest}
+    frontier = [digest]
+    for _ in range(MAX_NESTING):
+        found = [d for d in (await conn.execute(
+            select(manifests.c.digest).where(manifests.c.repository_id == repository_id,
+                                             manifests.c.subject_digest.in_(frontier))
+            .order_by(manifests.c.digest).limit(limit + 1))).scalars() if d not in seen]
+        if not found:
+            break
+        seen.update(found)
+        generations.append(found)
+        if len(seen) - 1 > limit:  # the caller refuses: more than it will delete at once
+            break
+        frontier = found
+    return [d for generation in reversed(generations) for d in generation]
+
+
 async def tags_of(conn: Connection, repository_id: int, digest: str) -> list[str]:
     query = (select(tags.c.name).select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
              .where(tags.c.repository_id == repository_id, manifests.c.digest == digest).order_by(tags.c.name))

@@ -55,6 +55,7 @@ manifests = Table(
     Column("last_pulled_at", Float, nullable=True),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
+    Index("ix_manifests_repository_id", "repository_id", "id"),  # newest first: the untagged list
 )
 
 # What a manifest points at: blobs (config, layers) and child manifests (index entries).

@@ -330,6 +330,7 @@ def test_openapi_describes_every_admin_route(admin: httpx.Client, server: Regist
         ("/admin/api/whoami", "GET"), ("/admin/api/repositories", "GET"),
         ("/admin/api/repositories/{name}", "GET"), ("/admin/api/repositories/{name}", "DELETE"),
         ("/admin/api/repositories/{name}/tags", "GET"), ("/admin/api/repositories/{name}/tags/{tag}", "DELETE"),
+        ("/admin/api/repositories/{name}/untagged", "GET"),
         ("/admin/api/repositories/{name}/manifests/{digest}", "GET"),
         ("/admin/api/repositories/{name}/manifests/{digest}", "DELETE"),
         ("/admin/api/storage", "GET"), ("/admin/api/storage/history", "GET"), ("/admin/api/uploads", "GET"),

@@ -204,7 +204,8 @@ async function deleteRepository(name) {
 }
 
 async function repository(name) {
-  const [summary, tags] = await Promise.all([api(`/repositories/${name}`), api(`/repositories/${name}/tags?limit=100`)]);
+  const [summary, tags, untagged] = await Promise.all([api(`/repositories/${name}`),
+    api(`/repositories/${name}/tags?limit=100`), api(`/repositories/${name}/untagged?limit=100`)]);
   const body = h("tbody", {});
   const addRows = (page) => {
     for (const t of page.tags) {
@@ -241,7 +242,56 @@ async function repository(name) {
       h("thead", {}, h("tr", {}, ["Tag", "Digest", "Platforms", "Size", "Pushed", "Pushed by", "Pulled", "Pull", ""].map((x) => h("th", {}, x)))), body)
       : h("p", { class: "muted", id: "no-tags" }, "No tags."),
     more,
+    ...untaggedSection(name, untagged),
     h("div", { class: "toolbar" }, h("button", { type: "button", class: "danger", onclick: () => deleteRepository(name) }, "Delete repository")));
+}
+
+// Manifests no tag points at (pushed by digest, or left behind when a tag moved), each with its referrers.
+function untaggedSection(name, first) {
+  const body = h("tbody", {});
+  const referrerLinks = (m) => m.referrers.map((r) => h("a", { href: manifestLink(name, r.digest), class: "tag referrer",
+    title: r.digest }, r.artifact_type || r.media_type));
+  const addRows = (page) => {
+    for (const m of page.manifests) {
+      const more = m.referrer_count - m.referrers.length;
+      body.append(h("tr", { dataset: { digest: m.digest } },
+        h("td", {}, h("a", { href: manifestLink(name, m.digest), class: "mono" }, shortDigest(m.digest))),
+        h("td", {}, m.platforms.length ? m.platforms.map((p) => h("span", { class: "tag" }, p))
+          : (m.artifact_type || m.media_type),
+          m.missing_subject ? h("span", { class: "muted", title: m.missing_subject }, " (its subject is gone)") : null),
+        h("td", { class: "num size" }, bytes(m.size)),
+        h("td", {}, ago(m.created_at)),
+        h("td", {}, ago(m.last_pulled_at)),
+        h("td", { class: "referrers" }, m.referrer_count ? [...referrerLinks(m), more > 0 ? ` and ${more} more` : null]
+          : h("span", { class: "muted" }, "–")),
+        h("td", {}, h("button", { type: "button", class: "danger delete-untagged",
+          onclick: () => deleteUntagged(name, m) }, "Delete"))));
+    }
+  };
+  addRows(first);
+  let next = first.next;
+  const more = h("button", { type: "button", id: "more-untagged", hidden: !next, onclick: async () => {
+    const page = await api(`/repositories/${name}/untagged?limit=100&last=${encodeURIComponent(next)}`);
+    addRows(page);
+    next = page.next;
+    more.hidden = !next;
+  } }, "More untagged manifests");
+  return [h("h2", {}, "Untagged manifests"),
+    body.children.length ? h("table", { id: "untagged" },
+      h("thead", {}, h("tr", {}, ["Digest", "Platforms or type", "Size", "Pushed", "Pulled", "Referrers", ""].map((x) => h("th", {}, x)))), body)
+      : h("p", { class: "muted", id: "no-untagged" }, "No untagged manifests."),
+    more];
+}
+
+async function deleteUntagged(name, m) {
+  const referrers = m.referrer_count ? ` and its ${m.referrer_count} referrer${m.referrer_count === 1 ? "" : "s"}` : "";
+  if (!(await confirmDialog(`Delete manifest ${shortDigest(m.digest)}${referrers}?`,
+    "They go from the repository at once; blobs nothing else uses are freed by the next GC."))) return;
+  try {
+    const done = await api(`/repositories/${name}/manifests/${m.digest}${m.referrer_count ? "?referrers=true" : ""}`, { method: "DELETE" });
+    toast(`Deleted ${shortDigest(m.digest)}${done.referrers.length ? ` and ${done.referrers.length} referrers` : ""}`);
+    await render();
+  } catch (err) { toast(err.message, true); }
 }
 
 async function deleteTag(name, tag) {
@@ -295,10 +345,11 @@ async function manifest(name, digest) {
     parts.push(h("h2", {}, "Annotations"), h("pre", {}, Object.entries(m.annotations).map(([k, v]) => `${k}=${v}`).join("\n")));
   }
   parts.push(h("div", { class: "toolbar" }, h("button", { type: "button", class: "danger", id: "delete-manifest", onclick: async () => {
-    if (!(await confirmDialog(`Delete manifest ${shortDigest(digest)}?`,
-      `The manifest and its tags (${m.tags.join(", ") || "none"}) go from ${name}.`))) return;
+    const referrers = m.referrers.length ? ` and its ${m.referrers.length} referrer${m.referrers.length === 1 ? "" : "s"}` : "";
+    if (!(await confirmDialog(`Delete manifest ${shortDigest(digest)}${referrers}?`,
+      `The manifest, its tags (${m.tags.join(", ") || "none"})${referrers ? " and what refers to it" : ""} go from ${name}.`))) return;
     try {
-      await api(`/repositories/${name}/manifests/${digest}`, { method: "DELETE" });
+      await api(`/repositories/${name}/manifests/${digest}${m.referrers.length ? "?referrers=true" : ""}`, { method: "DELETE" });
       toast("Manifest deleted");
       location.hash = repoLink(name);
     } catch (err) { toast(err.message, true); }
