@@ -235,7 +235,11 @@ def test_sigkill_exec_leaves_the_container_running(runtime: Runtime, pulled_base
     finally:
         if cli.poll() is None:
             cli.kill()
-        cli.communicate()
+        # Not communicate(): the exec'd `sleep 30` may still hold the pipes' other ends, and would keep it
+        # waiting the 30 s out.
+        for pipe in (cli.stdout, cli.stderr):
+            assert pipe is not None
+            pipe.close()
     state = inspect(runtime, "crash-exec")
     assert state["status"] == "running" and alive(state["init_pid"])
     assert "Up " in ps_line(runtime, "crash-exec", all_=False)

@@ -84,9 +84,24 @@ def send(port: int, data: bytes, timeout: float = 30, tls: ssl.SSLContext | None
                 if not piece:
                     break
                 received += piece
+                if _complete(received):  # an answer sent before the request's body was read: the server
+                    break                # waits up to 10 s for that body before it closes (aiohttp lingering)
         except OSError:  # a reset after the answer: what came is what counts
             pass
     return parse_answer(received)
+
+
+def _complete(received: bytes) -> bool:
+    """Whether `received` holds a whole answer framed by its Content-Length (HEAD answers and chunked ones
+    are read until the server closes)."""
+    head, separator, rest = received.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return 0 < int(value) <= len(rest)
+    return False
 
 
 def parse_answer(received: bytes) -> Answer:
