@@ -9,15 +9,11 @@ cache keeper flushes blob pulls from its own upkeep loop, before each eviction p
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from registry.metadata.db import Connection, Database
-
-log = logging.getLogger("registry.content.recency")
+from registry.metadata.db import Connection, Database, database_away
+from registry.periodic import PeriodicFlush
 
 FLUSH_SECONDS = 5.0
 
@@ -31,7 +27,8 @@ class RecencyLog:
         self.what = what
         self.flush_seconds = flush_seconds
         self._seen: dict[tuple[str, str], float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicFlush(self.flush, flush_seconds, lambda: f"{len(self._seen)} {what}",
+                                       database_away)
 
     def record(self, repository: str, digests: Iterable[str]) -> None:
         now = time.time()
@@ -52,24 +49,7 @@ class RecencyLog:
 
     def start(self) -> None:
         """Flush every `flush_seconds` until `stop()`."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await self.flush()
-        except Exception:  # noqa: BLE001 - stopping: a lost few seconds of recency is all it costs
-            log.warning("could not record the last %s", self.what, exc_info=True)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            try:
-                await self.flush()
-            except Exception:  # noqa: BLE001 - the database may be away for a moment: the next round retries
-                log.warning("could not record %s", self.what, exc_info=True)
+        await self._periodic.stop()

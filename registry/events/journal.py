@@ -11,8 +11,6 @@ Two ways in:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -21,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-
 from registry.events.context import RequestInfo, current
 from registry.metadata import events as rows
-from registry.metadata.db import Connection, Database, DatabaseUnavailable
+from registry.metadata.db import Connection, Database, database_away
+from registry.periodic import PeriodicFlush
 
 log = logging.getLogger("registry.events")
 
@@ -69,8 +66,8 @@ class Journal:
         self.dropped = 0
         self.listeners: list[Callable[[], None]] = []  # told when events may have been written (the sender)
         self._buffer: list[dict[str, Any]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._full = asyncio.Event()  # FLUSH_AT notes wait: write them now
+        self._periodic = PeriodicFlush(self.flush, flush_seconds, lambda: f"{len(self._buffer)} events",
+                                       database_away)
 
     # -- writing ----------------------------------------------------------------------------
     async def record(self, conn: Connection, change: Change) -> None:
@@ -88,7 +85,7 @@ class Journal:
             return
         self._buffer.append(self.row(change, request or current()))
         if len(self._buffer) >= FLUSH_AT:
-            self._full.set()
+            self._periodic.wake()
 
     def row(self, change: Change, request: RequestInfo | None) -> dict[str, Any]:
         detail = json.dumps(change.detail, separators=(",", ":"), default=str) if change.detail else None
@@ -123,42 +120,14 @@ class Journal:
         self._tell()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await self.flush()
-        except Exception:  # noqa: BLE001 - stopping: the last second of pulls and logins is all it costs
-            log.warning("could not write the last %d events", len(self._buffer), exc_info=True)
-
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.flush_seconds):
-                    await self._full.wait()
-            self._full.clear()
-            try:
-                await self.flush()
-            except Exception as exc:  # noqa: BLE001 - the database may be away for a moment: the next round retries
-                log.warning("could not write %d events; retrying: %r", len(self._buffer), exc,
-                            exc_info=not database_away(exc))
-                await asyncio.sleep(self.flush_seconds)
+        await self._periodic.stop()
 
     def _tell(self) -> None:
         for listener in self.listeners:
             listener()
-
-
-def database_away(exc: BaseException) -> bool:
-    """The database not answering for a moment (logged in a line; anything else with its traceback)."""
-    return isinstance(exc, (DatabaseUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError,
-                            sa_exc.DisconnectionError, OSError, TimeoutError))
 
 
 def _text(value: str | None, limit: int) -> str | None:

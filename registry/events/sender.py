@@ -34,10 +34,10 @@ import aiohttp
 from registry.events import envelope
 from registry.events.context import RequestInfo
 from registry.events.endpoints import Endpoint
-from registry.events.journal import Journal, database_away
+from registry.events.journal import Journal
 from registry.metadata import events as rows
 from registry.metadata import leases
-from registry.metadata.db import Database
+from registry.metadata.db import Database, database_away
 
 log = logging.getLogger("registry.events")
 

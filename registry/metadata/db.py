@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable, Insert, Select
 from sqlalchemy import Table
@@ -30,6 +31,13 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached (down, restarting, network): a 503, never a 500."""
+
+
+def database_away(exc: BaseException) -> bool:
+    """The database not answering for a moment: background loops log it in a line and retry (anything
+    else is logged with its traceback)."""
+    return isinstance(exc, (DatabaseUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError,
+                            sa_exc.DisconnectionError, OSError, TimeoutError))
 
 
 class Connection(Protocol):
