@@ -24,6 +24,7 @@ from registry.metadata import manifests as manifest_rows
 from registry.metadata import repositories as repo_rows
 from registry.metadata import tags as tag_rows
 from registry.metadata import uploads as upload_rows
+from registry.metadata.db import Connection
 from registry.numbers import ascii_decimal
 
 CONFIG_READ_LIMIT = 1024 * 1024  # image configs are a few KiB; never pull a huge blob into memory
@@ -71,11 +72,7 @@ class Inventory:
         async with self.db.read() as conn:
             repo_id = await self._repository_id(conn, name)
             tagged = await rows.tag_page(conn, repo_id, limit, last)
-            children = await rows.manifests_by_digest(conn, repo_id, sorted({
-                d.digest for t in tagged for d in _index_entries(t.payload, t.media_type)}))
-            blob_digests = {d for t in tagged for d in _blob_digests(t.payload, t.media_type)}
-            blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
-            sizes = await rows.blob_sizes(conn, sorted(blob_digests))
+            children, sizes = await _children_and_sizes(conn, repo_id, [(t.payload, t.media_type) for t in tagged])
             rules = await self.local.immutable.rules(conn)
         configs = await asyncio.gather(*[self._config(t.payload, t.media_type) for t in tagged])
         result = []
@@ -97,11 +94,7 @@ class Inventory:
             found = (await rows.manifests_by_digest(conn, repo_id, [digest])).get(digest)
             if found is None:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": digest})
-            children = await rows.manifests_by_digest(
-                conn, repo_id, [d.digest for d in _index_entries(found.payload, found.media_type)])
-            blob_digests = set(_blob_digests(found.payload, found.media_type))
-            blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
-            sizes = await rows.blob_sizes(conn, sorted(blob_digests))
+            children, sizes = await _children_and_sizes(conn, repo_id, [(found.payload, found.media_type)])
             tag_names = await rows.tags_of(conn, repo_id, digest)
             parents = await rows.parents_of(conn, repo_id, digest)
             referrers = await manifest_rows.referrers(conn, name, digest, None)
@@ -134,11 +127,7 @@ class Inventory:
         async with self.db.read() as conn:
             repo_id = await self._repository_id(conn, name)
             found = await rows.untagged_page(conn, repo_id, limit, before)
-            children = await rows.manifests_by_digest(conn, repo_id, sorted({
-                d.digest for m in found for d in _index_entries(m.payload, m.media_type)}))
-            blob_digests = {d for m in found for d in _blob_digests(m.payload, m.media_type)}
-            blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
-            sizes = await rows.blob_sizes(conn, sorted(blob_digests))
+            children, sizes = await _children_and_sizes(conn, repo_id, [(m.payload, m.media_type) for m in found])
             referrers = await rows.referrers_of_each(conn, repo_id, [m.digest for m in found], LISTED_REFERRERS)
         by_subject: dict[str, list[rows.ReferrerRow]] = {}
         for r in referrers:
@@ -235,6 +224,17 @@ class Inventory:
 
 
 # -- pure helpers over manifest bytes (already validated when pushed) ---------------------
+async def _children_and_sizes(conn: Connection, repo_id: int, stored: list[tuple[bytes, str]]
+                              ) -> tuple[dict[str, rows.StoredManifest], dict[str, int]]:
+    """For manifests given as (payload, media type): the child manifests their indexes list, and the sizes
+    of every blob they and those children reference, in two statements."""
+    children = await rows.manifests_by_digest(conn, repo_id, sorted({
+        d.digest for payload, media_type in stored for d in _index_entries(payload, media_type)}))
+    blob_digests = {d for payload, media_type in stored for d in _blob_digests(payload, media_type)}
+    blob_digests |= {d for c in children.values() for d in _blob_digests(c.payload, c.media_type)}
+    return children, await rows.blob_sizes(conn, sorted(blob_digests))
+
+
 def _document(payload: bytes) -> dict[str, Any]:
     """The JSON object in stored bytes by the strict reader; {} when it refuses them (bytes stored
     before it was strict: too deep for json.loads, or numbers int() refuses)."""

@@ -149,3 +149,25 @@ def test_delete_without_the_flag_leaves_the_referrers(admin: httpx.Client, fille
     assert done == {"deleted": f"{REPO}@{index}", "referrers": []}
     # Its children are no index's now: each is listed on its own.
     assert len(untagged(admin).json()["manifests"]) == 3
+
+
+def test_more_buttons_fetch_the_next_pages(chromium: Any, server: RegistryProcess, admin: httpx.Client) -> None:
+    """101 tags and 101 untagged manifests: the page shows 100 of each, and each "More" button the rest."""
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        body, _ = image_manifest(client, "team/many")
+        for i in range(101):
+            push_manifest(client, "team/many", f"t{i:03}", body)
+            referrer, _ = image_manifest(client, "team/many", empty_config=True, artifact_type=SBOM,
+                                         subject={"mediaType": OCI_MANIFEST, "digest": random_digest(), "size": 1})
+            push_manifest(client, "team/many", sha256(referrer), referrer)
+    page = chromium.new_page()
+    try:
+        open_view(page, server, "#/repo/team%2Fmany")
+        for table, button in (("#tags", "#more-tags"), ("#untagged", "#more-untagged")):
+            assert page.locator(f"{table} tbody tr").count() == 100
+            page.locator(button).click()
+            page.wait_for_function("([t]) => document.querySelectorAll(t + ' tbody tr').length === 101",
+                                   arg=[table])
+            assert page.locator(button).is_hidden()
+    finally:
+        page.close()

@@ -113,6 +113,17 @@ function table(headers, rows, attrs = {}) {
     h("tbody", {}, rows));
 }
 
+// A "More" button under a list: fetches the page after `next` from `path` and hands it to addRows.
+function moreButton(id, label, next, path, addRows) {
+  const button = h("button", { type: "button", id, hidden: !next, onclick: async () => {
+    const page = await api(`${path}&last=${encodeURIComponent(next)}`);
+    addRows(page);
+    next = page.next;
+    button.hidden = !next;
+  } }, label);
+  return button;
+}
+
 function card(label, value, id) {
   return h("div", { class: "card", id }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
 }
@@ -223,13 +234,7 @@ async function repository(name) {
     }
   };
   addRows(tags);
-  let next = tags.next;
-  const more = h("button", { type: "button", id: "more-tags", hidden: !next, onclick: async () => {
-    const page = await api(`/repositories/${name}/tags?limit=100&last=${encodeURIComponent(next)}`);
-    addRows(page);
-    next = page.next;
-    more.hidden = !next;
-  } }, "More tags");
+  const more = moreButton("more-tags", "More tags", tags.next, `/repositories/${name}/tags?limit=100`, addRows);
   main().replaceChildren(
     h("h1", {}, name),
     ...(summary.mirror_of ? [h("p", { class: "muted mirror-cache" }, `A pull-through cache of upstream ${summary.mirror_of}: filled by pulls through the mirror, never pushed to.`)] : []),
@@ -269,13 +274,8 @@ function untaggedSection(name, first) {
     }
   };
   addRows(first);
-  let next = first.next;
-  const more = h("button", { type: "button", id: "more-untagged", hidden: !next, onclick: async () => {
-    const page = await api(`/repositories/${name}/untagged?limit=100&last=${encodeURIComponent(next)}`);
-    addRows(page);
-    next = page.next;
-    more.hidden = !next;
-  } }, "More untagged manifests");
+  const more = moreButton("more-untagged", "More untagged manifests", first.next,
+    `/repositories/${name}/untagged?limit=100`, addRows);
   return [h("h2", {}, "Untagged manifests"),
     body.children.length ? h("table", { id: "untagged" },
       h("thead", {}, h("tr", {}, ["Digest", "Platforms or type", "Size", "Pushed", "Pulled", "Referrers", ""].map((x) => h("th", {}, x)))), body)
