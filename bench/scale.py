@@ -4,6 +4,7 @@ then gc, a mirror cache eviction pass and fsck timed on the same data.
     .venv/bin/python bench/scale.py --size small                      # a hundredth: minutes
     .venv/bin/python bench/scale.py --size full                       # 100,000 repositories, 1,000,000 tags, ...
     .venv/bin/python bench/scale.py --size small --database sqlite    # the embedded default
+    .venv/bin/python bench/scale.py --size tenth --database sqlite    # where SQLite is still the right choice?
     .venv/bin/python bench/scale.py --size smoke                      # seconds: the test suite runs it
 
 The seed is written by the database itself (INSERT ... SELECT over generate_series on PostgreSQL, over a
@@ -70,6 +71,9 @@ SIZES = {
     "full": {"repositories": 100_000, "blobs": 3_000_000, "manifests": 2_000_000, "links": 10_000_000,
              "tags": 1_000_000, "big_tags": 100_000, "referrers": 1_000, "garbage": 20_000,
              "mirror_links": 100_000, "mirror_repos": 1_000, "evict": 100, "requests": 400, "pushes": 80},
+    "tenth": {"repositories": 10_000, "blobs": 300_000, "manifests": 200_000, "links": 1_000_000,
+              "tags": 100_000, "big_tags": 10_000, "referrers": 1_000, "garbage": 2_000,
+              "mirror_links": 10_000, "mirror_repos": 100, "evict": 100, "requests": 400, "pushes": 80},
     "small": {"repositories": 1_000, "blobs": 30_000, "manifests": 20_000, "links": 100_000,
               "tags": 10_000, "big_tags": 1_000, "referrers": 1_000, "garbage": 200,
               "mirror_links": 1_000, "mirror_repos": 10, "evict": 100, "requests": 400, "pushes": 80},
