@@ -11,9 +11,7 @@ identity_for).
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import pytest
 
 from tests.auth.conftest import AuthRegistry, Store, User, secret
 from tests.auth.test_ldap import directory_registry, ldap_section
-from tests.e2e.test_token_clients import Docker, output
+from tests.e2e.test_token_clients import Docker, docker_client, output
 from tests.support.slapd import SlapdServer, group, person, user_dn
 
 pytestmark = pytest.mark.e2e
@@ -55,30 +53,18 @@ def registry(request: pytest.FixtureRequest, builders: SlapdServer,
 
 @pytest.fixture
 def docker(registry: AuthRegistry, dockerd: None, tmp_path: Path) -> Iterator[Docker]:
-    config_dir = tmp_path / "docker-config"
-    config_dir.mkdir()
-    # An entry in "auths" and no credsStore: credentials stay in this file (see test_docker_auth.py).
-    (config_dir / "config.json").write_text(json.dumps({"auths": {"placeholder.invalid": {}}}) + "\n")
-    client = Docker(registry, config_dir)
-    try:
+    with docker_client(registry, tmp_path / "docker-config") as client:
         yield client
-    finally:
-        client("logout", registry.host, check=False)
-
-
-def login(docker: Docker, user: User, password: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return docker("login", "--username", user.name, "--password-stdin", docker.server.host,
-                  input=(password if password is not None else user.password) + "\n", check=check)
 
 
 def test_docker_login_and_push_as_a_directory_user_in_the_group(registry: AuthRegistry, builders: SlapdServer,
                                                                 docker: Docker, docker_images) -> None:
-    refused = login(docker, DORA, secret("wrong"), check=False)
+    refused = docker.login(DORA, secret("wrong"), check=False)
     assert refused.returncode != 0, output(refused)
     assert "unauthorized" in output(refused).lower(), output(refused)
 
     binds = builders.binds(user_dn(DORA.name))
-    assert "Login Succeeded" in login(docker, DORA).stdout
+    assert "Login Succeeded" in docker.login(DORA).stdout
     assert builders.binds(user_dn(DORA.name)) == binds + 1, "docker login did not bind as the user"
     ref = f"{registry.host}/ldap-build/app:v1"
     docker("tag", docker_images.app1.id, ref)
@@ -92,7 +78,7 @@ def test_docker_login_and_push_as_a_directory_user_in_the_group(registry: AuthRe
 
 def test_docker_push_by_a_directory_user_outside_the_group_is_denied(registry: AuthRegistry, docker: Docker,
                                                                     docker_images) -> None:
-    assert "Login Succeeded" in login(docker, NED).stdout
+    assert "Login Succeeded" in docker.login(NED).stdout
     ref = f"{registry.host}/ldap-build/denied:v1"
     docker("tag", docker_images.app1.id, ref)
     try:

@@ -26,6 +26,7 @@ with the denial.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -127,13 +128,15 @@ class Docker:
             raise AssertionError(f"{CommandFailed(result)}\n--- registry log (tail)\n{self.server.log_tail()}")
         return result
 
-    def login(self, user: User) -> None:
-        self("login", "--username", user.name, "--password-stdin", self.server.host, input=user.password + "\n")
+    def login(self, user: User, password: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """`docker login` as `user` (with `password` instead of the user's own, to be refused)."""
+        return self("login", "--username", user.name, "--password-stdin", self.server.host,
+                    input=(password if password is not None else user.password) + "\n", check=check)
 
 
-@pytest.fixture
-def docker(registry: AuthRegistry, dockerd: None, tmp_path: Path) -> Iterator[Docker]:
-    config_dir = tmp_path / "docker-config"
+@contextlib.contextmanager
+def docker_client(registry: AuthRegistry, config_dir: Path) -> Iterator[Docker]:
+    """The docker CLI with a config directory of its own, logged out of the registry at the end."""
     config_dir.mkdir()
     # An entry in "auths" and no credsStore: credentials stay in this file (see test_docker_auth.py).
     (config_dir / "config.json").write_text(json.dumps({"auths": {"placeholder.invalid": {}}}) + "\n")
@@ -142,6 +145,12 @@ def docker(registry: AuthRegistry, dockerd: None, tmp_path: Path) -> Iterator[Do
         yield client
     finally:
         client("logout", registry.host, check=False)
+
+
+@pytest.fixture
+def docker(registry: AuthRegistry, dockerd: None, tmp_path: Path) -> Iterator[Docker]:
+    with docker_client(registry, tmp_path / "docker-config") as client:
+        yield client
 
 
 def test_docker_anonymous_push_is_challenged(registry: AuthRegistry, docker: Docker, docker_images) -> None:

@@ -33,14 +33,6 @@ DATA = b"a layer nobody references any more"
 DIGEST = Digest("sha256", hashlib.sha256(DATA).hexdigest())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    migrate(url)
-    return url
-
-
 @pytest.fixture
 def postgres_database(postgres_url: str) -> str:
     migrate(postgres_url)

@@ -27,7 +27,7 @@ from registry.gc.jobs import Maintenance, Settings
 from registry.gc.reclaim import Reclaimed, reclaim
 from registry.gc.sweep import Sweeper
 from registry.metadata import deletions, leases
-from registry.metadata.db import Database, migrate
+from registry.metadata.db import Database
 from registry.metadata.schema import blob_deletions, blobs
 from registry.storage import BlobStore
 from registry.storage.filesystem import FilesystemStore
@@ -117,16 +117,6 @@ def test_crash_leftovers_are_reclaimed_after_the_grace_period_and_never_before(m
 
 
 # -- the reclaim and the content layer, inside the windows ------------------------------------------
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    migrate(url)
-    return url
-
-
 def scenario(database_url: str, tmp_path: Path,
              test: Callable[[LocalContent, FilesystemStore, Sweeper], Awaitable[None]],
              records_something: bool = True) -> None:

@@ -7,6 +7,8 @@ Register with ``pytest_plugins = ["tests.support.pytest_postgres"]`` in tests/co
   end. Use ``postgres.create_database(name)`` for a SQLAlchemy async URL. Do not stop or restart it
   from a test: fault tests start a ``PostgresServer`` of their own.
 - ``postgres_url`` (function): a fresh, empty database on that server, dropped after the test.
+- ``database_url`` (function, twice): a migrated database private to the test, on SQLite, then on
+  PostgreSQL: for the query modules' tests, which must hold on both.
 
 If PostgreSQL cannot be started, the tests that use these fixtures fail (they are never skipped)
 with a message saying how to install it.
@@ -15,9 +17,11 @@ with a message saying how to install it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from registry.metadata.db import migrate
 from tests.support.postgres import INSTALL_HINT, PostgresServer, PostgresUnavailable
 
 
@@ -47,3 +51,14 @@ def postgres_url(postgres: PostgresServer) -> Iterator[str]:
     name = url.rsplit("/", 1)[1]
     yield url
     postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database the migrations made, private to this test: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    migrate(url)
+    return url
