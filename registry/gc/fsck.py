@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 from registry.digest import Digest, parse_digest
 from registry.metadata import gc as gc_rows
 from registry.metadata.db import Database
 from registry.storage import BlobStore
+from registry.storage.base import bucket_of
 
 log = logging.getLogger("registry.fsck")
 
@@ -38,30 +40,33 @@ class Findings:
 
 async def check(db: Database, store: BlobStore, sample: float | None = None, repair: bool = False,
                 rng: random.Random | None = None) -> Findings:
-    """Check every blob's presence and size; re-hash all of them, or a random `sample` fraction."""
+    """Check every blob's presence and size; re-hash all of them, or a random `sample` fraction.
+
+    The store lists its blobs a bucket at a time (`iter_stored_blobs`); each bucket is compared with the
+    rows of the same digest range, and the rows between two listed buckets are missing from the store.
+    Memory holds one bucket (1/256 of a hash algorithm's blobs), not the registry.
+    """
     rng = rng or random.Random()
     findings = Findings()
-    async with db.read() as conn:
-        rows = await gc_rows.all_blob_sizes(conn)
-    stored: dict[str, int] = {}
-    async for blob, size in store.iter_blobs():
-        stored[str(blob)] = size
-
-    for digest, size in sorted(rows.items()):
-        findings.checked += 1
-        on_disk = stored.get(digest)
-        if on_disk is None:
+    compared_up_to = ""  # rows below this digest are accounted for
+    async for (algorithm, prefix), stored in _buckets(store):
+        low = f"{algorithm}:{prefix}"
+        high = low + "z"  # above every digest of the bucket (hex digits), below the next bucket's
+        async for digest, size in _rows_between(db, compared_up_to, low):
+            findings.checked += 1
             findings.add("missing", digest=digest, size=size)
-        elif on_disk != size:
-            findings.add("corrupt", digest=digest, size=size, stored_size=on_disk, reason="size differs")
-        elif sample is None or rng.random() < sample:
-            actual = await _hash(store, parse_digest(digest))
-            findings.hashed += 1
-            findings.hashed_bytes += size
-            if actual != parse_digest(digest).hex:
-                findings.add("corrupt", digest=digest, size=size, reason="content does not match the digest")
-    for digest in sorted(set(stored) - set(rows)):
-        findings.add("orphan", digest=digest, size=stored[digest])
+        rows: dict[str, int] = {}
+        async for digest, size in _rows_between(db, low, high):
+            rows[digest] = size
+        for digest, size in sorted(rows.items()):
+            findings.checked += 1
+            await _compare(store, findings, digest, size, stored.get(digest), sample, rng)
+        for digest in sorted(set(stored) - set(rows)):
+            findings.add("orphan", digest=digest, size=stored[digest])
+        compared_up_to = high
+    async for digest, size in _rows_between(db, compared_up_to, None):
+        findings.checked += 1
+        findings.add("missing", digest=digest, size=size)
     async for name in store.iter_strays():
         findings.add("stray", name=name)
 
@@ -75,6 +80,50 @@ async def check(db: Database, store: BlobStore, sample: float | None = None, rep
     if repair:
         await _repair(db, store, findings)
     return findings
+
+
+async def _compare(store: BlobStore, findings: Findings, digest: str, size: int, on_disk: int | None,
+                   sample: float | None, rng: random.Random) -> None:
+    if on_disk is None:
+        findings.add("missing", digest=digest, size=size)
+    elif on_disk != size:
+        findings.add("corrupt", digest=digest, size=size, stored_size=on_disk, reason="size differs")
+    elif sample is None or rng.random() < sample:
+        actual = await _hash(store, parse_digest(digest))
+        findings.hashed += 1
+        findings.hashed_bytes += size
+        if actual != parse_digest(digest).hex:
+            findings.add("corrupt", digest=digest, size=size, reason="content does not match the digest")
+
+
+async def _buckets(store: BlobStore) -> AsyncIterator[tuple[tuple[str, str], dict[str, int]]]:
+    """The store's blobs a bucket at a time, in ascending bucket order (the storage contract)."""
+    current: tuple[str, str] | None = None
+    stored: dict[str, int] = {}
+    async for blob, size in store.iter_blobs():
+        bucket = bucket_of(blob)
+        if bucket != current:
+            if current is not None:
+                if bucket < current:  # a store breaking its contract would make every row look missing
+                    raise RuntimeError(f"the store listed bucket {bucket} after {current}")
+                yield current, stored
+            current, stored = bucket, {}
+        stored[str(blob)] = size
+    if current is not None:
+        yield current, stored
+
+
+async def _rows_between(db: Database, low: str, high: str | None) -> AsyncIterator[tuple[str, int]]:
+    """Rows with low <= digest < high (None: no upper bound), a page at a time."""
+    after = None
+    while True:
+        async with db.read() as conn:
+            page = await gc_rows.blob_sizes_between(conn, low, high, after, ROW_BATCH)
+        for digest, size in page:
+            yield digest, size
+        if len(page) < ROW_BATCH:
+            return
+        after = page[-1][0]
 
 
 async def _hash(store: BlobStore, digest: Digest) -> str:

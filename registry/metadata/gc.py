@@ -171,6 +171,19 @@ async def all_blob_sizes(conn: Connection, digests: list[str] | None = None) -> 
     return {r.digest: r.size for r in await conn.execute(query)}
 
 
+async def blob_sizes_between(conn: Connection, low: str, high: str | None, after: str | None,
+                             limit: int) -> list[tuple[str, int]]:
+    """Up to `limit` blob rows with low <= digest < high (and > after), in digest order: a walk of the
+    primary key. Digests are lower-case hex behind `algorithm:`, which sort alike in every collation."""
+    query = select(blobs.c.digest, blobs.c.size).where(blobs.c.digest >= low)
+    if high is not None:
+        query = query.where(blobs.c.digest < high)
+    if after is not None:
+        query = query.where(blobs.c.digest > after)
+    rows = await conn.execute(query.order_by(blobs.c.digest).limit(limit))
+    return [(r.digest, r.size) for r in rows]
+
+
 async def manifests_needing(conn: Connection, digests: list[str]) -> dict[str, list[str]]:
     """For each blob digest, the manifests (`repository@digest`) that reference it."""
     if not digests:

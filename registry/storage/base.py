@@ -77,6 +77,11 @@ def require_free_space(directory: Path, floor: int) -> None:
         raise StorageFull(f"{directory} has {free} bytes free, below the floor of {floor} (storage.min_free_bytes)")
 
 
+def bucket_of(digest: Digest) -> tuple[str, str]:
+    """Where `iter_stored_blobs` lists a blob: its algorithm and the first two digits of its hex."""
+    return digest.algorithm, digest.hex[:2]
+
+
 class StoredBlob(NamedTuple):
     """A committed blob as its store lists it."""
 
@@ -128,8 +133,12 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def iter_stored_blobs(self) -> AsyncIterator[StoredBlob]:
-        """Every committed blob with its size and modification time, in no particular order, streamed
-        (a store may hold millions): for fsck and for reclaiming bytes no row records.
+        """Every committed blob with its size and modification time, streamed (a store may hold millions):
+        for fsck and for reclaiming bytes no row records.
+
+        Grouped by bucket (`bucket_of`: the algorithm and the first two hex digits), buckets in ascending
+        order, so a reader can compare the store with the database one bucket at a time; in no particular
+        order inside a bucket.
 
         Files whose names are not digests are reported by `iter_strays`, not here.
         """

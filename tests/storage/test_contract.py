@@ -18,6 +18,7 @@ import pytest
 
 from registry.digest import Digest
 from registry.storage import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from registry.storage.base import bucket_of
 from registry.storage.filesystem import FilesystemStore
 from registry.storage.s3 import S3Settings, S3Store
 from registry.storage.timed import TimedStore
@@ -385,6 +386,19 @@ def test_iter_stored_blobs_gives_each_blob_its_size_and_modification_time(store)
         assert {blob.digest: blob.size for blob in listed} == stored
         # Clocks of a remote store may differ a little from ours (and S3 keeps whole seconds).
         assert all(before - 60 <= blob.modified_at <= time.time() + 60 for blob in listed)
+
+    run(scenario())
+
+
+def test_iter_stored_blobs_lists_a_bucket_at_a_time_in_order(store):
+    """fsck compares the store with the database a bucket (algorithm, two hex digits) at a time: each
+    bucket's blobs come together, the buckets in ascending order."""
+    async def scenario():
+        stored = {await put(store, f"b{i}", os.urandom(16)) for i in range(60)}
+        buckets = [bucket_of(blob.digest) async for blob in store.iter_stored_blobs()]
+        assert len(buckets) == len(stored)
+        runs = [bucket for i, bucket in enumerate(buckets) if i == 0 or buckets[i - 1] != bucket]
+        assert runs == sorted(set(buckets)), runs
 
     run(scenario())
 
