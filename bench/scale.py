@@ -87,6 +87,7 @@ PUSHES = {"quota on": f"{QUOTA_NAMESPACE}/push", "no quota": "ns8/push"}
 GC_UNTAGGED_DAYS = 7  # the seed's garbage is older (scale_seed.OLD_DAYS); every other manifest is newer
 FSCK_SAMPLE = 0.01
 JOB_TIMEOUT = 4 * 3600
+START_TIMEOUT = 600  # a first start counts the quota's usage from scratch: a few seconds at full size
 
 
 # -- the database -------------------------------------------------------------------------------------
@@ -227,7 +228,10 @@ def run(size: str, kind: str, work: Path, n: dict[str, int]) -> dict[str, Any]:
         env = {**target.env, "REGISTRY_QUOTA_NAMESPACES": json.dumps([{"namespace": QUOTA_NAMESPACE,
                                                                         "bytes": "1TiB"}]),
                "REGISTRY_GC_UNTAGGED_DAYS": str(GC_UNTAGGED_DAYS), "REGISTRY_LIMITS_RATE": "0"}
-        with RegistryProcess(data, env=env) as server:
+        server = RegistryProcess(data, env=env)
+        with contextlib.ExitStack() as running:
+            server.start(timeout=START_TIMEOUT)
+            running.callback(server.stop)
             with httpx.Client(base_url=server.url) as client:
                 first_manifest = client.get("/v2/big/repo/manifests/v0",  # manifest 1: the referrers' subject
                                             headers={"Accept": MANIFEST}).headers["Docker-Content-Digest"]

@@ -114,11 +114,12 @@ def covers(prefixes: frozenset[str]):
 
 async def _count_from_scratch(conn: Connection, scope: str, prefixes: frozenset[str]) -> None:
     await conn.execute(insert(usage_scopes), [{"scope": scope, "prefix": prefix} for prefix in sorted(prefixes)])
+    # The scope's repositories first, then their links by the primary key: joined the other way, SQLite
+    # walked all the links in digest order (10,000,000 of them: longer than a start-up may take).
+    in_scope = select(repositories.c.id).where(covers(prefixes))
     counted = (select(literal(scope), repository_blobs.c.digest, func.count(), func.max(blobs.c.size))
-               .select_from(repository_blobs
-                            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
-                            .join(blobs, blobs.c.digest == repository_blobs.c.digest))
-               .where(covers(prefixes)).group_by(repository_blobs.c.digest))
+               .select_from(repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest))
+               .where(repository_blobs.c.repository_id.in_(in_scope)).group_by(repository_blobs.c.digest))
     await conn.execute(insert(scope_blobs).from_select(["scope", "digest", "links", "size"], counted))
     total = select(literal(scope), func.coalesce(func.sum(scope_blobs.c.size), 0)).where(scope_blobs.c.scope == scope)
     await conn.execute(insert(scope_usage).from_select(["scope", "bytes"], total))
