@@ -12,9 +12,9 @@ PACKAGE = ROOT / "registry"
 
 # Lowest first. Within a layer, imports go either way.
 LAYERS: list[tuple[str, ...]] = [
-    # words of the spec and small parsers: no I/O, nothing of the server
+    # words of the spec, small parsers and helpers: nothing of the server
     ("__init__", "errors", "startup", "addresses", "digest", "numbers", "json_strict", "reference", "manifest", "config_entries",
-     "globs"),
+     "globs", "periodic"),
     ("config", "tls"),                                   # options, and the certificates they name
     ("metadata", "storage", "client"),                   # SQL rows; bytes by digest; the one registry client
     ("gc",),                                             # maintenance over metadata and storage: sweep, policy, fsck

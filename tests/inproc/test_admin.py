@@ -70,7 +70,7 @@ async def test_deleting_a_manifest_and_a_repository(api: Client) -> None:
     digest, _ = await push_image(api, name, "v1")
     other, _ = await push_image(api, name, "v2")
     resp = await api.delete(f"{REPOSITORIES}/{name}/manifests/{digest}")
-    assert resp.status == 200 and await resp.json() == {"deleted": f"{name}@{digest}"}
+    assert resp.status == 200 and await resp.json() == {"deleted": f"{name}@{digest}", "referrers": []}
     assert (await api.head(f"/v2/{name}/manifests/{digest}")).status == 404
     gone = await api.delete(f"{REPOSITORIES}/{name}")
     assert gone.status == 200
