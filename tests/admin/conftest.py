@@ -68,3 +68,12 @@ def chromium(playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield context
     finally:
         context.close()
+
+
+def watch_errors(page: Any) -> list[str]:
+    """The page's script errors and the server errors (5xx) of its requests, as they happen: a test
+    asserts the list is empty at the end. A 4xx is an answer the page shows, not an error here."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    return errors

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.admin.conftest import watch_errors
 from tests.support.clients import Skopeo, skopeo  # noqa: F401  (skopeo: a fixture, with a private policy)
 from tests.support.host import oci_arch
 from tests.support.images import OciLayout, write_single_arch_layout
@@ -51,9 +52,7 @@ def image_size(layout: OciLayout, tag: str) -> int:
 
 def test_push_shows_repository_tags_and_sizes(chromium, server, pushed, artifacts: Path):
     page = chromium.new_page()
-    errors: list[str] = []  # script errors and server errors; a 404 from /admin/api/mirror (none configured) is fine
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    errors = watch_errors(page)  # a 404 from /admin/api/mirror (none configured) is fine
     try:
         open_view(page, server, "#/")
         assert page.locator("#card-repositories .value").inner_text() == "1"

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.admin.conftest import open_chromium
+from tests.admin.conftest import open_chromium, watch_errors
 from tests.auth.conftest import (OCI_MANIFEST, AuthRegistry, User, basic, describe, make_image, post_blob, push_image, secret,
                                  write_htpasswd)
 from tests.support.webhooks import WebhookReceiver
@@ -154,11 +154,9 @@ def test_the_page_shows_the_audit_trail_pushers_and_webhooks(playwright: Any, se
                                                               artifacts: Path) -> None:
     context = open_chromium(playwright, tmp_path / "profile",
                             http_credentials={"username": ADA.name, "password": ADA.password})
-    errors: list[str] = []
     try:
         page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+        errors = watch_errors(page)
 
         open_view(page, session, "#/audit")
         rows = page.locator("#audit tbody tr")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.admin.conftest import watch_errors
 from tests.admin.test_page import open_view
 from tests.api.helpers import image_manifest, push_manifest, put_manifest
 from tests.support.server import RegistryProcess
@@ -29,9 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess
 def test_rules_on_the_page(chromium, server: RegistryProcess, artifacts: Path):
     http = httpx.Client(base_url=server.url, timeout=60)
     page = chromium.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    errors = watch_errors(page)
     try:
         open_view(page, server, "#/immutable")
         rows = page.locator("#immutable-rules tbody tr")

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.admin.conftest import watch_errors
 from tests.admin.test_page import open_view
 from tests.api.helpers import OCI_MANIFEST, Pushed, image_manifest, push_manifest, random_digest, sha256
 from tests.support.clients import Skopeo, skopeo  # noqa: F401  (skopeo: a fixture, with a private policy)
@@ -107,9 +108,7 @@ def test_the_page_lists_them_and_deletes_one_with_its_referrers(chromium: Any, s
                                                                   admin: httpx.Client, filled: dict[str, Any],
                                                                   skopeo: Skopeo, artifacts: Path) -> None:
     page = chromium.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    errors = watch_errors(page)
     try:
         open_view(page, server, "#/repo/team%2Fapp")
         rows = page.locator("#untagged tbody tr")
