@@ -19,6 +19,7 @@ from typing import Any
 from registry.digest import Digest, parse_digest
 from registry.metadata import gc as gc_rows
 from registry.metadata.db import Database
+from registry.metadata.inventory import blob_sizes
 from registry.storage import BlobStore
 from registry.storage.base import bucket_of
 
@@ -145,7 +146,7 @@ async def _repair(db: Database, store: BlobStore, findings: Findings) -> None:
                 forget.append(problem["digest"])
             elif kind == "orphan":
                 async with db.read() as conn:  # recorded meanwhile (a push finishing): not an orphan
-                    if await gc_rows.all_blob_sizes(conn, [problem["digest"]]):
+                    if await blob_sizes(conn, [problem["digest"]]):
                         problem["repaired"] = "recorded meanwhile; left alone"
                         continue
                 problem["quarantined"] = await store.quarantine(parse_digest(problem["digest"]), "orphan")

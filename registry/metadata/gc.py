@@ -164,13 +164,6 @@ async def delete_upload_if_idle(conn: Connection, upload_id: str, idle_before: f
 
 
 # -- fsck -------------------------------------------------------------------------------------
-async def all_blob_sizes(conn: Connection, digests: list[str] | None = None) -> dict[str, int]:
-    query = select(blobs.c.digest, blobs.c.size)
-    if digests is not None:
-        query = query.where(blobs.c.digest.in_(digests))
-    return {r.digest: r.size for r in await conn.execute(query)}
-
-
 async def blob_sizes_between(conn: Connection, low: str, high: str | None, after: str | None,
                              limit: int) -> list[tuple[str, int]]:
     """Up to `limit` blob rows with low <= digest < high (and > after), in digest order: a walk of the
