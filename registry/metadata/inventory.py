@@ -145,15 +145,10 @@ async def manifests_by_digest(conn: Connection, repository_id: int, digests: lis
 
 
 @dataclass(frozen=True, slots=True)
-class UntaggedManifest:
+class UntaggedManifest(StoredManifest):
+    """A stored manifest with its id, the untagged list's cursor. Its `subject` is set only when that
+    subject is not in the repository (a dangling referrer): the others are not listed."""
     id: int
-    digest: str
-    media_type: str
-    payload: bytes
-    artifact_type: str | None
-    subject: str | None  # set only when the subject is not in the repository (a dangling referrer)
-    created_at: float
-    last_pulled_at: float | None
 
 
 async def untagged_page(conn: Connection, repository_id: int, limit: int,
@@ -179,8 +174,8 @@ async def untagged_page(conn: Connection, repository_id: int, limit: int,
              .order_by(manifests.c.id.desc()).limit(limit))
     if before_id is not None:
         query = query.where(manifests.c.id < before_id)
-    return [UntaggedManifest(r.id, r.digest, r.media_type, bytes(r.payload), r.artifact_type, r.subject_digest,
-                             r.created_at, r.last_pulled_at) for r in await conn.execute(query)]
+    return [UntaggedManifest(r.digest, r.media_type, bytes(r.payload), r.artifact_type, r.subject_digest,
+                             r.created_at, r.last_pulled_at, r.id) for r in await conn.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)
