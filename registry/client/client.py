@@ -5,7 +5,9 @@ service=...,scope=...` sends it to the token server (with basic credentials when
 and the token is cached per scope until it expires; `Basic` challenges get the credentials.
 Idempotent requests are retried with backoff on connection errors and 5xx; a 429 raises
 UpstreamThrottled with the server's Retry-After so the caller decides (the mirror serves stale
-content; a pull waits). Blobs are streamed, never read whole.
+content; a pull waits). Blobs are streamed, never read whole, both ways: an upload's body comes from
+the caller's async iterable, sent once (a stream cannot be replayed), so the token for its scope is
+made sure of before the first byte.
 
 Small bodies (manifests, configs, tag lists, token and error documents) are read to their end
 under a cap by `read_capped`: a peer may deliver a body in as many pieces as it likes (every
@@ -26,13 +28,14 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Literal
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 
 import aiohttp
 
 from registry import json_strict
-from registry.digest import parse_digest
+from registry.digest import ALGORITHMS, DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
+from registry.errors import RegistryError
 from registry.numbers import ascii_decimal
 
 log = logging.getLogger("registry.client")
@@ -45,6 +48,8 @@ MANIFEST_ACCEPT = ", ".join([
 ])
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 RETRY_STATUSES = {500, 502, 503, 504}
+API_ABSENT = {404, 405}  # how a registry without the referrers API answers for its path (OCI 1.1)
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST_LIMIT = 4 * 1024 * 1024  # Distribution refuses manifests above 4 MiB too
 DOCUMENT_LIMIT = 4 * 1024 * 1024  # tag lists, token answers
 MAX_TAG_PAGES = 1000  # an upstream's tag list read page by page: at 1,000 a page, a million tags
@@ -74,6 +79,24 @@ class UpstreamUnavailable(UpstreamError):
 
     def __init__(self, message: str, status: int = 503) -> None:
         super().__init__(status, message, "UNAVAILABLE")
+
+
+@dataclass(frozen=True)
+class Referrers:
+    """A subject's referrers as index descriptors (dicts holding mediaType, digest, size, and
+    artifactType and annotations when the upstream gave them). `via_tag`: read from the OCI 1.1
+    fallback tag because the upstream has no referrers API; false when the API answered."""
+    descriptors: list[dict[str, Any]]
+    via_tag: bool
+
+
+@dataclass(frozen=True)
+class PushedManifest:
+    digest: str
+    subject: str | None  # the answer's OCI-Subject: the upstream indexed the manifest as a referrer
+
+
+BlobSource = Callable[[], contextlib.AbstractAsyncContextManager[AsyncIterable[bytes]]]
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,7 @@ class RegistryClient:
         self._own_session = session is None
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at)
         self._basic = False
+        self._bearer = False  # the server has asked for a token at least once
         self.user_agent = user_agent
         self.tls = tls
 
@@ -184,10 +208,23 @@ class RegistryClient:
         return self._session
 
     # -- authentication ---------------------------------------------------------------
-    def _auth_header(self, scope: str) -> dict[str, str]:
+    def _token(self, scope: str) -> str | None:
+        """A live token asked for `scope`, or for scopes that include all of it (the token a mount
+        brought serves the upload that follows it)."""
+        now = time.monotonic()
         token = self._tokens.get(scope)
-        if token and token[1] > time.monotonic():
-            return {"Authorization": f"Bearer {token[0]}"}
+        if token and token[1] > now:
+            return token[0]
+        needed = set(scope.split())
+        for asked, (value, expires) in self._tokens.items():
+            if needed and needed <= set(asked.split()) and expires > now:
+                return value
+        return None
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        token = self._token(scope)
+        if token:
+            return {"Authorization": f"Bearer {token}"}
         if self._basic and self.username:
             raw = f"{self.username}:{self.password}".encode()
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
@@ -203,11 +240,12 @@ class RegistryClient:
             return True
         if scheme != "bearer" or "realm" not in params:
             return False
-        query = {"service": params.get("service", "")}
-        wanted = params.get("scope") or scope
-        if wanted:
-            query["scope"] = wanted
+        # What the challenge names plus what we asked for, each scope its own parameter (the token
+        # spec's form; a mount needs the target's pull,push and the source's pull in one token).
+        wanted = list(dict.fromkeys((params.get("scope", "") + " " + scope).split()))
+        query = [("service", params.get("service", "")), *(("scope", item) for item in wanted)]
         auth = aiohttp.BasicAuth(self.username, self.password) if self.username else None
+        self._bearer = True
         try:
             async with self.session.get(params["realm"], params=query, auth=auth) as response:
                 if response.status == 429:
@@ -228,19 +266,24 @@ class RegistryClient:
 
     # -- requests ---------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def request(self, method: str, path: str, scope: str,
-                      headers: Mapping[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A request with auth and retries; yields the response (status < 400) for streaming."""
+    async def request(self, method: str, path: str, scope: str, headers: Mapping[str, str] | None = None,
+                      data: bytes | AsyncIterable[bytes] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A request with auth and retries; yields the response (status < 400) for streaming.
+
+        `scope` is one or more space-separated token scopes (`repository:NAME:pull,push`). A body
+        given as bytes is sent again on a retry; one streamed from an async iterable goes once:
+        no retry, no second try after a 401 (make sure of the token first, see `_make_sure_of_token`)."""
         url = self.base_url + path
+        replayable = not isinstance(data, AsyncIterable)
         attempt = 0
-        challenged = False
+        challenged = not replayable
         while True:
             attempt += 1
             merged = {**(headers or {}), **self._auth_header(scope)}
             try:
-                response = await self.session.request(method, url, headers=merged, allow_redirects=True)
+                response = await self.session.request(method, url, headers=merged, data=data, allow_redirects=True)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                if attempt <= self.retries:
+                if replayable and attempt <= self.retries:
                     await asyncio.sleep(min(0.2 * 2 ** attempt, 5))
                     continue
                 raise UpstreamUnavailable(f"{self.base_url} unreachable: {exc or type(exc).__name__}") from None
@@ -257,7 +300,7 @@ class RegistryClient:
                 raise UpstreamThrottled(retry_after)
             if response.status in RETRY_STATUSES:
                 response.release()
-                if attempt <= self.retries:
+                if replayable and attempt <= self.retries:
                     await asyncio.sleep(min(0.2 * 2 ** attempt, 5))
                     continue
                 raise UpstreamUnavailable(f"{self.base_url} answered {response.status}", response.status)
@@ -320,22 +363,221 @@ class RegistryClient:
     async def tags(self, repository: str) -> list[str]:
         """The repository's whole tag list, following the upstream's `Link: <...>; rel="next"`
         pages (registries that page by default would otherwise show only their first page)."""
-        path: str | None = f"/v2/{repository}/tags/list"
+        list_path = f"/v2/{repository}/tags/list"
+        return await self._paged(list_path, list_path, f"repository:{repository}:pull", "tags",
+                                 f"the tag list of {repository}")
+
+    async def catalog(self, limit: int = 10_000, page_size: int | None = None) -> list[str]:
+        """The upstream's repository names, at most `limit` of them, following its `Link` pages;
+        `page_size` asks for pages of that many (`?n=`), else the upstream chooses. What the
+        catalog shows depends on the upstream (ours: what the caller may pull)."""
+        first = f"/v2/_catalog?n={page_size}" if page_size else "/v2/_catalog"
+        return await self._paged(first, "/v2/_catalog", "registry:catalog:*", "repositories", "the catalog", limit)
+
+    async def _paged(self, first: str, list_path: str, scope: str, key: str, what: str,
+                     limit: int | None = None) -> list[str]:
+        """A list read page by page: `key`'s strings from each page, up to `limit` names and
+        MAX_TAG_PAGES pages (an upstream whose cursor never ends must not keep us forever)."""
+        path: str | None = first
         found: list[str] = []
         pages = 0
-        while path is not None and pages < MAX_TAG_PAGES:
+        while path is not None and pages < MAX_TAG_PAGES and (limit is None or len(found) < limit):
             pages += 1
-            async with self.request("GET", path, f"repository:{repository}:pull") as response:
-                body = await read_json(response, DOCUMENT_LIMIT, "tag list")
+            async with self.request("GET", path, scope) as response:
+                body = await read_json(response, DOCUMENT_LIMIT, what)
                 link = response.headers.get("Link", "")
-            tags = body.get("tags") if isinstance(body, dict) else None
-            found += [t for t in tags or [] if isinstance(t, str)]
-            following = next_page(link, f"/v2/{repository}/tags/list")
+            names = body.get(key) if isinstance(body, dict) else None
+            found += [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+            following = next_page(link, list_path)
             path = following if following != path else None  # a peer repeating itself ends the list
-        if path is not None:
-            log.warning("%s: the tag list of %s has more than %d pages; the rest is not read",
-                        self.base_url, repository, MAX_TAG_PAGES)
-        return found
+        if path is not None and (limit is None or len(found) < limit):
+            log.warning("%s: %s has more than %d pages; the rest is not read", self.base_url, what, MAX_TAG_PAGES)
+        return found if limit is None else found[:limit]
+
+    # -- referrers (OCI 1.1) -------------------------------------------------------------
+    async def referrers(self, repository: str, digest: str) -> Referrers:
+        """The manifests whose subject is `digest`: by the referrers API, or, where the upstream
+        answers 404 or 405 for it (Distribution 2.8 answers a plain-text 404), by the fallback tag
+        `<alg>-<hex>` that clients such as oras keep there; no such tag is no referrers."""
+        subject = parse_digest(digest)
+        path = f"/v2/{repository}/referrers/{subject}"
+        try:
+            async with self.request("GET", path, f"repository:{repository}:pull", {"Accept": OCI_INDEX}) as response:
+                index = await read_json(response, MANIFEST_LIMIT, "referrers index")
+            return Referrers(_descriptors(index, "referrers index"), via_tag=False)
+        except UpstreamError as exc:
+            if exc.status not in API_ABSENT:
+                raise
+        tag = referrers_tag(subject)
+        try:
+            found = await self.get_manifest(repository, tag, OCI_INDEX)
+        except UpstreamNotFound:
+            return Referrers([], via_tag=True)
+        assert found.payload is not None
+        try:
+            index = json_strict.loads(found.payload)
+        except json_strict.StrictJSONError as exc:
+            raise UpstreamError(502, f"referrers tag {tag} {exc}") from None
+        if not isinstance(index, dict) or index.get("mediaType", found.media_type) != OCI_INDEX:
+            raise UpstreamError(502, f"referrers tag {tag} is not an OCI image index")
+        return Referrers(_descriptors(index, f"referrers tag {tag}"), via_tag=True)
+
+    # -- writes ---------------------------------------------------------------------------
+    async def start_upload(self, repository: str) -> str:
+        """A new upload session; its location (a path under base_url) for `finish_upload`."""
+        async with self.request("POST", f"/v2/{repository}/blobs/uploads/", _push_scope(repository)) as response:
+            if response.status != 202:
+                raise UpstreamError(502, f"upload to {repository} started with {response.status}, not 202")
+            return self._location(response)
+
+    async def mount_blob(self, repository: str, digest: str, source_repository: str) -> str | None:
+        """Mount `digest` from `source_repository`: None when mounted (201); when the upstream
+        will not (202: no such blob there, no pull on the source, no mounts at all), the upload
+        session it opened instead, for `finish_upload` without another POST."""
+        parse_digest(digest)
+        query = urllib.parse.urlencode({"mount": digest, "from": source_repository}, safe=":/")
+        scope = f"{_push_scope(repository)} repository:{source_repository}:pull"
+        async with self.request("POST", f"/v2/{repository}/blobs/uploads/?{query}", scope) as response:
+            if response.status == 201:
+                return None
+            if response.status != 202:
+                raise UpstreamError(502, f"mount into {repository} answered {response.status}, not 201 or 202")
+            return self._location(response)
+
+    async def finish_upload(self, location: str, digest: str, size: int, chunks: AsyncIterable[bytes]) -> None:
+        """One monolithic PUT of the whole blob to an upload session (`start_upload`, `mount_blob`),
+        its body streamed from `chunks`, which must give exactly `size` bytes. Sent once: no retry."""
+        parse_digest(digest)
+        match = _UPLOAD_PATH.match(urllib.parse.urlsplit(location).path)
+        if match is None:
+            raise ValueError(f"not an upload location: {location[:200]!r}")
+        scope = _push_scope(match.group(1))
+        await self._make_sure_of_token(location, scope)
+        path = location + ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest}, safe=":")
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        async with self.request("PUT", path, scope, headers, data=_exactly(chunks, size, digest)) as response:
+            if response.status != 201:
+                raise UpstreamError(502, f"upload of {digest} answered {response.status}, not 201")
+            stored = response.headers.get("Docker-Content-Digest")
+            if stored is not None and stored != digest:
+                raise UpstreamError(502, f"upload of {digest} was stored as {stored[:100]}")
+
+    async def _make_sure_of_token(self, location: str, scope: str) -> None:
+        """Before a body that cannot be sent twice: when the upstream wants tokens and none is
+        cached for `scope`, ask for the upload's status (a GET without a body) to go through the
+        challenge first. Basic credentials and anonymous upstreams need nothing."""
+        if self._bearer and self._token(scope) is None:
+            async with self.request("GET", location, scope):
+                pass
+
+    async def push_blob(self, repository: str, digest: str, size: int, chunks: BlobSource,
+                        mount_from: str | None = None) -> Literal["mounted", "uploaded"]:
+        """A blob into `repository`: mounted from `mount_from` when the upstream can, else uploaded
+        in one PUT. `chunks` is called only when the bytes are needed and gives an async context
+        manager for the body, so a source (say another registry's GET) is opened only then and
+        closed after."""
+        location = await self.mount_blob(repository, digest, mount_from) if mount_from else None
+        if mount_from and location is None:
+            return "mounted"
+        location = location or await self.start_upload(repository)
+        async with chunks() as body:
+            await self.finish_upload(location, digest, size, body)
+        return "uploaded"
+
+    async def put_manifest(self, repository: str, reference: str, payload: bytes, media_type: str) -> PushedManifest:
+        """PUT a manifest under a tag or its digest; retried like a GET (the same bytes twice are
+        the same manifest). The digest the upstream answers must be the payload's."""
+        headers = {"Content-Type": media_type}
+        async with self.request("PUT", f"/v2/{repository}/manifests/{reference}", _push_scope(repository),
+                                headers, data=payload) as response:
+            if response.status != 201:
+                raise UpstreamError(502, f"manifest {repository}:{reference} answered {response.status}, not 201")
+            answered = response.headers.get("Docker-Content-Digest", "")
+            subject = response.headers.get("OCI-Subject") or None
+        algorithm = answered.partition(":")[0] if answered.partition(":")[0] in ALGORITHMS else DEFAULT_ALGORITHM
+        digest = str(digest_bytes(payload, algorithm))
+        if answered and answered != digest:
+            raise UpstreamError(502, f"manifest {repository}:{reference} was stored as {answered[:100]}, not {digest}")
+        return PushedManifest(digest, subject)
+
+    async def delete_manifest(self, repository: str, digest: str) -> None:
+        """DELETE a manifest by digest (tags on it go with it, as the spec has it); UpstreamNotFound
+        when it is not there; 405 is an upstream that does not allow deletes."""
+        parse_digest(digest)
+        try:
+            async with self.request("DELETE", f"/v2/{repository}/manifests/{digest}",
+                                    f"repository:{repository}:delete") as response:
+                if response.status not in (200, 202, 204):
+                    raise UpstreamError(502, f"delete of {repository}@{digest} answered {response.status}")
+        except UpstreamError as exc:
+            if exc.status == 405:
+                raise UpstreamError(405, f"{self.base_url} does not allow deletes (405; for Distribution: "
+                                    "storage.delete.enabled)", exc.code or "UNSUPPORTED") from None
+            raise
+
+    def _location(self, response: aiohttp.ClientResponse) -> str:
+        return same_origin_path(self.base_url, response.headers.get("Location", ""))
+
+
+def referrers_tag(subject: Digest) -> str:
+    """The OCI 1.1 fallback tag that lists a subject's referrers: `<alg>-<hex>`, each part cut to
+    the spec's length (32 and 64) so the tag stays within 128 characters."""
+    return f"{subject.algorithm[:32]}-{subject.hex[:64]}"
+
+
+def _descriptors(index: Any, what: str) -> list[dict[str, Any]]:
+    """An index's `manifests`, each checked for what a descriptor must hold: a peer's garbage is an
+    error here, not a referrer we would copy."""
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list):
+        raise UpstreamError(502, f"{what} has no manifests list")
+    for number, item in enumerate(manifests):
+        size = item.get("size") if isinstance(item, dict) else None
+        if (not isinstance(item, dict) or not isinstance(item.get("mediaType"), str) or not isinstance(size, int)
+                or isinstance(size, bool) or size < 0 or not isinstance(item.get("digest"), str)
+                or not isinstance(item.get("annotations", {}), dict)
+                or not isinstance(item.get("artifactType", ""), str)):
+            raise UpstreamError(502, f"{what}: descriptor {number} is not a descriptor")
+        try:
+            parse_digest(item["digest"])
+        except RegistryError:
+            raise UpstreamError(502, f"{what}: descriptor {number} has an invalid digest") from None
+    return manifests
+
+
+_UPLOAD_PATH = re.compile(r"/v2/(.+)/blobs/uploads/[^/]+")
+
+
+def _push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+async def _exactly(chunks: AsyncIterable[bytes], size: int, digest: str) -> AsyncIterator[bytes]:
+    """`chunks` passed on, refused once they give more than `size` bytes or end short of it (the
+    upstream would wait for the rest until its timeout, or cut us off mid-body)."""
+    sent = 0
+    async for chunk in chunks:
+        sent += len(chunk)
+        if sent > size:
+            raise UpstreamError(400, f"the source of {digest} gave more than its {size} bytes", "SIZE_INVALID")
+        yield chunk
+    if sent != size:
+        raise UpstreamError(400, f"the source of {digest} gave {sent} of its {size} bytes", "SIZE_INVALID")
+
+
+def same_origin_path(base_url: str, location: str) -> str:
+    """A `Location` the upstream answered, as a path under `base_url` (for `request`). Relative
+    locations are resolved against base_url; one on another scheme, host or port, or outside
+    base_url's path, is refused: our credentials go to base_url only."""
+    if not location:
+        raise UpstreamError(502, "upload answered without a Location")
+    try:
+        absolute = urllib.parse.urljoin(base_url + "/", location)
+    except ValueError:
+        raise UpstreamError(502, f"upload Location {location[:200]!r} is not a URL") from None
+    if not absolute.startswith(base_url + "/"):
+        raise UpstreamError(502, f"upload Location {location[:200]!r} is not on {base_url}")
+    return absolute[len(base_url):]
 
 
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;(?:[^,]*;)?\s*rel="?next"?', re.IGNORECASE)
