@@ -446,7 +446,9 @@ class RegistryClient:
 
     async def finish_upload(self, location: str, digest: str, size: int, chunks: AsyncIterable[bytes]) -> None:
         """One monolithic PUT of the whole blob to an upload session (`start_upload`, `mount_blob`),
-        its body streamed from `chunks`, which must give exactly `size` bytes. Sent once: no retry."""
+        its body streamed from `chunks`, which must give exactly `size` bytes. Sent once: no retry. An
+        exception from `chunks` (a source cut short) is raised as itself; a wrong size is UpstreamError
+        400 SIZE_INVALID."""
         parse_digest(digest)
         match = _UPLOAD_PATH.match(urllib.parse.urlsplit(location).path)
         if match is None:
@@ -455,18 +457,25 @@ class RegistryClient:
         await self._make_sure_of_token(location, scope)
         path = location + ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest}, safe=":")
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        async with self.request("PUT", path, scope, headers, data=_exactly(chunks, size, digest)) as response:
-            if response.status != 201:
-                raise UpstreamError(502, f"upload of {digest} answered {response.status}, not 201")
-            stored = response.headers.get("Docker-Content-Digest")
-            if stored is not None and stored != digest:
-                raise UpstreamError(502, f"upload of {digest} was stored as {stored[:100]}")
+        failed: list[Exception] = []  # the source's own failure, raised as itself, not as the upstream's
+        try:
+            async with self.request("PUT", path, scope, headers, data=_exactly(chunks, size, digest, failed)) as r:
+                if r.status != 201:
+                    raise UpstreamError(502, f"upload of {digest} answered {r.status}, not 201")
+                stored = r.headers.get("Docker-Content-Digest")
+                if stored is not None and stored != digest:
+                    raise UpstreamError(502, f"upload of {digest} was stored as {stored[:100]}")
+        except UpstreamUnavailable:
+            if failed:
+                raise failed[0] from None
+            raise
 
     async def _make_sure_of_token(self, location: str, scope: str) -> None:
-        """Before a body that cannot be sent twice: when the upstream wants tokens and none is
-        cached for `scope`, ask for the upload's status (a GET without a body) to go through the
-        challenge first. Basic credentials and anonymous upstreams need nothing."""
-        if self._bearer and self._token(scope) is None:
+        """Before a body that cannot be sent twice: when we have credentials or the upstream has
+        asked for tokens, and nothing to send yet for `scope`, ask for the upload's status (a GET
+        without a body) to go through the challenge first. Anonymous clients of open upstreams, and
+        the usual case (the POST that opened the upload got the token), cost nothing."""
+        if (self._bearer or self.username) and not self._auth_header(scope):
             async with self.request("GET", location, scope):
                 pass
 
@@ -552,17 +561,23 @@ def _push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
-async def _exactly(chunks: AsyncIterable[bytes], size: int, digest: str) -> AsyncIterator[bytes]:
+async def _exactly(chunks: AsyncIterable[bytes], size: int, digest: str,
+                   failed: list[Exception]) -> AsyncIterator[bytes]:
     """`chunks` passed on, refused once they give more than `size` bytes or end short of it (the
-    upstream would wait for the rest until its timeout, or cut us off mid-body)."""
+    upstream would wait for the rest until its timeout, or cut us off mid-body). What goes wrong
+    here is kept in `failed`: aiohttp reports it as a broken connection to the upstream."""
     sent = 0
-    async for chunk in chunks:
-        sent += len(chunk)
-        if sent > size:
-            raise UpstreamError(400, f"the source of {digest} gave more than its {size} bytes", "SIZE_INVALID")
-        yield chunk
-    if sent != size:
-        raise UpstreamError(400, f"the source of {digest} gave {sent} of its {size} bytes", "SIZE_INVALID")
+    try:
+        async for chunk in chunks:
+            sent += len(chunk)
+            if sent > size:
+                raise UpstreamError(400, f"the source of {digest} gave more than its {size} bytes", "SIZE_INVALID")
+            yield chunk
+        if sent != size:
+            raise UpstreamError(400, f"the source of {digest} gave {sent} of its {size} bytes", "SIZE_INVALID")
+    except Exception as exc:
+        failed.append(exc)
+        raise
 
 
 def same_origin_path(base_url: str, location: str) -> str:

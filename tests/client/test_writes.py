@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from registry.client import Referrers, RegistryClient, UpstreamError, UpstreamNotFound, UpstreamThrottled
-from registry.client.client import UpstreamUnavailable, referrers_tag, same_origin_path
+from registry.client.client import referrers_tag, same_origin_path
 from registry.digest import parse_digest
 from tests.auth.conftest import AuthRegistry, write_htpasswd
 from tests.support.http import pattern_stream, stream_digest
@@ -308,10 +308,24 @@ def test_a_20_mib_blob_is_streamed_not_held(ours: RegistryProcess) -> None:
 def test_a_source_giving_the_wrong_size_is_refused(ours: RegistryProcess) -> None:
     data = b"short source" * 100
 
+    class SourceCut(Exception):
+        pass
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield data[:100]
+        raise SourceCut("the source hung up")
+
     async def test(client: RegistryClient) -> None:
+        for declared, says in ((len(data) + 10, "gave 1200 of its 1210 bytes"), (len(data) - 10, "more than")):
+            location = await client.start_upload("size/app")
+            with pytest.raises(UpstreamError, match=says) as caught:
+                await client.finish_upload(location, sha256(data), declared, _pieces(data))
+            assert caught.value.code == "SIZE_INVALID"
         location = await client.start_upload("size/app")
-        with pytest.raises((UpstreamError, UpstreamUnavailable)):
-            await client.finish_upload(location, sha256(data), len(data) + 10, _pieces(data))
+        with pytest.raises(SourceCut):  # the source's failure as itself, not a broken upstream
+            await client.finish_upload(location, sha256(data), len(data), cut())
+        with pytest.raises(UpstreamNotFound):
+            await client.head_blob("size/app", sha256(data))
     with_client(ours.url, test)
 
 
