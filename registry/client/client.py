@@ -29,7 +29,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 
 import aiohttp
 
@@ -209,15 +209,15 @@ class RegistryClient:
 
     # -- authentication ---------------------------------------------------------------
     def _token(self, scope: str) -> str | None:
-        """A live token asked for `scope`, or for scopes that include all of it (the token a mount
-        brought serves the upload that follows it)."""
+        """A live token asked for `scope`, or for scopes that cover it (the token a mount brought
+        serves the upload after it; one asked for pull,push serves a pull)."""
         now = time.monotonic()
         token = self._tokens.get(scope)
         if token and token[1] > now:
             return token[0]
-        needed = set(scope.split())
+        needed = _actions_by_resource(scope)
         for asked, (value, expires) in self._tokens.items():
-            if needed and needed <= set(asked.split()) and expires > now:
+            if needed and expires > now and _covers(_actions_by_resource(asked), needed):
                 return value
         return None
 
@@ -364,7 +364,7 @@ class RegistryClient:
         """The repository's whole tag list, following the upstream's `Link: <...>; rel="next"`
         pages (registries that page by default would otherwise show only their first page)."""
         list_path = f"/v2/{repository}/tags/list"
-        return await self._paged(list_path, list_path, f"repository:{repository}:pull", "tags",
+        return await self._names(list_path, list_path, f"repository:{repository}:pull", "tags",
                                  f"the tag list of {repository}")
 
     async def catalog(self, limit: int = 10_000, page_size: int | None = None) -> list[str]:
@@ -372,59 +372,76 @@ class RegistryClient:
         `page_size` asks for pages of that many (`?n=`), else the upstream chooses. What the
         catalog shows depends on the upstream (ours: what the caller may pull)."""
         first = f"/v2/_catalog?n={page_size}" if page_size else "/v2/_catalog"
-        return await self._paged(first, "/v2/_catalog", "registry:catalog:*", "repositories", "the catalog", limit)
+        return await self._names(first, "/v2/_catalog", "registry:catalog:*", "repositories", "the catalog", limit)
 
-    async def _paged(self, first: str, list_path: str, scope: str, key: str, what: str,
+    async def _names(self, first: str, list_path: str, scope: str, key: str, what: str,
                      limit: int | None = None) -> list[str]:
-        """A list read page by page: `key`'s strings from each page, up to `limit` names and
-        MAX_TAG_PAGES pages (an upstream whose cursor never ends must not keep us forever)."""
-        path: str | None = first
+        """The strings under `key` of every page of a list, up to `limit` of them."""
         found: list[str] = []
+        async with contextlib.aclosing(self._pages(first, list_path, scope, what, DOCUMENT_LIMIT)) as pages:
+            async for body in pages:
+                names = body.get(key) if isinstance(body, dict) else None
+                found += [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+                if limit is not None and len(found) >= limit:
+                    return found[:limit]
+        return found
+
+    async def _pages(self, first: str, list_path: str, scope: str, what: str, limit: int,
+                     headers: Mapping[str, str] | None = None) -> AsyncGenerator[Any, None]:
+        """The JSON bodies of a list read page by page, following `Link: <...>; rel="next"` while
+        it pages the same list, for at most MAX_TAG_PAGES pages (an upstream whose cursor never
+        ends must not keep us forever)."""
+        path: str | None = first
         pages = 0
-        while path is not None and pages < MAX_TAG_PAGES and (limit is None or len(found) < limit):
+        while path is not None and pages < MAX_TAG_PAGES:
             pages += 1
-            async with self.request("GET", path, scope) as response:
-                body = await read_json(response, DOCUMENT_LIMIT, what)
+            async with self.request("GET", path, scope, headers) as response:
+                body = await read_json(response, limit, what)
                 link = response.headers.get("Link", "")
-            names = body.get(key) if isinstance(body, dict) else None
-            found += [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+            yield body
             following = next_page(link, list_path)
             path = following if following != path else None  # a peer repeating itself ends the list
-        if path is not None and (limit is None or len(found) < limit):
+        if path is not None:
             log.warning("%s: %s has more than %d pages; the rest is not read", self.base_url, what, MAX_TAG_PAGES)
-        return found if limit is None else found[:limit]
 
     # -- referrers (OCI 1.1) -------------------------------------------------------------
     async def referrers(self, repository: str, digest: str) -> Referrers:
-        """The manifests whose subject is `digest`: by the referrers API, or, where the upstream
-        answers 404 or 405 for it (Distribution 2.8 answers a plain-text 404), by the fallback tag
-        `<alg>-<hex>` that clients such as oras keep there; no such tag is no referrers."""
+        """The manifests whose subject is `digest`: by the referrers API (every page of it), or,
+        where the upstream answers 404 or 405 for it (Distribution 2.8 answers a plain-text 404),
+        by the fallback tag `<alg>-<hex>` that clients such as oras keep there; no such tag is no
+        referrers."""
         subject = parse_digest(digest)
-        path = f"/v2/{repository}/referrers/{subject}"
+        api = f"/v2/{repository}/referrers/{subject}"
+        found: list[dict[str, Any]] = []
+        answered = False
         try:
-            async with self.request("GET", path, f"repository:{repository}:pull", {"Accept": OCI_INDEX}) as response:
-                index = await read_json(response, MANIFEST_LIMIT, "referrers index")
-            return Referrers(_descriptors(index, "referrers index"), via_tag=False)
+            async with contextlib.aclosing(self._pages(api, api, f"repository:{repository}:pull", "referrers index",
+                                                       MANIFEST_LIMIT, {"Accept": OCI_INDEX})) as pages:
+                async for index in pages:
+                    answered = True
+                    found += _descriptors(index, "referrers index")
+            return Referrers(found, via_tag=False)
         except UpstreamError as exc:
-            if exc.status not in API_ABSENT:
+            if answered or exc.status not in API_ABSENT:
                 raise
         tag = referrers_tag(subject)
         try:
-            found = await self.get_manifest(repository, tag, OCI_INDEX)
+            tagged = await self.get_manifest(repository, tag, OCI_INDEX)
         except UpstreamNotFound:
             return Referrers([], via_tag=True)
-        assert found.payload is not None
+        assert tagged.payload is not None
         try:
-            index = json_strict.loads(found.payload)
+            index = json_strict.loads(tagged.payload)
         except json_strict.StrictJSONError as exc:
             raise UpstreamError(502, f"referrers tag {tag} {exc}") from None
-        if not isinstance(index, dict) or index.get("mediaType", found.media_type) != OCI_INDEX:
+        if not isinstance(index, dict) or index.get("mediaType", tagged.media_type) != OCI_INDEX:
             raise UpstreamError(502, f"referrers tag {tag} is not an OCI image index")
         return Referrers(_descriptors(index, f"referrers tag {tag}"), via_tag=True)
 
     # -- writes ---------------------------------------------------------------------------
     async def start_upload(self, repository: str) -> str:
-        """A new upload session; its location (a path under base_url) for `finish_upload`."""
+        """A new upload session; its location (a path under base_url) for `finish_upload`. Retried
+        like a GET: a retry after a lost answer leaves at worst an unused session, which expires."""
         async with self.request("POST", f"/v2/{repository}/blobs/uploads/", _push_scope(repository)) as response:
             if response.status != 202:
                 raise UpstreamError(502, f"upload to {repository} started with {response.status}, not 202")
@@ -552,6 +569,20 @@ def _descriptors(index: Any, what: str) -> list[dict[str, Any]]:
         except RegistryError:
             raise UpstreamError(502, f"{what}: descriptor {number} has an invalid digest") from None
     return manifests
+
+
+def _actions_by_resource(scope: str) -> dict[str, set[str]]:
+    """`repository:a/b:pull,push registry:catalog:*` as {"repository:a/b": {"pull", "push"}, ...};
+    a name may hold a colon (host:port/...), the actions are after the last one."""
+    found: dict[str, set[str]] = {}
+    for item in scope.split():
+        resource, _, actions = item.rpartition(":")
+        found.setdefault(resource, set()).update(actions.split(","))
+    return found
+
+
+def _covers(asked: dict[str, set[str]], needed: dict[str, set[str]]) -> bool:
+    return all(actions <= asked.get(resource, set()) for resource, actions in needed.items())
 
 
 _UPLOAD_PATH = re.compile(r"/v2/(.+)/blobs/uploads/[^/]+")
