@@ -263,6 +263,8 @@ def test_mount_asks_for_one_token_with_both_scopes(tokened: AuthRegistry) -> Non
     tokens = [path for method, path, _ in lines if path.startswith("/auth/token")]
     both = [t for t in tokens if "&scope=repository:dst/app:pull,push&scope=repository:src/base:pull" in t]
     assert both, "\n".join(tokens)
+    # One token per mount (each names its source); the upload and the HEAD after them reuse the second.
+    assert len([t for t in tokens if "dst/app" in t]) == 2, "\n".join(tokens)
     # The PUT after the refused mount went with the mount's token: no 401 before a streamed body.
     puts = [(method, status) for method, path, status in lines if method == "PUT" and "/dst/app/blobs/" in path]
     assert puts == [("PUT", "201")], lines
