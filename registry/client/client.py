@@ -34,7 +34,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 import aiohttp
 
 from registry import json_strict
-from registry.digest import ALGORITHMS, DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
+from registry.digest import ALGORITHMS, DEFAULT_ALGORITHM, Digest, digest_bytes, is_digest, parse_digest
 from registry.errors import RegistryError
 from registry.numbers import ascii_decimal
 
@@ -281,7 +281,9 @@ class RegistryClient:
             attempt += 1
             merged = {**(headers or {}), **self._auth_header(scope)}
             try:
-                response = await self.session.request(method, url, headers=merged, data=data, allow_redirects=True)
+                # A stream is not followed through a redirect: its bytes went to the first answer.
+                response = await self.session.request(method, url, headers=merged, data=data,
+                                                      allow_redirects=replayable)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if replayable and attempt <= self.retries:
                     await asyncio.sleep(min(0.2 * 2 ** attempt, 5))
@@ -468,8 +470,8 @@ class RegistryClient:
         400 SIZE_INVALID."""
         parse_digest(digest)
         match = _UPLOAD_PATH.match(urllib.parse.urlsplit(location).path)
-        if match is None:
-            raise ValueError(f"not an upload location: {location[:200]!r}")
+        if match is None:  # the spec's shape, which every registry known here answers
+            raise UpstreamError(502, f"upload Location {location[:200]!r} is not /v2/NAME/blobs/uploads/ID")
         scope = _push_scope(match.group(1))
         await self._make_sure_of_token(location, scope)
         path = location + ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest}, safe=":")
@@ -520,15 +522,17 @@ class RegistryClient:
                 raise UpstreamError(502, f"manifest {repository}:{reference} answered {response.status}, not 201")
             answered = response.headers.get("Docker-Content-Digest", "")
             subject = response.headers.get("OCI-Subject") or None
-        algorithm = answered.partition(":")[0] if answered.partition(":")[0] in ALGORITHMS else DEFAULT_ALGORITHM
+        named = answered or (reference if is_digest(reference) else "")
+        algorithm = named.partition(":")[0] if named.partition(":")[0] in ALGORITHMS else DEFAULT_ALGORITHM
         digest = str(digest_bytes(payload, algorithm))
         if answered and answered != digest:
             raise UpstreamError(502, f"manifest {repository}:{reference} was stored as {answered[:100]}, not {digest}")
         return PushedManifest(digest, subject)
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
-        """DELETE a manifest by digest (tags on it go with it, as the spec has it); UpstreamNotFound
-        when it is not there; 405 is an upstream that does not allow deletes."""
+        """DELETE a manifest by digest (tags on it go with it, as the spec has it; a tag is refused
+        here with DIGEST_INVALID). UpstreamNotFound when it is not there; 405 is an upstream that
+        does not allow deletes."""
         parse_digest(digest)
         try:
             async with self.request("DELETE", f"/v2/{repository}/manifests/{digest}",
