@@ -129,7 +129,7 @@ def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribut
 
 # -- catalog ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("peer", ["ours", "distribution"])
+@pytest.mark.parametrize("peer", ["ours", "tokened", "distribution"])
 def test_catalog_follows_small_pages_and_stops_at_the_limit(peer: str, request: pytest.FixtureRequest) -> None:
     server = request.getfixturevalue(peer)
     names = [f"cat/r{i}" for i in range(7)]
@@ -268,6 +268,24 @@ def test_mount_asks_for_one_token_with_both_scopes(tokened: AuthRegistry) -> Non
     # The PUT after the refused mount went with the mount's token: no 401 before a streamed body.
     puts = [(method, status) for method, path, status in lines if method == "PUT" and "/dst/app/blobs/" in path]
     assert puts == [("PUT", "201")], lines
+
+
+def test_a_fresh_client_gets_its_token_before_streaming(tokened: AuthRegistry) -> None:
+    """An upload opened by one client and finished by another, which holds no token yet: the
+    token comes by a bodiless GET of the upload first, so the PUT is never answered 401."""
+    data = b"finished by another client" * 300
+
+    async def test(client: RegistryClient) -> None:
+        location = await client.start_upload("dst/handed-over")
+        async with RegistryClient(tokened.url, USER, PASSWORD) as fresh:
+            await fresh.finish_upload(location, sha256(data), len(data), _pieces(data))
+        assert await client.head_blob("dst/handed-over", sha256(data)) == len(data)
+
+    mark = len(tokened.log_text())
+    with_client(tokened.url, test, USER, PASSWORD)
+    lines = [m.groups() for m in map(ACCESS.search, tokened.log_text()[mark:].splitlines()) if m]
+    upload = [(method, status) for method, path, status in lines if "/dst/handed-over/blobs/uploads/" in path]
+    assert upload == [("POST", "401"), ("POST", "202"), ("GET", "401"), ("GET", "204"), ("PUT", "201")], lines
 
 
 ACCESS = re.compile(r'registry\.access \S+ \S+ "([A-Z]+) (\S+)" (\d{3}) ')
