@@ -225,10 +225,14 @@ class RegistryClient:
         token = self._token(scope)
         if token:
             return {"Authorization": f"Bearer {token}"}
-        if self._basic and self.username:
-            raw = f"{self.username}:{self.password}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-        return {}
+        return self._basic_header() if self._basic else {}
+
+    def _basic_header(self) -> dict[str, str]:
+        """Our credentials as Basic (aiohttp's BasicAuth is deprecated), or nothing without them."""
+        if not self.username:
+            return {}
+        raw = f"{self.username}:{self.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
     async def _answer_challenge(self, header: str, scope: str) -> bool:
         """Get what the 401 asked for; False when we have nothing better to offer."""
@@ -244,10 +248,9 @@ class RegistryClient:
         # spec's form; a mount needs the target's pull,push and the source's pull in one token).
         wanted = list(dict.fromkeys((params.get("scope", "") + " " + scope).split()))
         query = [("service", params.get("service", "")), *(("scope", item) for item in wanted)]
-        auth = aiohttp.BasicAuth(self.username, self.password) if self.username else None
         self._bearer = True
         try:
-            async with self.session.get(params["realm"], params=query, auth=auth) as response:
+            async with self.session.get(params["realm"], params=query, headers=self._basic_header()) as response:
                 if response.status == 429:
                     raise UpstreamThrottled(_retry_after(response.headers))
                 if response.status != 200:
