@@ -363,11 +363,14 @@ def test_a_location_on_another_host_is_refused() -> None:
 
 def test_429_on_a_write_is_upstream_throttled(tmp_path: Path) -> None:
     data = b"throttled" * 100
-    # One request per 100 s, a burst of 2: the readiness probe and the POST take them; the
-    # streamed PUT and the manifest PUT are refused with Retry-After.
-    with RegistryProcess(tmp_path / "data", args=["--limits-rate", "0.01", "--limits-burst", "2"]) as server:
+    # One request per 100 s after a burst of 5: the readiness probe and the POST fit in the burst,
+    # pings empty the rest, and then the streamed PUT and the manifest PUT are refused.
+    with RegistryProcess(tmp_path / "data", args=["--limits-rate", "0.01", "--limits-burst", "5"]) as server:
         async def test(client: RegistryClient) -> tuple[UpstreamThrottled, UpstreamThrottled]:
             location = await client.start_upload("slow/app")
+            with pytest.raises(UpstreamThrottled):
+                for _ in range(5):
+                    await client.ping()
             with pytest.raises(UpstreamThrottled) as upload:
                 await client.finish_upload(location, sha256(data), len(data), _pieces(data))
             with pytest.raises(UpstreamThrottled) as manifest:
