@@ -121,7 +121,7 @@ class Importer:
         repository has it now, else why not."""
         wanted = {str(digest): digest for digest in repository.blobs}
         for loaded in manifests.values():
-            if loaded.state == "ready" and loaded.parsed is not None:
+            if loaded.parsed is not None:  # a manifest held already too: its blobs count as present
                 for descriptor in loaded.parsed.blobs:
                     wanted.setdefault(descriptor.digest, parse_digest(descriptor.digest))
         outcome: dict[str, str | None] = {}
