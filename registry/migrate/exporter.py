@@ -101,8 +101,8 @@ class Exporter:
         descriptors: list[dict[str, Any]] = []
         referrers: list[dict[str, Any]] = []
         for tag, row in tagged:
-            descriptors.append({"mediaType": row.media_type, "digest": row.digest, "size": len(row.payload),
-                                "annotations": {REF_NAME: tag}})
+            descriptors.append({"mediaType": index_media_type(row.media_type), "digest": row.digest,
+                                "size": len(row.payload), "annotations": {REF_NAME: tag}})
             await self._manifest(row, referrers)
         self.report.tags = [tag for tag, _ in tagged]
         await asyncio.to_thread(self._write_index, existing, descriptors + referrers)
@@ -206,6 +206,13 @@ class _Corrupt(Exception):
     pass
 
 
+def index_media_type(media_type: str) -> str:
+    """The type index.json gives a manifest: Docker's types as the OCI types of the same shape. skopeo (its
+    oci: transport) finds a tag only among OCI manifests and indexes; the bytes, and so the digest and the
+    manifest's own mediaType field, stay Docker's, and readers go by those (docs/migrating.md, Export)."""
+    return {mf.DOCKER_MANIFEST: mf.OCI_MANIFEST, mf.DOCKER_MANIFEST_LIST: mf.OCI_INDEX}.get(media_type, media_type)
+
+
 def _has(path: Path, size: int) -> bool:
     try:
         return path.stat().st_size == size
@@ -214,7 +221,8 @@ def _has(path: Path, size: int) -> bool:
 
 
 def _referrer_descriptor(referrer: manifest_rows.Referrer) -> dict[str, Any]:
-    descriptor: dict[str, Any] = {"mediaType": referrer.media_type, "digest": referrer.digest, "size": referrer.size}
+    descriptor: dict[str, Any] = {"mediaType": index_media_type(referrer.media_type), "digest": referrer.digest,
+                                  "size": referrer.size}
     if referrer.artifact_type:
         descriptor["artifactType"] = referrer.artifact_type
     annotations = {k: v for k, v in (referrer.annotations or {}).items() if k != REF_NAME}  # untagged here
