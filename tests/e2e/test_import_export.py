@@ -221,3 +221,17 @@ def test_bad_inputs_are_one_line_or_reported_skips(filled: Filled, tmp_path: Pat
     assert report["tags"]["imported"] == 2
     assert re.search(r"skipped tag +team/app ghost: ", registry_cli("import", copy, "--data-dir",
                                                                     tmp_path / "data", check_status=1).stdout)
+
+
+def test_import_into_a_running_registry_on_postgresql(postgres_url: str, oci_image: OciLayout, skopeo,
+                                                      tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with RegistryProcess(data, args=["--database-url", postgres_url]) as server:
+        where = ("--data-dir", data, "--database-url", postgres_url)
+        report = import_json(oci_image.path, "--repository", "pg/image", *where)
+        assert report["skipped"] == [] and report["tags"]["imported"] == 2
+        for tag in ("v1", "other"):
+            raw = skopeo("inspect", NO_TLS, "--raw", f"docker://{server.host}/pg/image:{tag}", text=False).stdout
+            assert raw == oci_image.manifest(tag)
+        again = import_json(oci_image.path, "--repository", "pg/image", *where)
+        assert again["tags"] == {"imported": 0, "present": 2, "skipped": 0}

@@ -18,7 +18,7 @@ from registry.content.local import LocalContent
 from registry.digest import Digest, parse_digest
 from registry.events.journal import Journal, Source as EventSource
 from registry.metadata import schema
-from registry.metadata.db import Database, migrate
+from registry.metadata.db import Database
 from registry.migrate.exporter import Exporter
 from registry.migrate.importer import Importer
 from registry.migrate.layouts import open_source
@@ -75,9 +75,8 @@ def write_layout(root: Path) -> dict[str, str]:
 Scenario = Callable[[Callable[..., Awaitable[LocalContent]], Database], Awaitable[None]]
 
 
-def scenario(tmp_path: Path, test: Scenario) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    migrate(url)
+def scenario(tmp_path: Path, url: str, test: Scenario) -> None:
+    """`test` over the database at `url` (SQLite, then PostgreSQL: the `database_url` fixture)."""
 
     async def run() -> None:
         db = Database(url)
@@ -103,7 +102,7 @@ async def counts(db: Database) -> dict[str, int]:
     return found
 
 
-def test_import_skips_what_is_corrupt_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
+def test_import_skips_what_is_corrupt_and_a_second_run_changes_nothing(tmp_path: Path, database_url: str) -> None:
     digests = write_layout(tmp_path / "layout")
 
     async def test(make: Callable[..., Awaitable[LocalContent]], db: Database) -> None:
@@ -131,10 +130,10 @@ def test_import_skips_what_is_corrupt_and_a_second_run_changes_nothing(tmp_path:
         assert again.counts["repositories"] == {"imported": 0, "present": 1, "skipped": 0}
         assert await counts(db) == before
 
-    scenario(tmp_path, test)
+    scenario(tmp_path, database_url, test)
 
 
-def test_an_interrupted_import_is_finished_by_the_next(tmp_path: Path) -> None:
+def test_an_interrupted_import_is_finished_by_the_next(tmp_path: Path, database_url: str) -> None:
     write_layout(tmp_path / "layout")
 
     async def test(make: Callable[..., Awaitable[LocalContent]], db: Database) -> None:
@@ -148,10 +147,10 @@ def test_an_interrupted_import_is_finished_by_the_next(tmp_path: Path) -> None:
         done = await counts(db)
         assert (done["manifests"], done["tags"], done["repository_blobs"]) == (4, 2, 8)
 
-    scenario(tmp_path, test)
+    scenario(tmp_path, database_url, test)
 
 
-def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+def test_dry_run_writes_nothing(tmp_path: Path, database_url: str) -> None:
     write_layout(tmp_path / "layout")
 
     async def test(make: Callable[..., Awaitable[LocalContent]], db: Database) -> None:
@@ -161,10 +160,10 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
         assert await counts(db) == before
         assert not list((tmp_path / "store").rglob("data")) if (tmp_path / "store").exists() else True
 
-    scenario(tmp_path, test)
+    scenario(tmp_path, database_url, test)
 
 
-def test_export_writes_the_tags_their_blobs_and_referrers_and_reads_back(tmp_path: Path) -> None:
+def test_export_writes_the_tags_their_blobs_and_referrers_and_reads_back(tmp_path: Path, database_url: str) -> None:
     digests = write_layout(tmp_path / "layout")
     source = read_oci_layout(tmp_path / "layout")
     out = tmp_path / "out"
@@ -194,4 +193,4 @@ def test_export_writes_the_tags_their_blobs_and_referrers_and_reads_back(tmp_pat
         assert [r.digest for r in await content.referrers("lab/copy", parse_digest(digests["one"]), None)] \
             == [digests["referrer"]]
 
-    scenario(tmp_path, test)
+    scenario(tmp_path, database_url, test)
