@@ -92,10 +92,19 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess
         yield server
 
 
+def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under `root`: size, modification time and inode (an import must change none)."""
+    return {str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ino)
+            for path in root.rglob("*") if path.is_file()}
+
+
 @pytest.fixture(scope="module")
 def imported(filled: Filled, target: RegistryProcess) -> dict:
-    """The first import, with the server running."""
-    return import_json(filled.root, "--data-dir", target.data_dir)
+    """The first import, with the server running; the source is left as it was."""
+    before = snapshot(filled.root)
+    report = import_json(filled.root, "--data-dir", target.data_dir)
+    assert snapshot(filled.root) == before
+    return report
 
 
 def digest(data: bytes) -> str:
@@ -134,6 +143,11 @@ def test_import_from_docker_registry_then_docker_and_skopeo_read_every_tag(
         verify_layout(layout)
         tag = ref.rsplit(":", 1)[1]
         assert layout.refs[tag].digest == digest(source)
+    # Same filesystem: the layers were hard-linked, not copied.
+    hexdigest = filled.app2_layer.split(":")[1]
+    source = filled.root / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexdigest[:2] / hexdigest / "data"
+    stored = target.data_dir / "blobs" / "sha256" / hexdigest[:2] / hexdigest
+    assert stored.samefile(source)
     for tag in ("one", "two"):
         ref = f"{target.host}/{APP}:{tag}"
         pulled = run(["docker", "pull", ref], timeout=300).stdout

@@ -194,3 +194,24 @@ def test_export_writes_the_tags_their_blobs_and_referrers_and_reads_back(tmp_pat
             == [digests["referrer"]]
 
     scenario(tmp_path, database_url, test)
+
+
+def test_push_order_puts_children_and_subjects_first() -> None:
+    from registry.manifest import Descriptor as Child, ParsedManifest
+    from registry.migrate.importer import _Manifest, _push_order
+
+    def made(name: str, children: tuple[str, ...] = (), subject: str | None = None) -> _Manifest:
+        parsed = ParsedManifest("x", manifests=[Child("x", c, 1) for c in children], subject=subject)
+        return _Manifest(name, "ready", parsed=parsed)
+
+    # names sort the wrong way round on purpose: an index and a referrer before what they need
+    manifests = {m.digest: m for m in (made("a-index", ("c-image", "d-image")), made("b-signature", subject="a-index"),
+                                       made("c-image"), made("d-image"), made("e-sbom", subject="c-image"),
+                                       made("f-orphan", ("absent",)))}
+    order = _push_order(manifests)
+    assert sorted(order) == sorted(manifests)
+    position = order.index
+    assert position("c-image") < position("a-index") and position("d-image") < position("a-index")
+    assert position("a-index") < position("b-signature") and position("c-image") < position("e-sbom")
+    cycle = {"p": made("p", ("q",)), "q": made("q", ("p",))}
+    assert sorted(_push_order(cycle)) == ["p", "q"]
