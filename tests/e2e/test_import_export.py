@@ -249,3 +249,39 @@ def test_import_into_a_running_registry_on_postgresql(postgres_url: str, oci_ima
             assert raw == oci_image.manifest(tag)
         again = import_json(oci_image.path, "--repository", "pg/image", *where)
         assert again["tags"] == {"imported": 0, "present": 2, "skipped": 0}
+
+
+def test_an_import_killed_midway_is_finished_by_the_next(tmp_path: Path) -> None:
+    from tests.support.host import oci_arch
+    from tests.support.images import OciLayoutWriter, file_layer
+
+    images = 200
+    writer = OciLayoutWriter(tmp_path / "layout")
+    for number in range(images):
+        writer.tag(writer.add_image(oci_arch(), [file_layer("/etc/n", f"{number}\n".encode())]), f"n{number}")
+    writer.write()
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "registry", "import", str(writer.root), "--repository", "many/images",
+               "--data-dir", str(data)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(f"file:{data / 'registry.db'}?mode=ro", uri=True) as conn:
+                    if conn.execute("SELECT count(*) FROM repository_blobs").fetchone()[0] >= 20:
+                        break
+            except sqlite3.Error:
+                pass  # not created yet
+            time.sleep(0.02)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == -9, "the import ended before it could be killed: give it more to do"
+    partial = db_counts(data)
+    assert 20 <= partial["repository_blobs"] < 2 * images and partial["tags"] < images
+
+    report = import_json(writer.root, "--repository", "many/images", "--data-dir", data)
+    assert report["blobs"]["present"] >= 20 and report["blobs"]["imported"] == 2 * images - report["blobs"]["present"]
+    done = db_counts(data)
+    assert (done["manifests"], done["tags"], done["repository_blobs"]) == (images, images, 2 * images)
