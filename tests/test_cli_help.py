@@ -16,7 +16,8 @@ def _registry(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("command", [["user", "add"], ["user", "list"], ["robot", "add"], ["robot", "remove"],
-                                     ["gc"], ["retention"], ["fsck"], ["db", "upgrade"]])
+                                     ["gc"], ["retention"], ["fsck"], ["db", "upgrade"],
+                                     ["import"], ["export"]])
 def test_subcommand_help_lists_its_own_options(command: list[str]) -> None:
     result = _registry(*command, "--help")
     assert result.returncode == 0, result.stderr

@@ -536,12 +536,25 @@ class LocalContent:
         async with self.db.read() as conn:
             return await repo_rows.repository_id(conn, repository) is not None
 
-    async def adopt_file(self, repository: str, digest: Digest, path: Path, size: int) -> None:
-        """Store a local file already verified against `digest` (a mirror's fill), and link it."""
+    async def adopt_file(self, repository: str, digest: Digest, path: Path, size: int, pushed: bool = False) -> None:
+        """Store a local file already verified against `digest` (a mirror's fill), and link it.
+
+        `pushed`: the file is a push by other means (`registry import`), so it is one in every way: the
+        quota is checked first and the blob's push event commits with its link.
+        """
+        if pushed:
+            await self._check_quota(repository, str(digest), size)
         known = await self._settled(digest)
         await self.store.put_file(digest, path)
-        async with self.db.write() as conn:
-            await self._record_and_link(conn, repository, digest, size, known)
+        try:
+            async with self.db.write() as conn:
+                await self._record_and_link(conn, repository, digest, size, known)
+                if pushed:
+                    await self.record(conn, _blob_pushed(repository, digest, size))
+        except RegistryError as exc:
+            if pushed and exc.code == "DENIED":  # over the quota after all: the bytes are left for gc
+                await self._leave_for_collection(digest, size)
+            raise
 
     async def stored_size(self, digest: Digest) -> int | None:
         """Size of a blob known to the registry (in any repository)."""
