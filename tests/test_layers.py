@@ -14,7 +14,7 @@ PACKAGE = ROOT / "registry"
 LAYERS: list[tuple[str, ...]] = [
     # words of the spec, small parsers and helpers: nothing of the server
     ("__init__", "errors", "startup", "addresses", "digest", "numbers", "json_strict", "reference", "manifest", "config_entries",
-     "globs", "periodic"),
+     "globs", "periodic", "semver", "cron"),
     ("config", "tls"),                                   # options, and the certificates they name
     ("metadata", "storage", "client"),                   # SQL rows; bytes by digest; the one registry client
     ("gc",),                                             # maintenance over metadata and storage: sweep, policy, fsck
