@@ -175,8 +175,9 @@ def push_blob(base_url: str, repo: str, data: bytes, auth: tuple[str, str] | Non
     with httpx.Client(base_url=base_url, auth=auth, timeout=120, verify=verify) as http:
         started = http.post(f"/v2/{repo}/blobs/uploads/")
         assert started.status_code == 202, f"POST upload to {base_url}/{repo}: {started.status_code} {started.text}"
-        location = started.headers["Location"]
-        done = http.put(location, params={"digest": digest}, content=data,
+        # Distribution's Location carries its upload state in the query: add the digest to it, not instead.
+        location = httpx.URL(started.headers["Location"]).copy_merge_params({"digest": digest})
+        done = http.put(location, content=data,
                         headers={"Content-Type": "application/octet-stream"})
         assert done.status_code == 201, f"PUT blob {digest} to {base_url}/{repo}: {done.status_code} {done.text}"
     return digest

@@ -1,0 +1,1 @@
+"""Replication: rules that keep repositories in step with another registry, pulling or pushing."""
