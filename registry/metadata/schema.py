@@ -250,3 +250,41 @@ event_endpoints = Table(
     Column("last_failure_at", Float, nullable=True),
     Column("last_error", String(500), nullable=True),
 )
+
+# Replication (migration 0014). A rule's row holds its definition (JSON; `origin` says whether the
+# config file or the admin API made it), the lease of the process running it, the cursor of the last
+# push event it has replicated (push-triggered rules read `events` like a webhook endpoint), and its
+# schedule. Each run leaves a row: when, why, what it copied and what failed.
+replication_rules = Table(
+    "replication_rules", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("definition", Text, nullable=False),
+    Column("origin", String(8), nullable=False),  # config, api
+    Column("owner", String(64), nullable=True),
+    Column("expires_at", Float, nullable=True),
+    Column("cursor_txid", BigInteger, nullable=False),
+    Column("cursor_seq", BigInteger, nullable=False),
+    Column("next_run_at", Float, nullable=True),
+    Column("run_requested_at", Float, nullable=True),  # a run asked for (API, page) that no process has begun
+    Column("updated_at", Float, nullable=False),
+)
+replication_runs = Table(
+    "replication_runs", metadata,
+    Column("id", _SEQUENCE, primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule, push, manual, resume
+    Column("status", String(16), nullable=False),  # running, succeeded, failed, interrupted
+    Column("owner", String(64), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("manifests", Integer, nullable=False),  # manifests and indexes written to the destination
+    Column("blobs", Integer, nullable=False),  # blobs sent
+    Column("mounted", Integer, nullable=False),  # blobs linked from another repository without sending
+    Column("present", Integer, nullable=False),  # blobs and manifests the destination had already
+    Column("bytes", BigInteger, nullable=False),  # blob bytes sent
+    Column("deleted", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("detail", Text, nullable=True),  # JSON: the first errors, and what was copied
+    Index("ix_replication_runs_rule", "rule", "id"),
+    sqlite_autoincrement=True,
+)
