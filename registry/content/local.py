@@ -556,6 +556,19 @@ class LocalContent:
                 await self._leave_for_collection(digest, size)
             raise
 
+    async def link_stored(self, repository: str, digest: Digest) -> BlobContent | None:
+        """Link a blob the registry already stores (for another repository) without moving its bytes;
+        None when it is not stored. Replication's cross-repository mount: the source of the bytes is
+        this registry's own store, whichever repository holds them."""
+        known = await self._settled(digest)  # before looking: a deletion from here on is seen when linking
+        size = await self.stored_size(digest)
+        if size is None or await self.store.stat(digest) != size:
+            return None
+        async with self.db.write() as conn:
+            await self._record_and_link(conn, repository, digest, size, known)
+            await self.record(conn, _blob_pushed(repository, digest, size))
+        return BlobContent(str(digest), size)
+
     async def stored_size(self, digest: Digest) -> int | None:
         """Size of a blob known to the registry (in any repository)."""
         async with self.db.read() as conn:
