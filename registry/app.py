@@ -19,6 +19,7 @@ from registry import admin
 from registry.admin.audit import AUDIT_KEY, admin_actions
 from registry.admin.maintenance import MAINTENANCE_KEY
 from registry.admin.notifications import NOTIFIER_KEY
+from registry.admin.replication import REPLICATION_KEY
 from registry.admin.metrics import in_flight_middleware, record_auth_failure, storage_recorder
 from registry.api import token as token_endpoint
 from registry.api.recording import JOURNAL_KEY, gate_recorder, recorded
@@ -29,6 +30,8 @@ from registry.events.audit import Audit
 from registry.events.endpoints import parse_endpoints
 from registry.events.journal import Journal, Source
 from registry.events.sender import Notifier
+from registry.replication.rules import parse_rules
+from registry.replication.service import Replication
 from registry.gc.immutable import ImmutableTags
 from registry.gc.jobs import Maintenance, Settings as MaintenanceSettings
 from registry.gc.policy import parse_quotas
@@ -96,6 +99,8 @@ def create_app(config: Config) -> web.Application:
     scheme = "https" if config.tls.cert_file or config.tls.self_signed else "http"
     notifier = app[NOTIFIER_KEY] = Notifier(db, journal, parse_endpoints(config.notifications.endpoints), scheme)
     audit = app[AUDIT_KEY] = Audit(db)
+    replication = app[REPLICATION_KEY] = Replication(db, local, parse_rules(config.replication.rules),
+                                                     f"{socket.gethostname()}:{config.host_port[1]}")
     retention_seconds = config.audit.retention_days * 86400
     if retention_seconds > 0:
         maintenance.every("audit purge", 3600.0, lambda: audit.purge(retention_seconds, notifier.delivered_everywhere))
@@ -129,9 +134,11 @@ def create_app(config: Config) -> web.Application:
         journal.start()
         await notifier.start()
         maintenance.start()
+        await replication.start()
 
     async def close(_: web.Application) -> None:
         gate.close()
+        await replication.stop()
         await maintenance.stop()
         await notifier.stop()
         await journal.stop()

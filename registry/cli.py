@@ -50,12 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(upgrade, ("data_dir", "database.url"))
     upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
     upgrade.set_defaults(func=_db_upgrade)
-    from registry import accounts_cli, gc_cli, migrate_cli
+    from registry import accounts_cli, gc_cli, migrate_cli, replication_cli
     from registry.runtime import cli as runtime_cli
 
     accounts_cli.add_commands(commands)
     gc_cli.add_commands(commands)
     migrate_cli.add_commands(commands)
+    replication_cli.add_commands(commands)
     runtime_cli.add_commands(commands)
     return parser
 

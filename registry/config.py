@@ -220,6 +220,14 @@ class NotificationsConfig:
 
 
 @dataclass
+class ReplicationConfig:
+    rules: list = option([], "replication rules: a YAML list of {name, direction: pull|push, url, username, password, "
+                             "ca_file, repositories, tags, versions, platforms, destination_prefix, schedule, "
+                             "on_push, concurrency, delete, referrers, enabled} (env/flag: the same as JSON); "
+                             "see docs/replication.md. The admin API adds more")
+
+
+@dataclass
 class AuditConfig:
     retention_days: float = option(90.0, "days audit entries (every push, pull, delete, login, denial and admin "
                                          "action) are kept; older ones are purged hourly, except those a webhook "
@@ -256,6 +264,7 @@ class Config:
     fsck: FsckConfig = field(default_factory=FsckConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
     # Derived values, resolved once so every reader agrees.
     @property

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -45,25 +43,14 @@ async def _storage(config: Config) -> tuple[Any, Any]:
 
 
 async def _run_import(args: argparse.Namespace, source: Any) -> Any:
-    from registry.content.local import LocalContent
-    from registry.events.journal import Journal, Source as EventSource
-    from registry.gc.immutable import ImmutableTags
-    from registry.gc.policy import parse_quotas
+    from registry.command_content import local_content
     from registry.migrate.importer import Importer
 
     config = load(args)
-    db, store = await _storage(config)
-    try:
-        journal = Journal(db, EventSource(f"{socket.gethostname()}:import", str(uuid.uuid4())))
-        content = LocalContent(db, store, quotas=parse_quotas(config.quota.namespaces),
-                               grace_seconds=config.gc.grace_period, immutable=ImmutableTags.from_config(config),
-                               journal=journal)
+    async with local_content(config, "import") as content:
         importer = Importer(content, source, prefix=args.repository_prefix, dry_run=args.dry_run,
                             manifest_limit=config.limits.manifest_bytes, blob_limit=config.limits.blob_bytes)
         return await importer.run()
-    finally:
-        await store.close()
-        await db.close()
 
 
 def _import(args: argparse.Namespace) -> int:

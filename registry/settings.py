@@ -15,13 +15,15 @@ from registry.config import load as load_options
 from registry.events.endpoints import NotificationsConfigError, parse_endpoints
 from registry.gc.immutable import parse_immutable_tags
 from registry.gc.policy import PolicyError, parse_quotas, parse_retention
+from registry.replication.rules import ReplicationConfigError, parse_rules
 from registry.mirror.upstreams import MirrorConfigError, parse_local_namespaces, parse_upstreams
 from registry.startup import require_extra
 
 
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Config:
     # The extras first: the directory's check parses its filters with the ldap extra's own parser.
-    return load_options(args, environ, checks=(_extras, _mirror, _policies, _auth_files, _directory, _notifications))
+    return load_options(args, environ, checks=(_extras, _mirror, _policies, _auth_files, _directory, _notifications,
+                                                  _replication))
 
 
 def require_extras(config: Config) -> None:
@@ -80,3 +82,10 @@ def _notifications(config: Config, sources: Mapping[str, str]) -> None:
         parse_endpoints(config.notifications.endpoints)
     except NotificationsConfigError as exc:
         raise ConfigError(f"{sources.get('notifications.endpoints', 'notifications.endpoints')}: {exc}") from None
+
+
+def _replication(config: Config, sources: Mapping[str, str]) -> None:
+    try:
+        parse_rules(config.replication.rules)
+    except ReplicationConfigError as exc:
+        raise ConfigError(f"{sources.get('replication.rules', 'replication.rules')}: {exc}") from None

@@ -21,12 +21,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("content", "mirror", "auth", "runtime", "http_errors", "events"),  # content (local and mirrored), identities,
     #                                                      the runtime; failures as HTTP (used by auth and all above);
     #                                                      events: the journal the content writes, webhooks, audit
-    ("migrate",),                                        # import from registry:2 and OCI layouts, export to OCI
-    #                                                      layouts: a client of the content layer
+    ("replication", "migrate"),                          # clients of the content layer and the registry client:
+    #                                                      replication rules and runs; import and export
     ("api",),                                            # HTTP handlers of the Distribution API and /auth/token
     ("admin", "http_edges"),                             # the admin API and page, metrics, logs; framing
     ("app", "settings"),                                 # the application assembled; configuration with its sections
-    ("server", "cli", "accounts_cli", "gc_cli", "migrate_cli", "healthcheck", "config_docs", "migrations", "__main__"),  # entry points
+    ("server", "cli", "accounts_cli", "gc_cli", "healthcheck", "config_docs", "migrations", "__main__",
+     "migrate_cli", "replication_cli", "command_content"),  # entry points
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

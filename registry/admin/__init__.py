@@ -13,8 +13,8 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from registry.admin import (audit, immutable, maintenance, metrics, mirror, notifications, page, repositories,
-                                storage, uploads)
+    from registry.admin import (audit, immutable, maintenance, metrics, mirror, notifications, page, replication,
+                                repositories, storage, uploads)
     from registry.admin.common import INVENTORY_KEY
     from registry.api.common import CONTENT_KEY
     from registry.content.inventory import Inventory
@@ -28,6 +28,7 @@ def add_routes(app: web.Application) -> None:
     storage.add_routes(app)
     uploads.add_routes(app)
     notifications.add_routes(app)
+    replication.add_routes(app)
     audit.add_routes(app)
     page.add_routes(app)
     metrics.add_routes(app)

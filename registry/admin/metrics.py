@@ -24,7 +24,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from registry.admin.common import every, inventory
 from registry.admin.maintenance import MAINTENANCE_KEY
 from registry.admin.notifications import NOTIFIER_KEY
+from registry.admin.replication import REPLICATION_KEY
 from registry.api.common import CONTENT_KEY, MIRROR_KEY
+from registry.metadata import replication as replication_rows
 
 # The classic text format, which generate_latest writes and every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -354,6 +356,29 @@ async def notification_families(notifier: Any) -> list[Metric]:
     return [sent, failed, pending, success]
 
 
+async def replication_families(db: Any) -> list[Metric]:
+    """Per replication rule, from its history in the database (the same whatever process ran it)."""
+    runs = CounterMetricFamily("registry_replication_runs", "Replication runs finished, by rule and status "
+                               "(succeeded, failed, interrupted)", labels=["rule", "status"])
+    sent = CounterMetricFamily("registry_replication_bytes", "Blob bytes a replication rule sent to its destination",
+                               labels=["rule"])
+    blobs = CounterMetricFamily("registry_replication_blobs", "Blobs a replication rule sent to its destination",
+                                labels=["rule"])
+    bytes_by_rule: dict[str, int] = {}
+    blobs_by_rule: dict[str, int] = {}
+    async with db.read() as conn:
+        totals = await replication_rows.totals(conn)
+    for rule, status, count, byte_count, blob_count in totals:
+        if status != "running":
+            runs.add_metric([rule, status], count)
+        bytes_by_rule[rule] = bytes_by_rule.get(rule, 0) + byte_count
+        blobs_by_rule[rule] = blobs_by_rule.get(rule, 0) + blob_count
+    for rule, value in bytes_by_rule.items():
+        sent.add_metric([rule], value)
+        blobs.add_metric([rule], blobs_by_rule[rule])
+    return [runs, sent, blobs]
+
+
 GAUGES_KEY = web.AppKey("metric_gauges", DatabaseGauges)
 MIRROR_COUNTERS_KEY = web.AppKey("mirror_counters", MirrorCounters)
 
@@ -368,6 +393,8 @@ async def serve_metrics(request: web.Request) -> web.Response:
     notifier = request.app.get(NOTIFIER_KEY)
     if notifier is not None and notifier.endpoints:
         snapshot += await notification_families(notifier)
+    if request.app.get(REPLICATION_KEY) is not None:
+        snapshot += await replication_families(request.app[CONTENT_KEY].db)
     return web.Response(body=exposition(snapshot), headers={"Content-Type": CONTENT_TYPE})
 
 
