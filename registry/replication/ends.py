@@ -6,17 +6,19 @@ other, the same code either way round: a pull rule's source is remote, a push ru
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from registry.client import RegistryClient
-from registry.client.client import UpstreamNotFound
+from registry.client.client import UpstreamNotFound, referrers_tag
 from registry.content.local import LocalContent
 from registry.digest import digest_bytes, parse_digest
 from registry.errors import RegistryError
 
 CHUNK = 1024 * 1024
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 CATALOG_PAGE = 1000
 BlobOpener = Callable[[], contextlib.AbstractAsyncContextManager[AsyncIterable[bytes]]]
 
@@ -62,6 +64,9 @@ class End(Protocol):
         """True when the blob was linked without its bytes moving (a mount), False when sent."""
     async def put_manifest(self, repository: str, reference: str, fetched: Fetched) -> None: ...
     async def referrers(self, repository: str, digest: str) -> list[dict[str, Any]]: ...
+    async def list_referrers(self, repository: str, subject: str, descriptors: list[dict[str, Any]]) -> bool:
+        """After `descriptors` (a subject's referrers) were written: make them findable where the
+        destination has no referrers API (the OCI 1.1 `sha256-<hex>` tag). True when that tag changed."""
     async def delete_tag(self, repository: str, tag: str) -> None: ...
 
 
@@ -139,6 +144,9 @@ class LocalEnd:
         found = await self.content.referrers(repository, parse_digest(digest), None)
         return [{"digest": r.digest, "mediaType": r.media_type, "size": r.size} for r in found]
 
+    async def list_referrers(self, repository: str, subject: str, descriptors: list[dict[str, Any]]) -> bool:
+        return False  # this registry indexes a manifest's subject as it is written
+
     async def delete_tag(self, repository: str, tag: str) -> None:
         await self.content.delete_manifest(repository, tag)
 
@@ -149,6 +157,9 @@ class RemoteEnd:
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
         self.label = client.base_url
+        # Whether the registry answered a manifest with a subject with OCI-Subject (it has the referrers
+        # API); None until one was written.
+        self.indexes_subjects: bool | None = None
 
     async def repositories(self, literal: list[str] | None) -> list[str]:
         if literal is not None:
@@ -207,14 +218,42 @@ class RemoteEnd:
         return False
 
     async def put_manifest(self, repository: str, reference: str, fetched: Fetched) -> None:
-        await self.client.put_manifest(repository, reference, fetched.payload, fetched.media_type)
+        pushed = await self.client.put_manifest(repository, reference, fetched.payload, fetched.media_type)
+        if _has_subject(fetched.payload):
+            self.indexes_subjects = pushed.subject is not None
 
     async def referrers(self, repository: str, digest: str) -> list[dict[str, Any]]:
         found = await self.client.referrers(repository, digest)
         return list(found.descriptors)
 
+    async def list_referrers(self, repository: str, subject: str, descriptors: list[dict[str, Any]]) -> bool:
+        if self.indexes_subjects is not False or not descriptors:
+            return False
+        tag = referrers_tag(parse_digest(subject))
+        current = await self.manifest(repository, tag)
+        listed: list[dict[str, Any]] = []
+        if current is not None:
+            manifests = json.loads(current.payload).get("manifests")
+            listed = [m for m in manifests if isinstance(m, dict)] if isinstance(manifests, list) else []
+        known = {m.get("digest") for m in listed}
+        added = [d for d in descriptors if d.get("digest") not in known]
+        if not added:
+            return False
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed + added},
+                           separators=(",", ":")).encode()
+        await self.client.put_manifest(repository, tag, index, OCI_INDEX)
+        return True
+
     async def delete_tag(self, repository: str, tag: str) -> None:
         await self.client.delete_manifest(repository, tag)
+
+
+def _has_subject(payload: bytes) -> bool:
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("subject"), dict)
 
 
 def _reference(reference: str) -> Any:

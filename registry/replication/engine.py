@@ -169,13 +169,19 @@ class Replicator:
         return whole
 
     async def _referrers(self, repository: str, target: str, subject: str, depth: int) -> None:
-        for descriptor in await self._call(lambda: self.source.referrers(repository, subject)):
+        found = await self._call(lambda: self.source.referrers(repository, subject))
+        copied = []
+        for descriptor in found:
             digest = descriptor.get("digest")
             if not isinstance(digest, str):
                 continue
             await self._manifest_by_digest(repository, target, digest)
+            copied.append(descriptor)
             if depth > 1:
                 await self._referrers(repository, target, digest, depth - 1)
+        if await self._call(lambda: self.destination.list_referrers(target, subject, copied)):
+            self.tally.manifests += 1
+            self.tally.wrote(f"{target}:{subject.replace(':', '-')} (the referrers tag)")
 
     async def _blob(self, repository: str, target: str, digest: str, size: int) -> None:
         key = (target, digest)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.auth.conftest import AuthRegistry, User, add_accounts
 from tests.support.images import OCI_INDEX, OCI_MANIFEST, OciLayout, json_bytes, run, sha256
 from tests.support.mirror import DistributionProcess, push_blob
 from tests.support.netlab import Site, Splitter
@@ -30,7 +33,7 @@ from tests.support.testca import TestCA
 
 pytestmark = pytest.mark.e2e
 
-USER, PASSWORD = "sync", "sync-pw"
+USER, PASSWORD = "sync", "sync-password"
 SIGNATURE_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 
@@ -171,16 +174,45 @@ def blob_finishes(log_path: Path, digest: str) -> int:
     return len(re.findall(rf'"PUT /v2/\S+/blobs/uploads/\S*digest=sha256(?::|%3A){hex_part}\S*" 201 ', text))
 
 
+class TokenClient:
+    """HEADs on a registry in token mode, as the user `sync`: the token dance by hand (httpx has none)."""
+
+    def __init__(self, registry: AuthRegistry) -> None:
+        self.registry = registry
+        self.http = httpx.Client(verify=registry.verify(), timeout=30)
+        self.tokens: dict[str, str] = {}
+
+    def status(self, path: str) -> int:
+        scope = f"repository:{path.split('/v2/')[1].rsplit('/', 2)[0]}:pull"
+        headers = {"Authorization": f"Bearer {self.tokens[scope]}"} if scope in self.tokens else {}
+        answer = self.http.head(f"{self.registry.url}{path}", headers=headers)
+        if answer.status_code != 401:
+            return answer.status_code
+        challenge = dict(re.findall(r'(\w+)="([^"]*)"', answer.headers["WWW-Authenticate"]))
+        token = self.http.get(challenge["realm"], params={"service": challenge["service"], "scope": scope},
+                              auth=(USER, PASSWORD))
+        assert token.status_code == 200, token.text
+        self.tokens[scope] = token.json()["token"]
+        return self.status(path)
+
+
 def test_a_push_rule_follows_docker_pushes_within_seconds_and_resumes_after_sigkill_without_resending(
         tmp_path: Path, docker_images, skopeo) -> None:
     ca = TestCA(tmp_path / "ca")
-    b = RegistryProcess(tmp_path / "b" / "data", tls=ca.issue(["127.0.0.1", "localhost"])).start()
+    cert = ca.issue(["127.0.0.1", "localhost"])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"rules:\n  - repositories: [\"prod/*\"]\n    users: [{USER}]\n    actions: [pull, push]\n")
+    b = AuthRegistry(tmp_path / "b" / "data", ca_file=ca.cert_file, args=[
+        "--auth-mode", "token", "--auth-policy-file", str(policy), "--tls-cert-file", str(cert.cert_file),
+        "--tls-key-file", str(cert.key_file)]).start()
+    add_accounts(b.data_dir, users=[User(USER, PASSWORD)])
     site = Site("loopback", "127.0.0.1")
     link = Splitter(site, b.host, tmp_path / "splitter.log", max_piece=65536, max_delay=0.002).start()
     rule = {"name": "to-b", "direction": "push", "url": f"https://localhost:{link.port}", "ca_file": str(ca.cert_file),
-            "repositories": ["prod/**"], "on_push": True, "concurrency": 1}
+            "username": USER, "password": PASSWORD, "repositories": ["prod/**"], "on_push": True, "concurrency": 1}
     env = {"REGISTRY_REPLICATION_RULES": json.dumps([rule])}
     a = RegistryProcess(tmp_path / "a" / "data", env=env)
+    at_b = TokenClient(b)
     try:
         a.start()
         # docker push to A shows up in B within seconds.
@@ -191,16 +223,14 @@ def test_a_push_rule_follows_docker_pushes_within_seconds_and_resumes_after_sigk
         digest = httpx.head(f"{a.url}/v2/prod/app/manifests/v1", timeout=30,
                             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
                             ).headers["Docker-Content-Digest"]
-        with httpx.Client(verify=b.verify(), timeout=30) as client:
-            while client.head(f"{b.url}/v2/prod/app/manifests/{digest}").status_code != 200:
-                assert time.monotonic() - pushed_at < 20, a.log_tail()
-                time.sleep(0.2)
-        arrived = time.monotonic() - pushed_at
-        assert arrived < 20
+        while at_b.status(f"/v2/prod/app/manifests/{digest}") != 200:
+            assert time.monotonic() - pushed_at < 20, a.log_tail()
+            time.sleep(0.2)
+        print(f"docker push to A: in B after {time.monotonic() - pushed_at:.2f}s")
         trust = tmp_path / "certs"  # a cert dir holds CAs (*.crt) only: a lone key would be taken for a client's
         trust.mkdir()
         (trust / "ca.crt").write_bytes(ca.cert_file.read_bytes())
-        ours = inspect_raw(skopeo, f"127.0.0.1:{b.port}/prod/app:v1", ca_dir=trust)
+        ours = inspect_raw(skopeo, f"127.0.0.1:{b.port}/prod/app:v1", f"{USER}:{PASSWORD}", ca_dir=trust)
         assert sha256(ours) == digest
 
         # Three big layers pushed to A; A is killed once B has the first, and restarted.
@@ -218,30 +248,78 @@ def test_a_push_rule_follows_docker_pushes_within_seconds_and_resumes_after_sigk
                              headers={"Content-Type": OCI_MANIFEST}, timeout=30)
         assert response.status_code == 201, response.text
         deadline = time.monotonic() + 60
-        with httpx.Client(verify=b.verify(), timeout=30) as client:
-            def at_b(d: str) -> bool:
-                return client.head(f"{b.url}/v2/prod/big/blobs/{d}").status_code == 200
-            while sum(at_b(d) for d in digests) < 1:
-                assert time.monotonic() < deadline, a.log_tail()
-                time.sleep(0.05)
-            a.kill()
-            done_at_kill = [d for d in digests if at_b(d)]
-            assert len(done_at_kill) < 3, "the run finished before the kill: make the layers bigger"
-            a.start()
-            deadline = time.monotonic() + 90
-            while client.head(f"{b.url}/v2/prod/big/manifests/v1").status_code != 200:
-                assert time.monotonic() < deadline, a.log_tail()
-                time.sleep(0.3)
+        while sum(at_b.status(f"/v2/prod/big/blobs/{d}") == 200 for d in digests) < 1:
+            assert time.monotonic() < deadline, a.log_tail()
+            time.sleep(0.05)
+        a.kill()
+        done_at_kill = [d for d in digests if at_b.status(f"/v2/prod/big/blobs/{d}") == 200]
+        assert len(done_at_kill) < 3, "the run finished before the kill: make the layers bigger"
+        restarted_at = time.monotonic()
+        a.start()
+        deadline = time.monotonic() + 90
+        while at_b.status("/v2/prod/big/manifests/v1") != 200:
+            assert time.monotonic() < deadline, a.log_tail()
+            time.sleep(0.3)
+        print(f"restart to done: {time.monotonic() - restarted_at:.1f}s; {len(done_at_kill)} of 3 layers at B at "
+              "the kill")
         for d in done_at_kill:
             assert blob_finishes(b.log_path, d) == 1, f"{d} was sent again after the restart"
         sent = (link.stats() - before).up_bytes
         total = sum(len(x) for x in layers)
+        print(f"bytes to B: {sent} for {total} of layers")
         # What crossed: every layer once, plus at most the one in flight at the kill (and requests' heads).
         assert sent < total + len(layers[0]) + 1024 * 1024, (sent, total)
         history = runs(a, "to-b")
         assert any(r["status"] == "interrupted" for r in history), history
         assert any(r["trigger"] == "resume" and r["status"] == "succeeded" for r in history), history
     finally:
+        at_b.http.close()
         a.stop()
         link.stop()
         b.stop()
+
+
+def test_registry_replicate_pushes_to_distribution_with_the_referrers_tag_it_needs(
+        upstream: DistributionProcess, skopeo, oci_image: OciLayout, tmp_path: Path) -> None:
+    """On demand from the command line, to a registry without the referrers API (Distribution 2.8.2, basic
+    auth): the image byte-exact, its signature, and the `sha256-<hex>` tag that lists it there."""
+    rule = {"name": "to-dist", "direction": "push", "url": upstream.url, "username": USER, "password": PASSWORD,
+            "repositories": ["shipped/*"], "destination_prefix": "mirror/"}
+    env = {"REGISTRY_REPLICATION_RULES": json.dumps([rule])}
+    with RegistryProcess(tmp_path / "data", env=env) as registry:
+        skopeo("copy", "--dest-tls-verify=false", "--preserve-digests", f"oci:{oci_image.path}:v1",
+               f"docker://{registry.host}/shipped/app:v1")
+        subject = inspect_raw(skopeo, f"{registry.host}/shipped/app:v1")
+        payload = b'{"signed":"' + sha256(subject).encode() + b'"}'
+        layer = push_blob(registry.url, "shipped/app", payload)
+        config = push_blob(registry.url, "shipped/app", b"{}")
+        signature = json_bytes({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": SIGNATURE_TYPE,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": len(payload)}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": sha256(subject), "size": len(subject)}})
+        response = httpx.put(f"{registry.url}/v2/shipped/app/manifests/{sha256(signature)}", content=signature,
+                             headers={"Content-Type": OCI_MANIFEST}, timeout=30)
+        assert response.status_code == 201, response.text
+
+        command = [sys.executable, "-m", "registry", "replicate", "to-dist", "--data-dir", str(registry.data_dir),
+                   "--json"]
+        result = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert report["status"] == "succeeded" and report["errors"] == 0, report
+        assert "Traceback" not in result.stderr
+
+        theirs = inspect_raw(skopeo, f"{upstream.host}/mirror/shipped/app:v1", f"{USER}:{PASSWORD}")
+        assert theirs == subject
+        listed = json.loads(inspect_raw(skopeo, f"{upstream.host}/mirror/shipped/app:{sha256(subject).replace(':', '-')}",
+                                        f"{USER}:{PASSWORD}"))
+        assert [m["digest"] for m in listed["manifests"]] == [sha256(signature)]
+        again = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        second = json.loads(again.stdout)
+        assert (second["blobs"], second["bytes"], second["manifests"]) == (0, 0, 0), second
+        unknown = subprocess.run([*command[:4], "nope", *command[5:]], env={**os.environ, **env},
+                                 capture_output=True, text=True, timeout=300)
+        assert unknown.returncode == 2 and "no replication rule named 'nope'" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
