@@ -1,9 +1,10 @@
 """Leases in the database: one holder at a time across processes, and a dead holder cannot block the
 others for longer than the lease's length.
 
-Four things are leased: an upload (one writer per session), a maintenance job (one gc, retention
-or fsck run at a time), a mirror fill (one fetch of a blob from its upstream) and a webhook
-endpoint (one process sends to it, in order). Each is a row
+Five things are leased: an upload (one writer per session), a maintenance job (one gc, retention
+or fsck run at a time), a mirror fill (one fetch of a blob from its upstream), a webhook
+endpoint (one process sends to it, in order) and a replication rule (one run at a time; its
+LeaseKind is in metadata/replication.py, beside its table). Each is a row
 with an owner and an expiry; `LeaseKind` says which table and columns, and whether releasing
 deletes the row (a fill's row is only its lease) or clears the owner (an upload's and a job's rows
 hold more). `renewed()` is the one renewal loop: it extends the lease every third of its length
