@@ -569,6 +569,11 @@ class LocalContent:
             await self.record(conn, _blob_pushed(repository, digest, size))
         return BlobContent(str(digest), size)
 
+    async def holders(self, digest: Digest, limit: int = 10) -> list[str]:
+        """Repositories linking the blob (a few, by name): where a copy elsewhere could mount it from."""
+        async with self.db.read() as conn:
+            return await blob_rows.holders(conn, str(digest), limit)
+
     async def stored_size(self, digest: Digest) -> int | None:
         """Size of a blob known to the registry (in any repository)."""
         async with self.db.read() as conn:

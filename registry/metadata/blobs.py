@@ -39,6 +39,17 @@ _LINK = (select(repository_blobs.c.repository_id, blobs.c.size, repository_blobs
          .select_from(_LINKED).where(*_IN_REPOSITORY))
 
 
+_HOLDERS = (select(repositories.c.name)
+            .select_from(repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
+            .where(repository_blobs.c.digest == bindparam("digest")).order_by(repositories.c.name)
+            .limit(bindparam("limit")))
+
+
+async def holders(conn: Connection, digest: str, limit: int) -> list[str]:
+    """Up to `limit` repositories linking the blob, by name (ix_repository_blobs_digest)."""
+    return list((await conn.execute(_HOLDERS, {"digest": digest, "limit": limit})).scalars())
+
+
 async def linked_blob(conn: Connection, repository: str, digest: str) -> Link | None:
     """The blob's link into the named repository, if any: what a HEAD or GET needs."""
     row = (await conn.execute(_LINK, {"repository": repository, "digest": digest})).first()

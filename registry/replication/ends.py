@@ -57,6 +57,8 @@ class End(Protocol):
     async def tag_digest(self, repository: str, tag: str) -> str | None: ...
     async def has_manifest(self, repository: str, digest: str) -> bool: ...
     async def has_blob(self, repository: str, digest: str) -> bool: ...
+    async def holders(self, digest: str) -> list[str]:
+        """Repositories known to hold the blob at this end (none, where it cannot tell)."""
     def open_blob(self, repository: str, digest: str) -> contextlib.AbstractAsyncContextManager[AsyncIterable[bytes]]:
         ...
     async def put_blob(self, repository: str, digest: str, size: int, mount_from: str | None,
@@ -122,6 +124,9 @@ class LocalEnd:
                 return False
             raise
         return True
+
+    async def holders(self, digest: str) -> list[str]:
+        return await self.content.holders(parse_digest(digest))
 
     @contextlib.asynccontextmanager
     async def open_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterable[bytes]]:
@@ -199,6 +204,9 @@ class RemoteEnd:
         except UpstreamNotFound:
             return False
         return True
+
+    async def holders(self, digest: str) -> list[str]:
+        return []  # the Distribution API cannot say which repositories hold a blob
 
     @contextlib.asynccontextmanager
     async def open_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterable[bytes]]:

@@ -196,7 +196,7 @@ class Replicator:
                 self.tally.present += 1
                 self._where.setdefault(digest, target)
                 return
-            mount_from = self._where.get(digest)
+            mount_from = self._where.get(digest) or await self._mount_source(target, digest)
             mounted = await self._call(lambda: self.destination.put_blob(
                 target, digest, size, mount_from, lambda: self.source.open_blob(repository, digest)))
             self._where.setdefault(digest, target)
@@ -205,6 +205,16 @@ class Replicator:
             else:
                 self.tally.blobs += 1
                 self.tally.bytes += size
+
+    async def _mount_source(self, target: str, digest: str) -> str | None:
+        """A destination repository an earlier run copied the blob to: another repository of the source
+        that holds it and that this rule covers, under its destination name. A mount that misses costs
+        nothing more: the destination answers it with an upload session, which the bytes then use."""
+        for holder in await self._call(lambda: self.source.holders(digest)):
+            candidate = self.rule.destination(holder)
+            if candidate != target and self.rule.wants_repository(holder):
+                return candidate
+        return None
 
     async def _delete_missing(self, target: str, source_tags: set[str]) -> None:
         for tag in await self._call(lambda: self.destination.tags(target)):

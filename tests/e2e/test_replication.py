@@ -233,6 +233,18 @@ def test_a_push_rule_follows_docker_pushes_within_seconds_and_resumes_after_sigk
         ours = inspect_raw(skopeo, f"127.0.0.1:{b.port}/prod/app:v1", f"{USER}:{PASSWORD}", ca_dir=trust)
         assert sha256(ours) == digest
 
+        # The same image in another repository: B mounts its layers from prod/app, no byte crosses again.
+        run(["docker", "tag", image.id, f"{a.host}/prod/copy:v1"], timeout=60)
+        run(["docker", "push", f"{a.host}/prod/copy:v1"], timeout=180)
+        deadline = time.monotonic() + 20
+        while at_b.status(f"/v2/prod/copy/manifests/{digest}") != 200:
+            assert time.monotonic() < deadline, a.log_tail()
+            time.sleep(0.2)
+        mounted = re.findall(r'"POST /v2/prod/copy/blobs/uploads/\?mount=\S*from=prod(?:/|%2F)app\S*" 201 ',
+                             b.log_path.read_text())
+        sent_to_copy = re.findall(r'"PUT /v2/prod/copy/blobs/uploads/\S*" 201 ', b.log_path.read_text())
+        assert len(mounted) == len(image.diff_ids) + 1 and not sent_to_copy, (mounted, sent_to_copy)  # and the config
+
         # Three big layers pushed to A; A is killed once B has the first, and restarted.
         layers = [os.urandom(24 * 1024 * 1024) for _ in range(3)]
         digests = [push_blob(a.url, "prod/big", data) for data in layers]
