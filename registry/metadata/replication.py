@@ -153,6 +153,14 @@ async def interrupt_stale_runs(conn: Connection, rule_name: str) -> int:
     return int(result.rowcount)
 
 
+async def left_running(conn: Connection, rule_name: str) -> bool:
+    """Whether a run of the rule is still marked running (asked when no process holds its lease: the run's
+    process died)."""
+    query = (select(replication_runs.c.id)
+             .where(replication_runs.c.rule == rule_name, replication_runs.c.status == "running").limit(1))
+    return (await conn.execute(query)).first() is not None
+
+
 async def runs(conn: Connection, rule_name: str | None, limit: int, before: int | None = None) -> list[RunRow]:
     """Newest first; `before`: a run id, for the next page."""
     query = select(replication_runs).order_by(replication_runs.c.id.desc()).limit(limit)

@@ -7,7 +7,7 @@ A rule is due when:
 - it runs on push, and a push or delete in a repository it covers was recorded after its cursor (the
   rule reads the events table like a webhook endpoint: a push made while this process was down, or
   during a run that was killed, is still after the cursor and is replicated when it comes back);
-- its last run was killed midway (marked `running` with no live lease): it resumes.
+- its last run was killed midway (marked `running` with no live lease): it resumes at once.
 
 Runs of one rule never overlap, across processes too: whoever takes its lease runs it, renews the
 lease while it runs, and releases it after. A run that failed is retried after a pause that doubles
@@ -213,9 +213,9 @@ class Replication:
         now = time.time()
         async with self.db.read() as conn:
             found = await rows.rules(conn)
-            horizon = await event_rows.horizon(self.db, conn)
         for row in found:
-            if row.name in self._running or self._retry_at.get(row.name, (0.0, 0.0))[0] > now:
+            paused = self._retry_at.get(row.name, (0.0, 0.0))[0] > now and row.run_requested_at is None
+            if row.name in self._running or paused:  # a run asked for is not held back by a failure's pause
                 continue
             if row.owner is not None and row.expires_at is not None and row.expires_at >= now:
                 continue  # another process runs it
@@ -224,15 +224,18 @@ class Replication:
             except ReplicationConfigError as exc:
                 log.warning("replication: %s", exc)
                 continue
-            trigger = await self._due(rule, row, now, horizon)
+            trigger = await self._due(rule, row, now)
             if trigger is not None:
                 self._running[rule.name] = asyncio.create_task(self._run(rule.name, trigger))
 
-    async def _due(self, rule: Rule, row: rows.RuleRow, now: float, horizon: int) -> str | None:
+    async def _due(self, rule: Rule, row: rows.RuleRow, now: float) -> str | None:
         if row.run_requested_at is not None:
             return "manual"
         if not rule.enabled:
             return None
+        async with self.db.read() as conn:
+            if await rows.left_running(conn, rule.name):  # its process died midway: pick up where it stopped
+                return "resume"
         if rule.timing is not None:
             if row.next_run_at is None:  # a new rule, or a new schedule: its first firing from now
                 async with self.db.write(durable=False) as conn:
