@@ -58,6 +58,15 @@ function ago(seconds) {
   return h("time", { datetime: new Date(seconds * 1000).toISOString(), title: new Date(seconds * 1000).toISOString() }, text);
 }
 
+// A time to come (a scheduled run), shown like ago() shows one past.
+function soon(seconds) {
+  if (!seconds) return h("span", { class: "muted" }, "–");
+  const d = seconds - Date.now() / 1000;
+  const text = d < 60 ? "within a minute" : d < 3600 ? `in ${Math.floor(d / 60)} min`
+    : d < 86400 ? `in ${Math.floor(d / 3600)} h` : `in ${Math.floor(d / 86400)} d`;
+  return h("time", { datetime: new Date(seconds * 1000).toISOString(), title: new Date(seconds * 1000).toISOString() }, text);
+}
+
 const shortDigest = (d) => d.replace(/^(sha\d+:)(.{12}).*$/, "$1$2");
 const repoLink = (name) => `#/repo/${encodeURIComponent(name)}`;
 const manifestLink = (name, digest) => `#/manifest/${encodeURIComponent(name)}/${encodeURIComponent(digest)}`;
@@ -584,6 +593,240 @@ async function audit(params) {
       : h("p", { class: "muted", id: "no-audit" }, "No entries match."));
 }
 
+// -- replication ------------------------------------------------------------------------
+// Rules of the configuration (read-only here) and of the API (edited here), runs on request and
+// their history. While a run is asked for or going on, the rules and the history refresh every
+// second; the form is left alone, so nothing typed in it is lost.
+const RULE_TEXTS = ["url", "username", "ca_file", "versions", "destination_prefix", "schedule"];
+const RULE_LISTS = ["repositories", "tags", "platforms"];
+const RULE_FLAGS = { on_push: false, delete: false, referrers: true, enabled: true };
+let replicationView = null;  // the view shown now: a refresh of an older one stops there
+let replicationTimer = null;
+
+const ruleLink = (name) => `#/replication?rule=${encodeURIComponent(name)}`;
+const statusTag = (status) => h("span", { class: `tag status status-${status}` }, status);
+const runFigures = (run) => `${run.manifests} manifests, ${run.blobs} blobs, ${bytes(run.bytes)}, ${run.mounted} mounted, ${run.errors} errors`;
+const commaList = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
+
+function seconds(s) {
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+function ruleFilters(r) {
+  return [["repositories", r.repositories.join(", ")], ["tags", r.tags.join(", ")], ["versions", r.versions],
+    ["platforms", r.platforms.join(", ")], ["prefix", r.destination_prefix]]
+    .filter(([, v]) => v).map(([k, v]) => h("div", {}, h("span", { class: "muted" }, `${k} `), h("span", { class: "mono" }, v)));
+}
+
+function ruleTrigger(r) {
+  const ways = [r.schedule ? `schedule ${r.schedule}` : null, r.on_push ? "on push" : null].filter(Boolean);
+  return ways.length ? ways.join("; ") : h("span", { class: "muted" }, "manual only");
+}
+
+// Running or asked for now, then the last finished run: its status, when, and what it moved.
+function ruleState(r) {
+  const now = r.running ? "running" : r.run_requested_at ? "requested" : null;
+  const last = r.last_run && r.last_run.status !== "running" ? r.last_run : null;
+  return [now ? h("div", {}, statusTag(now)) : null,
+    last ? h("div", {}, statusTag(last.status), " ", ago(last.finished_at)) : null,
+    last ? h("div", { class: "muted figures" }, runFigures(last)) : null,
+    now || last ? null : h("span", { class: "muted" }, "never run")];
+}
+
+function ruleRow(r, actions) {
+  const state = h("td", { class: "state" }, ruleState(r));
+  const run = h("button", { type: "button", class: "run-rule", onclick: (e) => actions.run(r, e.currentTarget, state) }, "Run now");
+  const editable = r.origin === "api";
+  return h("tr", { dataset: { rule: r.name, origin: r.origin } },
+    h("td", {}, h("a", { href: ruleLink(r.name), class: "rule-name" }, h("strong", {}, r.name))),
+    h("td", { class: "direction" }, r.invalid ? h("span", { class: "error" }, r.invalid)
+      : [`${r.direction} ${r.direction === "pull" ? "from" : "to"} `, h("span", { class: "mono" }, r.url),
+        r.username ? h("div", { class: "muted" }, `as ${r.username}`) : null]),
+    h("td", { class: "filters" }, r.invalid ? "–" : ruleFilters(r)),
+    h("td", { class: "trigger" }, r.invalid ? "–" : ruleTrigger(r)),
+    h("td", { class: "enabled" }, r.invalid ? "–" : r.enabled ? "yes" : h("span", { class: "muted" }, "no")),
+    h("td", { class: "origin" }, r.origin === "config" ? h("span", { class: "muted" }, "configuration (replication.rules)") : "admin API"),
+    state,
+    h("td", { class: "next-run" }, soon(r.next_run_at)),
+    h("td", { class: "actions" }, run, " ",
+      editable ? [r.invalid ? null : h("button", { type: "button", class: "edit-rule", onclick: () => actions.edit(r) }, "Edit"), " ",
+        h("button", { type: "button", class: "danger delete-rule", onclick: () => actions.remove(r) }, "Delete")]
+        : h("span", { class: "muted", title: "Change it in the configuration" }, "read-only")));
+}
+
+// A run's row and, under it, its errors, skipped and copied lines (hidden until asked for).
+function runRows(run, expanded) {
+  const d = run.detail || {};
+  const sections = [["Errors", d.errors, "error"], ["Skipped", d.skipped, null], ["Copied", d.copied, null]]
+    .filter(([, lines]) => lines && lines.length);
+  const detail = h("tr", { class: "run-detail", dataset: { detailOf: run.id }, hidden: !expanded.has(run.id) },
+    h("td", { colspan: 14 }, sections.length ? sections.map(([title, lines, cls]) => h("div", { class: `run-${title.toLowerCase()}` },
+      h("h3", {}, `${title} (${lines.length})`), h("pre", { class: cls }, lines.join("\n"))))
+      : h("span", { class: "muted" }, run.status === "running" ? "Still running." : "Nothing recorded.")));
+  const toggle = h("button", { type: "button", class: "run-toggle", onclick: () => {
+    detail.hidden = !detail.hidden;
+    if (detail.hidden) expanded.delete(run.id); else expanded.add(run.id);
+    toggle.textContent = detail.hidden ? "Details" : "Hide";
+  } }, expanded.has(run.id) ? "Hide" : "Details");
+  const num = (v) => h("td", { class: "num" }, v);
+  return [h("tr", { dataset: { run: run.id, rule: run.rule, status: run.status } },
+    num(run.id), h("td", {}, h("a", { href: ruleLink(run.rule) }, run.rule)), h("td", {}, run.trigger),
+    h("td", { class: "status" }, statusTag(run.status)), h("td", {}, ago(run.started_at)),
+    num(run.finished_at ? seconds(run.finished_at - run.started_at) : "–"),
+    num(run.manifests), num(run.blobs), h("td", { class: "num bytes" }, bytes(run.bytes)), num(run.mounted),
+    num(run.present), num(run.deleted), h("td", { class: "num errors" }, run.errors), h("td", {}, toggle)), detail];
+}
+
+function runsSection(first, path, only, expanded) {
+  const body = h("tbody", {});
+  const addRows = (page) => { for (const run of page.runs) body.append(...runRows(run, expanded)); };
+  addRows(first);
+  const more = moreButton("more-runs", "More runs", first.next, path, addRows);
+  return [h("h2", {}, only ? `Runs of ${only}` : "Runs"),
+    only ? h("p", {}, h("a", { href: "#/replication", id: "all-runs" }, "« Runs of every rule")) : null,
+    body.children.length ? h("table", { id: "replication-runs" },
+      h("thead", {}, h("tr", {}, ["Run", "Rule", "Trigger", "Status", "Started", "Took", "Manifests", "Blobs", "Bytes",
+        "Mounted", "Present", "Deleted", "Errors", ""].map((x) => h("th", {}, x)))), body)
+      : h("p", { class: "muted", id: "no-runs" }, "No runs yet."),
+    more];
+}
+
+// The form that adds a rule or replaces one of the API's; `rulesNow()` is the list shown, `saved()`
+// refreshes it.
+function ruleForm(rulesNow, saved) {
+  const inputs = { name: h("input", { type: "text", id: "rule-name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}", placeholder: "from-dc1" }),
+    direction: h("select", { id: "rule-direction" }, h("option", { value: "pull" }, "pull (copy from the remote to here)"),
+      h("option", { value: "push" }, "push (copy from here to the remote)")),
+    url: h("input", { type: "url", id: "rule-url", required: true, placeholder: "https://dc1.example.com" }),
+    username: h("input", { type: "text", id: "rule-username", autocomplete: "off" }),
+    password: h("input", { type: "password", id: "rule-password", autocomplete: "new-password" }),
+    ca_file: h("input", { type: "text", id: "rule-ca_file", placeholder: "/etc/registry/dc1-ca.pem" }),
+    repositories: h("input", { type: "text", id: "rule-repositories", placeholder: "** (every repository)" }),
+    tags: h("input", { type: "text", id: "rule-tags", placeholder: "* (every tag)" }),
+    versions: h("input", { type: "text", id: "rule-versions", placeholder: ">=1.2 <2" }),
+    platforms: h("input", { type: "text", id: "rule-platforms", placeholder: "every platform" }),
+    destination_prefix: h("input", { type: "text", id: "rule-destination_prefix", placeholder: "dc1/" }),
+    schedule: h("input", { type: "text", id: "rule-schedule", placeholder: "every 10m, @daily or 0 3 * * *" }),
+    concurrency: h("input", { type: "number", id: "rule-concurrency", min: 1, max: 32, required: true }) };
+  for (const k of Object.keys(RULE_FLAGS)) inputs[k] = h("input", { type: "checkbox", id: `rule-${k}` });
+  const title = h("h2", { id: "rule-form-title" }, "Add a rule");
+  const error = h("p", { class: "error", id: "rule-form-error", role: "alert" });
+  const cancel = h("button", { type: "button", id: "rule-cancel", hidden: true, onclick: () => fill(null) }, "Cancel editing");
+  let editing = null;
+  const field = (label, key, hint) => h("label", { for: `rule-${key}` }, label, inputs[key], hint ? h("small", {}, hint) : null);
+  const check = (label, key) => h("label", { class: "check", for: `rule-${key}` }, inputs[key], label);
+
+  function fill(rule) {
+    editing = rule ? rule.name : null;
+    inputs.name.value = rule ? rule.name : "";
+    inputs.name.readOnly = Boolean(rule);
+    inputs.direction.value = rule ? rule.direction : "pull";
+    for (const k of RULE_TEXTS) inputs[k].value = rule ? rule[k] : "";
+    for (const k of RULE_LISTS) inputs[k].value = rule ? rule[k].join(", ") : "";
+    for (const [k, v] of Object.entries(RULE_FLAGS)) inputs[k].checked = rule ? rule[k] : v;
+    inputs.concurrency.value = rule ? rule.concurrency : 4;
+    inputs.password.value = "";
+    inputs.password.placeholder = !rule ? "" : rule.password_set ? "stored: leave empty to keep it" : "none stored";
+    title.textContent = rule ? `Edit rule ${rule.name}` : "Add a rule";
+    cancel.hidden = !rule;
+    error.textContent = "";
+  }
+
+  function body() {
+    const rule = { name: inputs.name.value.trim(), direction: inputs.direction.value, concurrency: Number(inputs.concurrency.value) };
+    for (const k of RULE_TEXTS) rule[k] = inputs[k].value.trim();
+    for (const k of RULE_LISTS) rule[k] = commaList(inputs[k].value);
+    for (const k of Object.keys(RULE_FLAGS)) rule[k] = inputs[k].checked;
+    if (inputs.password.value) rule.password = inputs.password.value;  // left out: the stored one stays
+    return rule;
+  }
+
+  const form = h("form", { class: "panel rule-form", id: "rule-form", onsubmit: async (e) => {
+    e.preventDefault();
+    const rule = body();
+    error.textContent = "";
+    if (!editing && rulesNow().some((r) => r.name === rule.name)) {
+      error.textContent = `A rule named ${rule.name} exists already: edit it instead.`;
+      return;
+    }
+    try {
+      await api(`/replication/rules/${encodeURIComponent(rule.name)}`, { method: "PUT", body: rule });
+      toast(`${editing ? "Saved" : "Added"} rule ${rule.name}`);
+      fill(null);
+      await saved();
+    } catch (err) { error.textContent = err.message; }
+  } },
+  h("div", { class: "fields" },
+    field("Name", "name"), field("Direction", "direction"), field("Remote registry URL", "url"),
+    field("Username", "username"), field("Password", "password"), field("CA file (on the server)", "ca_file"),
+    field("Repositories", "repositories", "comma-separated; * within a segment, ** across"),
+    field("Tags", "tags", "comma-separated shell globs"), field("Versions", "versions", "a semver range tags must satisfy"),
+    field("Platforms", "platforms", "comma-separated, e.g. linux/amd64, linux/arm64/v8"),
+    field("Destination prefix", "destination_prefix"), field("Schedule", "schedule", "empty: no schedule"),
+    field("Concurrency", "concurrency", "blobs moved at once")),
+  h("div", { class: "toolbar checks" }, check("on push (push rules)", "on_push"), check("delete tags gone at the source", "delete"),
+    check("referrers follow their subject", "referrers"), check("enabled", "enabled")),
+  h("div", { class: "toolbar" }, h("button", { type: "submit", class: "primary", id: "rule-save" }, "Save rule"), cancel),
+  error);
+  fill(null);
+  return { element: h("div", { id: "rule-editor" }, title, form), edit: (rule) => { fill(rule); title.scrollIntoView(); },
+    editing: () => editing, reset: () => fill(null) };
+}
+
+async function replication(params) {
+  const only = params.get("rule") || "";
+  const runsPath = `/replication/runs?${new URLSearchParams({ limit: params.get("limit") || "50", ...(only ? { rule: only } : {}) })}`;
+  const view = {};
+  replicationView = view;
+  clearTimeout(replicationTimer);
+  const rulesHolder = h("div", {});
+  const runsHolder = h("div", {});
+  const expanded = new Set();
+  let rules = [];
+  const later = () => {
+    clearTimeout(replicationTimer);
+    replicationTimer = setTimeout(() => refresh().catch((err) => toast(err.message, true)), 1000);
+  };
+  const actions = {
+    run: async (r, button, state) => {
+      button.disabled = true;
+      try {
+        await api(`/replication/rules/${encodeURIComponent(r.name)}/run`, { method: "POST" });
+        state.replaceChildren(h("div", {}, statusTag("requested")));
+        later();
+      } catch (err) { toast(err.message, true); button.disabled = false; }
+    },
+    edit: (r) => form.edit(r),
+    remove: async (r) => {
+      if (!(await confirmDialog(`Delete the rule ${r.name}?`,
+        "Nothing more is copied by it; what it copied stays, and so does its history."))) return;
+      try {
+        await api(`/replication/rules/${encodeURIComponent(r.name)}`, { method: "DELETE" });
+        toast(`Deleted rule ${r.name}`);
+        if (form.editing() === r.name) form.reset();
+        await refresh();
+      } catch (err) { toast(err.message, true); }
+    },
+  };
+  const form = ruleForm(() => rules, () => refresh());
+  async function refresh() {
+    if (replicationView !== view) return;
+    const [listed, runs] = await Promise.all([api("/replication/rules"), api(runsPath)]);
+    if (replicationView !== view) return;
+    rules = listed.rules;
+    rulesHolder.replaceChildren(rules.length ? table(["Rule", "Direction", "Filters", "Trigger", "Enabled", "Origin", "State",
+      "Next run", ""], rules.map((r) => ruleRow(r, actions)), { id: "replication-rules" })
+      : h("p", { class: "muted", id: "no-replication-rules" }, "No rules yet."));
+    runsHolder.replaceChildren(...runsSection(runs, runsPath, only, expanded).filter(Boolean));
+    if (rules.some((r) => r.running || r.run_requested_at)) later();
+  }
+  await refresh();
+  main().replaceChildren(h("h1", {}, "Replication"),
+    h("p", { class: "muted" }, "A pull rule copies images from another registry to this one, a push rule from this one to another; ",
+      "each runs on its schedule, on pushes here (push rules), or when asked. Rules of the configuration are changed there."),
+    rulesHolder, form.element, runsHolder);
+}
+
 // -- routing ----------------------------------------------------------------------------
 async function render() {
   const [path, query] = location.hash.replace(/^#/, "").split("?");
@@ -602,6 +845,7 @@ async function render() {
     else if (view === "mirror") await mirror();
     else if (view === "maintenance") await maintenance();
     else if (view === "immutable") await immutable();
+    else if (view === "replication") await replication(params);
     else if (view === "notifications") await notifications();
     else if (view === "audit") await audit(params);
     else main().replaceChildren(h("p", {}, "Unknown page."));
