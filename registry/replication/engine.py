@@ -33,6 +33,7 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 5
 MAX_WAIT = 60.0  # a Retry-After longer than this is waited in steps of this, up to MAX_ATTEMPTS
 REFERRER_DEPTH = 4  # a signature of an SBOM of an image: referrers of referrers, this deep
+MAX_REFERRERS = 1000  # of one subject: more is a peer gone wrong (or hostile), not a supply chain
 MAX_ERROR_LINES = 50
 MAX_COPIED_LINES = 200
 REFERRERS_TAG = re.compile(r"sha256-[0-9a-f]{64}")  # the OCI 1.1 fallback tag: follows its subject
@@ -170,8 +171,10 @@ class Replicator:
 
     async def _referrers(self, repository: str, target: str, subject: str, depth: int) -> None:
         found = await self._call(lambda: self.source.referrers(repository, subject))
+        if len(found) > MAX_REFERRERS:
+            self.tally.skip(f"{target}@{subject}: {len(found)} referrers; the first {MAX_REFERRERS} are copied")
         copied = []
-        for descriptor in found:
+        for descriptor in found[:MAX_REFERRERS]:
             digest = descriptor.get("digest")
             if not isinstance(digest, str):
                 continue
