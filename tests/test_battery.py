@@ -87,6 +87,12 @@ def case(id: str, method: str, target: str, status: int, code: str | None, *head
 
 
 CT_OCI = ("Content-Type", OCI_MANIFEST)
+CONFIG_RULE = "battery-cfg"  # a replication rule of the plain registry's configuration (never due: no schedule)
+
+
+def rule_body(**changes: object) -> bytes:
+    """A valid replication rule's JSON (to an address nobody listens on), with `changes` made."""
+    return json.dumps({"direction": "pull", "url": "http://127.0.0.1:9", **changes}).encode()
 
 
 def manifest_body(text: str | bytes) -> Body:
@@ -483,6 +489,99 @@ CASES: list[Case] = [
     case("audit/webhook-test-get", "GET", "/admin/api/notifications/nope/test", 405, "UNSUPPORTED"),
     case("audit/webhooks-delete", "DELETE", "/admin/api/notifications", 405, "UNSUPPORTED"),
 
+    # -- replication rules and runs (admin API); the plain registry has the config rule CONFIG_RULE -----------
+    case("replication/put-not-json", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=b"direction=pull"),
+    case("replication/put-array", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=b'[{"direction": "pull", "url": "http://127.0.0.1:9"}]'),
+    case("replication/put-null", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED", body=b"null"),
+    case("replication/put-empty-body", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED"),
+    case("replication/put-unknown-key", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(verify_tls=False)),
+    case("replication/put-duplicate-key", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=b'{"direction": "pull", "url": "http://127.0.0.1:9", "url": "http://127.0.0.1:10"}'),
+    case("replication/put-url-list", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(url=["http://127.0.0.1:9"])),
+    case("replication/put-url-missing", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=b'{"direction": "pull"}'),
+    case("replication/put-concurrency-string", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(concurrency="four")),
+    case("replication/put-concurrency-10e400", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=b'{"direction": "pull", "url": "http://127.0.0.1:9", "concurrency": 1' + b"0" * 400 + b"}"),
+    case("replication/put-concurrency-zero", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(concurrency=0)),
+    case("replication/put-on-push-string", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(direction="push", on_push="true")),
+    case("replication/put-direction-sideways", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(direction="sideways")),
+    case("replication/put-url-credentials", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(url="http://user:pw@127.0.0.1:9")),
+    case("replication/put-url-path", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(url="http://127.0.0.1:9/v2/")),
+    case("replication/put-url-ftp", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(url="ftp://127.0.0.1:9")),
+    case("replication/put-url-file", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(url="file:///etc/passwd")),
+    case("replication/put-url-port-letters", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(url="http://127.0.0.1:http")),
+    case("replication/put-url-nul", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(url="http://127.0.0.1\u0000:9")),
+    case("replication/put-glob-double-slash", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(repositories=["a//b"])),
+    case("replication/put-glob-star-star-in-segment", "PUT", "/admin/api/replication/rules/battery-new", 400,
+         "UNSUPPORTED", body=rule_body(repositories=["prod**"])),
+    case("replication/put-platform-bad", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(platforms=["Linux"])),
+    case("replication/put-semver-bad", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(versions=">=1.2.3.4.5")),
+    case("replication/put-schedule-feb-30", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(schedule="0 0 30 2 *")),
+    case("replication/put-schedule-every-0s", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(schedule="every 0s")),
+    case("replication/put-on-push-pull-rule", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(on_push=True)),
+    case("replication/put-prefix-uppercase", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(destination_prefix="DC1/")),
+    case("replication/put-name-differs", "PUT", "/admin/api/replication/rules/battery-new", 400, "UNSUPPORTED",
+         body=rule_body(name="battery-other")),
+    case("replication/put-name-slash", "PUT", "/admin/api/replication/rules/a%2Fb", 404, "NOT_FOUND",
+         body=rule_body()),
+    case("replication/put-name-dot-dot", "PUT", "/admin/api/replication/rules/%2e%2e", 404, "NOT_FOUND",
+         body=rule_body()),
+    case("replication/put-name-65", "PUT", "/admin/api/replication/rules/" + "n" * 65, 404, "NOT_FOUND",
+         body=rule_body()),
+    case("replication/put-name-nul", "PUT", "/admin/api/replication/rules/a%00b", 404, "NOT_FOUND", body=rule_body()),
+    case("replication/put-config-rule", "PUT", "/admin/api/replication/rules/" + CONFIG_RULE, 403, "DENIED",
+         body=rule_body()),
+    case("replication/delete-config-rule", "DELETE", "/admin/api/replication/rules/" + CONFIG_RULE, 403, "DENIED"),
+    case("replication/delete-unknown", "DELETE", "/admin/api/replication/rules/battery-none", 404, "NOT_FOUND"),
+    case("replication/delete-name-slash", "DELETE", "/admin/api/replication/rules/a%2Fb", 404, "NOT_FOUND"),
+    case("replication/delete-name-dot-dot", "DELETE", "/admin/api/replication/rules/..", 404, "NOT_FOUND"),
+    case("replication/delete-name-65", "DELETE", "/admin/api/replication/rules/" + "n" * 65, 404, "NOT_FOUND"),
+    case("replication/run-unknown", "POST", "/admin/api/replication/rules/battery-none/run", 404, "NOT_FOUND"),
+    case("replication/run-name-dot-dot", "POST", "/admin/api/replication/rules/%2e%2e/run", 404, "NOT_FOUND"),
+    case("replication/run-name-65", "POST", "/admin/api/replication/rules/" + "n" * 65 + "/run", 404, "NOT_FOUND"),
+    case("replication/run-get", "GET", "/admin/api/replication/rules/" + CONFIG_RULE + "/run", 405, "UNSUPPORTED"),
+    case("replication/rules-post", "POST", "/admin/api/replication/rules", 405, "UNSUPPORTED", body=rule_body()),
+    case("replication/runs-limit-zero", "GET", "/admin/api/replication/runs?limit=0", 400, "PAGINATION_NUMBER_INVALID"),
+    case("replication/runs-limit-letters", "GET", "/admin/api/replication/runs?limit=abc", 400,
+         "PAGINATION_NUMBER_INVALID"),
+    case("replication/runs-limit-501", "GET", "/admin/api/replication/runs?limit=501", 400,
+         "PAGINATION_NUMBER_INVALID"),
+    case("replication/runs-limit-arabic", "GET", "/admin/api/replication/runs?limit=%D9%A3", 400,
+         "PAGINATION_NUMBER_INVALID"),
+    case("replication/runs-last-letters", "GET", "/admin/api/replication/runs?last=abc", 400, "UNSUPPORTED"),
+    case("replication/runs-last-negative", "GET", "/admin/api/replication/runs?last=-1", 400, "UNSUPPORTED"),
+    case("replication/runs-last-10e30", "GET", "/admin/api/replication/runs?last=1" + "0" * 30, 400, "UNSUPPORTED"),
+    case("replication/runs-rule-slash", "GET", "/admin/api/replication/runs?rule=a/b", 400, "UNSUPPORTED"),
+    case("replication/runs-rule-65", "GET", "/admin/api/replication/runs?rule=" + "n" * 65, 400, "UNSUPPORTED"),
+    case("replication/run-id-letters", "GET", "/admin/api/replication/runs/abc", 404, "NOT_FOUND"),
+    case("replication/run-id-10e30", "GET", "/admin/api/replication/runs/1" + "0" * 30, 404, "NOT_FOUND"),
+    case("replication/run-id-negative", "GET", "/admin/api/replication/runs/-1", 404, "NOT_FOUND"),
+    case("replication/run-id-arabic", "GET", "/admin/api/replication/runs/%D9%A3", 404, "NOT_FOUND"),
+    case("replication/run-id-past-int64", "GET", "/admin/api/replication/runs/" + "9" * 19, 404, "NOT_FOUND"),
+    case("replication/runs-delete", "DELETE", "/admin/api/replication/runs/1", 405, "UNSUPPORTED"),
+
     # -- token mode: the token server, and bad requests with and without a token -----------------------
     case("token/mode-none-has-no-token-server", "GET", "/auth/token?scope=repository:a:pull", 404, "UNSUPPORTED"),
     case("token/grant-client-credentials", "POST", "/auth/token", 400, "UNSUPPORTED",
@@ -564,7 +663,9 @@ def _seed(client: httpx.Client, headers: dict[str, str]) -> Seed:
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     root = tmp_path_factory.mktemp("battery")
-    env = {"REGISTRY_IMMUTABLE_TAGS": json.dumps([{"repositories": REPO, "tags": "v1"}])}
+    env = {"REGISTRY_IMMUTABLE_TAGS": json.dumps([{"repositories": REPO, "tags": "v1"}]),
+           "REGISTRY_REPLICATION_RULES": json.dumps([{"name": CONFIG_RULE, "direction": "pull",
+                                                       "url": "http://127.0.0.1:9"}])}
     with RegistryProcess(root / "data", env=env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         yield Target(server, _seed(client, {}), client, {}, 200)
 
@@ -628,5 +729,5 @@ def test_the_battery_covers_every_endpoint_family() -> None:
     assert len(CASES) >= 120, len(CASES)
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
     for family in ("base", "names", "blobs", "uploads", "manifests", "tags", "catalog", "referrers", "http", "admin",
-                   "audit", "token"):
+                   "audit", "replication", "token"):
         assert families.get(family, 0) >= 4, (family, families)

@@ -179,7 +179,8 @@ def _url(entry: Entry) -> str:
         raise entry.fail("url", "an http:// or https:// URL of a registry's root (no path)")
     if parts.username or parts.password:
         raise entry.fail("url", "credentials go in username and password, not in the URL")
-    return url
+    # The scheme in lower case, as urljoin writes it: the client checks an upload's Location against this URL.
+    return parts.scheme + url[len(parts.scheme):]
 
 
 def _patterns(entry: Entry, key: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ exist their 404 is accepted (it is documented for the GET of a last report).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -27,12 +28,21 @@ MAINTENANCE = ("/admin/api/gc", "/admin/api/retention", "/admin/api/fsck")
 def schema_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
     # A webhook endpoint nobody listens on: its test event is answered (not delivered), not a 404.
     endpoints = [{"name": "ci", "url": f"http://127.0.0.1:{free_port()}/events", "timeout": "1s"}]
-    env = {"REGISTRY_NOTIFICATIONS_ENDPOINTS": json.dumps(endpoints)}
-    with RegistryProcess(tmp_path_factory.mktemp("schema") / "data", env=env) as registry:
+    # A replication rule of the configuration that copies team/app within this registry: its run is in the history.
+    port = free_port()
+    rules = [{"name": "copy", "direction": "pull", "url": f"http://127.0.0.1:{port}", "repositories": ["team/app"],
+              "destination_prefix": "copy/"}]
+    env = {"REGISTRY_NOTIFICATIONS_ENDPOINTS": json.dumps(endpoints), "REGISTRY_REPLICATION_RULES": json.dumps(rules)}
+    with RegistryProcess(tmp_path_factory.mktemp("schema") / "data", port=port, env=env) as registry:
         with httpx.Client(base_url=registry.url) as client:
             push_image(client, "team/app", "latest")
             push_index(client, "team/multi", "latest")
             client.post("/v2/team/app/blobs/uploads/")
+            assert client.post("/admin/api/replication/rules/copy/run").status_code == 202
+            deadline = time.monotonic() + 60
+            while [r["status"] for r in client.get("/admin/api/replication/runs").json()["runs"]] != ["succeeded"]:
+                assert time.monotonic() < deadline, registry.log_tail()
+                time.sleep(0.2)
         yield registry
 
 
