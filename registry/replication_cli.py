@@ -25,7 +25,7 @@ async def _replicate(args: argparse.Namespace) -> dict[str, Any]:
 
     config = load(args)
     async with local_content(config, "replicate") as content:
-        await sync_config_rules(content.db, parse_rules(config.replication.rules))
+        await sync_config_rules(content.db, parse_rules(config.replication.rules), drop_others=False)
         owner = f"{socket.gethostname()}:cli/{uuid.uuid4().hex[:12]}"
         result = await run_rule(content.db, content, args.rule, "manual", owner)
     return {"run": result.run_id, "rule": args.rule, "status": result.status, **result.tally.counts(),

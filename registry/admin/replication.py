@@ -44,7 +44,7 @@ async def list_rules(request: web.Request) -> web.Response:
     service = _service(request)
     async with service.db.read() as conn:
         found = await rows.rules(conn)
-        last = {r.rule: r for r in reversed(await rows.runs(conn, None, 1000))}  # newest wins
+        last = {row.name: newest[0] for row in found if (newest := await rows.runs(conn, row.name, 1))}
     shown: list[dict[str, Any]] = []
     for row in found:
         try:
@@ -62,7 +62,8 @@ async def list_rules(request: web.Request) -> web.Response:
 async def put_rule(request: web.Request) -> web.Response:
     name = _rule_name(request)
     body = await json_body(request)
-    body.setdefault("name", name)
+    if body.get("name") is None:
+        body["name"] = name
     if body["name"] != name:
         raise HTTPError("UNSUPPORTED", "the body's name differs from the URL's", status=400)
     service = _service(request)
@@ -71,7 +72,7 @@ async def put_rule(request: web.Request) -> web.Response:
     if existing is not None and existing.origin == "config":
         raise RegistryError("DENIED", "this rule is defined in the config file (replication.rules); change it there",
                             detail={"name": name})
-    if "password" not in body and existing is not None:
+    if body.get("password") is None and existing is not None:  # absent or null: the stored one stays
         body["password"] = existing.definition.get("password", "")
     try:
         rule = parse_rule(body, "rule")

@@ -76,14 +76,16 @@ def client_for(rule: Rule) -> RegistryClient:
     return RegistryClient(rule.url, rule.username, rule.password, retries=3, tls=trust_context(cas))
 
 
-async def sync_config_rules(db: Database, configured: list[Rule]) -> None:
+async def sync_config_rules(db: Database, configured: list[Rule], drop_others: bool = True) -> None:
     """The config file's rules into the database (where every process, the API and the page read them);
-    those it no longer names go. Rules made through the API are left alone, unless the file now names
-    one: the file wins."""
+    those it no longer names go, when the server starts (`drop_others`; a command started with another
+    file must not take the server's rules away). Rules made through the API are left alone, unless the
+    file now names one: the file wins."""
     async with db.write() as conn:
         for rule in configured:
             await rows.save_rule(db, conn, rule.name, rule.as_json(with_secret=True), "config")
-        await rows.drop_config_rules_except(conn, [r.name for r in configured])
+        if drop_others:
+            await rows.drop_config_rules_except(conn, [r.name for r in configured])
 
 
 async def run_rule(db: Database, local: LocalContent, name: str, trigger: str, owner: str) -> RunResult:

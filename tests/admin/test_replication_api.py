@@ -232,8 +232,9 @@ def test_metrics_count_runs_and_bytes_per_rule(admin: httpx.Client) -> None:
 
 # -- registry replicate ----------------------------------------------------------------------------
 
-def replicate(server: RegistryProcess, remote: Remote, rule: str, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "REGISTRY_REPLICATION_RULES": config_rules(remote)}
+def replicate(server: RegistryProcess, remote: Remote, rule: str, *extra: str,
+              with_rules: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "REGISTRY_REPLICATION_RULES": config_rules(remote) if with_rules else "[]"}
     return subprocess.run([sys.executable, "-m", "registry", "replicate", rule, "--data-dir", str(server.data_dir),
                            *extra], env=env, capture_output=True, text=True, timeout=120)
 
@@ -247,6 +248,14 @@ def test_the_cli_runs_a_rule_and_prints_its_report(server: RegistryProcess, remo
     assert {"manifests", "blobs", "bytes", "mounted", "present", "deleted", "skipped", "copied"} <= report.keys()
     run = ok(admin.get(f"{BASE}/runs/{report['run']}"))  # the server sees the CLI's run
     assert run["status"] == "succeeded" and run["trigger"] == "manual" and "cli/" in run["owner"], run
+
+
+def test_the_cli_started_without_the_servers_rules_runs_them_and_takes_none_away(
+        server: RegistryProcess, remote: Remote, admin: httpx.Client) -> None:
+    result = replicate(server, remote, CONFIG_RULE, "--json", with_rules=False)
+    assert result.returncode == 0, result.stderr
+    names = [r["name"] for r in ok(admin.get(f"{BASE}/rules"))["rules"]]
+    assert CONFIG_RULE in names, names
 
 
 def test_the_cli_says_so_for_an_unknown_rule(server: RegistryProcess, remote: Remote) -> None:
