@@ -4,7 +4,8 @@ GET    /admin/api/replication/rules                 every rule: its definition (
                                                      next scheduled run, whether a process runs it now
 PUT    /admin/api/replication/rules/{name}          create or replace a rule (a body without `password` keeps
                                                      the stored one); 403 for a rule of the config file
-DELETE /admin/api/replication/rules/{name}          delete a rule made through the API (its history stays)
+DELETE /admin/api/replication/rules/{name}          delete a rule made through the API (its history stays); 403
+                                                     while a process runs it
 POST   /admin/api/replication/rules/{name}/run      ask for a run now (202); one process takes it within a second
 GET    /admin/api/replication/runs?rule=&limit=&last=   the history, newest first, paged by run id
 GET    /admin/api/replication/runs/{id}             one run, with its errors and what it copied
@@ -95,6 +96,10 @@ async def delete_rule(request: web.Request) -> web.Response:
         if existing.origin == "config":
             raise RegistryError("DENIED", "this rule is defined in the config file (replication.rules); remove it "
                                 "there", detail={"name": name})
+        if existing.expires_at is not None and existing.expires_at >= time.time():
+            # Its lease is its row: deleted now, a rule made again by the name could run beside this run.
+            raise RegistryError("DENIED", "this rule is running now; delete it when the run has ended",
+                                detail={"name": name, "owner": existing.owner})
         await rows.delete_rule(conn, name)
     return web.json_response({"deleted": name})
 
