@@ -149,6 +149,10 @@ def test_a_scheduled_pull_rule_copies_the_filtered_set_byte_exact_then_nothing_t
 
             second = wait_for_runs(registry, "from-dc1", 2)[0]
             assert second["status"] == "succeeded", second
+            for run_row in (first, second):
+                print(f"run {run_row['id']}: {run_row['manifests']} manifests, {run_row['blobs']} blobs, "
+                      f"{run_row['bytes']} bytes, {run_row['present']} present, "
+                      f"{run_row['finished_at'] - run_row['started_at']:.2f}s")
             assert (second["bytes"], second["blobs"], second["manifests"]) == (0, 0, 0), second
 
             # The upstream moves v1.2.0 to another image; the next run follows it.
