@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from registry.cron import MAX_SCHEDULE_LENGTH, CronSchedule, IntervalSchedule, parse_schedule
-from tests.fuzz.conftest import fuzz
+from tests.fuzz.conftest import fuzz_light as fuzz
 from tests.fuzz.strategies import any_text, near
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from registry.semver import (MAX_COMPARATORS, MAX_NUMBER_DIGITS, MAX_RANGE_LENGTH, MAX_TAG_LENGTH, Version, parse_range,
                              parse_version)
-from tests.fuzz.conftest import fuzz
+from tests.fuzz.conftest import fuzz_light as fuzz
 from tests.fuzz.strategies import any_text, near
 
 
