@@ -2,7 +2,7 @@
 """Copying a registry:2 into ours, side by side with the tool registry:2 users reach for (issue 22).
 
     cd /work/main && .venv/bin/python bench/replication.py [--size default|smoke] [--repeat 3]
-        [--repositories R] [--tags T] [--layers L] [--layer-kib S] [--work-dir /var/tmp] [--keep]
+        [--repositories R] [--tags T] [--layers L] [--layer-kib S] [--work-dir /var/tmp] [--copy-dir /dev/shm] [--keep]
 
 The source is Debian's `docker-registry` (CNCF Distribution 2.8.2) on 127.0.0.1 with htpasswd basic auth,
 filesystem driver, seeded once over HTTP (httpx, monolithic uploads) with R repositories x T tags. Each tag is a
@@ -21,8 +21,9 @@ timed step:
   every repository, all tags of each) into a fresh second `docker-registry` (no auth), timed from start to exit;
   and again (its second run).
 - import: `registry import ROOT --json` into a fresh data dir (its database made first, untimed), with no
-  server running, from a copy of the source's storage root made once after seeding (on the same filesystem
-  as the data dirs, so the import hard-links the blobs: docs/migrating.md, Hard links).
+  server running, from a copy of the source's storage root made once after seeding, twice: a copy on the
+  data dirs' filesystem (the import hard-links the blobs: docs/migrating.md, Hard links), and a copy on
+  another filesystem (`--copy-dir`, default /dev/shm: the import reads, copies and fsyncs every byte).
 
 After each copy, untimed, the destination is checked over HTTP (for the import, ours is started on the data
 dir): every repository's tags, every tag's manifest digest, and a HEAD of every blob with its size.
@@ -387,27 +388,26 @@ def skopeo_round(rnd: Round, root: Path, source: Source, seeded: Seeded) -> None
         dest.stop()
 
 
-def import_round(rnd: Round, root: Path, storage_copy: Path, seeded: Seeded) -> None:
+def import_round(rnd: Round, root: Path, storage_copy: Path, seeded: Seeded, key: str) -> None:
     data_dir = root / "ours-import-data"
-    env = clean_env()
-    subprocess.run(ours_cli("db", "upgrade", "--data-dir", str(data_dir)), cwd=REPO_ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(ours_cli("db", "upgrade", "--data-dir", str(data_dir)), cwd=REPO_ROOT, env=clean_env(),
+                   check=True, capture_output=True)
     timed = run_timed(ours_cli("import", str(storage_copy), "--json", "--data-dir", str(data_dir)),
                       clean_env(REGISTRY_LOG_LEVEL="warning"), root)
-    report = parse_report("import", timed, rnd)
+    report = parse_report(key, timed, rnd)
     counts = {k: report.get(k) for k in ("repositories", "tags", "manifests", "blobs", "bytes")}
     imported_bytes = (report.get("bytes") or {}).get("imported")
     linked = sum(1 for p in data_dir.rglob("*") if p.is_file() and p.stat().st_nlink > 1)
-    rnd.record("import", timed, imported_bytes, report=counts, hard_linked_files=linked,
+    rnd.record(key, timed, imported_bytes, report=counts, hard_linked_files=linked,
                skipped=len(report.get("skipped") or []))
-    rnd.check("import", imported_bytes == seeded.unique_bytes, f"bytes {imported_bytes}, seeded {seeded.unique_bytes}")
-    rnd.check("import", (report.get("tags") or {}).get("imported") == seeded.manifests,
+    rnd.check(key, imported_bytes == seeded.unique_bytes, f"bytes {imported_bytes}, seeded {seeded.unique_bytes}")
+    rnd.check(key, (report.get("tags") or {}).get("imported") == seeded.manifests,
               f"tags {report.get('tags')}, seeded {seeded.manifests}")
     server = OursWithRule(root, "ours-import", "[]")
     server.data_dir = data_dir
     server.start()
     try:
-        rnd.problems += [f"import: {p}" for p in verify(server.url, seeded)]
+        rnd.problems += [f"{key}: {p}" for p in verify(server.url, seeded)]
     finally:
         server.stop()
 
@@ -420,7 +420,8 @@ FIGURES = (
     ("second_run", "pull rule, second run (nothing to copy)"),
     ("skopeo_sync", "skopeo sync (yaml source, --all) into docker-registry"),
     ("skopeo_second_run", "skopeo sync, second run"),
-    ("import", "registry import of the source's storage root (copy)"),
+    ("import", "registry import, same filesystem (hard links)"),
+    ("import_copy", "registry import, from tmpfs (bytes copied)"),
 )
 
 
@@ -437,7 +438,7 @@ def summarize(rounds: list[Round]) -> dict[str, dict[str, Any]]:
                     "mbps": median_of(rounds, key, "mbps"), "max_rss_mib": median_of(rounds, key, "max_rss_mib"),
                     "cpu_seconds": median_of(rounds, key, "cpu_seconds"), "bytes": median_of(rounds, key, "bytes")}
     skopeo = out["skopeo_sync"]["seconds"]
-    for key in ("pull_rule", "import"):
+    for key in ("pull_rule", "import", "import_copy"):
         mine = out[key]["seconds"]
         # Speed over skopeo's: skopeo's time / this time (above 1: faster than skopeo sync).
         out[key]["speed_vs_skopeo"] = round(skopeo / mine, 2) if skopeo and mine else None
@@ -489,7 +490,10 @@ def main() -> int:
     parser.add_argument("--layer-kib", type=int)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work-dir", default="/var/tmp", help="parent of the temp dir (not tmpfs)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--copy-dir", default="/dev/shm",
+                        help="another filesystem for the second copy of the source's storage root (the import "
+                             "from it copies the bytes instead of hard-linking them)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs")
     args = parser.parse_args()
     base = SIZES[args.size]
     size = Size(args.repositories or base.repositories, args.tags or base.tags, args.layers or base.layers,
@@ -499,6 +503,12 @@ def main() -> int:
             print(f"{binary} is missing: apt-get install -y skopeo docker-registry", file=sys.stderr)
             return 2
     work = Path(tempfile.mkdtemp(prefix="bench-replication-", dir=args.work_dir))
+    copy_dir = Path(tempfile.mkdtemp(prefix="bench-replication-", dir=args.copy_dir))
+    if copy_dir.stat().st_dev == work.stat().st_dev:
+        print(f"--copy-dir {args.copy_dir} is on the same filesystem as --work-dir {args.work_dir}", file=sys.stderr)
+        shutil.rmtree(work)
+        shutil.rmtree(copy_dir)
+        return 2
     stamp = time.strftime("%Y%m%d-%H%M%S")
     load_start = os.getloadavg()[0]
     rounds: list[Round] = []
@@ -511,8 +521,11 @@ def main() -> int:
         seed_seconds = time.monotonic() - started
         log(f"seeded {seeded.manifests} manifests, {seeded.unique_blobs} blobs, {seeded.unique_bytes / MB:.1f} MB "
             f"in {seed_seconds:.1f} s")
-        storage_copy = work / "source-copy"
-        shutil.copytree(source.storage_root, storage_copy)  # untimed; the source goes on serving the others
+        # Untimed, while the source serves nothing: one copy on the data dirs' filesystem (the import
+        # hard-links its blobs) and one on another (--copy-dir, tmpfs: the import copies the bytes).
+        copies = {"import": work / "source-copy", "import_copy": copy_dir / "source-copy"}
+        for path in copies.values():
+            shutil.copytree(source.storage_root, path)
         for index in range(1, args.repeat + 1):
             rnd = Round(index)
             rounds.append(rnd)
@@ -522,11 +535,12 @@ def main() -> int:
                 step(rnd, root, source, seeded)
                 if not args.keep:
                     shutil.rmtree(root, ignore_errors=True)
-            root = work / f"round-{index}-import"
-            root.mkdir()
-            import_round(rnd, root, storage_copy, seeded)
-            if not args.keep:
-                shutil.rmtree(root, ignore_errors=True)
+            for key, storage_copy in copies.items():
+                root = work / f"round-{index}-{key}"
+                root.mkdir()
+                import_round(rnd, root, storage_copy, seeded, key)
+                if not args.keep:
+                    shutil.rmtree(root, ignore_errors=True)
             for problem in rnd.problems:
                 log(f"  PROBLEM round {index}: {problem}")
         assert source.proc is not None
@@ -535,6 +549,7 @@ def main() -> int:
         source.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(copy_dir, ignore_errors=True)
     summary = summarize(rounds)
     print_table(summary, seeded, size, args.repeat)
     problems = [f"round {r.index}: {p}" for r in rounds for p in r.problems]
@@ -547,7 +562,7 @@ def main() -> int:
     out.write_text(json.dumps({
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "args": vars(args),
         "size": vars(size), "machine": machine(), "load_average": [load_start, load_end],
-        "work_dir": str(work), "seeded": {"manifests": seeded.manifests, "blobs": seeded.unique_blobs,
+        "work_dir": str(work), "copy_dir": str(copy_dir), "seeded": {"manifests": seeded.manifests, "blobs": seeded.unique_blobs,
                                           "bytes": seeded.unique_bytes, "manifest_bytes": seeded.manifest_bytes,
                                           "seconds": round(seed_seconds, 2), "source_peak_rss_mib": source_rss},
         "summary": summary, "rounds": [{"round": r.index, "figures": r.figures, "problems": r.problems}
