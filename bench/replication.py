@@ -28,8 +28,8 @@ timed step:
 After each copy, untimed, the destination is checked over HTTP (for the import, ours is started on the data
 dir): every repository's tags, every tag's manifest digest, and a HEAD of every blob with its size.
 
-Peak RSS: of each CLI process and of skopeo (ru_maxrss from wait4), and of our server over the pull rule
-(VmHWM; the rule's copying runs in the CLI process, the server only shares its database).
+Peak RSS (VmHWM, polled every 10 ms) of each CLI process and of skopeo, and of our server over the pull rule
+(the rule's copying runs in the CLI process, the server only shares its database).
 """
 
 from __future__ import annotations
@@ -264,17 +264,27 @@ class Timed:
 
 
 def run_timed(command: list[str], env: dict[str, str], scratch: Path) -> Timed:
-    """Run a command to its exit; wall time from spawn to reap, and its rusage (peak RSS, CPU)."""
+    """Run a command to its exit; wall time from spawn to reap, its CPU (rusage) and peak RSS.
+
+    Peak RSS is VmHWM polled every 10 ms while it runs (the last value read before it exits), not
+    ru_maxrss: Linux carries the forking parent's high-water mark through exec into the child's
+    ru_maxrss, so it would show this script's own peak (the seed's layers) for every command."""
     os.sync()  # ours fsyncs what it writes, docker-registry does not: nobody pays for the other's dirty pages
     out_path, err_path = scratch / "stdout", scratch / "stderr"
+    hwm = 0
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            hwm = max(hwm, vm_hwm_kib(proc.pid) or 0)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.01)
         seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
     return Timed(command, seconds, proc.returncode, out_path.read_text(errors="replace"),
-                 err_path.read_text(errors="replace"), usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+                 err_path.read_text(errors="replace"), hwm, usage.ru_utime + usage.ru_stime)
 
 
 def ours_cli(*args: str) -> list[str]:
