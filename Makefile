@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test fuzz bench bench-scale docs system-deps swift-venv clean
+.PHONY: serve test fuzz bench bench-scale bench-replication docs system-deps swift-venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/system-deps python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -41,6 +41,12 @@ DATABASE ?= postgres
 bench-scale: $(STAMP)
 	$(if $(filter postgres,$(DATABASE)),scripts/system-deps postgresql)
 	$(VENV)/bin/python bench/scale.py --size $(SIZE) --database $(DATABASE) $(BENCH_ARGS)
+
+# Copying a registry:2 in (bench/README.md, Replication): a pull rule and registry import against skopeo sync.
+# SIZE=smoke for a run of seconds; anything else is the default size (R=20, T=3, L=3, S=2 MiB).
+bench-replication: $(STAMP)
+	scripts/system-deps docker-registry skopeo
+	$(VENV)/bin/python bench/replication.py $(if $(filter smoke,$(SIZE)),--size smoke) $(BENCH_ARGS)
 
 # docs/configuration.md is generated from registry/config.py; a test fails when it is stale.
 docs: $(STAMP)
