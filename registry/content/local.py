@@ -560,6 +560,9 @@ class LocalContent:
         """Link a blob the registry already stores (for another repository) without moving its bytes;
         None when it is not stored. Replication's cross-repository mount: the source of the bytes is
         this registry's own store, whichever repository holds them."""
+        quota = quota_for(self.quotas, repository)
+        if quota is not None:
+            await self._quota_used(quota)  # counted, for `_link` to check, as for a mount
         known = await self._settled(digest)  # before looking: a deletion from here on is seen when linking
         size = await self.stored_size(digest)
         if size is None or await self.store.stat(digest) != size:
