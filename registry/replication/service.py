@@ -41,7 +41,7 @@ from registry.replication.rules import ReplicationConfigError, Rule, parse_rule
 
 log = logging.getLogger("registry.replication")
 
-LEASE_SECONDS = 15.0
+LEASE_SECONDS = 10.0  # renewed every third: a dead process holds a rule this long at most
 TICK_SECONDS = 1.0
 EVENT_BATCH = 1000
 MAX_BACKOFF = 300.0

@@ -342,6 +342,9 @@ def test_openapi_describes_every_admin_route(admin: httpx.Client, server: Regist
         ("/admin/api/immutable-tags/{id}", "DELETE"),
         ("/admin/api/notifications", "GET"), ("/admin/api/notifications/{name}/test", "POST"),
         ("/admin/api/audit", "GET"), ("/admin/api/audit/export", "GET"),
+        ("/admin/api/replication/rules", "GET"), ("/admin/api/replication/rules/{name}", "PUT"),
+        ("/admin/api/replication/rules/{name}", "DELETE"), ("/admin/api/replication/rules/{name}/run", "POST"),
+        ("/admin/api/replication/runs", "GET"), ("/admin/api/replication/runs/{id}", "GET"),
     }
     assert documented == served
 

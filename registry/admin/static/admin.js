@@ -697,7 +697,7 @@ function ruleForm(rulesNow, saved) {
   const inputs = { name: h("input", { type: "text", id: "rule-name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}", placeholder: "from-dc1" }),
     direction: h("select", { id: "rule-direction" }, h("option", { value: "pull" }, "pull (copy from the remote to here)"),
       h("option", { value: "push" }, "push (copy from here to the remote)")),
-    url: h("input", { type: "url", id: "rule-url", required: true, placeholder: "https://dc1.example.com" }),
+    url: h("input", { type: "url", id: "rule-url", required: true, placeholder: "an http(s) URL: the registry's root" }),
     username: h("input", { type: "text", id: "rule-username", autocomplete: "off" }),
     password: h("input", { type: "password", id: "rule-password", autocomplete: "new-password" }),
     ca_file: h("input", { type: "text", id: "rule-ca_file", placeholder: "/etc/registry/dc1-ca.pem" }),
