@@ -20,7 +20,8 @@ from registry.digest import Digest, parse_digest
 from registry.metadata import manifests as manifest_rows
 from registry.metadata import tags as tag_rows
 from registry.metadata.db import Database
-from registry.migrate.files import StagedFile, make_directories, write_file
+from registry.storage.filesystem import make_directories
+from registry.migrate.files import StagedFile, write_file
 from registry.migrate.oci_layout import (INDEX_FILE, LAYOUT_FILE, LAYOUT_VERSION, REF_NAME, IndexEntry, blob_path,
                                          check_layout_file, is_oci_layout, read_index)
 from registry.migrate.source import LayoutError

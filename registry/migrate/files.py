@@ -7,6 +7,8 @@ import os
 import secrets
 from pathlib import Path
 
+from registry.storage.filesystem import fsync_directory
+
 
 class StagedFile:
     """`with StagedFile(path) as out: out.write(...)`; in place only when the block ends without error."""
@@ -41,23 +43,3 @@ class StagedFile:
 def write_file(final: Path, data: bytes) -> None:
     with StagedFile(final) as out:
         out.write(data)
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_directories(directory: Path) -> None:
-    """mkdir -p, each new directory's parent fsynced so the path survives a crash."""
-    if directory.is_dir():
-        return
-    make_directories(directory.parent)
-    try:
-        directory.mkdir()
-    except FileExistsError:
-        return
-    fsync_directory(directory.parent)

@@ -34,12 +34,25 @@ PARALLEL_HASH_BYTES = 1024 * 1024
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
+    """Make a directory's new or removed entries durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_directories(directory: Path) -> None:
+    """mkdir -p, fsyncing each parent that gained an entry so the new path survives a crash."""
+    if directory.is_dir():
+        return
+    make_directories(directory.parent)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        return
+    fsync_directory(directory.parent)
 
 
 def _start_writeback() -> Callable[[int, int, int], None]:
@@ -260,11 +273,11 @@ class FilesystemStore(BlobStore):
         return await asyncio.to_thread(self._quarantine, path, path.name, reason)
 
     def _quarantine(self, source: Path, name: str, reason: str) -> str:
-        self._make_dirs(self.quarantine_dir)
+        make_directories(self.quarantine_dir)
         target = self.quarantine_dir / f"{name}.{int(time.time())}.{re.sub(r'[^a-z0-9-]', '-', reason)}"
         os.rename(source, target)
-        _fsync_dir(source.parent)
-        _fsync_dir(self.quarantine_dir)
+        fsync_directory(source.parent)
+        fsync_directory(self.quarantine_dir)
         return str(target)
 
     # -- staged uploads ---------------------------------------------------------------
@@ -364,24 +377,13 @@ class FilesystemStore(BlobStore):
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._make_dirs(final.parent)
+        make_directories(final.parent)
         try:
             place(source, final)
         except FileExistsError:
             return False
-        _fsync_dir(final.parent)
+        fsync_directory(final.parent)
         return True
-
-    def _make_dirs(self, directory: Path) -> None:
-        """mkdir -p, fsyncing each parent that gained an entry so the new path survives a crash."""
-        if directory.is_dir():
-            return
-        self._make_dirs(directory.parent)
-        try:
-            directory.mkdir()
-        except FileExistsError:
-            return
-        _fsync_dir(directory.parent)
 
     async def put_file(self, digest: Digest, path: Path) -> int:
         """Hard-link a verified local file into place (no copy); copy when on another filesystem."""
