@@ -12,6 +12,7 @@ import math
 import re
 import reprlib
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 from collections.abc import Callable, Iterable
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: int() would also take '٣' or '1_000'
@@ -60,6 +61,20 @@ class Entry:
         if len(text) > max_length:
             raise self.fail(key, f"longer than {max_length} characters")
         return text
+
+    def http_url(self, key: str) -> tuple[str, SplitResult]:
+        """A required http:// or https:// URL with a host (ASCII, no spaces, a numeric port), and its parts."""
+        url = self.text(key, required=True, max_length=2048)
+        if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+            raise self.fail(key, "ASCII without spaces or control characters (percent-encode the rest)")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError as exc:
+            raise self.fail(key, f"not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.fail(key, "an http:// or https:// URL with a host")
+        return url, parts
 
     def flag(self, key: str, default: bool = False) -> bool:
         value = self.raw.get(key)

@@ -97,26 +97,11 @@ def _endpoint(entry: Entry) -> Endpoint:
             raise nested.fail("actions", f"{shown(unknown[0])} is not one of {', '.join(NOTIFIED_ACTIONS)}")
     threshold = entry.integer("threshold", 10, minimum=1, maximum=1000)
     assert threshold is not None
-    return Endpoint(name=name, url=_url(entry), headers=_headers(entry),
+    return Endpoint(name=name, url=entry.http_url("url")[0], headers=_headers(entry),
                     timeout=_duration(entry, "timeout", 5.0, positive=True),
                     threshold=threshold, backoff=_duration(entry, "backoff", 1.0, positive=False),
                     ignored_media_types=frozenset(ignored_types), ignored_actions=frozenset(ignored_actions),
                     disabled=entry.flag("disabled"))
-
-
-def _url(entry: Entry) -> str:
-    url = entry.text("url", required=True, max_length=2048)
-    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
-        raise entry.fail("url", "ASCII without spaces or control characters (percent-encode the rest)")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise entry.fail("url", f"not a URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise entry.fail("url", "an http:// or https:// URL with a host")
-    del port
-    return url
 
 
 def _headers(entry: Entry) -> tuple[tuple[str, str], ...]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from registry.config_entries import Entry, EntryError, described, shown
 from registry.cron import Schedule, parse_schedule
@@ -167,15 +166,9 @@ def _starts_a_name(prefix: str) -> bool:
 
 
 def _url(entry: Entry) -> str:
-    url = entry.text("url", required=True, max_length=2048).rstrip("/")
-    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
-        raise entry.fail("url", "ASCII without spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises for a port that is not a number
-    except ValueError as exc:
-        raise entry.fail("url", f"not a URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+    url, parts = entry.http_url("url")
+    url = url.rstrip("/")
+    if parts.path.rstrip("/"):
         raise entry.fail("url", "an http:// or https:// URL of a registry's root (no path)")
     if parts.username or parts.password:
         raise entry.fail("url", "credentials go in username and password, not in the URL")
