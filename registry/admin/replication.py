@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.admin.common import bounded_number, json_body
+from registry.admin.common import bounded_number, json_body, paged
 from registry.errors import RegistryError
 from registry.http_errors import HTTPError
 from registry.metadata import replication as rows
@@ -125,10 +125,7 @@ async def list_runs(request: web.Request) -> web.Response:
         raise HTTPError("UNSUPPORTED", "last: a run id from the previous page's `next`", status=400)
     async with _service(request).db.read() as conn:
         found = await rows.runs(conn, rule, limit + 1, last)
-    more = len(found) > limit
-    found = found[:limit]
-    return web.json_response({"runs": [r.as_json() for r in found],
-                              "next": found[-1].id if more and found else None})
+    return paged("runs", [r.as_json() for r in found], limit, "id")
 
 
 async def show_run(request: web.Request) -> web.Response:
